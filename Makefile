@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each creates .venv when missing, installs what is missing, and is a fast no-op otherwise.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+FMNIST  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+CHROME  := /usr/bin/chromium
+export RTX_CACHE ?= $(CURDIR)/cache
+
+.PHONY: demo test setup system explore lint bench clean-cache
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(FMNIST):
+	scripts/apt_install.sh dataset-fashion-mnist
+
+$(CHROME):
+	scripts/apt_install.sh chromium
+
+system: $(FMNIST)
+
+setup: $(STAMP) system
+
+demo: setup
+	$(BIN)/rtx precompute --preset demo
+	$(BIN)/rtx serve
+
+test: setup $(CHROME)
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

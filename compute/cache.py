@@ -1,0 +1,393 @@
+"""The only module that speaks SQL: schema, migrations, writes and typed reads of the DuckDB cache.
+
+One process writes `rtx.duckdb` (the `CacheWriter`); DuckDB refuses a second process while it holds the
+file, so after each recorded job the writer publishes a snapshot `rtx.snapshot.duckdb` (checkpoint, copy,
+atomic rename). Readers (`CacheReader`, the explorer, the demo) open the snapshot read-only and see new
+results when they reopen. A job is written in one transaction: kill -9 mid-write leaves a cache that
+opens (DuckDB replays or drops its WAL) and holds every job recorded before.
+
+Large arrays (influence matrices, model weights) live beside the database under the cache directory,
+addressed by job key through `compute.paths.artefact_path`; the database stores their relative paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from compute.errors import RtxError
+from compute.paths import DB_NAME, SNAPSHOT_NAME, cache_dir
+
+SCHEMA_VERSION = 1
+
+# Each entry migrates the schema from version i to i + 1; append, never edit.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS source_models (
+        name VARCHAR PRIMARY KEY, arch VARCHAR, constraint_ VARCHAR, attack_steps INTEGER,
+        source_dataset VARCHAR, checksum VARCHAR, path VARCHAR, clean_acc DOUBLE,
+        train_seconds DOUBLE, meta JSON, created TIMESTAMP DEFAULT current_timestamp);
+    CREATE TABLE IF NOT EXISTS runs (
+        key VARCHAR PRIMARY KEY, status VARCHAR, source VARCHAR, target VARCHAR, n_train INTEGER,
+        seed BIGINT, blocks INTEGER, epochs INTEGER, config JSON, subset_indices INTEGER[],
+        final_test_acc DOUBLE, final_train_loss DOUBLE, wall_seconds DOUBLE, device VARCHAR,
+        error VARCHAR, model_path VARCHAR, created TIMESTAMP DEFAULT current_timestamp);
+    CREATE TABLE IF NOT EXISTS epoch_metrics (
+        run_key VARCHAR, epoch INTEGER, test_acc DOUBLE, train_loss DOUBLE, PRIMARY KEY (run_key, epoch));
+    CREATE TABLE IF NOT EXISTS robustness (
+        source VARCHAR, dataset VARCHAR, norm VARCHAR, eps DOUBLE, steps INTEGER, accuracy DOUBLE,
+        n_images INTEGER, created TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (source, dataset, norm, eps, steps));
+    CREATE TABLE IF NOT EXISTS influence (
+        key VARCHAR PRIMARY KEY, run_key VARCHAR, method VARCHAR, cutoff DOUBLE, n_train INTEGER,
+        n_test INTEGER, matrix_path VARCHAR, query_path VARCHAR, train_indices INTEGER[],
+        test_indices INTEGER[], train_labels INTEGER[], test_labels INTEGER[], test_pred INTEGER[],
+        label_match DOUBLE[], seconds DOUBLE, meta JSON, created TIMESTAMP DEFAULT current_timestamp);
+    CREATE TABLE IF NOT EXISTS influence_topk (
+        influence_key VARCHAR, test_pos INTEGER, rank INTEGER, train_pos INTEGER, score DOUBLE,
+        PRIMARY KEY (influence_key, test_pos, rank));
+    CREATE TABLE IF NOT EXISTS featviz (
+        key VARCHAR, model VARCHAR, seed_image VARCHAR, unit INTEGER, steps INTEGER, step_size DOUBLE,
+        png BLOB, seed_png BLOB, created TIMESTAMP DEFAULT current_timestamp,
+        PRIMARY KEY (key, model, seed_image, unit));
+    CREATE TABLE IF NOT EXISTS thumbnails (
+        dataset VARCHAR, split VARCHAR, idx INTEGER, label INTEGER, png BLOB,
+        PRIMARY KEY (dataset, split, idx));
+    """,
+]
+
+TABLES = ("source_models", "runs", "epoch_metrics", "robustness", "influence", "influence_topk", "featviz", "thumbnails")
+
+
+def db_path(root: Path | None = None) -> Path:
+    return (root or cache_dir()) / DB_NAME
+
+
+def snapshot_path(root: Path | None = None) -> Path:
+    return (root or cache_dir()) / SNAPSHOT_NAME
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    if current > SCHEMA_VERSION:
+        raise RtxError(f"cache schema v{current} is newer than this program (v{SCHEMA_VERSION}); upgrade rtx")
+    for version in range(current, SCHEMA_VERSION):
+        con.execute("BEGIN")
+        con.execute(MIGRATIONS[version])
+        con.execute("INSERT INTO schema_version VALUES (?)", [version + 1])
+        con.execute("COMMIT")
+
+
+class CacheWriter:
+    """The single writer. Use as a context manager; every `record_*` is one transaction."""
+
+    def __init__(self, root: Path | None = None, publish_every: float = 1.0):
+        self.root = root or cache_dir()
+        self.publish_every = publish_every
+        self._last_publish = 0.0
+        try:
+            self.con = duckdb.connect(str(db_path(self.root)))
+        except duckdb.IOException as err:
+            raise RtxError(
+                f"cannot open {db_path(self.root)} for writing ({str(err).splitlines()[0]}); "
+                "another `rtx` command is writing: wait for it or stop it"
+            ) from err
+        except duckdb.Error as err:
+            raise RtxError(
+                f"{db_path(self.root)} is not a readable DuckDB file ({str(err).splitlines()[0]}); "
+                "move it away and re-run (completed results are also in the snapshot)"
+            ) from err
+        _migrate(self.con)
+        self.publish(force=True)
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.publish(force=True)
+            self.con.close()
+            self.con = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+        self.publish()
+
+    def publish(self, force: bool = False) -> None:
+        """Copy the database to the snapshot readers open; throttled to one copy per `publish_every` s."""
+        now = time.monotonic()
+        if not force and now - self._last_publish < self.publish_every:
+            return
+        self.con.execute("CHECKPOINT")
+        target = snapshot_path(self.root)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        shutil.copyfile(db_path(self.root), tmp)
+        os.replace(tmp, target)
+        self._last_publish = now
+
+    # --- writes -------------------------------------------------------------------------------
+    def _insert(self, con: duckdb.DuckDBPyConnection, table: str, row: dict[str, Any]) -> None:
+        cols = list(row)
+        values = [json.dumps(v) if isinstance(v, dict) else v for v in row.values()]
+        con.execute(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
+        )
+
+    def record_source_model(self, row: dict[str, Any]) -> None:
+        """name, arch, constraint_, attack_steps, source_dataset, checksum, path, clean_acc, train_seconds, meta."""
+        with self.transaction() as con:
+            self._insert(con, "source_models", row)
+
+    def record_run(self, run: dict[str, Any], curve: Sequence[dict[str, Any]]) -> None:
+        """One fine-tune: its `runs` row and its learning curve, together or not at all."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM epoch_metrics WHERE run_key = ?", [run["key"]])
+            self._insert(con, "runs", run)
+            if curve:
+                frame = pd.DataFrame([{"run_key": run["key"], **point} for point in curve])
+                con.execute("INSERT INTO epoch_metrics SELECT run_key, epoch, test_acc, train_loss FROM frame")
+
+    def record_robustness(self, rows: Sequence[dict[str, Any]]) -> None:
+        with self.transaction() as con:
+            for row in rows:
+                self._insert(con, "robustness", row)
+
+    def record_influence(self, row: dict[str, Any], topk: pd.DataFrame) -> None:
+        """An influence result and its per-test top-k table (influence_key, test_pos, rank, train_pos, score)."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM influence_topk WHERE influence_key = ?", [row["key"]])
+            self._insert(con, "influence", row)
+            con.register("topk_frame", topk)
+            con.execute(
+                "INSERT INTO influence_topk SELECT influence_key, test_pos, rank, train_pos, score FROM topk_frame"
+            )
+            con.unregister("topk_frame")
+
+    def record_featviz(self, rows: Sequence[dict[str, Any]]) -> None:
+        with self.transaction() as con:
+            for row in rows:
+                self._insert(con, "featviz", row)
+
+    def record_thumbnails(self, rows: Sequence[dict[str, Any]]) -> None:
+        with self.transaction() as con:
+            for row in rows:
+                self._insert(con, "thumbnails", row)
+
+    def done_keys(self) -> set[str]:
+        """Keys of runs that completed (failed runs are retried)."""
+        return {r[0] for r in self.con.execute("SELECT key FROM runs WHERE status = 'done'").fetchall()}
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        return self.con.execute(sql, list(params)).df()
+
+
+@dataclass(frozen=True)
+class CacheVersion:
+    """Identifies a published snapshot; readers key their memoisation on it."""
+
+    path: str
+    mtime_ns: int
+
+
+class CacheReader:
+    """Read-only view of the latest published snapshot; `reopen()` picks up newer results."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = root or cache_dir()
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.version = CacheVersion("", 0)
+        self.reopen()
+
+    def reopen(self) -> bool:
+        """Switch to the newest snapshot if it changed; returns True when it did."""
+        snap = snapshot_path(self.root)
+        if not snap.exists():
+            return False
+        stat = snap.stat()
+        version = CacheVersion(str(snap), stat.st_mtime_ns)
+        if version == self.version:
+            return False
+        for attempt in range(20):
+            try:
+                con = duckdb.connect(str(snap), read_only=True)
+                break
+            except duckdb.Error as err:  # the rename raced us; try again
+                if attempt == 19:
+                    raise RtxError(f"cannot open cache snapshot {snap}: {str(err).splitlines()[0]}") from err
+                time.sleep(0.05)
+        if self.con is not None:
+            self.con.close()
+        self.con, self.version = con, version
+        return True
+
+    @property
+    def empty(self) -> bool:
+        return self.con is None
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        if self.con is None:
+            return pd.DataFrame()
+        return self.con.execute(sql, list(params)).df()
+
+    # --- typed reads --------------------------------------------------------------------------
+    def counts(self) -> pd.DataFrame:
+        """Rows per table (the `rtx status` and overview page summary)."""
+        if self.con is None:
+            return pd.DataFrame({"table": list(TABLES), "rows": [0] * len(TABLES)})
+        sql = " UNION ALL ".join(f"SELECT '{t}' AS table, count(*) AS rows FROM {t}" for t in TABLES)
+        return self.query(sql)
+
+    def source_models(self) -> pd.DataFrame:
+        return self.query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models ORDER BY name")
+
+    def runs(self, status: str | None = None) -> pd.DataFrame:
+        where = "WHERE status = ?" if status else ""
+        return self.query(
+            f"SELECT * EXCLUDE (config, subset_indices), config::VARCHAR AS config FROM runs {where} ORDER BY created",
+            [status] if status else [],
+        )
+
+    def run(self, key: str) -> dict[str, Any] | None:
+        frame = self.query("SELECT *, config::VARCHAR AS config_json FROM runs WHERE key = ?", [key])
+        return None if frame.empty else frame.iloc[0].to_dict()
+
+    def targets(self) -> list[str]:
+        frame = self.query("SELECT DISTINCT target FROM runs WHERE status = 'done' ORDER BY target")
+        return [] if frame.empty else frame["target"].tolist()
+
+    def learning_curve(self, run_key: str) -> pd.DataFrame:
+        return self.query("SELECT epoch, test_acc, train_loss FROM epoch_metrics WHERE run_key = ? ORDER BY epoch",
+                          [run_key])
+
+    def robustness(self) -> pd.DataFrame:
+        return self.query("SELECT * FROM robustness ORDER BY source, norm, eps, steps")
+
+    def final_summary(self) -> pd.DataFrame:
+        """Mean and 95% t-interval of final test accuracy over seeds per (source, target, n_train, blocks)."""
+        return self._summary("final")
+
+    def curve_summary(self) -> pd.DataFrame:
+        """Mean and 95% t-interval of test accuracy over seeds per (source, target, n_train, blocks, epoch)."""
+        return self._summary("curve")
+
+    def _summary(self, which: str) -> pd.DataFrame:
+        if self.con is None:
+            return pd.DataFrame()
+        if which == "final":
+            rows = "SELECT source, target, n_train, blocks, seed, final_test_acc AS acc FROM runs WHERE status = 'done'"
+            group = "source, target, n_train, blocks"
+        else:
+            rows = ("SELECT r.source, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
+                    "FROM runs r JOIN epoch_metrics m ON m.run_key = r.key WHERE r.status = 'done'")
+            group = "source, target, n_train, blocks, epoch"
+        return self._with_t(
+            f"""
+            WITH per AS ({rows}),
+            agg AS (SELECT {group}, count(*) AS n_seeds, avg(acc) AS mean, stddev_samp(acc) AS sd
+                    FROM per GROUP BY {group})
+            SELECT agg.*, mean - coalesce(t.q * sd / sqrt(n_seeds), 0) AS lo,
+                          mean + coalesce(t.q * sd / sqrt(n_seeds), 0) AS hi
+            FROM agg LEFT JOIN t_quantiles t ON t.df = agg.n_seeds - 1
+            ORDER BY {group}
+            """
+        )
+
+    def delta_summary(self, natural: str, which: str = "final") -> pd.DataFrame:
+        """Robust-minus-natural accuracy per cell, paired by seed (same seed = same subset), with 95% t-interval.
+
+        One row per (source, target, n_train, blocks[, epoch]) for every source other than `natural`.
+        """
+        if self.con is None:
+            return pd.DataFrame()
+        if which == "final":
+            rows = "SELECT source, target, n_train, blocks, seed, final_test_acc AS acc FROM runs WHERE status = 'done'"
+            cell = "target, n_train, blocks"
+        else:
+            rows = ("SELECT r.source, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
+                    "FROM runs r JOIN epoch_metrics m ON m.run_key = r.key WHERE r.status = 'done'")
+            cell = "target, n_train, blocks, epoch"
+        join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell.split(", "), "seed"])
+        return self._with_t(
+            f"""
+            WITH per AS ({rows}),
+            paired AS (SELECT a.source, {', '.join('a.' + c for c in cell.split(', '))}, a.seed, a.acc - b.acc AS delta
+                       FROM per a JOIN per b ON {join} WHERE b.source = ? AND a.source <> ?),
+            agg AS (SELECT source, {cell}, count(*) AS n_seeds, avg(delta) AS mean, stddev_samp(delta) AS sd
+                    FROM paired GROUP BY source, {cell})
+            SELECT agg.*, mean - coalesce(t.q * sd / sqrt(n_seeds), 0) AS lo,
+                          mean + coalesce(t.q * sd / sqrt(n_seeds), 0) AS hi
+            FROM agg LEFT JOIN t_quantiles t ON t.df = agg.n_seeds - 1
+            ORDER BY source, {cell}
+            """,
+            [natural, natural],
+        )
+
+    def _with_t(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run `sql` with a `t_quantiles(df, q)` relation of two-sided 95% Student-t quantiles."""
+        from scipy.stats import t as student_t
+
+        t_quantiles = pd.DataFrame({"df": range(1, 1001)})
+        t_quantiles["q"] = student_t.ppf(0.975, t_quantiles["df"])
+        self.con.register("t_quantiles", t_quantiles)
+        try:
+            return self.con.execute(sql, list(params)).df()
+        finally:
+            self.con.unregister("t_quantiles")
+
+    def influence_results(self) -> pd.DataFrame:
+        return self.query(
+            "SELECT i.key, i.run_key, i.method, i.cutoff, i.n_train, i.n_test, i.seconds, i.label_match, "
+            "r.source, r.target, r.n_train AS subset_size, r.seed, r.blocks, i.matrix_path, i.query_path "
+            "FROM influence i JOIN runs r ON r.key = i.run_key ORDER BY r.target, r.source"
+        )
+
+    def influence(self, key: str) -> dict[str, Any] | None:
+        frame = self.query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM influence WHERE key = ?", [key])
+        return None if frame.empty else frame.iloc[0].to_dict()
+
+    def influence_topk(self, key: str, k: int | None = None) -> pd.DataFrame:
+        limit = "AND rank < ?" if k else ""
+        return self.query(
+            f"SELECT test_pos, rank, train_pos, score FROM influence_topk WHERE influence_key = ? {limit} "
+            "ORDER BY test_pos, rank",
+            [key, k] if k else [key],
+        )
+
+    def featviz(self) -> pd.DataFrame:
+        return self.query("SELECT * FROM featviz ORDER BY seed_image, unit, model")
+
+    def thumbnails(self, dataset: str | None = None, split: str = "train") -> pd.DataFrame:
+        if dataset is None:
+            return self.query("SELECT * FROM thumbnails ORDER BY dataset, split, idx")
+        return self.query("SELECT * FROM thumbnails WHERE dataset = ? AND split = ? ORDER BY idx", [dataset, split])
+
+    def artefact(self, relative: str) -> Path:
+        """Absolute path of an artefact stored under the cache directory."""
+        return self.root / relative

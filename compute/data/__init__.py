@@ -1,0 +1,23 @@
+"""Datasets: one registry of targets and sources, variants, the paper's subset sampler, model transforms."""
+
+from compute.data.registry import DATASETS, DatasetInfo, ImageSet, dataset_names, describe, load_dataset
+from compute.data.sampler import paper_seeds, sample_subset
+from compute.data.transforms import augment_batch, to_model_input
+from compute.data.variants import apply_variant, lowpass, lowres, parse_dataset_spec
+
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "ImageSet",
+    "apply_variant",
+    "augment_batch",
+    "dataset_names",
+    "describe",
+    "load_dataset",
+    "lowpass",
+    "lowres",
+    "paper_seeds",
+    "parse_dataset_spec",
+    "sample_subset",
+    "to_model_input",
+]

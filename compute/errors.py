@@ -1,0 +1,10 @@
+"""The one exception type a user sees: a one-line message saying what is wrong and how to fix it."""
+
+
+class RtxError(Exception):
+    """A user-facing error; the CLI prints `str(err)` on one line and exits with status 2."""
+
+
+def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> RtxError:
+    """The standard error for a registry miss: names the valid choices."""
+    return RtxError(f"unknown {kind} {name!r}; valid choices: {', '.join(sorted(valid))}")

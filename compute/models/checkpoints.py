@@ -1,0 +1,100 @@
+"""Saving and loading checkpoints safely.
+
+Own format: `<name>.safetensors` holding the Classifier's state dict plus a JSON sidecar
+`<name>.json` describing architecture, classes, input size, training and constraint.
+Loading never unpickles arbitrary code unless the caller passes `trust_pickle=True`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compute.errors import RtxError
+from compute.models.architectures import Classifier, build_model
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about itself (the JSON sidecar, or what the loader inferred)."""
+
+    arch: str
+    num_classes: int
+    input_size: int
+    format: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_checkpoint(model: Classifier, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write weights (safetensors) and sidecar atomically: a crash leaves the old pair or none."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    sidecar = {"arch": model.arch, "num_classes": model.num_classes, "input_size": model.input_size, **(meta or {})}
+    tmp_weights, tmp_side = path.with_suffix(".safetensors.tmp"), path.with_suffix(".json.tmp")
+    save_file(state, str(tmp_weights))
+    tmp_side.write_text(json.dumps(sidecar, indent=2, sort_keys=True))
+    tmp_weights.replace(path)
+    tmp_side.replace(sidecar_path(path))
+    return path
+
+
+def _load_own(path: Path) -> tuple[Classifier, CheckpointInfo]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    side = sidecar_path(path)
+    if not side.exists():
+        raise RtxError(f"{path}: no sidecar {side.name} describing the architecture; re-save it with `rtx train-source`")
+    try:
+        meta = json.loads(side.read_text())
+        state = load_file(str(path))
+    except (SafetensorError, json.JSONDecodeError, OSError) as err:
+        raise RtxError(f"{path}: corrupt or truncated checkpoint ({err}); delete it and re-create it") from err
+    model = build_model(meta["arch"], int(meta["num_classes"]), int(meta["input_size"]))
+    _load_state(model, state, path)
+    return model, CheckpointInfo(meta["arch"], int(meta["num_classes"]), int(meta["input_size"]), "rtx", meta)
+
+
+def _load_state(model: Classifier, state: dict[str, torch.Tensor], path: Path) -> None:
+    """load_state_dict with one-line errors naming the file and the first offending keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    if missing or extra:
+        raise RtxError(
+            f"{path}: keys do not match architecture {model.arch!r} "
+            f"(missing {len(missing)}: {missing[:3]}; unexpected {len(extra)}: {extra[:3]}); check --arch"
+        )
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise RtxError(
+                f"{path}: shape mismatch at {key}: file {tuple(tensor.shape)} vs {model.arch} {tuple(expected[key].shape)}; "
+                "check --arch and --num-classes"
+            )
+    model.load_state_dict(state)
+
+
+def load_checkpoint(path: str | Path, arch: str | None = None, num_classes: int | None = None,
+                    trust_pickle: bool = False) -> tuple[Classifier, CheckpointInfo]:
+    """Load any supported checkpoint into a Classifier (eval mode)."""
+    path = Path(path)
+    if not path.exists():
+        raise RtxError(f"checkpoint {path} does not exist; check the path")
+    if path.suffix == ".safetensors":
+        model, info = _load_own(path)
+    else:
+        from compute.models.foreign import load_foreign
+
+        model, info = load_foreign(path, arch, num_classes, trust_pickle)
+    return model.eval(), info
