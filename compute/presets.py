@@ -1,0 +1,200 @@
+"""Presets: `tiny` (seconds, tests), `demo` (the embedded offline default), `paper` (the paper's grid).
+
+The paper's Tables 3 and 4 live here once (`PAPER_SCHEDULE`); everything else reads them from here.
+A preset names its source models (trained here or loaded from checkpoints), the fine-tuning grid,
+and what the later stages (robustness evaluation, influence, feature visualisation) compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from compute.data.sampler import paper_seeds
+from compute.errors import unknown_name
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Epochs and evaluation frequency for one subset size (the paper's Table 4)."""
+
+    epochs: int
+    seeds: int
+    test_every: int
+
+
+def paper_schedule(n_train: int | None) -> Schedule:
+    """Table 4: 100 epochs / 20 seeds / test every 20 up to 1,600 images; 150 epochs beyond (None = all)."""
+    if n_train is not None and n_train <= 1_600:
+        return Schedule(100, 20, 20)
+    if n_train is not None and n_train <= 6_400:
+        return Schedule(150, 10, 10)
+    if n_train is not None and n_train <= 25_600:
+        return Schedule(150, 5, 10)
+    return Schedule(150, 1, 10)
+
+
+PAPER_SIZES = (100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600)  # plus "all" (None)
+PAPER_TARGETS = ("cifar100", "cifar10", "svhn", "fmnist", "kmnist", "mnist")
+PAPER_BLOCKS = (0, 1, 3, 9)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source model: trained here (`dataset` + `constraint`) or loaded from `checkpoint`.
+
+    `constraint` is `none`, `l2:EPS`, `linf:EPS` (e.g. `linf:4/255`) or `gaussian:SIGMA`; `attack_steps`
+    is k of PGD(k) during adversarial training (1 = the paper's PGD(1) of Section 7).
+    """
+
+    name: str
+    arch: str
+    constraint: str = "none"
+    attack_steps: int = 0
+    dataset: str = "fmnist"
+    epochs: int = 2
+    train_size: int | None = None  # None = the whole training split
+    batch_size: int = 128
+    lr: float = 0.1
+    checkpoint: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FinetuneGrid:
+    """The fine-tuning axes; `epochs`/`test_every` None means "from the paper's Table 4"."""
+
+    targets: tuple[str, ...]
+    sizes: tuple[int | None, ...]
+    seeds: tuple[int, ...]
+    blocks: tuple[int, ...]
+    sources: tuple[str, ...] = ()  # empty = every source of the preset
+    epochs: int | None = None
+    test_every: int | None = None
+    augment: bool = True
+    feature_cache: bool = False
+    test_limit: int | None = None  # evaluate on the first N test images (None = all)
+
+
+@dataclass(frozen=True)
+class InfluenceSpec:
+    """Which fine-tunes get influence matrices: robust vs natural on the same subset (the paper's Section 6)."""
+
+    target: str
+    n_train: int
+    seed: int
+    blocks: int
+    sources: tuple[str, ...]
+    n_test: int = 500
+    cutoff: float = 5e-2
+    top_k: int = 10
+
+
+@dataclass(frozen=True)
+class FeatvizSpec:
+    sources: tuple[str, ...]
+    seed_images: tuple[str, ...] = ("chelsea", "coffee", "rocket")
+    units: tuple[int, ...] = (0, 1, 2)
+    steps: int = 64
+    step_size: float = 0.05
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    sources: tuple[SourceSpec, ...]
+    grid: FinetuneGrid
+    natural: str  # the reference source for robust-minus-natural deltas
+    robustness_eps: tuple[str, ...] = ()  # constraints to evaluate every source at, e.g. ("l2:0.5", ...)
+    robustness_steps: int = 3  # the paper's Table 1b uses PGD(3)
+    influence: InfluenceSpec | None = None
+    featviz: FeatvizSpec | None = None
+    keep_models: bool = False
+
+    def source(self, name: str) -> SourceSpec:
+        by_name = {s.name: s for s in self.sources}
+        if name not in by_name:
+            raise unknown_name("source model", name, list(by_name))
+        return by_name[name]
+
+    def with_overrides(self, **axes: object) -> Preset:
+        """Replace grid axes given on the CLI (`--targets`, `--sizes`, ...); None leaves an axis alone."""
+        changes = {k: v for k, v in axes.items() if v is not None}
+        return replace(self, grid=replace(self.grid, **changes)) if changes else self
+
+
+# --- demo: Fashion-MNIST sources, offline targets --------------------------------------------------------
+# Budgets for 28x28 images in [0, 1] (784 pixels). The paper's ImageNet budgets (L2 3, Linf 4/255 and 8/255
+# on 150,528 pixels) are scaled by the common rule eps_L2 ~ eps_Linf * sqrt(d): on Fashion-MNIST, Linf 0.1
+# and 0.2 are the usual "small" and "large" budgets that still leave a trainable problem, and L2 1.5 is
+# about Linf 0.1 * sqrt(784) / 2, the L2 budget of similar strength. PGD(1) and Gaussian use the L2 budget,
+# as Section 7 does with eps 3 (Gaussian sigma chosen so the noise norm matches the L2 budget: 1.5/28).
+DEMO_SOURCES = (
+    SourceSpec("natural", "small_resnet", "none", 0, note="natural training"),
+    SourceSpec("l2_1.5", "small_resnet", "l2:1.5", 3, note="PGD(3), L2 eps 1.5 (the paper's L2 eps 3 analogue)"),
+    SourceSpec("linf_0.1", "small_resnet", "linf:0.1", 3, note="PGD(3), Linf eps 0.1 (small Linf)"),
+    SourceSpec("linf_0.2", "small_resnet", "linf:0.2", 3, note="PGD(3), Linf eps 0.2 (large Linf)"),
+    SourceSpec("pgd1_l2_1.5", "small_resnet", "l2:1.5", 1, note="PGD(1), L2 eps 1.5 (Section 7)"),
+    SourceSpec("gaussian_0.054", "small_resnet", "gaussian:0.054", 0, note="Gaussian noise, sigma 1.5/28"),
+)
+
+TINY_SOURCES = tuple(
+    replace(s, epochs=1, train_size=1_024) for s in DEMO_SOURCES if s.name in ("natural", "l2_1.5")
+)
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        "tiny",
+        "seconds on a CPU: two small sources, one target, two sizes, two seeds (tests)",
+        TINY_SOURCES,
+        FinetuneGrid(targets=("digits",), sizes=(20, 40), seeds=tuple(paper_seeds(2)), blocks=(1,),
+                     epochs=4, test_every=2, augment=False, feature_cache=True),
+        natural="natural",
+        robustness_eps=("l2:1.5",),
+        influence=InfluenceSpec("digits", 40, paper_seeds(1)[0], 1, ("l2_1.5", "natural"), n_test=60, top_k=5),
+        featviz=FeatvizSpec(("natural", "l2_1.5"), seed_images=("chelsea",), units=(0,), steps=4),
+    ),
+    "demo": Preset(
+        "demo",
+        "offline default: six Fashion-MNIST sources fine-tuned on MNIST-5k, digits and a low-pass variant",
+        DEMO_SOURCES,
+        FinetuneGrid(targets=("mnist5k", "digits", "mnist5k+lowpass(400)"), sizes=(20, 50, 100, 200, 400),
+                     seeds=tuple(paper_seeds(3)), blocks=(1, 3), epochs=30, test_every=5,
+                     augment=False, feature_cache=True),
+        natural="natural",
+        robustness_eps=("l2:0.5", "l2:1.5", "linf:0.05", "linf:0.1", "linf:0.2"),
+        influence=InfluenceSpec("mnist5k", 400, paper_seeds(1)[0], 3, ("l2_1.5", "natural"), n_test=500),
+        featviz=FeatvizSpec(("natural", "l2_1.5", "linf_0.1")),
+    ),
+    "paper": Preset(
+        "paper",
+        "the paper's grid: 4 ImageNet ResNet-50 sources x blocks 0/1/3/9 x 6 targets x 10 sizes x Table 4 seeds",
+        (
+            SourceSpec("natural", "resnet50", "none", 0, "imagenet", checkpoint="resnet50-0676ba61.pth"),
+            SourceSpec("l2_3", "resnet50", "l2:3", 20, "imagenet", checkpoint="imagenet_l2_3_0.pt"),
+            SourceSpec("linf_4", "resnet50", "linf:4/255", 20, "imagenet", checkpoint="imagenet_linf_4.pt"),
+            SourceSpec("linf_8", "resnet50", "linf:8/255", 20, "imagenet", checkpoint="imagenet_linf_8.pt"),
+        ),
+        FinetuneGrid(targets=PAPER_TARGETS, sizes=(*PAPER_SIZES, None), seeds=(), blocks=PAPER_BLOCKS),
+        natural="natural",
+        influence=InfluenceSpec("cifar10", 3_200, paper_seeds(1)[0], 3, ("l2_3", "natural"), n_test=10_000),
+        featviz=FeatvizSpec(("natural", "l2_3")),
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise unknown_name("preset", name, preset_names())
+    return PRESETS[name]
+
+
+def seeds_for(grid: FinetuneGrid, n_train: int | None) -> tuple[int, ...]:
+    """The grid's seeds, or the paper's S_k for this subset size when the grid leaves them empty."""
+    return grid.seeds or tuple(paper_seeds(paper_schedule(n_train).seeds))
+
+
