@@ -166,8 +166,9 @@ class CacheWriter:
             con.execute("DELETE FROM epoch_metrics WHERE run_key = ?", [run["key"]])
             self._insert(con, "runs", run)
             if curve:
-                frame = pd.DataFrame([{"run_key": run["key"], **point} for point in curve])
-                con.execute("INSERT INTO epoch_metrics SELECT run_key, epoch, test_acc, train_loss FROM frame")
+                con.register("curve_frame", pd.DataFrame([{"run_key": run["key"], **point} for point in curve]))
+                con.execute("INSERT INTO epoch_metrics SELECT run_key, epoch, test_acc, train_loss FROM curve_frame")
+                con.unregister("curve_frame")
 
     def record_robustness(self, rows: Sequence[dict[str, Any]]) -> None:
         with self.transaction() as con:
@@ -194,6 +195,17 @@ class CacheWriter:
         with self.transaction() as con:
             for row in rows:
                 self._insert(con, "thumbnails", row)
+
+    def source_row(self, name: str) -> dict[str, Any] | None:
+        frame = self.query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models WHERE name = ?", [name])
+        return None if frame.empty else frame.iloc[0].to_dict()
+
+    def source_checksums(self) -> dict[str, str]:
+        return dict(self.con.execute("SELECT name, checksum FROM source_models").fetchall())
+
+    def has_thumbnails(self, dataset: str, split: str) -> bool:
+        row = self.con.execute("SELECT count(*) FROM thumbnails WHERE dataset = ? AND split = ?", [dataset, split])
+        return row.fetchone()[0] > 0
 
     def done_keys(self) -> set[str]:
         """Keys of runs that completed (failed runs are retried)."""
