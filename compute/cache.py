@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -136,14 +135,23 @@ class CacheWriter:
         self.publish()
 
     def publish(self, force: bool = False) -> None:
-        """Copy the database to the snapshot readers open; throttled to one copy per `publish_every` s."""
+        """Copy the database to the snapshot readers open; throttled to one copy per `publish_every` s.
+
+        The copy is made by DuckDB itself (COPY FROM DATABASE into a fresh file, then an atomic rename): opening
+        the live file from Python and closing it again would drop DuckDB's POSIX lock on it.
+        """
         now = time.monotonic()
         if not force and now - self._last_publish < self.publish_every:
             return
-        self.con.execute("CHECKPOINT")
         target = snapshot_path(self.root)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        shutil.copyfile(db_path(self.root), tmp)
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        db_name = self.con.execute("SELECT current_database()").fetchone()[0]
+        self.con.execute(f"ATTACH '{tmp}' AS snapshot_out")
+        try:
+            self.con.execute(f"COPY FROM DATABASE {db_name} TO snapshot_out")
+        finally:
+            self.con.execute("DETACH snapshot_out")
         os.replace(tmp, target)
         self._last_publish = now
 
@@ -169,6 +177,25 @@ class CacheWriter:
                 con.register("curve_frame", pd.DataFrame([{"run_key": run["key"], **point} for point in curve]))
                 con.execute("INSERT INTO epoch_metrics SELECT run_key, epoch, test_acc, train_loss FROM curve_frame")
                 con.unregister("curve_frame")
+
+    def record_runs(self, runs: Sequence[dict[str, Any]], curves: Sequence[Sequence[dict[str, Any]]]) -> None:
+        """Many fine-tunes in one transaction (imports and synthetic benchmark caches); same rows as `record_run`."""
+        if len(runs) != len(curves):
+            raise RtxError(f"record_runs got {len(runs)} runs but {len(curves)} curves; pass one curve per run")
+        if not runs:
+            return
+        frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict) else v for k, v in run.items()} for run in runs])
+        points = pd.DataFrame([{"run_key": run["key"], **p} for run, curve in zip(runs, curves, strict=True)
+                               for p in curve], columns=["run_key", "epoch", "test_acc", "train_loss"])
+        cols = ", ".join(frame.columns)
+        with self.transaction() as con:
+            con.register("runs_frame", frame)
+            con.register("points_frame", points)
+            con.execute("DELETE FROM epoch_metrics WHERE run_key IN (SELECT key FROM runs_frame)")
+            con.execute(f"INSERT OR REPLACE INTO runs ({cols}) SELECT {cols} FROM runs_frame")
+            con.execute("INSERT INTO epoch_metrics SELECT run_key, epoch, test_acc, train_loss FROM points_frame")
+            con.unregister("runs_frame")
+            con.unregister("points_frame")
 
     def record_robustness(self, rows: Sequence[dict[str, Any]]) -> None:
         with self.transaction() as con:
@@ -202,6 +229,16 @@ class CacheWriter:
 
     def source_checksums(self) -> dict[str, str]:
         return dict(self.con.execute("SELECT name, checksum FROM source_models").fetchall())
+
+    def robustness_done(self) -> dict[tuple[str, str, str, float, int], int]:
+        """(source, dataset, norm, eps, steps) -> n_images of every robustness row already recorded."""
+        rows = self.con.execute("SELECT source, dataset, norm, eps, steps, n_images FROM robustness").fetchall()
+        return {(s, d, n, float(e), int(k)): int(m) for s, d, n, e, k, m in rows}
+
+    def forget_robustness(self, source: str) -> None:
+        """Drop a source's robustness rows: its weights changed, so they no longer describe it."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM robustness WHERE source = ?", [source])
 
     def has_thumbnails(self, dataset: str, split: str) -> bool:
         row = self.con.execute("SELECT count(*) FROM thumbnails WHERE dataset = ? AND split = ?", [dataset, split])
@@ -241,16 +278,21 @@ class CacheReader:
         version = CacheVersion(str(snap), stat.st_mtime_ns)
         if version == self.version:
             return False
+        if self.con is not None:
+            self.con.close()
+            self.con = None
         for attempt in range(20):
             try:
-                con = duckdb.connect(str(snap), read_only=True)
+                # A fresh in-memory instance per open: DuckDB caches instances by path within a process, so
+                # connecting to the path again could hand back the previous (replaced) snapshot.
+                con = duckdb.connect()
+                con.execute(f"ATTACH '{snap}' AS cache (READ_ONLY)")
+                con.execute("USE cache")
                 break
             except duckdb.Error as err:  # the rename raced us; try again
                 if attempt == 19:
                     raise RtxError(f"cannot open cache snapshot {snap}: {str(err).splitlines()[0]}") from err
                 time.sleep(0.05)
-        if self.con is not None:
-            self.con.close()
         self.con, self.version = con, version
         return True
 
@@ -403,3 +445,65 @@ class CacheReader:
     def artefact(self, relative: str) -> Path:
         """Absolute path of an artefact stored under the cache directory."""
         return self.root / relative
+
+    # --- explorer reads (aggregated here so pages stay fast on a 14,400-run cache) ----------------
+    def run_counts(self) -> pd.DataFrame:
+        """Runs per (source, target, status): seeds, sizes and blocks covered (the overview's table)."""
+        return self.query(
+            "SELECT source, target, status, count(*) AS runs, count(DISTINCT seed) AS seeds, "
+            "min(n_train) AS min_n_train, max(n_train) AS max_n_train, "
+            "string_agg(DISTINCT blocks::VARCHAR, ',' ORDER BY blocks::VARCHAR) AS blocks "
+            "FROM runs GROUP BY source, target, status ORDER BY source, target, status"
+        )
+
+    def blocks_delta_summary(self, high: int, low: int, which: str = "final") -> pd.DataFrame:
+        """Accuracy with `high` fine-tuned blocks minus with `low` (the paper's Fig. 4b: 3 minus 1), paired by seed.
+
+        One row per (source, target, n_train[, epoch]) with n_seeds, mean, sd and the 95% t-interval lo, hi.
+        """
+        if self.con is None:
+            return pd.DataFrame()
+        if which == "final":
+            rows = "SELECT source, target, n_train, blocks, seed, final_test_acc AS acc FROM runs WHERE status = 'done'"
+            cell = "source, target, n_train"
+        else:
+            rows = ("SELECT r.source, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
+                    "FROM runs r JOIN epoch_metrics m ON m.run_key = r.key WHERE r.status = 'done'")
+            cell = "source, target, n_train, epoch"
+        join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell.split(", "), "seed"])
+        return self._with_t(
+            f"""
+            WITH per AS ({rows}),
+            paired AS (SELECT {', '.join('a.' + c for c in cell.split(', '))}, a.seed, a.acc - b.acc AS delta
+                       FROM per a JOIN per b ON {join} WHERE a.blocks = ? AND b.blocks = ?),
+            agg AS (SELECT {cell}, count(*) AS n_seeds, avg(delta) AS mean, stddev_samp(delta) AS sd
+                    FROM paired GROUP BY {cell})
+            SELECT agg.*, mean - coalesce(t.q * sd / sqrt(n_seeds), 0) AS lo,
+                          mean + coalesce(t.q * sd / sqrt(n_seeds), 0) AS hi
+            FROM agg LEFT JOIN t_quantiles t ON t.df = agg.n_seeds - 1
+            ORDER BY {cell}
+            """,
+            [high, low],
+        )
+
+    def thumbnail_summary(self) -> pd.DataFrame:
+        """Images stored per (dataset, split) and how many labels they cover."""
+        return self.query("SELECT dataset, split, count(*) AS images, count(DISTINCT label) AS labels "
+                          "FROM thumbnails GROUP BY dataset, split ORDER BY dataset, split")
+
+    def thumbnail_samples(self, split: str = "test", per_label: int = 1) -> pd.DataFrame:
+        """The first `per_label` thumbnails of every label of every dataset in `split` (dataset, idx, label, png)."""
+        return self.query(
+            "SELECT dataset, idx, label, png FROM thumbnails WHERE split = ? "
+            "QUALIFY row_number() OVER (PARTITION BY dataset, label ORDER BY idx) <= ? ORDER BY dataset, label, idx",
+            [split, per_label],
+        )
+
+    def thumbnail_pngs(self, dataset: str, split: str, indices: Sequence[int]) -> pd.DataFrame:
+        """Thumbnails of the given dataset indices only (idx, label, png): the influence page shows a page at a time."""
+        if self.con is None or not len(indices):
+            return pd.DataFrame(columns=["idx", "label", "png"])
+        return self.query(
+            "SELECT idx, label, png FROM thumbnails WHERE dataset = ? AND split = ? AND list_contains(?, idx) ORDER BY idx",
+            [dataset, split, [int(i) for i in indices]],
+        )

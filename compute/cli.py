@@ -63,6 +63,81 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- precompute / finetune ------------------------------------------------------------------------------
+def _sweep_options(args: argparse.Namespace):
+    from compute.sweep import SweepOptions
+
+    return SweepOptions(executor=args.executor, address=args.address, device=args.device,
+                        progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs)
+
+
+def _preset_from_args(args: argparse.Namespace):
+    from compute.presets import get_preset
+
+    return get_preset(args.preset).with_overrides(
+        targets=args.targets, sizes=args.sizes, seeds=args.seeds, blocks=args.blocks, sources=args.sources,
+        epochs=args.epochs, test_every=args.test_every,
+    )
+
+
+def cmd_precompute(args: argparse.Namespace) -> int:
+    """Run every stage of a preset (or the ones named by --stages), resuming from the cache."""
+    from compute.sweep import STAGES, precompute
+
+    preset = _preset_from_args(args)
+    precompute(preset, _root(args), _sweep_options(args), args.stages or STAGES)
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Only the fine-tuning stage of a preset (its sources must already be in the cache)."""
+    from compute.cache import CacheWriter
+    from compute.sweep import finetune_stage
+
+    with CacheWriter(_root(args)) as writer:
+        counts = finetune_stage(_preset_from_args(args), writer, _sweep_options(args))
+    print(f"{counts['planned']} planned, {counts['cached']} already cached, {counts['done']} run, {counts['failed']} failed")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the explorer and the demo together (what `make demo` ends with); Ctrl-C stops both."""
+    import subprocess
+
+    procs = [
+        subprocess.Popen(explorer_command(args.explorer_port, args.host, None)),
+        subprocess.Popen(demo_command(args.demo_port, args.host)),
+    ]
+    print(f"explorer: http://{args.host}:{args.explorer_port}   demo: http://{args.host}:{args.demo_port}   (Ctrl-C stops)")
+    try:
+        for proc in procs:
+            proc.wait()
+    finally:
+        for proc in procs:
+            proc.terminate()
+    return 0
+
+
+def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from compute.presets import preset_names
+    from compute.sweep import EXECUTORS
+
+    p.add_argument("--preset", default="demo", help=f"one of: {', '.join(preset_names())} (default demo)")
+    p.add_argument("--targets", type=_csv(), help="override the targets, e.g. mnist5k,digits,mnist5k+lowpass(400)")
+    p.add_argument("--sizes", type=_csv(_size), help="override subset sizes, e.g. 100,200,all")
+    p.add_argument("--seeds", type=_csv(int), help="override seeds (default: the preset's, or the paper's S_k)")
+    p.add_argument("--blocks", type=_csv(int), help="override numbers of fine-tuned blocks, e.g. 0,1,3,9")
+    p.add_argument("--sources", type=_csv(), help="restrict to these source models")
+    p.add_argument("--epochs", type=int, help="override epochs (default: the preset's, or the paper's Table 4)")
+    p.add_argument("--test-every", type=int, help="override the test frequency in epochs")
+    p.add_argument("--executor", default="local", help=f"one of: {', '.join(EXECUTORS)} (default local)")
+    p.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    p.add_argument("--keep-models", action="store_true", help="keep every fine-tuned model's weights in the cache")
+    p.add_argument("--max-runs", type=int, help="stop after this many fine-tunes (resume later)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtx",
@@ -77,6 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="the dataset registry (classes, sizes, where found)")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("precompute", help="run a preset: sources, robustness, fine-tunes, influence, featviz")
+    _add_sweep_arguments(p)
+    p.add_argument("--stages", type=_csv(), help="only these stages, in order: "
+                   "sources,robustness,thumbnails,finetune,influence,featviz")
+    p.set_defaults(func=cmd_precompute)
+
+    p = sub.add_parser("finetune", help="only the fine-tuning sweep of a preset")
+    _add_sweep_arguments(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("serve", help="start the explorer and the demo together")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--explorer-port", type=int, default=8501)
+    p.add_argument("--demo-port", type=int, default=7860)
+    p.set_defaults(func=cmd_serve)
 
     # COMMANDS: sub-commands added below this line by each area (keep one block per command).
     return parser

@@ -1,0 +1,84 @@
+"""Fine-tuning: deterministic, freezes what it should, re-initialises FC, feature cache equals the naive loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compute.errors import RtxError
+from compute.finetune import FinetuneConfig, finetune, prepare_model
+from compute.models import build_model
+
+
+def _cfg(**kw) -> FinetuneConfig:
+    base = dict(source="s", source_checksum="x", target="digits", n_train=40, seed=20_000_000, blocks=1, epochs=3,
+                test_every=2, augment=False)
+    return FinetuneConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def source() -> torch.nn.Module:
+    return build_model("small_resnet", 7, seed=3).eval()  # 7 classes: the FC must be replaced for digits' 10
+
+
+def test_eval_epochs_follow_table_4() -> None:
+    assert _cfg(epochs=100, test_every=20).eval_epochs() == [1, 21, 41, 61, 81, 100]
+    assert _cfg(epochs=150, test_every=10).eval_epochs()[-3:] == [131, 141, 150]
+
+
+def test_runs_are_deterministic(source) -> None:
+    a, b = finetune(source, _cfg(augment=True), keep_model=True), finetune(source, _cfg(augment=True), keep_model=True)
+    assert a.curve == b.curve
+    for (name, pa), (_, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+def test_frozen_parameters_unchanged_and_unfrozen_changed(source) -> None:
+    result = finetune(source, _cfg(blocks=1, bn_mode="frozen"), keep_model=True)
+    before, after = source.state_dict(), result.model.state_dict()
+    trainable_prefixes = ("net.layer4.", "net.fc.")
+    for name, tensor in after.items():
+        if name.startswith("net.fc."):
+            continue
+        if name.startswith(trainable_prefixes):
+            if "running" not in name and "num_batches" not in name:
+                assert not torch.equal(tensor, before[name]), f"{name} should have been trained"
+        else:
+            assert torch.equal(tensor, before[name]), f"{name} is frozen but changed"
+
+
+def test_bn_train_mode_updates_frozen_running_stats(source) -> None:
+    result = finetune(source, _cfg(blocks=1, bn_mode="train"), keep_model=True)
+    assert not torch.equal(result.model.state_dict()["net.layer1.0.bn1.running_mean"],
+                           source.state_dict()["net.layer1.0.bn1.running_mean"])
+    assert torch.equal(result.model.state_dict()["net.layer1.0.conv1.weight"], source.state_dict()["net.layer1.0.conv1.weight"])
+
+
+def test_fc_is_reinitialised_for_the_target(source) -> None:
+    model = prepare_model(source, _cfg(), 10, torch.device("cpu"))
+    assert model.fc.out_features == 10 and source.fc.out_features == 7
+    again = prepare_model(source, _cfg(), 10, torch.device("cpu"))
+    other_seed = prepare_model(source, _cfg(seed=1), 10, torch.device("cpu"))
+    assert torch.equal(model.fc.weight, again.fc.weight)
+    assert not torch.equal(model.fc.weight, other_seed.fc.weight)
+    assert [p.requires_grad for p in model.fc.parameters()] == [True, True]
+    assert not any(p.requires_grad for p in model.net.layer3.parameters())
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 3])
+def test_feature_cache_gives_the_same_numbers_as_the_naive_loop(source, blocks: int) -> None:
+    naive = finetune(source, _cfg(blocks=blocks, feature_cache=False))
+    cached = finetune(source, _cfg(blocks=blocks, feature_cache=True))
+    assert [p["epoch"] for p in naive.curve] == [p["epoch"] for p in cached.curve]
+    for a, b in zip(naive.curve, cached.curve, strict=True):
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-3)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+
+
+def test_invalid_configurations_are_refused(source) -> None:
+    with pytest.raises(RtxError, match="feature_cache needs augment=False"):
+        finetune(source, _cfg(augment=True, feature_cache=True))
+    with pytest.raises(RtxError, match="has 4"):
+        finetune(source, _cfg(blocks=9))
+    with pytest.raises(RtxError, match="valid choices: frozen, train"):
+        finetune(source, _cfg(bn_mode="partly"))

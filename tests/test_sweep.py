@@ -1,0 +1,125 @@
+"""Sweeps: planning, resume after kill -9 runs exactly the remaining jobs, failures recorded, CLI errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import compute.sweep as sweep
+from compute.cache import CacheReader, CacheWriter
+from compute.cli import main
+from compute.presets import get_preset
+from compute.sweep import SweepOptions, finetune_stage, plan
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = ["--sizes", "20,40,60,80,100,120", "--seeds", "1,2,3,4", "--epochs", "6", "--test-every", "2"]
+
+
+def test_plan_covers_the_grid_once() -> None:
+    preset = get_preset("demo")
+    configs = plan(preset, {s.name: "x" for s in preset.sources})
+    assert len(configs) == len({c.key for c in configs})
+    first, second = preset.grids
+    expected = len(preset.sources) * len(first.targets) * len(first.sizes) * len(first.seeds) * len(first.blocks)
+    expected += 2 * len(second.targets) * len(second.sizes) * len(second.seeds) * len(second.blocks)
+    assert len(configs) == expected
+
+
+def test_paper_plan_uses_table_4() -> None:
+    preset = get_preset("paper")
+    configs = plan(preset, {s.name: "x" for s in preset.sources})
+    per_cell = 5 * 20 + 2 * 10 + 2 * 5 + 1  # Table 4's seeds per subset size
+    assert len(configs) == 4 * 4 * 6 * per_cell
+    small = next(c for c in configs if c.n_train == 100)
+    assert (small.epochs, small.test_every, small.augment) == (100, 20, True)
+    full = next(c for c in configs if c.n_train is None)
+    assert (full.epochs, full.test_every) == (150, 10)
+
+
+def test_a_changed_source_checksum_changes_every_key() -> None:
+    preset = get_preset("tiny")
+    a = plan(preset, {"natural": "a", "l2_1.5": "b"})
+    b = plan(preset, {"natural": "a2", "l2_1.5": "b"})
+    changed = {c.key for c in a} ^ {c.key for c in b}
+    assert len(changed) == 2 * sum(c.source == "natural" for c in a)
+
+
+def test_resume_after_kill_runs_exactly_the_remaining_jobs(source_cache: Path, monkeypatch) -> None:
+    cmd = [sys.executable, "-m", "compute.cli", "--cache", str(source_cache), "finetune", "--preset", "tiny",
+           "--no-progress", *GRID]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reader = CacheReader(source_cache)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        reader.reopen()
+        if len(reader.runs()) >= 5:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    preset = get_preset("tiny").with_overrides(sizes=(20, 40, 60, 80, 100, 120), seeds=(1, 2, 3, 4), epochs=6,
+                                               test_every=2)
+    with CacheWriter(source_cache) as writer:
+        done_before = writer.done_keys()
+        all_keys = {c.key for c in plan(preset, writer.source_checksums())}
+        assert 5 <= len(done_before) < len(all_keys), "the kill should land mid-sweep"
+        executed = []
+        real = sweep.finetune
+        monkeypatch.setattr(sweep, "finetune", lambda src, cfg, **kw: executed.append(cfg.key) or real(src, cfg, **kw))
+        counts = finetune_stage(preset, writer, SweepOptions(progress=False))
+        assert set(executed) == all_keys - done_before and len(executed) == len(set(executed))
+        assert counts["done"] == len(executed) and counts["cached"] == len(done_before)
+        assert writer.done_keys() == all_keys
+        executed.clear()
+        assert finetune_stage(preset, writer, SweepOptions(progress=False))["done"] == 0 and not executed
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(source_cache: Path) -> None:
+    preset = get_preset("tiny").with_overrides(targets=("digits+lowres(100)", "digits"), sizes=(20,), seeds=(1,))
+    with CacheWriter(source_cache) as writer:
+        counts = finetune_stage(preset, writer, SweepOptions(progress=False))
+    assert counts == {"planned": 4, "cached": 0, "done": 2, "failed": 2}
+    runs = CacheReader(source_cache).runs()
+    failed = runs[runs.status == "failed"]
+    assert set(failed.target) == {"digits+lowres(100)"}
+    assert failed.error.str.contains("lowres\\(100\\) needs").all()
+
+
+def test_influence_runs_keep_their_weights(source_cache: Path) -> None:
+    preset = get_preset("tiny")
+    with CacheWriter(source_cache) as writer:
+        finetune_stage(preset, writer, SweepOptions(progress=False))
+    runs = CacheReader(source_cache).runs()
+    spec = preset.influence
+    kept = runs[runs.model_path.notna()]
+    assert set(kept.source) == set(spec.sources) and (kept.n_train == spec.n_train).all()
+    assert all((source_cache / p).exists() for p in kept.model_path)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["--cache", str(tmp_path), "precompute", "--preset", "huge"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "valid choices: demo, paper, tiny" in err
+    assert main(["--cache", str(tmp_path), "finetune", "--preset", "tiny"]) == 2
+    assert "source models missing" in capsys.readouterr().err
+
+
+def test_status_on_an_empty_cache(tmp_path: Path, capsys) -> None:
+    assert main(["--cache", str(tmp_path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path) in out and "rtx precompute --preset demo" in out
+
+
+@pytest.mark.parametrize("command", ["precompute", "finetune", "status", "datasets", "serve"])
+def test_every_subcommand_has_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: rtx" in capsys.readouterr().out
