@@ -9,8 +9,9 @@ it is unit-testable.
 Decisions (documented in the demo's help text too):
 - Size limit: images above `MAX_PIXELS` (50 megapixels, more than any phone photo) are refused from the
   header alone, before any pixel is decoded, so a 10,000 x 10,000 image or a decompression bomb costs
-  nothing and cannot exhaust memory. Pillow's own guard (warning above 89 MP, error above 179 MP) never
-  gets the chance to fire first; if it does its error becomes the same message.
+  nothing and cannot exhaust memory (refused, not downscaled: a PNG cannot be decoded at reduced scale).
+  Pillow's own guard (warning above 89 MP, error above 179 MP) becomes the same message: its error is
+  caught here, and the demo server turns its warning into an error (`strict_bomb_warnings`).
 - Formats: only the common raster formats below are opened (Pillow's EPS/PSD/... plugins are not offered
   untrusted bytes).
 - Conversion: first frame of animations; EXIF rotation applied; transparency composited on white; 16/32-bit
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from compute.errors import RtxError
 
 MAX_BYTES = 20 * 1024 * 1024  # the demo's upload limit; also passed to Gradio's `max_file_size`
 MAX_PIXELS = 50_000_000  # width x height; refused from the header, before decoding
-FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "WEBP", "TIFF", "PPM")  # MPO: what many phones write for JPEG
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")  # JPEG includes MPO, what many phones write
 INVERT_CHOICES = ("auto", "yes", "no")
 SKETCH_MARGIN = 4 / 28  # MNIST centres each digit in a 20 x 20 box inside 28 x 28
 INK_THRESHOLD = 0.05  # a drawn pixel counts as ink above this (ink is in [0, 1])
@@ -103,15 +105,15 @@ def open_image(source: bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS,
             raise UploadError(f"the file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
     try:
         image = Image.open(stream, formats=FORMATS)
-    except Image.DecompressionBombError as err:
-        raise UploadError(f"the image is too large ({err}); the limit is {_human_pixels(max_pixels)}, "
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # the latter when made an error
+        raise UploadError(f"the image is too large ({_first_line(err)}); the limit is {_human_pixels(max_pixels)}, "
                           "downscale it first") from err
     except UnidentifiedImageError as err:
         raise UploadError("this file is not an image the demo can read; use PNG, JPEG, GIF, BMP, WebP or TIFF"
                           ) from err
     except Exception as err:  # plugins raise OSError, SyntaxError, ValueError, struct.error, ...
-        raise UploadError(f"the image header is corrupt ({type(err).__name__}); re-save the image and retry"
-                          ) from err
+        raise UploadError(f"the image is truncated or corrupt (unreadable header: {_first_line(err)}); "
+                          "re-save it and retry") from err
     width, height = image.size
     if width < 1 or height < 1:
         raise UploadError(f"the image is {width} x {height} pixels; it needs at least one pixel")
@@ -125,13 +127,18 @@ def open_image(source: bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS,
         image.load()
         if image.getexif().get(0x0112, 1) != 1:  # 0x0112: EXIF orientation; 1 = upright
             image = ImageOps.exif_transpose(image)
-    except Image.DecompressionBombError as err:
-        raise UploadError(f"the image is too large ({err}); downscale it first") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise UploadError(f"the image is too large ({_first_line(err)}); downscale it first") from err
     except MemoryError as err:
         raise UploadError("the image is too large to decode; downscale it first") from err
     except Exception as err:  # truncated data: OSError; broken chunks: SyntaxError / zlib.error / ValueError
         raise UploadError(f"the image is truncated or corrupt ({_first_line(err)}); re-save it and retry") from err
     return image
+
+
+def strict_bomb_warnings() -> None:
+    """Make Pillow's DecompressionBombWarning an error, so `open_image` reports it; for server processes."""
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
 def _first_line(err: BaseException) -> str:
@@ -151,11 +158,11 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
     if mode in ("La", "RGBa"):
         return image.convert(mode.upper())
     if mode.startswith("I;16"):
-        return Image.fromarray(np.asarray(image).astype(np.float32) / 65535.0, mode="F")
+        return Image.fromarray(np.asarray(image).astype(np.float32) / 65535.0)  # 2-D float32: mode F
     if mode in ("I", "F"):
         array = np.asarray(image).astype(np.float64)
         top = 1.0 if mode == "F" and array.max() <= 1.0 else 65535.0 if array.max() <= 65535 else float(array.max())
-        return Image.fromarray(np.clip(array / top, 0, 1).astype(np.float32), mode="F")
+        return Image.fromarray(np.clip(array / top, 0, 1).astype(np.float32))
     try:  # CMYK, YCbCr, LAB, HSV, RGBX, ...
         return image.convert("RGB")
     except ValueError as err:
@@ -169,11 +176,13 @@ def _fit(image: Image.Image, size: int) -> Image.Image:
     new = (max(1, round(width * scale)), max(1, round(height * scale)))
     if new == image.size:
         return image
+    factor = width // new[0]
+    exact = scale < 1 and width == new[0] * factor and height == new[1] * factor  # e.g. a stored thumbnail
     resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    if image.mode in ("LA", "RGBA"):  # resize premultiplied so transparent pixels do not bleed colour
-        premultiplied = image.convert("La" if image.mode == "LA" else "RGBa")
-        return premultiplied.resize(new, resample, reducing_gap=3.0).convert(image.mode)
-    return image.resize(new, resample, reducing_gap=3.0)
+    premultiply = image.mode in ("LA", "RGBA")  # so transparent pixels do not bleed their colour
+    work = image.convert("La" if image.mode == "LA" else "RGBa") if premultiply else image
+    work = work.reduce(factor) if exact else work.resize(new, resample, reducing_gap=3.0)
+    return work.convert(image.mode) if premultiply else work
 
 
 def _to_array(image: Image.Image) -> np.ndarray:
@@ -234,7 +243,7 @@ def prepare_image(image: Image.Image, target: TargetFormat, invert: str = "auto"
     array = _pad_square(array, target.size, np.median(border, axis=0))
     if original_size != (target.size, target.size):
         notes.append(f"resized from {original_size[0]} x {original_size[1]} to {target.size} x {target.size}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).clamp_(0, 1)  # (C, S, S)
+    tensor = torch.from_numpy(array.transpose(2, 0, 1).copy()).clamp_(0, 1)  # (C, S, S), owns its memory
     return PreparedImage(tensor, original_size, original_mode, tuple(notes))
 
 
@@ -275,12 +284,10 @@ def prepare_sketch(canvas: np.ndarray | None, target: TargetFormat, margin: floa
     ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]  # (h, w) bounding box of the strokes
     side = max(ink.shape)
     padded_side = max(side, round(side / (1 - 2 * margin)))
-    square = _pad_square(ink[..., None], side, np.zeros(1, np.float32))[..., 0]
-    square = _pad_square(square[..., None], padded_side, np.zeros(1, np.float32))[..., 0] if padded_side > side \
-        else square
-    fitted = np.asarray(_fit(Image.fromarray(square, mode="F"), target.size), dtype=np.float32)  # (S, S)
+    square = _pad_square(ink[..., None], padded_side, np.zeros(1, np.float32))[..., 0]  # (P, P), ink centred
+    fitted = np.array(_fit(Image.fromarray(np.ascontiguousarray(square)), target.size), dtype=np.float32)  # (S, S)
     if target.channels == 3:
         fitted = 1.0 - fitted
-    tensor = torch.from_numpy(np.ascontiguousarray(fitted)).clamp_(0, 1).unsqueeze(0).expand(target.channels, -1, -1)
+    tensor = torch.from_numpy(fitted).clamp_(0, 1).unsqueeze(0).expand(target.channels, -1, -1)
     notes = ("drawing cropped to its strokes and centred with a margin",)
     return PreparedImage(tensor.contiguous(), (int(canvas.shape[1]), int(canvas.shape[0])), "sketch", notes)

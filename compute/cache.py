@@ -65,6 +65,17 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# Done fine-tunes of one cell (the influence stage's input); the newest first when a cell was re-run.
+INFLUENCE_RUNS_SQL = (
+    "SELECT key, source, target, n_train, seed, blocks, subset_indices, model_path, config::VARCHAR AS config "
+    "FROM runs WHERE status = 'done' AND target = ? AND n_train = ? AND seed = ? AND blocks = ? "
+    "ORDER BY source, created DESC"
+)
+DONE_RUN_SQL = (
+    "SELECT key, source, target, n_train, seed, blocks, subset_indices, model_path, config::VARCHAR AS config "
+    "FROM runs WHERE status = 'done' AND key = ?"
+)
+
 TABLES = ("source_models", "runs", "epoch_metrics", "robustness", "influence", "influence_topk", "featviz", "thumbnails")
 
 
@@ -248,6 +259,26 @@ class CacheWriter:
         """Keys of runs that completed (failed runs are retried)."""
         return {r[0] for r in self.con.execute("SELECT key FROM runs WHERE status = 'done'").fetchall()}
 
+    # --- influence / featviz stage lookups (compute.influence, compute.featviz) ---------------------------------
+    def influence_runs(self, target: str, n_train: int, seed: int, blocks: int) -> pd.DataFrame:
+        """Done fine-tunes of one (target, subset size, seed, blocks) cell, one row per source."""
+        return self.query(INFLUENCE_RUNS_SQL, [target, n_train, seed, blocks])
+
+    def done_run(self, key: str) -> dict[str, Any] | None:
+        """One completed run (with subset_indices and model_path), or None."""
+        frame = self.query(DONE_RUN_SQL, [key])
+        return None if frame.empty else frame.iloc[0].to_dict()
+
+    def has_influence(self, key: str) -> bool:
+        return self.con.execute("SELECT count(*) FROM influence WHERE key = ?", [key]).fetchone()[0] > 0
+
+    def has_featviz(self, key: str) -> bool:
+        return self.con.execute("SELECT count(*) FROM featviz WHERE key = ?", [key]).fetchone()[0] > 0
+
+    def thumbnail_indices(self, dataset: str, split: str) -> set[int]:
+        rows = self.con.execute("SELECT idx FROM thumbnails WHERE dataset = ? AND split = ?", [dataset, split])
+        return {r[0] for r in rows.fetchall()}
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         return self.con.execute(sql, list(params)).df()
 
@@ -331,6 +362,10 @@ class CacheReader:
     def run(self, key: str) -> dict[str, Any] | None:
         frame = self.query("SELECT *, config::VARCHAR AS config_json FROM runs WHERE key = ?", [key])
         return None if frame.empty else frame.iloc[0].to_dict()
+
+    def influence_runs(self, target: str, n_train: int, seed: int, blocks: int) -> pd.DataFrame:
+        """Done fine-tunes of one (target, subset size, seed, blocks) cell, one row per source."""
+        return self.query(INFLUENCE_RUNS_SQL, [target, n_train, seed, blocks])
 
     def targets(self) -> list[str]:
         frame = self.query("SELECT DISTINCT target FROM runs WHERE status = 'done' ORDER BY target")

@@ -118,6 +118,56 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- demo -----------------------------------------------------------------------------------------------
+def demo_command(port: int = 7860, host: str = "127.0.0.1", root_path: str | None = None) -> list[str]:
+    """The argv that starts the Gradio demo in its own process (for `rtx serve`); the cache comes from RTX_CACHE."""
+    argv = [sys.executable, "-m", "compute.cli", "demo", "--host", host, "--port", str(port)]
+    return argv + (["--root-path", root_path] if root_path else [])
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Serve the Gradio demo (upload an image, see robust vs natural influential training images)."""
+    from app.demo import launch  # the app layer; compute/ itself never imports Gradio
+
+    root = _root(args)
+    print(f"demo: http://{args.host}:{args.port}{args.root_path or ''}/  (cache {root}; Ctrl-C stops)")
+    launch(root, host=args.host, port=args.port, root_path=args.root_path)
+    return 0
+
+
+# --- explore --------------------------------------------------------------------------------------------
+def explorer_command(port: int = 8501, host: str = "127.0.0.1", base_path: str | None = None) -> list[str]:
+    """The argv that starts the Streamlit explorer in its own process; the cache comes from RTX_CACHE.
+
+    Offline by construction: no usage statistics, no browser opened, no file watcher (the app reloads data
+    from the cache snapshot, not from source files). `base_path` serves it under a URL prefix (/explorer).
+    """
+    app = Path(__file__).resolve().parents[1] / "app" / "explorer.py"
+    argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+    return argv + (["--server.baseUrlPath", base_path.strip("/")] if base_path and base_path.strip("/") else [])
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    """Serve the Streamlit explorer over the cache (read-only; refreshes while `rtx precompute` writes)."""
+    import signal
+    import subprocess
+
+    root = _root(args)
+    prefix = f"/{args.base_url_path.strip('/')}" if args.base_url_path else ""
+    print(f"explorer: http://{args.host}:{args.port}{prefix}/  (cache {root}; Ctrl-C stops)", flush=True)
+    proc = subprocess.Popen(explorer_command(args.port, args.host, args.base_url_path),
+                            env={**os.environ, "RTX_CACHE": str(root)})
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stopping rtx stops Streamlit too
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
+        return 0
+
+
 def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     from compute.presets import preset_names
     from compute.sweep import EXECUTORS
@@ -170,6 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     # COMMANDS: sub-commands added below this line by each area (keep one block per command).
+
+    p = sub.add_parser("explore", help="serve the Streamlit explorer: the paper's figures from the cache")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    p.add_argument("--base-url-path", default=None, help="URL prefix when served behind a reverse proxy, e.g. /explorer")
+    p.set_defaults(func=cmd_explore)
+
+    p = sub.add_parser("demo", help="serve the Gradio demo: an image's most influential training images")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--root-path", default=None, help="URL prefix when served behind a reverse proxy, e.g. /demo")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -32,3 +32,11 @@ def source_cache(tmp_path: Path) -> Path:
         record_random_source(writer, "natural", 0)
         record_random_source(writer, "l2_1.5", 1, "l2:1.5")
     return tmp_path
+
+
+@pytest.fixture
+def tiny_cache(tmp_path: Path) -> Path:
+    """A schema-true synthetic cache for the explorer (see tests/helpers/explorer_cache.py)."""
+    from tests.helpers.explorer_cache import write_explorer_cache
+
+    return write_explorer_cache(tmp_path / "cache")

@@ -1,0 +1,181 @@
+"""Every chart the explorer draws: pure functions `DataFrame -> alt.Chart`, testable without a browser.
+
+Accuracies stay fractions (0..1) in the data and are shown as percent by the axis format, so the rows a
+page offers as CSV are exactly the rows a chart plots. Curves are the paper's style: the solid line is the
+mean over seeds and the shaded band its 95% t-interval (columns `mean`, `lo`, `hi` from CacheReader).
+Deltas get a zero rule: above it, the first model of the difference transfers better.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "accuracy_by_blocks",
+    "accuracy_vs_epoch",
+    "accuracy_vs_size",
+    "delta_vs_epoch",
+    "delta_vs_size",
+    "heatmap_frame",
+    "influence_heatmap",
+    "label_match_chart",
+    "paper_vs_here",
+    "robustness_bars",
+    "variant_bars",
+]
+
+FACET_WIDTH = 230  # px per small multiple; three fit a wide Streamlit page
+FACET_HEIGHT = 170
+ACC_FORMAT = ".0%"
+DELTA_FORMAT = "+.1%"
+
+
+def _x_size(log: bool = True) -> alt.X:
+    """Subset size on a log axis, as the paper's Fig. 2 draws it (100 ... 50,000)."""
+    scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
+    return alt.X("n_train:Q", scale=scale, title="training images (log scale)" if log else "training images",
+                 axis=alt.Axis(format="~s", grid=False))
+
+
+def _band_lines(frame: pd.DataFrame, x: alt.X, color: str, color_title: str, y_title: str, delta: bool,
+                facet: str | None, facet_title: str = "", sort: list | None = None) -> alt.Chart:
+    """Mean line + 95% band per `color`, optionally one small multiple per `facet` value."""
+    fmt = DELTA_FORMAT if delta else ACC_FORMAT
+    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort)
+    tooltip = [alt.Tooltip(f"{color}:N", title=color_title), alt.Tooltip(x.to_dict()["field"], type="quantitative"),
+               alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("lo:Q", format=".2%"), alt.Tooltip("hi:Q", format=".2%"),
+               alt.Tooltip("n_seeds:Q", title="seeds")]
+    base = alt.Chart().encode(x=x, color=color_enc)
+    layers = [
+        base.mark_area(opacity=0.2).encode(y=alt.Y("lo:Q", title=y_title, axis=alt.Axis(format=fmt)), y2="hi:Q"),
+        base.mark_line(point=True).encode(y="mean:Q", tooltip=tooltip),
+    ]
+    if delta:
+        layers.append(alt.Chart().mark_rule(color="grey", strokeDash=[4, 4]).encode(y=alt.datum(0)))
+    chart = alt.layer(*layers, data=frame).properties(width=FACET_WIDTH, height=FACET_HEIGHT)
+    if facet:
+        return chart.facet(facet=alt.Facet(f"{facet}:N", title=facet_title), columns=3)
+    return chart
+
+
+def accuracy_vs_size(summary: pd.DataFrame) -> alt.Chart:
+    """Fig. 2a: test accuracy vs training images, one line per source, one panel per target."""
+    return _band_lines(summary, _x_size(), "source", "source model", "test accuracy", False, "target", "target")
+
+
+def delta_vs_size(delta: pd.DataFrame, title: str = "robust minus natural") -> alt.Chart:
+    """Fig. 2b / 5 / 8: an accuracy delta vs training images, one line per target, one panel per source."""
+    return _band_lines(delta, _x_size(), "target", "target", title, True, "source", "source model")
+
+
+def accuracy_vs_epoch(curves: pd.DataFrame) -> alt.Chart:
+    """Fig. 3a: test accuracy during fine-tuning, one line per source, one panel per target."""
+    x = alt.X("epoch:Q", title="fine-tuning epoch", axis=alt.Axis(grid=False))
+    return _band_lines(curves, x, "source", "source model", "test accuracy", False, "target", "target")
+
+
+def delta_vs_epoch(delta: pd.DataFrame) -> alt.Chart:
+    """Fig. 3b: robust-minus-natural accuracy during fine-tuning, one line per target, one panel per source."""
+    x = alt.X("epoch:Q", title="fine-tuning epoch", axis=alt.Axis(grid=False))
+    return _band_lines(delta, x, "target", "target", "robust minus natural", True, "source", "source model")
+
+
+def accuracy_by_blocks(summary: pd.DataFrame) -> alt.Chart:
+    """Fig. 4a / 11a: test accuracy vs training images, one line per number of fine-tuned blocks."""
+    frame = summary.assign(blocks=summary["blocks"].astype(str))
+    order = sorted(frame["blocks"].unique(), key=int)
+    return _band_lines(frame, _x_size(), "blocks", "fine-tuned blocks", "test accuracy", False, "target", "target",
+                       sort=order)
+
+
+def variant_bars(frame: pd.DataFrame) -> alt.Chart:
+    """Table 2: accuracy of each source on the base target and its low-res / low-pass variants, with 95% bars."""
+    base = alt.Chart().encode(x=alt.X("source:N", title=None, axis=alt.Axis(labelAngle=-30)),
+                              color=alt.Color("source:N", title="source model"))
+    tooltip = ["target:N", "source:N", alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("n_seeds:Q", title="seeds")]
+    layers = alt.layer(
+        base.mark_bar().encode(y=alt.Y("mean:Q", title="test accuracy", axis=alt.Axis(format=ACC_FORMAT)),
+                               tooltip=tooltip),
+        base.mark_errorbar(color="black").encode(y="lo:Q", y2="hi:Q"),
+        data=frame,
+    ).properties(width=150, height=FACET_HEIGHT)
+    return layers.facet(facet=alt.Facet("target:N", title="target"), columns=4)
+
+
+def robustness_bars(frame: pd.DataFrame) -> alt.Chart:
+    """Table 1b analogue: each source's accuracy under each attack (norm 'none' = clean), one panel per attack."""
+    attack = frame["norm"] + " ε=" + frame["eps"].map("{:g}".format) + " PGD(" + frame["steps"].astype(str) + ")"
+    data = frame.assign(attack=attack.where(frame["norm"] != "none", "clean"))
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("source:N", title=None, axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("accuracy:Q", title="accuracy under attack", axis=alt.Axis(format=ACC_FORMAT)),
+        color=alt.Color("source:N", title="source model"),
+        tooltip=["source:N", "dataset:N", "attack:N", alt.Tooltip("accuracy:Q", format=".2%"), "n_images:Q"],
+    ).properties(width=160, height=140).facet(facet=alt.Facet("attack:N", title="attack"), columns=4)
+
+
+# --- influence (Section 6) -------------------------------------------------------------------------------------
+def heatmap_frame(matrix: np.ndarray, row_labels: np.ndarray, col_labels: np.ndarray,
+                  max_bins: int = 60) -> pd.DataFrame:
+    """Mean-pool a (rows, cols) matrix into at most max_bins x max_bins cells, long format for `mark_rect`.
+
+    A 3,200 x 10,000 influence matrix is 32M cells; Vega draws a few thousand rectangles smoothly, so
+    the pooled cell (row_bin, col_bin) holds the mean of its block and the majority label of its rows/cols.
+    """
+    rows, cols = matrix.shape
+    r_edges = np.linspace(0, rows, min(rows, max_bins) + 1).round().astype(int)
+    c_edges = np.linspace(0, cols, min(cols, max_bins) + 1).round().astype(int)
+    sums = np.add.reduceat(np.add.reduceat(matrix.astype(np.float64), r_edges[:-1], axis=0), c_edges[:-1], axis=1)
+    pooled = sums / np.outer(np.diff(r_edges), np.diff(c_edges))  # (row_bins, col_bins)
+    r_lab = [int(np.bincount(row_labels[a:b]).argmax()) for a, b in zip(r_edges[:-1], r_edges[1:], strict=True)]
+    c_lab = [int(np.bincount(col_labels[a:b]).argmax()) for a, b in zip(c_edges[:-1], c_edges[1:], strict=True)]
+    ri, ci = np.meshgrid(np.arange(len(r_lab)), np.arange(len(c_lab)), indexing="ij")
+    return pd.DataFrame({
+        "row_bin": ri.ravel(), "col_bin": ci.ravel(), "value": pooled.ravel(),
+        "row_label": np.asarray(r_lab)[ri.ravel()], "col_label": np.asarray(c_lab)[ci.ravel()],
+    })
+
+
+_BARE = alt.Axis(labels=False, ticks=False, domain=False)
+
+
+def influence_heatmap(frame: pd.DataFrame) -> alt.Chart:
+    """Fig. 7a: standardized influence (test rows x training columns, both sorted by label), one panel per model.
+
+    `frame` is `heatmap_frame` output for the test x train matrix plus a `model` column; diverging colours
+    centred on zero, so well-defined dark blocks on the diagonal mean label-consistent influence.
+    """
+    return alt.Chart(frame).mark_rect().encode(
+        x=alt.X("col_bin:O", title="training images (sorted by label)", axis=_BARE),
+        y=alt.Y("row_bin:O", title="test images (sorted by label)", axis=_BARE),
+        color=alt.Color("value:Q", title="influence / ‖I‖", scale=alt.Scale(scheme="purpleorange", domainMid=0)),
+        tooltip=["model:N", alt.Tooltip("row_label:Q", title="test label"),
+                 alt.Tooltip("col_label:Q", title="train label"), alt.Tooltip("value:Q", format=".3g")],
+    ).properties(width=280, height=280).facet(column=alt.Column("model:N", title=None))
+
+
+def label_match_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Fig. 7b: share of test images whose top-k influential training images carry the test label (k = 1..K)."""
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("k:Q", title="top-k influential training images", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("match:Q", title="label match", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=ACC_FORMAT)),
+        color=alt.Color("model:N", title="model"),
+        tooltip=["model:N", "k:Q", alt.Tooltip("match:Q", format=".1%")],
+    ).properties(width=360, height=220)
+
+
+# --- paper vs here ---------------------------------------------------------------------------------------------
+def paper_vs_here(frame: pd.DataFrame) -> alt.Chart:
+    """Table 7 next to the cache: accuracy vs training images, solid = this cache, dashed = the paper.
+
+    `frame` has target, n_train, model (paper column name), origin ('paper' | 'here'), acc (fraction).
+    """
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=_x_size(),
+        y=alt.Y("acc:Q", title="test accuracy (3 blocks)", axis=alt.Axis(format=ACC_FORMAT)),
+        color=alt.Color("model:N", title="source (paper name)"),
+        strokeDash=alt.StrokeDash("origin:N", title="from", sort=["here", "paper"]),
+        tooltip=["target:N", "n_train:Q", "model:N", "origin:N", alt.Tooltip("acc:Q", format=".2%")],
+    ).properties(width=FACET_WIDTH, height=FACET_HEIGHT).facet(facet=alt.Facet("target:N", title="target"), columns=3)

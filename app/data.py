@@ -1,0 +1,223 @@
+"""The explorer's only door to the cache: a read-only `CacheReader` and reads memoised per snapshot.
+
+Why it is shaped like this:
+- `rtx precompute` publishes `rtx.snapshot.duckdb` atomically after each job; a reader sees new results only
+  after `reopen()`. `snapshot()` reopens on every rerun (a stat when nothing changed) and returns a
+  `Snapshot` whose token names the published file version; every read below is `st.cache_data` keyed on
+  it, so each aggregate is computed once per snapshot and a new snapshot refreshes pages without restart.
+- One reader per cache directory is shared by all sessions (`st.cache_resource`); a DuckDB connection is
+  not safe to use from several threads at once and `reopen()` swaps it, so every use holds `_LOCK`.
+  Reads are aggregates computed in DuckDB (milliseconds) and then cached, so the lock is rarely contended.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.charts import heatmap_frame
+from compute.cache import CacheReader, snapshot_path
+from compute.paths import cache_dir
+
+FILL_COMMAND = "rtx precompute --preset demo"
+NATURAL_NAMES = ("natural",)  # every preset's `Preset.natural`; see natural_source()
+
+T = TypeVar("T")
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Which published snapshot a page reads: the memoisation key of every read in this module."""
+
+    root: str
+    token: str  # "<snapshot path>@<mtime ns>"; "" while `rtx precompute` has published nothing
+
+    @property
+    def empty(self) -> bool:
+        return not self.token
+
+
+@st.cache_resource(show_spinner=False)
+def _reader(root: str) -> CacheReader:
+    return CacheReader(Path(root))
+
+
+def _token(reader: CacheReader) -> str:
+    return f"{reader.version.path}@{reader.version.mtime_ns}" if reader.version.path else ""
+
+
+def snapshot() -> Snapshot:
+    """The newest published snapshot of the cache in $RTX_CACHE (reopened if `rtx precompute` wrote since)."""
+    root = str(cache_dir())
+    with _LOCK:
+        reader = _reader(root)
+        reader.reopen()
+        return Snapshot(root, _token(reader))
+
+
+def snapshot_changed(snap: Snapshot) -> bool:
+    """True when a newer snapshot was published than `snap` (a stat only: cheap enough to poll)."""
+    path = snapshot_path(Path(snap.root))
+    try:
+        return f"{path}@{path.stat().st_mtime_ns}" != snap.token
+    except FileNotFoundError:
+        return bool(snap.token)
+
+
+def _read(snap: Snapshot, fn: Callable[[CacheReader], T]) -> T:
+    with _LOCK:
+        return fn(_reader(snap.root))
+
+
+# --- tables ----------------------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def counts(snap: Snapshot) -> pd.DataFrame:
+    return _read(snap, lambda r: r.counts())
+
+
+@st.cache_data(show_spinner=False)
+def source_models(snap: Snapshot) -> pd.DataFrame:
+    return _read(snap, lambda r: r.source_models())
+
+
+@st.cache_data(show_spinner=False)
+def run_counts(snap: Snapshot) -> pd.DataFrame:
+    return _read(snap, lambda r: r.run_counts())
+
+
+@st.cache_data(show_spinner=False)
+def robustness(snap: Snapshot) -> pd.DataFrame:
+    return _read(snap, lambda r: r.robustness())
+
+
+@st.cache_data(show_spinner=False)
+def final_summary(snap: Snapshot) -> pd.DataFrame:
+    """Mean and 95% interval of final accuracy per (source, target, n_train, blocks)."""
+    return _read(snap, lambda r: r.final_summary())
+
+
+@st.cache_data(show_spinner=False)
+def curve_summary(snap: Snapshot) -> pd.DataFrame:
+    """Mean and 95% interval of accuracy per (source, target, n_train, blocks, epoch)."""
+    return _read(snap, lambda r: r.curve_summary())
+
+
+@st.cache_data(show_spinner=False)
+def delta_summary(snap: Snapshot, reference: str, which: str = "final") -> pd.DataFrame:
+    """Every other source minus `reference`, paired by seed (reference = natural for the paper's deltas)."""
+    return _read(snap, lambda r: r.delta_summary(reference, which))
+
+
+@st.cache_data(show_spinner=False)
+def blocks_delta(snap: Snapshot, high: int, low: int) -> pd.DataFrame:
+    """Accuracy with `high` fine-tuned blocks minus with `low`, paired by seed (Fig. 4b: 3 minus 1)."""
+    return _read(snap, lambda r: r.blocks_delta_summary(high, low))
+
+
+@st.cache_data(show_spinner=False)
+def thumbnail_summary(snap: Snapshot) -> pd.DataFrame:
+    return _read(snap, lambda r: r.thumbnail_summary())
+
+
+@st.cache_data(show_spinner=False)
+def thumbnail_samples(snap: Snapshot, split: str = "test", per_label: int = 1) -> pd.DataFrame:
+    return _read(snap, lambda r: r.thumbnail_samples(split, per_label))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def thumbnails(snap: Snapshot, dataset: str, split: str, indices: tuple[int, ...]) -> dict[int, bytes]:
+    """PNG bytes of the given dataset indices (only those stored; missing ones are absent)."""
+    frame = _read(snap, lambda r: r.thumbnail_pngs(dataset, split, list(indices)))
+    return {int(i): bytes(p) for i, p in zip(frame["idx"], frame["png"], strict=True)}
+
+
+@st.cache_data(show_spinner=False)
+def featviz(snap: Snapshot) -> pd.DataFrame:
+    return _read(snap, lambda r: r.featviz())
+
+
+# --- derived ---------------------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def natural_source(snap: Snapshot) -> str | None:
+    """The natural reference source of the cache's runs: a preset's `natural` name, else a `none` constraint."""
+    ran = set(final_summary(snap).get("source", pd.Series(dtype=str)))
+    for name in NATURAL_NAMES:
+        if name in ran:
+            return name
+    sources = source_models(snap)
+    if not sources.empty:
+        plain = sources[(sources["constraint_"] == "none") & sources["name"].isin(ran)]
+        if not plain.empty:
+            return str(plain["name"].iloc[0])
+    return None
+
+
+def source_label(row: pd.Series) -> str:
+    """'l2_1.5: L2 ε=1.5, PGD(3)' from a source_models row."""
+    constraint = str(row.get("constraint_") or "none")
+    if constraint == "none":
+        return f"{row['name']}: natural"
+    kind, _, eps = constraint.partition(":")
+    if kind == "gaussian":
+        return f"{row['name']}: Gaussian σ={eps}"
+    steps = row.get("attack_steps")
+    return f"{row['name']}: {kind.upper() if kind == 'l2' else 'L∞'} ε={eps}, PGD({int(steps) if pd.notna(steps) else '?'})"
+
+
+def constraint_eps(constraint: str) -> float:
+    """'linf:4/255' -> 0.0157, 'l2:1.5' -> 1.5, 'none' -> 0.0."""
+    _, _, eps = str(constraint).partition(":")
+    return float(Fraction(eps)) if eps else 0.0
+
+
+def split_variant(target: str) -> tuple[str, str | None]:
+    """'mnist5k+lowpass(400)' -> ('mnist5k', 'lowpass(400)'); a plain target -> (target, None)."""
+    base, _, variant = target.partition("+")
+    return base, variant or None
+
+
+# --- influence (Section 6) -------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def influence_results(snap: Snapshot) -> pd.DataFrame:
+    """Influence results with their run's cell and a `pair` label grouping robust and natural on one subset."""
+    frame = _read(snap, lambda r: r.influence_results())
+    if frame.empty:
+        return frame
+    return frame.assign(pair=frame["target"] + " · " + frame["subset_size"].astype(str) + " images · seed "
+                        + frame["seed"].astype(str) + " · " + frame["blocks"].astype(str) + " blocks")
+
+
+@st.cache_data(show_spinner=False)
+def influence_row(snap: Snapshot, key: str) -> dict | None:
+    return _read(snap, lambda r: r.influence(key))
+
+
+@st.cache_data(show_spinner=False)
+def influence_topk(snap: Snapshot, key: str, k: int) -> pd.DataFrame:
+    return _read(snap, lambda r: r.influence_topk(key, k))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def influence_heatmap(snap: Snapshot, key: str, max_bins: int = 60) -> pd.DataFrame:
+    """Fig. 7a cells for one result: the stored (n_train, n_test) matrix sorted by label and standardized by its
+    norm (compute.influence.derived.sorted_standardized), transposed to test rows x train columns, pooled."""
+    from compute.influence.derived import sorted_standardized
+
+    row = influence_row(snap, key)
+    if row is None or not row.get("matrix_path"):
+        return pd.DataFrame()
+    path = _read(snap, lambda r: r.artefact(row["matrix_path"]))
+    if not path.exists():
+        return pd.DataFrame()
+    matrix = np.load(path)  # (n_train, n_test) float32
+    ordered = sorted_standardized(matrix, np.asarray(row["train_labels"]), np.asarray(row["test_labels"]))
+    return heatmap_frame(ordered.matrix.T, ordered.test_labels, ordered.train_labels, max_bins)

@@ -1,0 +1,44 @@
+"""Paper vs here: the paper's Table 7 beside this cache's runs for the same cells, with difference and interval."""
+
+import pandas as pd
+import streamlit as st
+
+from app import charts, data, paper, ui
+
+st.title("The paper's numbers vs this cache")
+snap = data.snapshot()
+summary, sources = data.final_summary(snap), data.source_models(snap)
+table = paper.paper_table()
+if summary.empty or sources.empty:
+    ui.empty_state(snap, "fine-tuned runs to compare with")
+    st.dataframe(table, hide_index=True)
+    ui.footer(f"The paper's Table 7 ({ui.CITATION}), accuracy as a fraction.", table, "paper_table7")
+    st.stop()
+
+natural = data.natural_source(snap)
+blocks = ui.blocks_picker(summary, key="paper-blocks")
+compared = paper.comparison(summary, sources, natural, blocks)
+mapping = paper.paper_columns(sources, natural)
+arch = sources.set_index("name")["arch"]
+st.info("The paper fine-tuned ImageNet ResNet-50s (3 blocks); this cache's runs come from the sources listed here, "
+        "so expect the trend, not the numbers, to agree. Source mapping: "
+        + "; ".join(f"`{s}` ({arch.get(s, '?')}) as **{c}**" for s, c in mapping.items()) + ".")
+
+matched = compared.dropna(subset=["here_acc"])
+if matched.empty:
+    ui.empty_state(snap, f"runs on the paper's targets and subset sizes with {blocks} blocks (targets: "
+                   f"{', '.join(sorted(table['target'].unique()))}; `mnist5k` counts as mnist)")
+else:
+    plot = pd.concat([matched.assign(origin="here", acc=matched["here_acc"]),
+                      matched.assign(origin="paper", acc=matched["paper_acc"])])
+    st.altair_chart(charts.paper_vs_here(plot[["target", "n_train", "model", "origin", "acc"]]))
+
+shown = compared.assign(**{c: compared[c] * 100 for c in ("paper_acc", "here_acc", "lo", "hi", "diff")})
+styled = shown.style.apply(lambda r: ["color: #aaa" if r.isna()["here_acc"] else "" for _ in r], axis=1) \
+    .format({c: "{:.2f}" for c in ("paper_acc", "here_acc", "lo", "hi", "diff")}, na_rep="–")
+st.dataframe(styled, hide_index=True, column_config={
+    "paper_acc": "paper %", "here_acc": "here %", "lo": "95% lo", "hi": "95% hi", "diff": "here − paper",
+    "n_seeds": "seeds", "here_target": "cache target"})
+ui.footer(f"Every Table 7 cell ({ui.CITATION}); {len(matched)} of {len(compared)} have runs here with {blocks} "
+          "blocks (greyed rows have none). Accuracy in percent; interval = 95% t-interval over seeds.",
+          compared, "paper_vs_here")

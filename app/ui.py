@@ -1,0 +1,55 @@
+"""Widgets every explorer page shares: the empty state, the caption + CSV footer, and the common filters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import streamlit as st
+
+from app.data import FILL_COMMAND, Snapshot
+
+CITATION = ("Utrera, Kravitz, Erichson, Khanna, Mahoney: *Adversarially-Trained Deep Nets Transfer Better: "
+            "Illustration on Image Classification*, ICLR 2021")
+
+
+def empty_state(snap: Snapshot, what: str, command: str = FILL_COMMAND) -> None:
+    """What is missing and the command that fills it; pages call this instead of drawing an empty chart."""
+    where = "" if snap.empty else " (the cache has a snapshot, but not these rows yet)"
+    st.info(f"No {what} in the cache at `{snap.root}`{where}. Fill it with `{command}`; "
+            "this page refreshes when new results are published.")
+
+
+def footer(caption: str, rows: pd.DataFrame, name: str) -> None:
+    """A caption saying what is plotted and how much backs it, and the plotted rows as CSV."""
+    st.caption(caption)
+    st.download_button(f"Download these {len(rows)} rows (CSV)", rows.to_csv(index=False).encode(),
+                       file_name=f"{name}.csv", mime="text/csv", key=f"csv-{name}")
+
+
+def backing(frame: pd.DataFrame) -> str:
+    """'N cells from M runs (seeds per cell: a-b)' for a summary with an `n_seeds` column."""
+    if frame.empty:
+        return "no runs"
+    lo, hi = int(frame["n_seeds"].min()), int(frame["n_seeds"].max())
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return f"{len(frame)} points from {int(frame['n_seeds'].sum())} runs ({seeds} seeds per point)"
+
+
+def pick_many(label: str, options: Sequence, default: Sequence | None = None, key: str | None = None) -> list:
+    """A multiselect whose default is every option (or `default`, where those exist)."""
+    options = list(options)
+    chosen = [d for d in (default if default is not None else options) if d in options] or options
+    return st.multiselect(label, options, default=chosen, key=key)
+
+
+def pick_one(label: str, options: Sequence, preferred: Sequence = (), key: str | None = None):
+    """A selectbox starting at the first `preferred` value that is an option (else the first option)."""
+    options = list(options)
+    index = next((options.index(p) for p in preferred if p in options), 0)
+    return st.selectbox(label, options, index=index, key=key)
+
+
+def blocks_picker(summary: pd.DataFrame, key: str) -> int:
+    """Number of fine-tuned blocks; the paper's headline figures use 3."""
+    return int(pick_one("fine-tuned blocks", sorted(summary["blocks"].unique()), (3,), key=key))

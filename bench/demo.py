@@ -1,0 +1,127 @@
+"""Demo latency: how long an upload takes to answer, through the Python function and through the API.
+
+Each of N uploads (the target's stored test images as PNG files, plus the shipped photos in assets/seeds/
+when present) is answered four ways, all in this process:
+
+- `query`:  the two `InfluenceIndex.query` calls alone (the baseline: the work that cannot be avoided)
+- `decode`: `app.uploads.load_upload` alone (file -> tensor in the target's format)
+- `python`: `app.demo.neighbours`, the whole function behind the UI (decode, both queries, rendering)
+- `client`: `gradio_client.Client.predict(..., api_name="/neighbours")` against the demo served on a free
+  localhost port (queue, HTTP, pre/post-processing; output files are not downloaded)
+
+    python bench/demo.py [--cache DIR] [--uploads 50] [--threads 2]
+
+The target is 1 s per answer on 2 CPU cores for the demo cache (`rtx precompute --preset demo`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.demo import SEED_SUFFIXES, SEEDS_DIR, DemoBackend, launch, neighbours
+from app.uploads import load_upload
+from compute.paths import cache_dir
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def upload_files(backend: DemoBackend, target: str, n: int, folder: Path) -> list[Path]:
+    """n files to upload: the target's test thumbnails, every tenth replaced by a shipped photo if any."""
+    frame = backend.thumbs.get((target, "test"))
+    if frame is None or frame.empty:
+        raise SystemExit(f"the cache has no test thumbnails for {target}; run `rtx precompute --preset demo`")
+    photos = [p for p in sorted(SEEDS_DIR.glob("*")) if p.suffix.lower() in SEED_SUFFIXES] if SEEDS_DIR.is_dir() else []
+    files = []
+    for i in range(n):
+        if photos and i % 10 == 9:
+            files.append(photos[(i // 10) % len(photos)])
+            continue
+        idx = frame.index[i % len(frame)]
+        path = folder / f"test-{idx}.png"
+        path.write_bytes(bytes(frame.at[idx, "png"]))
+        files.append(path)
+    return files
+
+
+def summarise(name: str, seconds: list[float], baseline: float | None) -> str:
+    median, p95 = statistics.median(seconds), float(np.percentile(seconds, 95))
+    ratio = f"{median / baseline:6.2f}x" if baseline else "   1.00x"
+    return f"{name:<8} median {median * 1e3:8.1f} ms   p95 {p95 * 1e3:8.1f} ms   max {max(seconds) * 1e3:8.1f} ms   {ratio}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=None, help="cache directory (default $RTX_CACHE or ./cache)")
+    parser.add_argument("--uploads", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the target is 2 CPU cores)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    root = args.cache or cache_dir()
+    start = time.perf_counter()
+    backend = DemoBackend.open(root)
+    if backend.empty:
+        raise SystemExit(f"no influence results in {root}; run `rtx precompute --preset demo` first")
+    pair = backend.default
+    print(f"cache {root}; pair {pair.target}: {pair.label}; start-up (load + warm) {time.perf_counter() - start:.2f} s; "
+          f"torch threads {torch.get_num_threads()}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = upload_files(backend, pair.target, args.uploads, Path(tmp))
+        photos = sum(1 for f in files if not f.name.startswith("test-"))
+        print(f"{len(files)} uploads: {len(files) - photos} stored test images, {photos} photos")
+        fmt = backend.target_format(pair)
+        times: dict[str, list[float]] = {"query": [], "decode": [], "python": [], "client": []}
+        answers = []
+        for path in files:
+            t0 = time.perf_counter()
+            prepared = load_upload(path, fmt)
+            t1 = time.perf_counter()
+            for _, _, key in pair.sides():
+                backend.index(key).query(prepared.batch, k=5)
+            t2 = time.perf_counter()
+            out = neighbours(backend, str(path), pair.label, 5)
+            t3 = time.perf_counter()
+            times["decode"].append(t1 - t0)
+            times["query"].append(t2 - t1)
+            times["python"].append(t3 - t2)
+            answers.append(out[-1])
+
+        from gradio_client import Client, handle_file
+
+        port = free_port()
+        demo = launch(root, port=port, block=False, backend=backend)
+        try:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+            client.predict(handle_file(str(files[0])), pair.label, 5, "auto", api_name="/neighbours")  # warm
+            mismatches = 0
+            for path, expected in zip(files, answers, strict=True):
+                t0 = time.perf_counter()
+                out = client.predict(handle_file(str(path)), pair.label, 5, "auto", api_name="/neighbours")
+                times["client"].append(time.perf_counter() - t0)
+                got = [[n["train_pos"] for n in m["neighbours"]] for m in out[-1]["models"]]
+                mismatches += got != [[n["train_pos"] for n in m["neighbours"]] for m in expected["models"]]
+        finally:
+            demo.close()
+
+    baseline = statistics.median(times["query"])
+    for name in ("query", "decode", "python", "client"):
+        print(summarise(name, times[name], None if name == "query" else baseline))
+    worst = float(np.percentile(times["client"], 95))
+    print(f"API answers identical to the Python function's: {len(files) - mismatches}/{len(files)}; "
+          f"p95 through the API {worst:.3f} s ({'within' if worst < 1.0 else 'OVER'} the 1 s target)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The paper's route (A.9), kept as the test oracle: autograd Hessian and a dense pseudo-inverse via SVD.
+
+H = sum over batches of five fine-tuning images of the autograd Hessian of the batch's summed cross-entropy
+w.r.t. the FC parameters theta = [vec(W), b] (P = C d + C values), then H^+ from `torch.linalg.svd` keeping
+singular values above `cutoff` times the largest. Gradients come from autograd too, so nothing here uses
+the closed forms of the fast routes. Memory and time grow as P^2 and P^3: only for small layers
+(P up to a few thousand).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from compute.influence._fc import FCProblem, QueryMatrix
+
+BATCH = 5  # the paper sums the Hessians of batches of five images
+
+
+def _loss_fn(problem: FCProblem, features: torch.Tensor, labels: torch.Tensor):
+    c, d = problem.weight.shape
+    has_bias = problem.bias is not None
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        weight = theta[: c * d].view(c, d)
+        logits = features @ weight.T + (theta[c * d:] if has_bias else 0.0)
+        return F.cross_entropy(logits, labels, reduction="sum")
+
+    return loss
+
+
+def _theta(problem: FCProblem) -> torch.Tensor:
+    parts = [problem.weight.reshape(-1)] + ([problem.bias] if problem.bias is not None else [])
+    return torch.cat(parts)
+
+
+def autograd_hessian(problem: FCProblem, batch: int = BATCH) -> torch.Tensor:
+    """(P, P) sum of per-batch autograd Hessians, plus the damping term."""
+    theta = _theta(problem)
+    hessian = torch.zeros(theta.numel(), theta.numel(), dtype=theta.dtype, device=theta.device)
+    for i in range(0, problem.features.shape[0], batch):
+        fn = _loss_fn(problem, problem.features[i:i + batch], problem.labels[i:i + batch])
+        hessian += torch.autograd.functional.hessian(fn, theta, vectorize=True)
+    if problem.damping:
+        hessian.diagonal().add_(problem.damping)
+    return hessian
+
+
+def autograd_gradients(problem: FCProblem, features: torch.Tensor, labels: torch.Tensor,
+                       chunk: int = 256) -> torch.Tensor:
+    """(n, P) per-example gradients: the Jacobian of the unreduced losses, `chunk` examples at a time."""
+    theta = _theta(problem)
+    c, d = problem.weight.shape
+    rows = []
+    for i in range(0, features.shape[0], chunk):
+        z, y = features[i:i + chunk], labels[i:i + chunk]
+
+        def losses(t: torch.Tensor, z: torch.Tensor = z, y: torch.Tensor = y) -> torch.Tensor:
+            logits = z @ t[: c * d].view(c, d).T + (t[c * d:] if problem.bias is not None else 0.0)
+            return F.cross_entropy(logits, y, reduction="none")
+
+        rows.append(torch.autograd.functional.jacobian(losses, theta, vectorize=True))
+    return torch.cat(rows) if rows else theta.new_zeros(0, theta.numel())
+
+
+def svd_pinv(matrix: torch.Tensor, cutoff: float) -> tuple[torch.Tensor, int, float]:
+    """Moore-Penrose pseudo-inverse keeping singular values > cutoff * max; returns (pinv, rank, s_max)."""
+    u, s, vh = torch.linalg.svd(matrix)
+    keep = s > cutoff * s.max()
+    pinv = vh[keep].T @ torch.diag(1.0 / s[keep]) @ u[:, keep].T
+    return pinv, int(keep.sum()), float(s.max())
+
+
+def reference_query(problem: FCProblem, cutoff: float = 5e-2) -> QueryMatrix:
+    """H^+ G_train^T by the paper's route, reshaped to the shared (n, C, D) layout."""
+    start = time.perf_counter()
+    pinv, rank, s_max = svd_pinv(autograd_hessian(problem), cutoff)
+    grads = autograd_gradients(problem, problem.features, problem.labels)  # (n, P)
+    flat = grads @ pinv  # (n, P): rows are (H^+ g_j)^T, H^+ symmetric
+    n, (c, d) = flat.shape[0], problem.weight.shape
+    matrix = flat[:, : c * d].view(n, c, d)
+    if problem.bias is not None:
+        matrix = torch.cat([matrix, flat[:, c * d:, None]], 2)
+    return QueryMatrix(matrix, problem.weight, problem.bias, "reference", cutoff, "autograd-svd", rank, s_max,
+                       time.perf_counter() - start)
+
+
+def influence_reference(problem: FCProblem, test_features: torch.Tensor, test_labels: torch.Tensor,
+                        cutoff: float = 5e-2) -> torch.Tensor:
+    """(n_train, n_test) scores g_t^T H^+ g_j, everything by autograd + SVD (the oracle for the fast routes)."""
+    pinv, _, _ = svd_pinv(autograd_hessian(problem), cutoff)
+    test_features = test_features.to(problem.features)
+    train_grads = autograd_gradients(problem, problem.features, problem.labels)  # (n, P)
+    test_grads = autograd_gradients(problem, test_features, test_labels.to(problem.labels.device))  # (m, P)
+    return train_grads @ pinv @ test_grads.T

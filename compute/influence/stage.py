@@ -1,0 +1,195 @@
+"""The `influence` stage: for the preset's robust and natural fine-tunes of one subset, the train x test matrix,
+its per-test top-k, the label-match curve, the query matrix for on-demand queries, and thumbnails.
+
+Stored per result (key = job_key('influence', {run_key, method, cutoff, n_test, code})):
+- `influence/<key>.npy`: the (n_train, n_test) float32 score matrix (rows: the run's subset order),
+- `influence_query/<key>.npz`: `query` (n_train, C, D) float32 = H^+ g_j per training point, `weight`, `bias`,
+- one `influence` row (labels, predictions, label-match curve k = 1..20, timings, meta) and `influence_topk`
+  rows (test_pos, rank, train_pos, score), the top-k computed from the matrix,
+- thumbnails of every training image of the subset and every test image used.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from compute.cache import CacheWriter
+from compute.data import load_dataset
+from compute.errors import RtxError
+from compute.images import to_png
+from compute.influence._fc import FCProblem, QueryMatrix, probabilities
+from compute.influence.derived import label_match_curve, top_k
+from compute.influence.features import penultimate
+from compute.influence.methods import get_method
+from compute.models import load_checkpoint
+from compute.paths import artefact_path, job_key
+from compute.presets import Preset
+
+# Bump when a change to this package changes stored results: it is part of every influence key.
+CODE_VERSION = "influence-1"
+K_MAX = 20  # length of the stored label-match curve (Figure 7b: k = 1..20)
+SIGN = "score = g_test^T H^+ g_train = -(paper eq. 9); higher = more helpful (removing it raises the test loss)"
+
+
+@dataclass(frozen=True)
+class InfluenceJob:
+    """One influence result: which fine-tune, which method, which cut-off, how many test images."""
+
+    run_key: str
+    method: str = "fast"
+    cutoff: float = 5e-2
+    n_test: int = 500
+    top_k: int = 10
+
+    @property
+    def key(self) -> str:
+        # top_k is not part of the key: it only trims what is derived from the stored matrix.
+        return job_key("influence", {"run_key": self.run_key, "method": self.method, "cutoff": self.cutoff,
+                                     "n_test": self.n_test, "code": CODE_VERSION})
+
+
+@dataclass(frozen=True)
+class InfluenceOutcome:
+    """Everything one job computed, before it is written."""
+
+    job: InfluenceJob
+    run: dict[str, Any]
+    matrix: np.ndarray  # (n_train, n_test) float64
+    query: QueryMatrix
+    train_indices: np.ndarray
+    train_labels: np.ndarray
+    test_indices: np.ndarray
+    test_labels: np.ndarray
+    test_pred: np.ndarray
+    label_match: np.ndarray  # (min(K_MAX, n_train),)
+    seconds: float
+    meta: dict[str, Any]
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob,
+                      device: str | torch.device | None = None) -> InfluenceOutcome:
+    """Load the run's fine-tuned model, extract features, solve, and score the first n_test test images."""
+    start = time.perf_counter()
+    method = get_method(job.method)
+    if not run.get("model_path"):
+        raise RtxError(f"run {run['key']} kept no weights; re-run its fine-tune with --keep-models")
+    dev = _device(device)
+    model, _ = load_checkpoint(root / run["model_path"])
+    model = model.to(dev).eval()
+    train, test = load_dataset(run["target"], "train"), load_dataset(run["target"], "test")
+    if model.num_classes != len(train.classes):
+        raise RtxError(f"run {run['key']}: model has {model.num_classes} outputs, {run['target']} has "
+                       f"{len(train.classes)} classes")
+    train_idx = np.asarray(run["subset_indices"], dtype=np.int64)
+    test_idx = np.arange(min(job.n_test, len(test)), dtype=np.int64)
+    y_train, y_test = train.labels[torch.from_numpy(train_idx)], test.labels[torch.from_numpy(test_idx)]
+    z_train = penultimate(model, train.images[torch.from_numpy(train_idx)], dev)
+    z_test = penultimate(model, test.images[torch.from_numpy(test_idx)], dev)
+    fc = model.fc
+    problem = FCProblem.create(z_train, y_train, fc.weight, fc.bias, device=dev)
+    query = method.solve(problem, job.cutoff)
+    matrix = method.matrix(problem, query, z_test, y_test).cpu().numpy()
+    test_pred = probabilities(z_test.double(), problem.weight, problem.bias).argmax(1).cpu().numpy()
+    y_train_np, y_test_np = y_train.numpy(), y_test.numpy()
+    meta = {
+        "source": run["source"], "target": run["target"], "route": query.route, "rank": query.rank,
+        "eigenvalue_max": query.eigenvalue_max, "solve_seconds": query.seconds, "exact": method.exact,
+        "features": int(z_train.shape[1]), "bias": fc.bias is not None, "device": str(dev), "code": CODE_VERSION,
+        "classes": list(train.classes), "input_channels": train.channels, "native_size": train.size,
+        "input_size": model.input_size, "test_acc": float((test_pred == y_test_np).mean()) if len(y_test_np) else None,
+        "top_k": job.top_k, "sign": SIGN,
+    }
+    return InfluenceOutcome(job, run, matrix, query, train_idx, y_train_np, test_idx, y_test_np, test_pred,
+                            label_match_curve(matrix, y_train_np, y_test_np, K_MAX), time.perf_counter() - start, meta)
+
+
+def _thumbnail_rows(writer: CacheWriter, target: str, split: str, indices: np.ndarray) -> list[dict[str, Any]]:
+    have = writer.thumbnail_indices(target, split)
+    todo = [int(i) for i in indices if int(i) not in have]
+    if not todo:
+        return []
+    data = load_dataset(target, split)
+    return [{"dataset": target, "split": split, "idx": i, "label": int(data.labels[i]), "png": to_png(data.images[i])}
+            for i in todo]
+
+
+def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome) -> None:
+    """Write the artefacts, then the thumbnails, then the row and top-k in one transaction (the row last, so a
+    crash leaves no row pointing at missing files)."""
+    root, job, key = writer.root, outcome.job, outcome.job.key
+    matrix_path = artefact_path(root, "influence", key, "npy")
+    np.save(matrix_path, outcome.matrix.astype(np.float32))
+    query_path = artefact_path(root, "influence_query", key, "npz")
+    q = outcome.query
+    arrays = {"query": q.matrix.cpu().numpy().astype(np.float32), "weight": q.weight.cpu().numpy().astype(np.float32),
+              "train_indices": outcome.train_indices, "train_labels": outcome.train_labels}
+    if q.bias is not None:
+        arrays["bias"] = q.bias.cpu().numpy().astype(np.float32)
+    with open(query_path, "wb") as fh:
+        np.savez(fh, **arrays)
+    target = outcome.run["target"]
+    thumbs = (_thumbnail_rows(writer, target, "train", outcome.train_indices)
+              + _thumbnail_rows(writer, target, "test", outcome.test_indices))
+    if thumbs:
+        writer.record_thumbnails(thumbs)
+    best = top_k(outcome.matrix, job.top_k)
+    n_test, k = best.positions.shape
+    topk = pd.DataFrame({
+        "influence_key": key, "test_pos": np.repeat(np.arange(n_test), k).astype(np.int32),
+        "rank": np.tile(np.arange(k), n_test).astype(np.int32),
+        "train_pos": best.positions.reshape(-1).astype(np.int32), "score": best.scores.reshape(-1).astype(np.float64),
+    })
+    row = {
+        "key": key, "run_key": job.run_key, "method": job.method, "cutoff": job.cutoff,
+        "n_train": len(outcome.train_indices), "n_test": len(outcome.test_indices),
+        "matrix_path": str(matrix_path.relative_to(root)), "query_path": str(query_path.relative_to(root)),
+        "train_indices": outcome.train_indices.tolist(), "test_indices": outcome.test_indices.tolist(),
+        "train_labels": outcome.train_labels.tolist(), "test_labels": outcome.test_labels.tolist(),
+        "test_pred": outcome.test_pred.tolist(), "label_match": outcome.label_match.tolist(),
+        "seconds": outcome.seconds, "meta": outcome.meta,
+    }
+    writer.record_influence(row, topk)
+
+
+def run_influence(writer: CacheWriter, run: dict[str, Any], job: InfluenceJob,
+                  device: str | torch.device | None = None) -> bool:
+    """Compute and record one job unless the cache has it; returns True when it computed."""
+    if writer.has_influence(job.key):
+        return False
+    record_outcome(writer, compute_influence(run, writer.root, job, device))
+    return True
+
+
+def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.device | None = None,
+                    progress: bool = True, method: str = "fast", cutoff: float | None = None) -> None:
+    """Influence for each of `preset.influence.sources` fine-tuned on the same subset (robust vs natural)."""
+    spec = preset.influence
+    if spec is None:
+        return
+    if cutoff is not None:
+        spec = replace(spec, cutoff=cutoff)
+    get_method(method)  # fail fast on a typo
+    runs = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks)
+    runs = runs[runs.model_path.notna()].drop_duplicates("source") if not runs.empty else runs
+    by_source = {r["source"]: r for r in runs.to_dict("records")}
+    for source in tqdm(spec.sources, desc="influence", unit="model", disable=not progress):
+        run = by_source.get(source)
+        if run is None:
+            tqdm.write(f"[influence] no fine-tune of {source} on {spec.target} n={spec.n_train} seed={spec.seed} "
+                       f"blocks={spec.blocks} with kept weights; run the finetune stage first")
+            continue
+        job = InfluenceJob(run["key"], method, spec.cutoff, spec.n_test, spec.top_k)
+        if run_influence(writer, run, job, device):
+            tqdm.write(f"[influence] {source}: {job.key} ({method}, cut-off {spec.cutoff:g})")

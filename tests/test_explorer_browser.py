@@ -1,0 +1,125 @@
+"""End to end: `rtx explore` on a free localhost port behind a URL prefix, every page in headless Chromium.
+
+Each page must show its title, then its charts (Vega renders a canvas or svg) or images, with no Streamlit
+exception element and no browser console error. Screenshots go to test-artifacts/explorer/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts" / "explorer"
+PREFIX = "rtx/explorer"  # served under a path prefix, as behind a reverse proxy
+PAGES = {  # url path -> (title text, number of charts, needs images)
+    "overview": ("What is in the cache?", 1, True),
+    "better": ("Do robust models transfer better?", 2, False),
+    "faster": ("Do robust models transfer faster?", 2, False),
+    "blocks": ("How many blocks should be fine-tuned?", 2, False),
+    "constraint": ("Which constraint transfers best?", 2, False),
+    "shape-texture": ("Does the robust advantage survive losing texture?", 2, False),
+    "influence": ("Which training images influence a prediction?", 2, True),
+    "featviz": ("What do the models' features look like?", 0, True),
+    "paper": ("The paper's numbers vs this cache", 1, False),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rtx explore exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} not healthy after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def explorer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
+    from tests.helpers.explorer_cache import write_explorer_cache
+
+    root = write_explorer_cache(tmp_path_factory.mktemp("explorer") / "cache")
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("logs") / "explore.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "compute.cli", "--cache", str(root), "explore", "--port", str(port),
+                             "--base-url-path", PREFIX], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own process group: teardown stops rtx and streamlit
+    base = f"http://127.0.0.1:{port}/{PREFIX}"
+    try:
+        _wait_healthy(f"{base}/_stcore/health", proc)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(explorer_url: str):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("url_path", list(PAGES))
+def test_page_renders_without_errors(explorer_url: str, browser, url_path: str) -> None:
+    """Open the app at its prefix, follow the sidebar link (client-side routing, as a user does), check the page."""
+    from app.explorer import PAGES as NAV
+
+    nav_title = next(title for _, title, url in NAV if url == url_path)
+    title, n_charts, needs_images = PAGES[url_path]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(f"console: {msg.text} {msg.location}") if msg.type == "error" else None)
+    page.on("pageerror", lambda err: errors.append(f"pageerror: {err}"))
+    page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    try:
+        page.goto(f"{explorer_url}/")
+        page.get_by_role("heading", name=PAGES["overview"][0]).wait_for(timeout=30_000)
+        if url_path != "overview":
+            page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=nav_title, exact=True).click()
+        page.get_by_role("heading", name=title).wait_for(timeout=30_000)
+        assert page.url.rstrip("/").endswith(f"/{PREFIX}" if url_path == "overview" else f"/{PREFIX}/{url_path}")
+        if n_charts:
+            page.wait_for_function(
+                f"document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length >= {n_charts}",
+                timeout=30_000)
+        if needs_images:
+            page.wait_for_selector("[data-testid='stImage'] img", timeout=30_000)
+        page.wait_for_timeout(1_000)  # let the last deltas of the run arrive
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{url_path}.png"), full_page=True)
+        exceptions = page.locator("[data-testid='stException']")
+        assert exceptions.count() == 0, exceptions.first.inner_text()
+        assert not errors, errors
+    finally:
+        page.close()
