@@ -30,6 +30,7 @@ FACET_WIDTH = 230  # px per small multiple; three fit a wide Streamlit page
 FACET_HEIGHT = 170
 ACC_FORMAT = ".0%"
 DELTA_FORMAT = "+.1%"
+PALETTE = alt.Scale(scheme="tableau10")  # saturated categorical colours: lines and bands stay distinguishable
 
 
 def _x_size(log: bool = True) -> alt.X:
@@ -43,13 +44,14 @@ def _band_lines(frame: pd.DataFrame, x: alt.X, color: str, color_title: str, y_t
                 facet: str | None, facet_title: str = "", sort: list | None = None) -> alt.Chart:
     """Mean line + 95% band per `color`, optionally one small multiple per `facet` value."""
     fmt = DELTA_FORMAT if delta else ACC_FORMAT
-    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort)
+    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort, scale=PALETTE)
     tooltip = [alt.Tooltip(f"{color}:N", title=color_title), alt.Tooltip(x.to_dict()["field"], type="quantitative"),
                alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("lo:Q", format=".2%"), alt.Tooltip("hi:Q", format=".2%"),
                alt.Tooltip("n_seeds:Q", title="seeds")]
     base = alt.Chart().encode(x=x, color=color_enc)
     layers = [
-        base.mark_area(opacity=0.2).encode(y=alt.Y("lo:Q", title=y_title, axis=alt.Axis(format=fmt)), y2="hi:Q"),
+        base.mark_area(opacity=0.2).encode(y=alt.Y("lo:Q", title=y_title, axis=alt.Axis(format=fmt),
+                                                   scale=alt.Scale(zero=delta)), y2="hi:Q"),
         base.mark_line(point=True).encode(y="mean:Q", tooltip=tooltip),
     ]
     if delta:
@@ -92,8 +94,8 @@ def accuracy_by_blocks(summary: pd.DataFrame) -> alt.Chart:
 
 def variant_bars(frame: pd.DataFrame) -> alt.Chart:
     """Table 2: accuracy of each source on the base target and its low-res / low-pass variants, with 95% bars."""
-    base = alt.Chart().encode(x=alt.X("source:N", title=None, axis=alt.Axis(labelAngle=-30)),
-                              color=alt.Color("source:N", title="source model"))
+    base = alt.Chart().encode(x=alt.X("source:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
+                              color=alt.Color("source:N", title="source model", scale=PALETTE))
     tooltip = ["target:N", "source:N", alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("n_seeds:Q", title="seeds")]
     layers = alt.layer(
         base.mark_bar().encode(y=alt.Y("mean:Q", title="test accuracy", axis=alt.Axis(format=ACC_FORMAT)),
@@ -109,9 +111,9 @@ def robustness_bars(frame: pd.DataFrame) -> alt.Chart:
     attack = frame["norm"] + " ε=" + frame["eps"].map("{:g}".format) + " PGD(" + frame["steps"].astype(str) + ")"
     data = frame.assign(attack=attack.where(frame["norm"] != "none", "clean"))
     return alt.Chart(data).mark_bar().encode(
-        x=alt.X("source:N", title=None, axis=alt.Axis(labelAngle=-30)),
+        x=alt.X("source:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
         y=alt.Y("accuracy:Q", title="accuracy under attack", axis=alt.Axis(format=ACC_FORMAT)),
-        color=alt.Color("source:N", title="source model"),
+        color=alt.Color("source:N", title="source model", scale=PALETTE),
         tooltip=["source:N", "dataset:N", "attack:N", alt.Tooltip("accuracy:Q", format=".2%"), "n_images:Q"],
     ).properties(width=160, height=140).facet(facet=alt.Facet("attack:N", title="attack"), columns=4)
 
@@ -161,21 +163,21 @@ def label_match_chart(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("k:Q", title="top-k influential training images", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("match:Q", title="label match", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=ACC_FORMAT)),
-        color=alt.Color("model:N", title="model"),
+        color=alt.Color("model:N", title="model", scale=PALETTE),
         tooltip=["model:N", "k:Q", alt.Tooltip("match:Q", format=".1%")],
     ).properties(width=360, height=220)
 
 
 # --- paper vs here ---------------------------------------------------------------------------------------------
 def paper_vs_here(frame: pd.DataFrame) -> alt.Chart:
-    """Table 7 next to the cache: accuracy vs training images, solid = this cache, dashed = the paper.
+    """Table 7 next to the cache: accuracy vs training images, one line style for the paper, one for this cache.
 
     `frame` has target, n_train, model (paper column name), origin ('paper' | 'here'), acc (fraction).
     """
     return alt.Chart(frame).mark_line(point=True).encode(
         x=_x_size(),
-        y=alt.Y("acc:Q", title="test accuracy (3 blocks)", axis=alt.Axis(format=ACC_FORMAT)),
-        color=alt.Color("model:N", title="source (paper name)"),
+        y=alt.Y("acc:Q", title="test accuracy", axis=alt.Axis(format=ACC_FORMAT), scale=alt.Scale(zero=False)),
+        color=alt.Color("model:N", title="source (paper name)", scale=PALETTE),
         strokeDash=alt.StrokeDash("origin:N", title="from", sort=["here", "paper"]),
         tooltip=["target:N", "n_train:Q", "model:N", "origin:N", alt.Tooltip("acc:Q", format=".2%")],
     ).properties(width=FACET_WIDTH, height=FACET_HEIGHT).facet(facet=alt.Facet("target:N", title="target"), columns=3)

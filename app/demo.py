@@ -347,7 +347,9 @@ def _message_outputs(message: str) -> tuple:
 def _render(backend: DemoBackend, explanation: Explanation) -> tuple:
     image = explanation.image
     notes = f" ({'; '.join(image.notes)})" if image.notes else ""
-    status = (f"Image {image.original_size[0]} x {image.original_size[1]} {image.original_mode}{notes}. "
+    what = "Drawing" if image.original_mode == "sketch" else "Image"
+    mode = "" if image.original_mode == "sketch" else f" {image.original_mode}"
+    status = (f"{what} {image.original_size[0]} x {image.original_size[1]}{mode}{notes}. "
               f"Answered in {explanation.seconds:.2f} s.")
     out: list[Any] = [status, explanation.summary]
     for side in explanation.sides:
@@ -443,7 +445,8 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
     first_target = pair.target if pair else None
     grey = bool(pair) and backend.target_format(pair).channels == 1
 
-    with gr.Blocks(title="Robust transfer: influential training images", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Robust transfer: influential training images", analytics_enabled=False, fill_width=True,
+                   delete_cache=(3600, 3600)) as demo:  # uploads older than an hour are deleted hourly
         gr.Markdown(INTRO)
         if backend.empty:
             gr.Markdown(f"> ⚠️ {EMPTY_CACHE.format(root=backend.root)}", elem_id="empty-cache")
@@ -461,11 +464,12 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
                     with gr.Tab("Draw", visible=grey) as draw_tab:
                         sketch = gr.Sketchpad(label="Draw a digit", type="numpy", canvas_size=(280, 280),
                                               brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-                                              layers=False, transforms=(), elem_id="sketch")
+                                              layers=False, transforms=(), elem_id="sketch",
+                                              placeholder="Click the brush on the left, then draw a digit")
                         draw_button = gr.Button("Find neighbours of the drawing", variant="primary")
                 examples = gr.Gallery(_gallery(backend.examples(first_target)) if pair else [], label="Examples",
                                       columns=6, height=220, allow_preview=False, object_fit="contain",
-                                      format="png", elem_id="examples")
+                                      format="png", elem_id="examples", elem_classes=["thumbs"])
                 invert_radio = gr.Radio(list(INVERT_CHOICES), value="auto",
                                         label="Invert grey images (the target's digits are light on dark)")
             with gr.Column(scale=3):
@@ -481,9 +485,9 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
                                 view = gr.Image(label="as the model sees it", type="numpy", format="png",
                                                 interactive=False, height=150, elem_id=f"{side}-view")
                                 label = gr.Label(num_top_classes=3, label="prediction", elem_id=f"{side}-label")
-                            gallery = gr.Gallery(label="most influential training images", columns=5, height="auto",
+                            gallery = gr.Gallery(label="most influential training images", columns=5, height=210,
                                                  object_fit="contain", format="png", allow_preview=True,
-                                                 elem_id=f"{side}-gallery")
+                                                 elem_id=f"{side}-gallery", elem_classes=["thumbs"])
                             outputs += [view, label, gallery]
         with gr.Accordion("Raw result (JSON)", open=False):
             details = gr.JSON(label="details", elem_id="details")
@@ -548,6 +552,11 @@ def _gallery(examples: list[Example]) -> list[tuple[Image.Image, str]]:
 
 
 THEME_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # local fonts: no request to Google Fonts
+# Gradio's gallery cells are at least 100 px wide: five neighbours would not fit a half-width column.
+CSS = """
+.thumbs .grid-container { grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)) !important; gap: 6px !important; }
+.thumbs .caption-label { max-width: 100% !important; }
+"""
 
 
 def launch(root: Path, host: str = "127.0.0.1", port: int = 7860, root_path: str | None = None,
@@ -561,7 +570,7 @@ def launch(root: Path, host: str = "127.0.0.1", port: int = 7860, root_path: str
     theme = gr.themes.Default(font=THEME_FONTS, font_mono=["ui-monospace", "monospace"])
     demo.launch(server_name=host, server_port=port, root_path=root_path, share=False, show_error=False,
                 max_file_size=MAX_BYTES, ssr_mode=False, prevent_thread_lock=not block, quiet=not block,
-                theme=theme, footer_links=["api"], favicon_path=None)
+                theme=theme, css=CSS, footer_links=["api"], favicon_path=None)
     return demo
 
 

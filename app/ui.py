@@ -36,10 +36,21 @@ def backing(frame: pd.DataFrame) -> str:
     return f"{len(frame)} points from {int(frame['n_seeds'].sum())} runs ({seeds} seeds per point)"
 
 
-def pick_many(label: str, options: Sequence, default: Sequence | None = None, key: str | None = None) -> list:
-    """A multiselect whose default is every option (or `default`, where those exist)."""
+def pick_many(label: str, options: Sequence, key: str, default: Sequence | None = None) -> list:
+    """A multiselect whose default is every option (or `default`, where those exist).
+
+    Options that appear later (a precompute recorded a new target while the page was open) join the
+    selection, so new results show up without the user re-ticking them; the user's deselections stay.
+    """
     options = list(options)
-    chosen = [d for d in (default if default is not None else options) if d in options] or options
+    offered = f"{key}__offered"
+    if key in st.session_state:
+        new = [o for o in options if o not in st.session_state.get(offered, [])]
+        st.session_state[key] = [v for v in st.session_state[key] if v in options] + new
+        chosen = None
+    else:
+        chosen = [d for d in (default if default is not None else options) if d in options] or options
+    st.session_state[offered] = options
     return st.multiselect(label, options, default=chosen, key=key)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,7 @@ def open_image(source: bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS,
     try:
         image = Image.open(stream, formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # the latter when made an error
-        raise UploadError(f"the image is too large ({_first_line(err)}); the limit is {_human_pixels(max_pixels)}, "
-                          "downscale it first") from err
+        raise _too_large(err, max_pixels) from err
     except UnidentifiedImageError as err:
         raise UploadError("this file is not an image the demo can read; use PNG, JPEG, GIF, BMP, WebP or TIFF"
                           ) from err
@@ -118,8 +118,8 @@ def open_image(source: bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS,
     if width < 1 or height < 1:
         raise UploadError(f"the image is {width} x {height} pixels; it needs at least one pixel")
     if width * height > max_pixels:
-        raise UploadError(f"the image is {width:,} x {height:,} ({_human_pixels(width * height)}); the limit is "
-                          f"{_human_pixels(max_pixels)}, downscale it first")
+        raise UploadError(f"the image is too large: {width:,} x {height:,} pixels ({_human_pixels(width * height)}), "
+                          f"over the limit of {_human_pixels(max_pixels)}; downscale it first")
     try:
         if draft_size and image.format in ("JPEG", "MPO"):
             image.draft(None, (draft_size, draft_size))  # decode at 1/2, 1/4 or 1/8 scale when that suffices
@@ -128,7 +128,7 @@ def open_image(source: bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS,
         if image.getexif().get(0x0112, 1) != 1:  # 0x0112: EXIF orientation; 1 = upright
             image = ImageOps.exif_transpose(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UploadError(f"the image is too large ({_first_line(err)}); downscale it first") from err
+        raise _too_large(err, max_pixels) from err
     except MemoryError as err:
         raise UploadError("the image is too large to decode; downscale it first") from err
     except Exception as err:  # truncated data: OSError; broken chunks: SyntaxError / zlib.error / ValueError
@@ -139,6 +139,14 @@ def open_image(source: bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS,
 def strict_bomb_warnings() -> None:
     """Make Pillow's DecompressionBombWarning an error, so `open_image` reports it; for server processes."""
     warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+
+def _too_large(err: Exception, max_pixels: int) -> UploadError:
+    """Pillow's decompression-bomb error or warning in our words (its message carries the pixel count)."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    size = _human_pixels(int(found.group(1))) if found else "more pixels than Pillow allows"
+    return UploadError(f"the image is too large: {size}, over the limit of {_human_pixels(max_pixels)}; "
+                       "downscale it first")
 
 
 def _first_line(err: BaseException) -> str:

@@ -145,7 +145,7 @@ def explorer_command(port: int = 8501, host: str = "127.0.0.1", base_path: str |
     app = Path(__file__).resolve().parents[1] / "app" / "explorer.py"
     argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
             "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+            "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--client.toolbarMode", "viewer"]
     return argv + (["--server.baseUrlPath", base_path.strip("/")] if base_path and base_path.strip("/") else [])
 
 
@@ -166,6 +166,55 @@ def cmd_explore(args: argparse.Namespace) -> int:
         proc.terminate()
         proc.wait()
         return 0
+
+
+# --- influence / featviz --------------------------------------------------------------------------------
+def cmd_influence(args: argparse.Namespace) -> int:
+    """Influence matrices for the preset's robust and natural fine-tunes of one subset, or for the runs named."""
+    from dataclasses import replace
+
+    from compute.cache import CacheWriter
+    from compute.influence import InfluenceJob, get_method, influence_stage, run_influence
+    from compute.presets import InfluenceSpec, get_preset
+
+    get_method(args.method)
+    preset = get_preset(args.preset)
+    spec = preset.influence or InfluenceSpec("", 0, 0, 0, ())
+    changes = {"n_test": args.n_test, "top_k": args.top_k, "cutoff": args.cutoff, "sources": args.sources}
+    spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    with CacheWriter(_root(args)) as writer:
+        if args.runs:
+            for key in args.runs:
+                run = writer.done_run(key)
+                if run is None:
+                    raise RtxError(f"no completed run {key!r} in the cache; `rtx status` lists what it holds")
+                job = InfluenceJob(key, args.method, spec.cutoff, spec.n_test, spec.top_k)
+                computed = run_influence(writer, run, job, args.device)
+                print(f"{key} -> {job.key} ({'computed' if computed else 'already in the cache'})")
+        elif preset.influence is None:
+            raise RtxError(f"preset {args.preset!r} names no influence runs; pass --runs KEY[,KEY]")
+        else:
+            influence_stage(replace(preset, influence=spec), writer, device=args.device,
+                            progress=not args.no_progress, method=args.method)
+    return 0
+
+
+def cmd_featviz(args: argparse.Namespace) -> int:
+    """Activation maximisation of penultimate units from the shipped seed photos, for the preset's sources."""
+    from dataclasses import replace
+
+    from compute.cache import CacheWriter
+    from compute.featviz import featviz_stage
+    from compute.presets import FeatvizSpec, get_preset
+
+    preset = get_preset(args.preset)
+    spec = preset.featviz or FeatvizSpec(sources=(preset.natural,))
+    changes = {"sources": args.sources, "seed_images": args.seeds, "units": args.units, "steps": args.steps,
+               "step_size": args.step_size}
+    spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    with CacheWriter(_root(args)) as writer:
+        featviz_stage(replace(preset, featviz=spec), writer, device=args.device, progress=not args.no_progress)
+    return 0
 
 
 def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -232,6 +281,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--root-path", default=None, help="URL prefix when served behind a reverse proxy, e.g. /demo")
     p.set_defaults(func=cmd_demo)
+
+    from compute.influence import method_names
+    from compute.presets import preset_names
+
+    p = sub.add_parser("influence", help="influence matrices, top-k and on-demand query data for robust vs natural")
+    p.add_argument("--preset", default="demo", help=f"one of: {', '.join(preset_names())} (default demo)")
+    p.add_argument("--method", default="fast", help=f"one of: {', '.join(method_names())} (default fast)")
+    p.add_argument("--cutoff", type=float, help="relative eigenvalue cut-off of the pseudo-inverse (default: the "
+                   "preset's, 5e-2 as the authors' script; the paper's text says 1e-20)")
+    p.add_argument("--n-test", type=int, help="score the first N test images (default: the preset's)")
+    p.add_argument("--top-k", type=int, help="most influential training images stored per test image")
+    p.add_argument("--sources", type=_csv(), help="override the preset's sources, e.g. l2_1.5,natural")
+    p.add_argument("--runs", type=_csv(), help="instead of the preset's cell, these fine-tune run keys")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_influence)
+
+    p = sub.add_parser("featviz", help="feature visualisation: maximise penultimate units from seed photos")
+    p.add_argument("--preset", default="demo", help=f"one of: {', '.join(preset_names())} (default demo)")
+    p.add_argument("--sources", type=_csv(), help="source models (default: the preset's)")
+    p.add_argument("--seeds", type=_csv(), help="seed photos from assets/seeds, e.g. chelsea,coffee,rocket")
+    p.add_argument("--units", type=_csv(int), help="penultimate-layer units, e.g. 0,1,2")
+    p.add_argument("--steps", type=int, help="gradient-ascent steps (default: the preset's)")
+    p.add_argument("--step-size", type=float, help="RMS pixel change per step (default: the preset's)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_featviz)
     return parser
 
 

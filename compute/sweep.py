@@ -106,7 +106,8 @@ def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Cl
         import ray
     except ImportError as err:
         raise RtxError("the ray executor needs Ray: pip install 'robust-transfer-explorer[cluster]'") from err
-    ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False)
+    local = {"include_dashboard": False, "num_cpus": None} if options.address is None else {}
+    ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False, **local)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
 
     @ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)

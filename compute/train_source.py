@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from compute.attacks import OnPixels, parse_constraint, perturb
+from compute.attacks import AttackConfig, OnPixels, parse_constraint, perturb
 from compute.cache import CacheWriter
 from compute.data import load_dataset, sample_subset
 from compute.errors import RtxError
@@ -46,6 +46,7 @@ __all__ = [
     "source_key",
     "sources_stage",
     "train_source",
+    "train_step",
 ]
 
 # Bump when a change to this module changes trained weights: it is part of every source model's key.
@@ -73,6 +74,23 @@ def source_key(spec: SourceSpec) -> str:
 def lr_at(step: int, total_steps: int, base_lr: float) -> float:
     """Step decay: base, base / 10 from 1/3 of the steps, base / 100 from 2/3."""
     return base_lr * 0.1 ** ((3 * step >= total_steps) + (3 * step >= 2 * total_steps))
+
+
+def train_step(pixels: OnPixels, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               attack: AttackConfig, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on the perturbed batch (x (B, c, h, w) in [0, 1], y (B,)) -> (loss, logits), detached.
+
+    Costs about (k + 1) forward/backward passes for PGD(k), a bit less because the attack's backward passes
+    compute no weight gradients (see bench/attacks.py).
+    """
+    if attack.kind != "none":
+        x = perturb(pixels, x, y, attack, generator)
+    logits = pixels(x)
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
 
 
 def _device(device: str | None) -> torch.device:
@@ -168,16 +186,10 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
         for b, i in enumerate(range(0, n, batch)):
             idx = order[i:i + batch]
             x, y = images[idx], labels[idx]  # (B, c, h, w), (B,)
-            if attack.kind != "none":
-                x = perturb(pixels, x, y, attack, generators["attack"])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + b, total_steps, spec.lr)
-            logits = pixels(x)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
+            loss, logits = train_step(pixels, optimizer, x, y, attack, generators["attack"])
+            loss_sum += loss * len(y)
             correct += (logits.argmax(1) == y).sum()
             bar.update(len(y))
         seconds = time.perf_counter() - start

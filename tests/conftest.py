@@ -40,3 +40,62 @@ def tiny_cache(tmp_path: Path) -> Path:
     from tests.helpers.explorer_cache import write_explorer_cache
 
     return write_explorer_cache(tmp_path / "cache")
+
+
+# --- demo (app/demo.py): a real tiny influence pair, and the demo served from it --------------------------
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real cache from `rtx precompute --preset tiny` (sources, thumbnails, fine-tunes, influence; no
+    robustness or featviz, which the demo does not read). Built once per session: about a minute on 2 cores."""
+    from compute.presets import get_preset
+    from compute.sweep import SweepOptions, precompute
+
+    root = tmp_path_factory.mktemp("demo-cache")
+    precompute(get_preset("tiny"), root, SweepOptions(progress=False), ("sources", "thumbnails", "finetune", "influence"))
+    return root
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`rtx demo` on a free localhost port, in its own process (as `rtx serve` starts it); yields its URL."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    from compute.cli import demo_command
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("demo-server") / "server.log"
+    env = {**os.environ, "RTX_CACHE": str(demo_cache), "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(demo_command(port), env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the demo server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "config", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError as err:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the demo server did not answer within 90 s:\n{log.read_text()[-3000:]}") from err
+                time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

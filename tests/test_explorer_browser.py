@@ -97,7 +97,7 @@ def test_page_renders_without_errors(explorer_url: str, browser, url_path: str) 
 
     nav_title = next(title for _, title, url in NAV if url == url_path)
     title, n_charts, needs_images = PAGES[url_path]
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(f"console: {msg.text} {msg.location}") if msg.type == "error" else None)
     page.on("pageerror", lambda err: errors.append(f"pageerror: {err}"))
@@ -118,6 +118,11 @@ def test_page_renders_without_errors(explorer_url: str, browser, url_path: str) 
         page.wait_for_timeout(1_000)  # let the last deltas of the run arrive
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{url_path}.png"), full_page=True)
+        if url_path == "influence":  # click-to-enlarge: the popover shows the top five per model
+            page.get_by_role("button", name="enlarge").first.click()
+            page.get_by_text("top-5 influential training images").first.wait_for(timeout=10_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "influence-enlarged.png"))
         exceptions = page.locator("[data-testid='stException']")
         assert exceptions.count() == 0, exceptions.first.inner_text()
         assert not errors, errors

@@ -15,11 +15,10 @@ if summary["blocks"].nunique() < 2:
                    f"{data.FILL_COMMAND} --blocks 0,1,3")
     st.stop()
 
-natural = data.natural_source(snap)
-robust = [s for s in sorted(summary["source"].unique()) if s != natural]
 left, right = st.columns([1, 3])
 with left:
-    source = ui.pick_one("source model", sorted(summary["source"].unique()), (*robust[:1], natural), key="blocks-source")
+    source = ui.pick_one("source model", sorted(summary["source"].unique()), [data.headline_robust(snap)],
+                         key="blocks-source")
 with right:
     targets = ui.pick_many("targets", sorted(summary["target"].unique()), key="blocks-targets")
 

@@ -27,8 +27,7 @@ with right:
     blocks = ui.blocks_picker(summary, key="constraint-blocks")
 
 st.subheader("L2 vs L∞, small vs large ε (Fig. 5)")
-chosen = st.multiselect("differences (first minus second)", [f"{a} − {b}" for a, b in pairs],
-                        default=[f"{a} − {b}" for a, b in pairs], key="constraint-pairs")
+chosen = ui.pick_many("differences (first minus second)", [f"{a} − {b}" for a, b in pairs], key="constraint-pairs")
 frames = []
 for a, b in pairs:
     if f"{a} − {b}" in chosen:

@@ -22,7 +22,7 @@ targets = [base, *[t for t in variants if data.split_variant(t)[0] == base]]
 cell = summary[summary["target"].isin(targets)]
 robust_options = sorted(s for s in cell["source"].unique() if s != natural)
 with cols[1]:
-    robust = ui.pick_one("robust model", robust_options, [s for s in robust_options if "l2" in s], key="shape-robust")
+    robust = ui.pick_one("robust model", robust_options, [data.headline_robust(snap)], key="shape-robust")
 with cols[2]:
     blocks = ui.blocks_picker(cell, key="shape-blocks")
 with cols[3]:

@@ -36,8 +36,9 @@ st.subheader("How often do the top-k influential images share the test label? (F
 match = pd.DataFrame([{"model": src, "k": k + 1, "match": float(v)} for src, lm in
                       zip(models["source"], models["label_match"], strict=True) for k, v in enumerate(lm)])
 st.altair_chart(charts.label_match_chart(match))
-ui.footer(f"Share of {int(models['n_test'].iloc[0])} test images whose top-k influential training images all "
-          "carry the test label, per model.", match, "label_match")
+ui.footer(f"For k = 1..{len(match) // max(1, len(keys))}: the share of each test image's k most influential training "
+          f"images that carry its label, averaged over {int(models['n_test'].iloc[0])} test images, per model.",
+          match, "label_match")
 
 st.subheader("Most influential training images (Fig. 6)")
 rows = {src: data.influence_row(snap, key) for src, key in keys.items()}
@@ -59,8 +60,12 @@ def _influential(src: str, pos: int, k: int) -> list[tuple[bytes, str]]:
     """(png, caption) of the k most influential training images of test position `pos` under model `src`."""
     top = topk[src][topk[src]["test_pos"] == pos].head(k)
     labels = np.asarray(rows[src]["train_labels"])
-    return [(train_png[int(train_of[src][p])], f"label {labels[p]}, {s:.2g}") for p, s in
-            zip(top["train_pos"], top["score"], strict=True) if int(train_of[src][p]) in train_png]
+    out = []
+    for p, score in zip(top["train_pos"], top["score"], strict=True):
+        if int(train_of[src][p]) in train_png:
+            same = " ✓" if labels[p] == test_labels[pos] else ""  # shares the test image's label
+            out.append((train_png[int(train_of[src][p])], f"label {labels[p]}{same}, {score:.2g}"))
+    return out
 
 
 for col, pos in zip(st.columns(PER_PAGE), shown, strict=False):
@@ -72,10 +77,12 @@ for col, pos in zip(st.columns(PER_PAGE), shown, strict=False):
             for png, caption in _influential(src, pos, 1):
                 st.image(png, caption=f"{src} (pred {pred}): {caption}", width=96)
         with st.popover("enlarge", key=f"influence-zoom-{pos}"):
-            st.image(test_png.get(int(test_idx[pos]), b""), caption=f"test image, label {test_labels[pos]}", width=224)
+            if int(test_idx[pos]) in test_png:
+                st.image(test_png[int(test_idx[pos])], caption=f"test image, label {test_labels[pos]}", width=224)
             for src in keys:
-                st.markdown(f"**{src}**: top-5 influential training images (label, score)")
-                images = _influential(src, pos, 5)
-                st.image([p for p, _ in images], caption=[c for _, c in images], width=112)
-st.caption("Top row: test images; below: each model's most influential training image (scores: influence as stored "
-           "by the influence stage). Open *enlarge* for bigger images and the top five.")
+                st.markdown(f"**{src}**: top-5 influential training images (label, ✓ = test label, score)")
+                if images := _influential(src, pos, 5):
+                    st.image([p for p, _ in images], caption=[c for _, c in images], width=112)
+grid = pd.concat([t[t["test_pos"].isin(shown)].assign(model=src) for src, t in topk.items()])
+ui.footer("Top row: test images; below: each model's most influential training image (label, ✓ when it is the test "
+          "label, and its influence score). Open *enlarge* for bigger images and the top five.", grid, "influence_topk")

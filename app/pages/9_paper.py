@@ -28,14 +28,17 @@ matched = compared.dropna(subset=["here_acc"])
 if matched.empty:
     ui.empty_state(snap, f"runs on the paper's targets and subset sizes with {blocks} blocks (targets: "
                    f"{', '.join(sorted(table['target'].unique()))}; `mnist5k` counts as mnist)")
-else:
-    plot = pd.concat([matched.assign(origin="here", acc=matched["here_acc"]),
-                      matched.assign(origin="paper", acc=matched["paper_acc"])])
+else:  # the paper's whole curve for each matched (target, model), this cache's points on top
+    curve = compared.merge(matched[["target", "model"]].drop_duplicates(), on=["target", "model"])
+    plot = pd.concat([curve.assign(origin="paper", acc=curve["paper_acc"]),
+                      matched.assign(origin="here", acc=matched["here_acc"])])
     st.altair_chart(charts.paper_vs_here(plot[["target", "n_train", "model", "origin", "acc"]]))
 
-shown = compared.assign(**{c: compared[c] * 100 for c in ("paper_acc", "here_acc", "lo", "hi", "diff")})
-styled = shown.style.apply(lambda r: ["color: #aaa" if r.isna()["here_acc"] else "" for _ in r], axis=1) \
-    .format({c: "{:.2f}" for c in ("paper_acc", "here_acc", "lo", "hi", "diff")}, na_rep="–")
+pct = ("paper_acc", "here_acc", "lo", "hi", "diff")
+shown = compared.assign(**{c: compared[c] * 100 for c in pct}).sort_values("here_acc", key=lambda s: s.isna(),
+                                                                           kind="stable")
+styled = shown.style.apply(lambda r: ["color: #aaa" if pd.isna(r["here_acc"]) else "" for _ in r], axis=1) \
+    .format(na_rep="–").format({**{c: "{:.2f}" for c in pct}, "n_seeds": "{:.0f}"}, na_rep="–")
 st.dataframe(styled, hide_index=True, column_config={
     "paper_acc": "paper %", "here_acc": "here %", "lo": "95% lo", "hi": "95% hi", "diff": "here − paper",
     "n_seeds": "seeds", "here_target": "cache target"})

@@ -1,0 +1,179 @@
+"""Influence speed: the fast exact route vs the paper's route (autograd Hessian + SVD), and on-demand query latency.
+
+The paper's FC size (Section 6): 2,048 penultimate features, 10 classes, 3,200 fine-tuning and 10,000 test
+images, so H has P = 10 x 2,049 = 20,490 rows. Features are synthetic but shaped like a fine-tuned ResNet's:
+non-negative (ReLU), a low-dimensional class-dependent latent part mixed into all 2,048 units with decaying
+strength, plus noise; the FC layer is fit to them by L-BFGS (train accuracy printed), so p is neither
+uniform nor one-hot.
+
+1. Paper's route vs fast route at d = 64 / 128 / 256 on the full 3,200 x 10,000 problem, both measured in
+   this run, with the largest relative difference between their matrices ("same numbers").
+2. At d = 2,048 only the fast route runs here (it hands the 18,441-dimensional reduced problem to the
+   iterative solver); the paper's route at that size is an EXTRAPOLATION from the fits of step 1
+   (Hessian time ~ P^2 per batch of five, SVD ~ P^3), printed as such.
+3. Query latency: one new image -> forward pass + product with the stored query matrix, at demo size
+   (small_resnet, 400 training images, 128 features) and at the paper's (ResNet-50 at 224 px, 3,200 x 2,049).
+
+    python bench/influence.py [--threads 2] [--sizes 64,128,256] [--skip-full] [--full-dense]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from compute.influence import FCProblem, InfluenceIndex, influence_fast, influence_scores
+from compute.influence.reference import autograd_gradients, autograd_hessian, svd_pinv
+from compute.models import build_model
+
+N_TRAIN, N_TEST, CLASSES, FEATURES = 3_200, 10_000, 10, 2_048
+CUTOFF = 5e-2  # the authors' script
+
+
+def synthetic_problem(d: int, n_train: int = N_TRAIN, n_test: int = N_TEST, classes: int = CLASSES,
+                      latent: int = 48, seed: int = 0) -> tuple[FCProblem, torch.Tensor, torch.Tensor, float]:
+    """ReLU features with class structure, and an FC layer fit to them (L-BFGS, light L2)."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_test
+    y = torch.randint(0, classes, (n,), generator=g)
+    means = 1.5 * torch.randn(classes, latent, generator=g)
+    u = means[y] + torch.randn(n, latent, generator=g)  # (n, latent) class-dependent latent code
+    strength = 1.0 / torch.arange(1, latent + 1).float().sqrt()  # decaying spectrum
+    mix = torch.randn(latent, d, generator=g) * strength[:, None] / latent**0.5
+    z = (u @ mix + 0.3 * torch.randn(n, d, generator=g) + 0.2).relu()  # (n, d) non-negative, ~half zeros
+    fc = torch.nn.Linear(d, classes)
+    opt = torch.optim.LBFGS(fc.parameters(), max_iter=60, history_size=20)
+    z_train, y_train = z[:n_train], y[:n_train]
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(fc(z_train), y_train) + 1e-4 * fc.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        acc = float((fc(z_train).argmax(1) == y_train).float().mean())
+    problem = FCProblem.create(z_train, y_train, fc.weight.detach(), fc.bias.detach())
+    return problem, z[n_train:].double(), y[n_train:], acc
+
+
+def paper_route(problem: FCProblem, z_test: torch.Tensor, y_test: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The paper's route, timed per part: autograd Hessian (batches of 5), SVD pinv, autograd gradients."""
+    t0 = time.perf_counter()
+    hessian = autograd_hessian(problem)
+    t1 = time.perf_counter()
+    pinv, _, _ = svd_pinv(hessian, CUTOFF)
+    t2 = time.perf_counter()
+    g_train = autograd_gradients(problem, problem.features, problem.labels)
+    g_test = autograd_gradients(problem, z_test, y_test)
+    matrix = (g_train @ pinv) @ g_test.T
+    t3 = time.perf_counter()
+    return matrix, {"hessian": t1 - t0, "svd": t2 - t1, "grads+matrix": t3 - t2, "total": t3 - t0}
+
+
+def fast_route(problem: FCProblem, z_test: torch.Tensor, y_test: torch.Tensor,
+               dense_limit: int | None = None) -> tuple[torch.Tensor, dict, str, int]:
+    t0 = time.perf_counter()
+    query = influence_fast(problem, CUTOFF) if dense_limit is None else influence_fast(problem, CUTOFF, dense_limit)
+    t1 = time.perf_counter()
+    matrix = influence_scores(query, z_test, y_test)
+    t2 = time.perf_counter()
+    return matrix, {"solve": t1 - t0, "matrix": t2 - t1, "total": t2 - t0}, query.route, query.rank
+
+
+def query_latency(arch: str, n_train: int, classes: int, repeats: int = 20) -> tuple[float, float, int]:
+    """Median seconds of one InfluenceIndex.query on one image (forward pass + product), and the product alone."""
+    model = build_model(arch, classes, seed=0).eval()
+    d_aug = model.num_features + 1
+    rng = np.random.default_rng(0)
+    query = rng.standard_normal((n_train, classes, d_aug)).astype(np.float32)
+    index = InfluenceIndex("bench", "run", "src", "target", "fast", tuple(map(str, range(classes))), 3,
+                           model.input_size, model, query, np.arange(n_train), rng.integers(0, classes, n_train),
+                           torch.device("cpu"))
+    image = torch.rand(1, 3, model.input_size, model.input_size)
+    index.query(image, k=5)  # warm-up
+    total, product = [], []
+    z = torch.rand(1, model.num_features, dtype=torch.float64)
+    probs = torch.softmax(torch.randn(1, classes, dtype=torch.float64), 1)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        index.query(image, k=5)
+        t1 = time.perf_counter()
+        index._scores(z, probs, probs.argmax(1))
+        t2 = time.perf_counter()
+        total.append(t1 - t0)
+        product.append(t2 - t1)
+    return statistics.median(total), statistics.median(product), query.nbytes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, the target machine)")
+    parser.add_argument("--sizes", default="64,128,256", help="feature sizes where both routes run")
+    parser.add_argument("--skip-full", action="store_true", help="skip the d = 2,048 fast-route timing")
+    parser.add_argument("--full-dense", action="store_true",
+                        help="also time the dense eigh at d = 2,048 (N = 18,441: minutes and 3 GB)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cut-off {CUTOFF:g}, "
+          f"{N_TRAIN} train x {N_TEST} test, {CLASSES} classes\n")
+
+    print("1. paper's route vs fast route (both MEASURED, same problem, same run)")
+    header = (f"{'d':>5} {'P':>6} {'acc':>5} | {'paper: hessian':>14} {'svd':>7} {'grads':>7} {'total':>8} | "
+              f"{'fast: solve':>11} {'matrix':>7} {'total':>7} | {'speed-up':>8} {'rel.diff':>9} {'rank':>5}")
+    print(header)
+    print("-" * len(header))
+    fits = []
+    for d in sizes:
+        problem, z_test, y_test, acc = synthetic_problem(d)
+        paper_matrix, paper = paper_route(problem, z_test, y_test)
+        fast_matrix, fast, _, rank = fast_route(problem, z_test, y_test)
+        diff = float((fast_matrix - paper_matrix).abs().max() / paper_matrix.abs().max())
+        p = CLASSES * (d + 1)
+        fits.append((p, paper["hessian"], paper["svd"], paper["grads+matrix"]))
+        print(f"{d:>5} {p:>6} {acc:>5.2f} | {paper['hessian']:>13.1f}s {paper['svd']:>6.1f}s "
+              f"{paper['grads+matrix']:>6.1f}s {paper['total']:>7.1f}s | {fast['solve']:>10.2f}s {fast['matrix']:>6.2f}s "
+              f"{fast['total']:>6.2f}s | {paper['total'] / fast['total']:>7.0f}x {diff:>9.1e} {rank:>5}")
+
+    p_full = CLASSES * (FEATURES + 1)
+    if fits:
+        # least-squares scale factors for hessian ~ a P^2 and svd ~ b P^3 (grads+matrix ~ c P)
+        ps = np.array([f[0] for f in fits], dtype=float)
+        a = float(np.sum(np.array([f[1] for f in fits]) * ps**2) / np.sum(ps**4))
+        b = float(np.sum(np.array([f[2] for f in fits]) * ps**3) / np.sum(ps**6))
+        c = float(np.sum(np.array([f[3] for f in fits]) * ps) / np.sum(ps**2))
+        est = a * p_full**2 + b * p_full**3 + c * p_full
+        print(f"\n   paper's route at d = {FEATURES} (P = {p_full}): EXTRAPOLATED from the rows above, not run: "
+              f"Hessian {a * p_full**2 / 3600:.1f} h + SVD {b * p_full**3 / 3600:.1f} h + gradients "
+              f"{c * p_full / 60:.1f} min = {est / 3600:.1f} h (and {p_full**2 * 8 / 2**30:.1f} GiB per dense H)")
+    else:
+        est = float("nan")
+
+    if not args.skip_full:
+        print(f"\n2. fast route at the paper's size, d = {FEATURES} (MEASURED)")
+        problem, z_test, y_test, acc = synthetic_problem(FEATURES)
+        _, fast, route, rank = fast_route(problem, z_test, y_test)
+        print(f"   train acc {acc:.2f}; route {route}, {rank} eigen-directions above the cut-off; "
+              f"solve {fast['solve']:.1f} s + 3,200 x 10,000 matrix {fast['matrix']:.1f} s = {fast['total']:.1f} s")
+        if est == est:
+            print(f"   vs the paper's route (extrapolated): {est / fast['total']:.0f}x")
+        if args.full_dense:
+            _, dense, route, rank = fast_route(problem, z_test, y_test, dense_limit=10**9)
+            print(f"   dense eigh variant ({route}, rank {rank}): solve {dense['solve']:.1f} s, total {dense['total']:.1f} s")
+
+    print("\n3. on-demand query latency, one image, median of 20 (MEASURED)")
+    for label, arch, n_train, goal in (("demo size", "small_resnet", 400, 0.1), ("paper size", "resnet50", 3_200, 1.0)):
+        total, product, nbytes = query_latency(arch, n_train, CLASSES)
+        verdict = "ok" if total < goal else "over"
+        print(f"   {label:<10} {arch:<12} {n_train:>5} train, query matrix {nbytes / 2**20:6.1f} MiB: "
+              f"{total * 1e3:7.1f} ms (product alone {product * 1e3:6.2f} ms); goal < {goal * 1e3:.0f} ms: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The explorer under streamlit.testing: every page on the synthetic cache and on an empty one, chart data
+checked against the runs it claims to plot, and refresh to a newer snapshot without restarting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+from streamlit.testing.v1 import AppTest
+
+from app.data import FILL_COMMAND
+from app.explorer import PAGES
+from compute.cache import CacheWriter
+from tests.helpers.explorer_cache import SEEDS, synthetic_acc, write_explorer_cache
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")
+CHARTS = {"overview": 1, "better": 2, "faster": 2, "blocks": 2, "constraint": 2, "shape-texture": 2,
+          "influence": 2, "featviz": 0, "paper": 1}
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synthetic cache for the read-only tests of this module (building it takes a second or two)."""
+    return write_explorer_cache(tmp_path_factory.mktemp("explorer") / "cache")
+
+
+def open_page(monkeypatch: pytest.MonkeyPatch, root: Path, page: str) -> AppTest:
+    monkeypatch.setenv("RTX_CACHE", str(root))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    path = next(p for p, _, url in PAGES if url == page)
+    return at.switch_page(path).run()
+
+
+def chart_data(at: AppTest) -> list[pd.DataFrame]:
+    """The rows each Altair chart on the page was sent (one frame per chart)."""
+    frames = []
+    for chart in at.get("vega_lite_chart"):
+        parts = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets]
+        frames.append(pd.concat(parts) if parts else pd.DataFrame())
+    return frames
+
+
+@pytest.mark.parametrize("page", [url for _, _, url in PAGES])
+def test_every_page_renders_on_the_synthetic_cache(monkeypatch, shared_cache: Path, page: str) -> None:
+    at = open_page(monkeypatch, shared_cache, page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title and at.title[0].value
+    assert len(at.get("vega_lite_chart")) == CHARTS[page]
+    assert all(not frame.empty for frame in chart_data(at))
+    assert at.caption, "every page says what it plots"
+    assert at.get("download_button"), "every page offers its rows as CSV"
+    assert not [i.value for i in at.info if FILL_COMMAND in i.value], "no empty state on a full cache"
+
+
+@pytest.mark.parametrize("page", [url for _, _, url in PAGES])
+def test_every_page_names_the_fill_command_on_an_empty_cache(monkeypatch, tmp_path: Path, page: str) -> None:
+    at = open_page(monkeypatch, tmp_path / "nothing-here", page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(FILL_COMMAND in i.value for i in at.info)
+    assert not at.get("vega_lite_chart")
+
+
+def _expected_delta(source: str, target: str, n_train: int, blocks: int) -> tuple[float, float, float]:
+    diffs = np.array([synthetic_acc(source, target, n_train, blocks, i) - synthetic_acc("natural", target, n_train,
+                                                                                         blocks, i)
+                      for i in range(len(SEEDS))])
+    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    return diffs.mean(), diffs.mean() - half, diffs.mean() + half
+
+
+def test_delta_chart_is_robust_minus_natural_paired_by_seed(monkeypatch, shared_cache: Path) -> None:
+    at = open_page(monkeypatch, shared_cache, "better")
+    accuracy, delta = chart_data(at)
+    cell = delta[(delta["source"] == "linf_0.2") & (delta["target"] == "mnist5k") & (delta["n_train"] == 50)]
+    assert len(cell) == 1 and int(cell["blocks"].iloc[0]) == 3 and int(cell["n_seeds"].iloc[0]) == 3
+    mean, lo, hi = _expected_delta("linf_0.2", "mnist5k", 50, 3)
+    assert cell["mean"].iloc[0] == pytest.approx(mean, abs=1e-9)
+    assert (cell["lo"].iloc[0], cell["hi"].iloc[0]) == pytest.approx((lo, hi), abs=1e-9)
+    assert set(delta["source"]) == {"l2_1.5", "linf_0.1", "linf_0.2", "pgd1_l2_1.5", "gaussian_0.054"}
+    acc = accuracy[(accuracy["source"] == "l2_1.5") & (accuracy["target"] == "digits") & (accuracy["n_train"] == 100)]
+    assert acc["mean"].iloc[0] == pytest.approx(np.mean([synthetic_acc("l2_1.5", "digits", 100, 3, i) for i in range(3)]))
+
+
+def test_filters_restrict_the_plotted_rows(monkeypatch, shared_cache: Path) -> None:
+    at = open_page(monkeypatch, shared_cache, "better")
+    at.multiselect(key="better-targets").set_value(["digits"])
+    at.selectbox(key="better-blocks").set_value(1)
+    at.run()
+    accuracy, delta = chart_data(at)
+    assert set(accuracy["target"]) == {"digits"} and set(accuracy["blocks"]) == {1}
+    assert set(delta["source"]) == {"l2_1.5"}
+
+
+def test_blocks_delta_is_three_minus_one(monkeypatch, shared_cache: Path) -> None:
+    at = open_page(monkeypatch, shared_cache, "blocks")
+    _, delta = chart_data(at)
+    assert set(delta["source"]) == {"l2_1.5"}  # the paper's Fig. 4 source: L2, PGD(k > 1)
+    cell = delta[(delta["target"] == "mnist5k") & (delta["n_train"] == 20)]
+    expected = np.mean([synthetic_acc("l2_1.5", "mnist5k", 20, 3, i) - synthetic_acc("l2_1.5", "mnist5k", 20, 1, i)
+                        for i in range(3)])
+    assert cell["mean"].iloc[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_constraint_page_compares_l2_with_linf_and_small_with_large_eps(monkeypatch, shared_cache: Path) -> None:
+    at = open_page(monkeypatch, shared_cache, "constraint")
+    fig5, fig8 = chart_data(at)
+    assert fig5["source"].nunique() == 3  # l2 - linf small, l2 - linf large, linf small - linf large
+    l2_vs_large = fig5[fig5["source"].str.startswith("l2_1.5") & fig5["source"].str.contains("linf_0.2")]
+    assert l2_vs_large["mean"].iloc[0] == pytest.approx(0.03, abs=0.02)  # bonuses 0.06 vs 0.03, plus seed noise
+    assert any("PGD(1)" in s for s in fig8["source"]) and any("Gaussian" in s for s in fig8["source"])
+
+
+def test_influence_page_shows_both_models_and_their_label_match(monkeypatch, shared_cache: Path) -> None:
+    at = open_page(monkeypatch, shared_cache, "influence")
+    heat, match = chart_data(at)
+    assert set(heat["model"]) == {"l2_1.5", "natural"}
+    assert match.groupby("model")["match"].first()["l2_1.5"] > match.groupby("model")["match"].first()["natural"]
+    at.toggle(key="influence-per-class").set_value(False).run()
+    pagination = at.get("pagination")
+    assert pagination and pagination[0].num_pages == 5  # 30 test images, 6 per page
+    pagination[0].set_value(2)
+    at.run()
+    assert not at.exception
+
+
+def test_paper_page_lines_up_table7_with_the_cache(monkeypatch, shared_cache: Path) -> None:
+    at = open_page(monkeypatch, shared_cache, "paper")
+    (plot,) = chart_data(at)
+    here = plot[plot["origin"] == "here"]
+    assert set(here["model"]) == {"natural", "l2_eps3", "linf_eps4_255", "linf_eps8_255"}
+    assert set(here["n_train"]) == {100} and set(here["target"]) == {"mnist"}  # mnist5k counts as mnist
+    l2 = here[here["model"] == "l2_eps3"]["acc"].iloc[0]
+    assert l2 == pytest.approx(np.mean([synthetic_acc("l2_1.5", "mnist5k", 100, 3, i) for i in range(3)]))
+    table = at.dataframe[0].value
+    assert len(table) == 4 * 60  # every Table 7 cell of the four ImageNet sources, matched or greyed
+
+
+def test_pages_pick_up_a_newer_snapshot_without_restart(monkeypatch, tiny_cache: Path) -> None:
+    at = open_page(monkeypatch, tiny_cache, "better")
+    assert "fmnist" not in at.multiselect(key="better-targets").options
+    with CacheWriter(tiny_cache) as writer:  # what `rtx precompute` does while the explorer is open
+        for i, seed in enumerate(SEEDS):
+            for source in ("natural", "l2_1.5"):
+                writer.record_run({"key": f"new-{source}-{i}", "status": "done", "source": source, "target": "fmnist",
+                                   "n_train": 20, "seed": seed, "blocks": 3, "epochs": 9, "config": {},
+                                   "final_test_acc": 0.5 + 0.1 * (source != "natural") + 0.01 * i},
+                                  [{"epoch": 9, "test_acc": 0.5, "train_loss": 0.1}])
+    at.run()
+    assert "fmnist" in at.multiselect(key="better-targets").options
+    accuracy, delta = chart_data(at)
+    new = delta[(delta["target"] == "fmnist") & (delta["source"] == "l2_1.5")]
+    assert new["mean"].iloc[0] == pytest.approx(0.1)
