@@ -19,6 +19,7 @@ __all__ = [
     "delta_vs_epoch",
     "delta_vs_size",
     "heatmap_frame",
+    "sorted_heatmap_frame",
     "influence_heatmap",
     "label_match_chart",
     "paper_vs_here",
@@ -44,15 +45,16 @@ def _band_lines(frame: pd.DataFrame, x: alt.X, color: str, color_title: str, y_t
                 facet: str | None, facet_title: str = "", sort: list | None = None) -> alt.Chart:
     """Mean line + 95% band per `color`, optionally one small multiple per `facet` value."""
     fmt = DELTA_FORMAT if delta else ACC_FORMAT
-    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort, scale=PALETTE)
+    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort, scale=PALETTE,
+                          legend=alt.Legend(symbolOpacity=1))  # the band's 0.2 opacity would fade the legend
     tooltip = [alt.Tooltip(f"{color}:N", title=color_title), alt.Tooltip(x.to_dict()["field"], type="quantitative"),
                alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("lo:Q", format=".2%"), alt.Tooltip("hi:Q", format=".2%"),
                alt.Tooltip("n_seeds:Q", title="seeds")]
-    base = alt.Chart().encode(x=x, color=color_enc)
+    base = alt.Chart().encode(x=x)
     layers = [
         base.mark_area(opacity=0.2).encode(y=alt.Y("lo:Q", title=y_title, axis=alt.Axis(format=fmt),
-                                                   scale=alt.Scale(zero=delta)), y2="hi:Q"),
-        base.mark_line(point=True).encode(y="mean:Q", tooltip=tooltip),
+                                                   scale=alt.Scale(zero=delta)), y2="hi:Q", color=color_enc),
+        base.mark_line(point=True).encode(y="mean:Q", color=color_enc, tooltip=tooltip),
     ]
     if delta:
         layers.append(alt.Chart().mark_rule(color="grey", strokeDash=[4, 4]).encode(y=alt.datum(0)))
@@ -119,6 +121,21 @@ def robustness_bars(frame: pd.DataFrame) -> alt.Chart:
 
 
 # --- influence (Section 6) -------------------------------------------------------------------------------------
+def _edges(n: int, max_bins: int) -> np.ndarray:
+    """Bin edges splitting n positions into min(n, max_bins) near-equal runs: (bins + 1,) ints."""
+    return np.linspace(0, n, min(n, max_bins) + 1).round().astype(int)
+
+
+def _majority(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.array([np.bincount(labels[a:b]).argmax() for a, b in zip(edges[:-1], edges[1:], strict=True)])
+
+
+def _long(pooled: np.ndarray, row_labels: np.ndarray, col_labels: np.ndarray) -> pd.DataFrame:
+    ri, ci = np.meshgrid(np.arange(pooled.shape[0]), np.arange(pooled.shape[1]), indexing="ij")
+    return pd.DataFrame({"row_bin": ri.ravel(), "col_bin": ci.ravel(), "value": pooled.ravel(),
+                         "row_label": row_labels[ri.ravel()], "col_label": col_labels[ci.ravel()]})
+
+
 def heatmap_frame(matrix: np.ndarray, row_labels: np.ndarray, col_labels: np.ndarray,
                   max_bins: int = 60) -> pd.DataFrame:
     """Mean-pool a (rows, cols) matrix into at most max_bins x max_bins cells, long format for `mark_rect`.
@@ -126,18 +143,36 @@ def heatmap_frame(matrix: np.ndarray, row_labels: np.ndarray, col_labels: np.nda
     A 3,200 x 10,000 influence matrix is 32M cells; Vega draws a few thousand rectangles smoothly, so
     the pooled cell (row_bin, col_bin) holds the mean of its block and the majority label of its rows/cols.
     """
-    rows, cols = matrix.shape
-    r_edges = np.linspace(0, rows, min(rows, max_bins) + 1).round().astype(int)
-    c_edges = np.linspace(0, cols, min(cols, max_bins) + 1).round().astype(int)
-    sums = np.add.reduceat(np.add.reduceat(matrix.astype(np.float64), r_edges[:-1], axis=0), c_edges[:-1], axis=1)
+    r_edges, c_edges = _edges(matrix.shape[0], max_bins), _edges(matrix.shape[1], max_bins)
+    sums = np.add.reduceat(np.add.reduceat(matrix, r_edges[:-1], axis=0, dtype=np.float64), c_edges[:-1], axis=1)
     pooled = sums / np.outer(np.diff(r_edges), np.diff(c_edges))  # (row_bins, col_bins)
-    r_lab = [int(np.bincount(row_labels[a:b]).argmax()) for a, b in zip(r_edges[:-1], r_edges[1:], strict=True)]
-    c_lab = [int(np.bincount(col_labels[a:b]).argmax()) for a, b in zip(c_edges[:-1], c_edges[1:], strict=True)]
-    ri, ci = np.meshgrid(np.arange(len(r_lab)), np.arange(len(c_lab)), indexing="ij")
-    return pd.DataFrame({
-        "row_bin": ri.ravel(), "col_bin": ci.ravel(), "value": pooled.ravel(),
-        "row_label": np.asarray(r_lab)[ri.ravel()], "col_label": np.asarray(c_lab)[ci.ravel()],
-    })
+    return _long(pooled, _majority(np.asarray(row_labels), r_edges), _majority(np.asarray(col_labels), c_edges))
+
+
+def sorted_heatmap_frame(matrix: np.ndarray, row_labels: np.ndarray, col_labels: np.ndarray,
+                         max_bins: int = 60) -> pd.DataFrame:
+    """Fig. 7a cells, fast: `heatmap_frame` of `compute.influence.derived.sorted_standardized(matrix, ...)`.
+
+    The reference sorts rows and columns by label (stable), divides by the Frobenius norm, then pools: for
+    3,200 x 10,000 that gathers a 128 MB copy (about 1.5 s on 2 cores). Pooling only needs each original
+    row's and column's bin, so here the sum is one BLAS product with a (cols, col_bins) 0/1 matrix and a
+    scatter-add over rows (about 0.2 s). Same cells up to float32 summation order; a test compares them.
+    """
+    rows, cols = matrix.shape
+    row_labels, col_labels = np.asarray(row_labels), np.asarray(col_labels)
+    r_order, c_order = np.argsort(row_labels, kind="stable"), np.argsort(col_labels, kind="stable")
+    r_edges, c_edges = _edges(rows, max_bins), _edges(cols, max_bins)
+    r_bin, c_bin = np.empty(rows, int), np.empty(cols, int)
+    r_bin[r_order] = np.searchsorted(r_edges, np.arange(rows), side="right") - 1  # bin of each original row
+    c_bin[c_order] = np.searchsorted(c_edges, np.arange(cols), side="right") - 1
+    onehot = np.zeros((cols, len(c_edges) - 1), dtype=matrix.dtype)
+    onehot[np.arange(cols), c_bin] = 1
+    partial = np.asarray(matrix @ onehot, dtype=np.float64)  # (rows, col_bins)
+    sums = np.zeros((len(r_edges) - 1, len(c_edges) - 1))
+    np.add.at(sums, r_bin, partial)
+    norm = float(np.linalg.norm(matrix)) or 1.0
+    pooled = sums / np.outer(np.diff(r_edges), np.diff(c_edges)) / norm
+    return _long(pooled, _majority(row_labels[r_order], r_edges), _majority(col_labels[c_order], c_edges))
 
 
 _BARE = alt.Axis(labels=False, ticks=False, domain=False)

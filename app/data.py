@@ -12,7 +12,6 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts import heatmap_frame
+from app.charts import sorted_heatmap_frame
 from compute.cache import CacheReader, snapshot_path
 from compute.paths import cache_dir
 
@@ -45,15 +44,6 @@ class Snapshot:
     @property
     def empty(self) -> bool:
         return not self.token
-
-
-@st.cache_resource(show_spinner=False)
-def warm_imports() -> threading.Thread:
-    """Import compute.influence in the background once per server: its package pulls torch and captum (5-8 s
-    on 2 cores), which the influence page needs only for `sorted_standardized`; this keeps its first view fast."""
-    thread = threading.Thread(target=importlib.import_module, args=("compute.influence.derived",), daemon=True)
-    thread.start()
-    return thread
 
 
 @st.cache_resource(show_spinner=False)
@@ -232,15 +222,15 @@ def influence_topk(snap: Snapshot, key: str, k: int) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=16)
 def influence_heatmap(snap: Snapshot, key: str, max_bins: int = 60) -> pd.DataFrame:
     """Fig. 7a cells for one result: the stored (n_train, n_test) matrix sorted by label and standardized by its
-    norm (compute.influence.derived.sorted_standardized), transposed to test rows x train columns, pooled."""
-    from compute.influence.derived import sorted_standardized
-
+    norm as `compute.influence.derived.sorted_standardized` does (charts.sorted_heatmap_frame, held to it by a
+    test), pooled, and transposed to test rows x train columns."""
     row = influence_row(snap, key)
     if row is None or not row.get("matrix_path"):
         return pd.DataFrame()
     path = _read(snap, lambda r: r.artefact(row["matrix_path"]))
     if not path.exists():
         return pd.DataFrame()
-    matrix = np.load(path)  # (n_train, n_test) float32
-    ordered = sorted_standardized(matrix, np.asarray(row["train_labels"]), np.asarray(row["test_labels"]))
-    return heatmap_frame(ordered.matrix.T, ordered.test_labels, ordered.train_labels, max_bins)
+    matrix = np.load(path, mmap_mode="r")  # (n_train, n_test) float32, read once by one matrix product
+    pooled = sorted_heatmap_frame(matrix, np.asarray(row["train_labels"]), np.asarray(row["test_labels"]), max_bins)
+    return pooled.rename(columns={"row_bin": "col_bin", "col_bin": "row_bin", "row_label": "col_label",
+                                  "col_label": "row_label"})

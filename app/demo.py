@@ -54,7 +54,9 @@ DEFAULT_K = 5  # the paper's Figure 5 shows the top 5
 MAX_K = 20
 EXAMPLES_PER_CLASS = 2
 VIEW_SIZE = 112  # the model's input is shown nearest-upscaled to at least this many pixels
-CONCURRENCY = 2  # requests computed at once; each uses the CPU's cores through torch
+CONCURRENCY = 2  # requests computed at once (the target machine has 2 cores) ...
+TORCH_THREADS = 1  # ... one torch thread each: a single small image gains nothing from intra-op threads, and
+#                    on a busy machine their spin-waits cost 10-30x (measured with bench/demo.py --threads 2)
 QUEUE_SIZE = 64
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "assets" / "seeds"
 SEED_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -368,8 +370,9 @@ def _missing() -> Image.Image:
 
 
 def _answer(backend: DemoBackend, prepare: Callable[[TargetFormat], PreparedImage], pair_label: str | None,
-            k: Any) -> tuple:
-    """Shared by uploads and drawings: every failure becomes a message, never a traceback."""
+            k: Any, notify: bool) -> tuple:
+    """Shared by uploads and drawings: every failure becomes a message (and a toast when `notify`), never a
+    traceback."""
     try:
         pair = backend.pair(pair_label)
         k = min(MAX_K, max(1, int(float(k if k is not None else DEFAULT_K))))
@@ -382,10 +385,8 @@ def _answer(backend: DemoBackend, prepare: Callable[[TargetFormat], PreparedImag
     except Exception:  # a bug: log it for the operator, tell the user something useful
         log.exception("demo request failed")
         message = "internal error while computing the neighbours; the server log has the details"
-    try:
+    if notify:
         gr.Warning(message)
-    except Exception:  # outside a request (benchmarks, tests): no toast to show
-        pass
     return _message_outputs(message)
 
 
@@ -399,21 +400,23 @@ def _upload_path(image: Any) -> str | None:
 
 
 def neighbours(backend: DemoBackend, image: Any, pair_label: str | None = None, k: Any = DEFAULT_K,
-               invert: str = "auto") -> tuple:
-    """An uploaded image (path or Gradio file payload) -> the nine outputs of `OUTPUT_NAMES`."""
+               invert: str = "auto", notify: bool = False) -> tuple:
+    """An uploaded image (path or Gradio file payload) -> the nine outputs of `OUTPUT_NAMES`.
+
+    `notify` also shows a bad input's message as a toast (only inside a Gradio request)."""
     path = _upload_path(image)
     if path is None:
         if backend.empty:
             return _message_outputs(EMPTY_CACHE.format(root=backend.root))
         return (PROMPT, "", None, None, [], None, None, [], {})
-    return _answer(backend, lambda fmt: load_upload(path, fmt, invert=invert or "auto"), pair_label, k)
+    return _answer(backend, lambda fmt: load_upload(path, fmt, invert=invert or "auto"), pair_label, k, notify)
 
 
 def sketch_neighbours(backend: DemoBackend, sketch: Any, pair_label: str | None = None,
-                      k: Any = DEFAULT_K) -> tuple:
+                      k: Any = DEFAULT_K, notify: bool = False) -> tuple:
     """A Sketchpad value (its `composite` canvas) -> the same outputs as `neighbours`."""
     canvas = sketch.get("composite") if isinstance(sketch, dict) else sketch
-    return _answer(backend, lambda fmt: prepare_sketch(canvas, fmt), pair_label, k)
+    return _answer(backend, lambda fmt: prepare_sketch(canvas, fmt), pair_label, k, notify)
 
 
 # --- the page ----------------------------------------------------------------------------------------------
@@ -497,11 +500,11 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
 
         def on_image(image: Any, pair: str | None, k: Any, invert: str) -> tuple:
             """The most influential training images for an uploaded image, for the robust and the natural model."""
-            return neighbours(backend, image, pair, k, invert)
+            return neighbours(backend, image, pair, k, invert, notify=True)
 
         def on_sketch(sketch: Any, pair: str | None, k: Any) -> tuple:
             """The same for a drawing (a Sketchpad value)."""
-            return sketch_neighbours(backend, sketch, pair, k)
+            return sketch_neighbours(backend, sketch, pair, k, notify=True)
 
         def on_target(target_value: str) -> tuple:
             pairs = backend.pairs_for(target_value)
@@ -566,6 +569,7 @@ def launch(root: Path, host: str = "127.0.0.1", port: int = 7860, root_path: str
     `block=False` returns once the server is up (tests, benchmarks); `demo.close()` stops it.
     """
     strict_bomb_warnings()
+    torch.set_num_threads(TORCH_THREADS)
     demo = build_demo(Path(root), backend)
     theme = gr.themes.Default(font=THEME_FONTS, font_mono=["ui-monospace", "monospace"])
     demo.launch(server_name=host, server_port=port, root_path=root_path, share=False, show_error=False,

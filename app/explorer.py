@@ -35,7 +35,6 @@ def _watch(snap: data.Snapshot) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Robust Transfer Explorer", layout="wide")
-    data.warm_imports()
     snap = data.snapshot()
     pages = [st.Page(path, title=title, url_path=url, default=(i == 0)) for i, (path, title, url) in enumerate(PAGES)]
     page = st.navigation(pages)

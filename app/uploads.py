@@ -94,16 +94,17 @@ def open_image(source: bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS,
             raise UploadError("the upload is empty (0 bytes); choose an image file")
         if len(source) > max_bytes:
             raise UploadError(f"the file is {len(source) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
-        stream: io.BytesIO | Path = io.BytesIO(source)
+        stream = io.BytesIO(source)
     else:
-        stream = Path(source)
-        if not stream.is_file():
-            raise UploadError(f"no file at {stream.name!r}; upload the image again")
-        size = stream.stat().st_size
+        path = Path(source)
+        if not path.is_file():
+            raise UploadError(f"no file at {path.name!r}; upload the image again")
+        size = path.stat().st_size
         if size == 0:
             raise UploadError("the upload is empty (0 bytes); choose an image file")
         if size > max_bytes:
             raise UploadError(f"the file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+        stream = io.BytesIO(path.read_bytes())  # in memory: no file handle left open by lazy (GIF, TIFF) plugins
     try:
         image = Image.open(stream, formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # the latter when made an error

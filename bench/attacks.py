@@ -9,7 +9,7 @@ is kept, which damps the noise of other processes sharing the CPU.
 The demo-source estimate multiplies each demo source's image-passes (train_size x epochs) by its measured
 cost and adds clean evaluation; `--measure` trains the six demo sources for real in a temporary cache.
 
-    python bench/attacks.py [--batches 20] [--rounds 3] [--measure]
+    python bench/attacks.py [--batches 20] [--rounds 3] [--measure] [--threads N]
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20, help="timed batches per setting and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best is kept")
     parser.add_argument("--measure", action="store_true", help="also train the six demo sources for real")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     train = load_dataset("fmnist", "train")
     x, y = train.images[:12_800], train.labels[:12_800]

@@ -8,8 +8,10 @@ when present) is answered four ways, all in this process:
 - `python`: `app.demo.neighbours`, the whole function behind the UI (decode, both queries, rendering)
 - `client`: `gradio_client.Client.predict(..., api_name="/neighbours")` against the demo served on a free
   localhost port (queue, HTTP, pre/post-processing; output files are not downloaded)
+- `floor`:  the same upload through gradio_client to a trivial endpoint (file in, one string out) on a
+  second server: what Gradio's upload, queue and HTTP cost on their own
 
-    python bench/demo.py [--cache DIR] [--uploads 50] [--threads 2]
+    python bench/demo.py [--cache DIR] [--uploads 50] [--threads 1]
 
 The target is 1 s per answer on 2 CPU cores for the demo cache (`rtx precompute --preset demo`).
 """
@@ -55,6 +57,30 @@ def upload_files(backend: DemoBackend, target: str, n: int, folder: Path) -> lis
     return files
 
 
+def gradio_floor(files: list[Path]) -> list[float]:
+    """Seconds per upload through gradio_client to an endpoint that does nothing but answer."""
+    import gradio as gr
+    from gradio_client import Client, handle_file
+
+    with gr.Blocks(analytics_enabled=False) as echo:
+        image, text = gr.Image(type="filepath"), gr.Markdown()
+        image.change(lambda value: "ok", image, text, api_name="echo", preprocess=False)
+    echo.queue()
+    port = free_port()
+    echo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        client.predict(handle_file(str(files[0])), api_name="/echo")
+        seconds = []
+        for path in files:
+            t0 = time.perf_counter()
+            client.predict(handle_file(str(path)), api_name="/echo")
+            seconds.append(time.perf_counter() - t0)
+        return seconds
+    finally:
+        echo.close()
+
+
 def summarise(name: str, seconds: list[float], baseline: float | None) -> str:
     median, p95 = statistics.median(seconds), float(np.percentile(seconds, 95))
     ratio = f"{median / baseline:6.2f}x" if baseline else "   1.00x"
@@ -65,7 +91,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=None, help="cache directory (default $RTX_CACHE or ./cache)")
     parser.add_argument("--uploads", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (the target is 2 CPU cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, as the demo server runs: 2 requests at once on 2 cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = args.cache or cache_dir()
@@ -100,8 +127,10 @@ def main() -> None:
 
         from gradio_client import Client, handle_file
 
+        times["floor"] = gradio_floor(files)
         port = free_port()
         demo = launch(root, port=port, block=False, backend=backend)
+        torch.set_num_threads(args.threads)  # launch() sets the server's own count; keep the one asked for
         try:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
             client.predict(handle_file(str(files[0])), pair.label, 5, "auto", api_name="/neighbours")  # warm
@@ -116,7 +145,7 @@ def main() -> None:
             demo.close()
 
     baseline = statistics.median(times["query"])
-    for name in ("query", "decode", "python", "client"):
+    for name in ("query", "decode", "python", "floor", "client"):
         print(summarise(name, times[name], None if name == "query" else baseline))
     worst = float(np.percentile(times["client"], 95))
     print(f"API answers identical to the Python function's: {len(files) - mismatches}/{len(files)}; "

@@ -41,6 +41,7 @@ from compute.presets import Preset, SourceSpec
 __all__ = [
     "CODE_VERSION",
     "checkpoint_folder",
+    "ensure_source",
     "import_source",
     "lr_at",
     "source_key",
@@ -314,20 +315,28 @@ def _up_to_date(row: dict[str, Any] | None, spec: SourceSpec, root: Path) -> boo
     return meta.get("key") == source_key(spec)
 
 
+def ensure_source(spec: SourceSpec, writer: CacheWriter, device: str | None = None, progress: bool = True,
+                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False) -> dict[str, Any] | None:
+    """Train or load `spec` unless the cache already records it with the same key; returns the new row or None."""
+    previous = writer.source_row(spec.name)
+    if _up_to_date(previous, spec, writer.root):
+        return None
+    row = train_source(spec, writer.root, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
+                       trust_pickle=trust_pickle)
+    if previous is not None and previous["checksum"] != row["checksum"]:
+        writer.forget_robustness(spec.name)  # measured on the old weights
+    writer.record_source_model(row)
+    if progress:
+        acc = "n/a" if row["clean_acc"] is None else f"{row['clean_acc']:.3f}"
+        tqdm.write(f"[sources] {spec.name}: clean accuracy {acc}, {row['train_seconds']:.1f} s, {row['path']}")
+    return row
+
+
 def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None, progress: bool = True,
                   checkpoint_dir: str | Path | None = None, trust_pickle: bool = False,
                   only: tuple[str, ...] | None = None) -> None:
-    """Train or load every source of the preset that the cache lacks, recording each as it finishes."""
+    """Train or load every source of the preset (or those in `only`) that the cache lacks, recording each."""
     specs = [preset.source(name) for name in only] if only else list(preset.sources)
     for spec in specs:
-        previous = writer.source_row(spec.name)
-        if _up_to_date(previous, spec, writer.root):
-            continue
-        row = train_source(spec, writer.root, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
-                           trust_pickle=trust_pickle)
-        if previous is not None and previous["checksum"] != row["checksum"]:
-            writer.forget_robustness(spec.name)  # measured on the old weights
-        writer.record_source_model(row)
-        if progress:
-            acc = "n/a" if row["clean_acc"] is None else f"{row['clean_acc']:.3f}"
-            tqdm.write(f"[sources] {spec.name}: clean accuracy {acc}, {row['train_seconds']:.1f} s, {row['path']}")
+        ensure_source(spec, writer, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
+                      trust_pickle=trust_pickle)

@@ -45,13 +45,16 @@ def tiny_cache(tmp_path: Path) -> Path:
 # --- demo (app/demo.py): a real tiny influence pair, and the demo served from it --------------------------
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real cache from `rtx precompute --preset tiny` (sources, thumbnails, fine-tunes, influence; no
-    robustness or featviz, which the demo does not read). Built once per session: about a minute on 2 cores."""
+    """A real cache from `rtx precompute --preset tiny`, restricted to what the demo reads: the sources, the
+    two fine-tunes of the influence pair, their influence (with its thumbnails). Built once per session."""
     from compute.presets import get_preset
     from compute.sweep import SweepOptions, precompute
 
+    preset = get_preset("tiny")
+    spec = preset.influence  # only the two fine-tunes the influence pair needs
+    preset = preset.with_overrides(sizes=(spec.n_train,), seeds=(spec.seed,), blocks=(spec.blocks,))
     root = tmp_path_factory.mktemp("demo-cache")
-    precompute(get_preset("tiny"), root, SweepOptions(progress=False), ("sources", "thumbnails", "finetune", "influence"))
+    precompute(preset, root, SweepOptions(progress=False), ("sources", "finetune", "influence"))
     return root
 
 

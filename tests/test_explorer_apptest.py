@@ -3,6 +3,8 @@ checked against the runs it claims to plot, and refresh to a newer snapshot with
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +156,33 @@ def test_pages_pick_up_a_newer_snapshot_without_restart(monkeypatch, tiny_cache:
     accuracy, delta = chart_data(at)
     new = delta[(delta["target"] == "fmnist") & (delta["source"] == "l2_1.5")]
     assert new["mean"].iloc[0] == pytest.approx(0.1)
+
+
+def test_pages_keep_working_while_a_writer_publishes(monkeypatch, tiny_cache: Path) -> None:
+    """A second process records a run and publishes a snapshot every 20 ms while pages rerun (rtx precompute)."""
+    at = open_page(monkeypatch, tiny_cache, "faster")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.helpers.slow_writer", str(tiny_cache), "40", "0.02"],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()  # the writer holds the database and has published at least once
+        for page in ("faster", "better", "overview", "influence", "faster"):
+            at.switch_page(next(p for p, _, url in PAGES if url == page)).run()
+            assert not at.exception, [e.value for e in at.exception]
+    finally:
+        assert proc.wait(timeout=60) == 0
+    at.switch_page(next(p for p, _, url in PAGES if url == "better")).run()
+    assert "t" in at.multiselect(key="better-targets").options  # the writer's target arrived without restart
+
+
+def test_explorer_command_is_offline_local_and_prefixable() -> None:
+    from compute.cli import build_parser, explorer_command
+
+    argv = explorer_command(8600, "127.0.0.1", "/rtx/explorer/")
+    flags = dict(zip(argv[5::2], argv[6::2], strict=False))
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4] == APP
+    assert flags["--browser.gatherUsageStats"] == "false" and flags["--server.headless"] == "true"
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8600"
+    assert flags["--server.baseUrlPath"] == "rtx/explorer"
+    assert "--server.baseUrlPath" not in explorer_command(8600)
+    args = build_parser().parse_args(["explore", "--port", "8600"])
+    assert (args.host, args.port, args.base_url_path) == ("127.0.0.1", 8600, None)

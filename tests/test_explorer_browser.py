@@ -58,7 +58,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
 
 
 @pytest.fixture(scope="module")
-def explorer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(base URL, cache root) of `rtx explore` serving a synthetic cache under PREFIX."""
     if not Path(CHROMIUM).exists():
         pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
     from tests.helpers.explorer_cache import write_explorer_cache
@@ -72,11 +73,16 @@ def explorer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}/{PREFIX}"
     try:
         _wait_healthy(f"{base}/_stcore/health", proc)
-        yield base
+        yield base, root
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def explorer_url(served: tuple[str, Path]) -> str:
+    return served[0]
 
 
 @pytest.fixture(scope="module")
@@ -126,5 +132,30 @@ def test_page_renders_without_errors(explorer_url: str, browser, url_path: str) 
         exceptions = page.locator("[data-testid='stException']")
         assert exceptions.count() == 0, exceptions.first.inner_text()
         assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_an_open_page_refreshes_when_precompute_publishes(served: tuple[str, Path], browser) -> None:
+    """Runs recorded while the page is open appear without a reload (the sidebar watcher reruns the app)."""
+    from compute.cache import CacheWriter
+    from tests.helpers.explorer_cache import SEEDS
+
+    url, root = served
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    try:
+        page.goto(f"{url}/")
+        page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Transfer better?", exact=True).click()
+        page.get_by_role("heading", name=PAGES["better"][0]).wait_for(timeout=30_000)
+        assert page.get_by_text("fmnist", exact=True).count() == 0
+        with CacheWriter(root) as writer:  # what `rtx precompute` does in another process
+            for i, seed in enumerate(SEEDS):
+                for source in ("natural", "l2_1.5"):
+                    writer.record_run({"key": f"live-{source}-{i}", "status": "done", "source": source,
+                                       "target": "fmnist", "n_train": 20, "seed": seed, "blocks": 3, "epochs": 9,
+                                       "config": {}, "final_test_acc": 0.6 + 0.05 * (source != "natural")}, [])
+        page.get_by_text("fmnist", exact=True).first.wait_for(timeout=30_000)  # its chip in the targets filter
+        page.screenshot(path=str(ARTIFACTS / "refreshed.png"))
+        assert page.locator("[data-testid='stException']").count() == 0
     finally:
         page.close()

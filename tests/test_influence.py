@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,19 @@ def test_iterative_equals_dense_fast_on_a_medium_problem() -> None:
     assert iterative.rank == dense.rank and 8 < dense.rank < 9 * 41 // 2
     assert rel_err(influence_scores(iterative, z_test, y_test), influence_scores(dense, z_test, y_test)) < 1e-6
     assert abs(iterative.eigenvalue_max - dense.eigenvalue_max) < 1e-9 * dense.eigenvalue_max
+
+
+@pytest.mark.parametrize("route", [influence_fast, influence_iterative])
+def test_eigen_factors_and_query_matrix_give_the_same_scores(route) -> None:
+    """Batch matrices use the eigen factors when cheaper; on-demand queries use the (n, C, D) query matrix."""
+    problem, z_test, y_test = random_problem(120, 30, 5, n_test=20, seed=6)
+    query = route(problem, cutoff=5e-2)
+    assert query.factors is not None and query.factors.flops_per_test() < query.matrix.numel()
+    via_factors = influence_scores(query, z_test, y_test)
+    via_matrix = influence_scores(replace(query, factors=None), z_test, y_test)
+    assert rel_err(via_factors, via_matrix) < 1e-10
+    unlabeled = influence_scores(query, z_test)  # predicted labels
+    assert unlabeled.shape == via_matrix.shape
 
 
 def test_fast_hands_large_layers_to_the_iterative_route() -> None:

@@ -22,7 +22,8 @@ keys = dict(zip(models["source"], models["key"], strict=True))
 target = str(models["target"].iloc[0])
 
 st.subheader("Influence of each training image on each test image (Fig. 7a)")
-cells = pd.concat([data.influence_heatmap(snap, key).assign(model=src) for src, key in keys.items()])
+with st.spinner("Sorting and pooling the influence matrices (once per snapshot)..."):
+    cells = pd.concat([data.influence_heatmap(snap, key).assign(model=src) for src, key in keys.items()])
 if cells.empty:
     ui.empty_state(snap, "influence matrices (the NPY files beside the database)")
 else:
@@ -34,7 +35,7 @@ else:
 
 st.subheader("How often do the top-k influential images share the test label? (Fig. 7b)")
 match = pd.DataFrame([{"model": src, "k": k + 1, "match": float(v)} for src, lm in
-                      zip(models["source"], models["label_match"], strict=True) for k, v in enumerate(lm)])
+                      zip(models["source"], models["label_match"], strict=True) for k, v in enumerate(lm if lm is not None else [])])
 st.altair_chart(charts.label_match_chart(match))
 ui.footer(f"For k = 1..{len(match) // max(1, len(keys))}: the share of each test image's k most influential training "
           f"images that carry its label, averaged over {int(models['n_test'].iloc[0])} test images, per model.",

@@ -35,10 +35,11 @@ else:  # the paper's whole curve for each matched (target, model), this cache's 
     st.altair_chart(charts.paper_vs_here(plot[["target", "n_train", "model", "origin", "acc"]]))
 
 pct = ("paper_acc", "here_acc", "lo", "hi", "diff")
-shown = compared.assign(**{c: compared[c] * 100 for c in pct}).sort_values("here_acc", key=lambda s: s.isna(),
-                                                                           kind="stable")
-styled = shown.style.apply(lambda r: ["color: #aaa" if pd.isna(r["here_acc"]) else "" for _ in r], axis=1) \
-    .format(na_rep="–").format({**{c: "{:.2f}" for c in pct}, "n_seeds": "{:.0f}"}, na_rep="–")
+compared = compared.sort_values("here_acc", key=lambda s: s.isna(), kind="stable")  # cells with runs first
+text = {c: compared[c].map(lambda v: "–" if pd.isna(v) else f"{100 * v:.2f}") for c in pct}
+shown = compared.assign(**text, n_seeds=compared["n_seeds"].map(lambda v: "–" if pd.isna(v) else f"{v:.0f}"))
+shown = shown.fillna("–")  # st.dataframe would print None; the CSV below keeps the numbers
+styled = shown.style.apply(lambda r: ["color: #aaa" if r["here_acc"] == "–" else ""] * len(r), axis=1)  # no run
 st.dataframe(styled, hide_index=True, column_config={
     "paper_acc": "paper %", "here_acc": "here %", "lo": "95% lo", "hi": "95% hi", "diff": "here − paper",
     "n_seeds": "seeds", "here_target": "cache target"})

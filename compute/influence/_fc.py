@@ -72,6 +72,34 @@ class FCProblem:
 
 
 @dataclass(frozen=True)
+class EigenFactors:
+    """H~^+ = E diag(1/lambda) E^T in the reduced basis (compute.influence._structure), kept by the eigen routes.
+
+    With m kept eigenpairs a test point costs r (C-1) m + n m flops instead of the n C D of the query matrix
+    (190x fewer at the paper's size with the 5e-2 cut-off), so batch matrices use these when cheaper.
+    """
+
+    class_basis: torch.Tensor  # U (C, C-1)
+    feature_basis: torch.Tensor | None  # V (D, r), None = identity
+    vectors: torch.Tensor  # E (N, m), N = (C-1) r
+    train_coeff: torch.Tensor  # (n, m) = G~_train E diag(1/lambda)
+
+    def flops_per_test(self) -> int:
+        """Multiply-adds per test point: V^T z~, E^T (r (x) z^), and the (n, m) product."""
+        basis = 0 if self.feature_basis is None else self.feature_basis.numel()
+        return basis + self.vectors.numel() + self.train_coeff.numel()
+
+    def project(self, z_aug: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """E^T g~ for test gradients g = r (x) z~: (b, D), (b, C) -> (b, m), never forming g."""
+        u, e = self.class_basis, self.vectors
+        a, m = u.shape[1], e.shape[1]
+        z_hat = z_aug if self.feature_basis is None else z_aug @ self.feature_basis  # (b, r)
+        width = z_hat.shape[1]
+        per_class = (z_hat @ e.view(a, width, m).permute(1, 0, 2).reshape(width, a * m)).view(-1, a, m)
+        return torch.einsum("bam,ba->bm", per_class, r @ u)
+
+
+@dataclass(frozen=True)
 class QueryMatrix:
     """What an influence query needs besides the model's features: H^+ g_j for every training point j.
 
@@ -88,6 +116,7 @@ class QueryMatrix:
     rank: int  # eigen-directions of H kept by the cut-off (0 for 'identity')
     eigenvalue_max: float  # largest eigenvalue of H (nan for 'identity')
     seconds: float
+    factors: EigenFactors | None = None  # the eigen routes' factorisation, for cheaper batch matrices
 
 
 def fc_params(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -125,17 +154,24 @@ def class_basis(num_classes: int, device: torch.device, dtype: torch.dtype = DTY
     return q[:, 1:]
 
 
-def feature_basis(features: torch.Tensor, rtol: float = 1e-10) -> torch.Tensor | None:
+def feature_basis(features: torch.Tensor, rtol: float = 1e-12) -> torch.Tensor | None:
     """(D, r) orthonormal basis of the training features' row space, or None when it is all of R^D.
 
     H = sum_i A_i (x) z~_i z~_i^T lives in R^(C-1) (x) span{z~_i}, and a test gradient's part outside that
-    span meets only zero rows of H^+; working in the span is exact and shrinks D to the rank r <= n.
+    span meets only zero rows of H^+; working in the span is exact and shrinks D to the rank r <= n (dead
+    ReLU units and n < D both shrink it). The span comes from the eigendecomposition of the smaller Gram
+    matrix; directions with squared singular value below rtol * max carry at most that share of H and lie
+    far below any sensible cut-off, so they are dropped.
     """
-    _, s, vh = torch.linalg.svd(features, full_matrices=False)
-    rank = int((s > rtol * s.max()).sum()) if s.numel() else 0
-    if rank == features.shape[1]:
-        return None
-    return vh[:rank].T
+    n, d_aug = features.shape
+    if n >= d_aug:
+        vals, vecs = torch.linalg.eigh(features.T @ features)  # (D,), (D, D)
+        keep = vals > rtol * vals.max()
+        return None if bool(keep.all()) else vecs[:, keep]
+    vals, vecs = torch.linalg.eigh(features @ features.T)  # (n,), (n, n)
+    keep = vals > rtol * vals.max()
+    basis = features.T @ (vecs[:, keep] / vals[keep].sqrt())  # (D, r), orthonormal up to round-off
+    return torch.linalg.qr(basis)[0]
 
 
 def influence_scores(query: QueryMatrix, test_features: torch.Tensor, test_labels: torch.Tensor | None = None,
@@ -148,6 +184,8 @@ def influence_scores(query: QueryMatrix, test_features: torch.Tensor, test_label
     q = query.matrix
     n, c, d_aug = q.shape
     test_features = test_features.to(device=q.device, dtype=q.dtype)
+    factors = query.factors
+    use_factors = factors is not None and factors.flops_per_test() < q.numel()
     flat = q.reshape(n * c, d_aug)  # (n C, D)
     out = []
     for i in range(0, test_features.shape[0], batch):
@@ -155,8 +193,12 @@ def influence_scores(query: QueryMatrix, test_features: torch.Tensor, test_label
         probs = probabilities(z, query.weight, query.bias)
         labels = probs.argmax(1) if test_labels is None else test_labels[i:i + batch].to(q.device)
         r = residuals(probs, labels)  # (b, C)
-        qz = (flat @ augment(z, query.bias is not None).T).view(n, c, -1)  # (n, C, b): Q_j z~_t
-        out.append(torch.einsum("jct,tc->jt", qz, r))
+        z_aug = augment(z, query.bias is not None)  # (b, D)
+        if use_factors:
+            out.append(factors.train_coeff @ factors.project(z_aug, r).T)  # (n, m) @ (m, b)
+        else:
+            qz = (flat @ z_aug.T).view(n, c, -1)  # (n, C, b): Q_j z~_t
+            out.append(torch.einsum("jct,tc->jt", qz, r))
     return torch.cat(out, 1) if out else q.new_zeros(n, 0)
 
 

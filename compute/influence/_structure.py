@@ -17,7 +17,15 @@ from dataclasses import dataclass
 
 import torch
 
-from compute.influence._fc import FCProblem, augment, class_basis, feature_basis, probabilities, residuals
+from compute.influence._fc import (
+    EigenFactors,
+    FCProblem,
+    augment,
+    class_basis,
+    feature_basis,
+    probabilities,
+    residuals,
+)
 
 
 @dataclass(frozen=True)
@@ -87,24 +95,25 @@ def dense_hessian(reduced: Reduced) -> torch.Tensor:
 
 
 def hessian_matmat(reduced: Reduced, x: torch.Tensor) -> torch.Tensor:
-    """H~ X without forming H~: (N, k) -> (N, k) in O(n C r k) flops.
+    """H~ X without forming H~: (N, k) -> (N, k) in O(n C r k) flops, two GEMMs that read Z^ once each.
 
-    For each column X = (C-1, r): M = Z^ X^T U^T (n, C), apply diag(p_i) - p_i p_i^T row-wise, then
+    For each column X = (C-1, r): M = Z^ (U X)^T (n, C), apply diag(p_i) - p_i p_i^T row-wise, then
     back: U^T M'^T Z^.
     """
     u, p, z = reduced.class_basis, reduced.probs, reduced.features
-    m, r, k = u.shape[1], z.shape[1], x.shape[1]
-    xs = x.T.reshape(k, m, r)  # (k, C-1, r)
-    full = torch.einsum("ca,kar->kcr", u, xs)  # (k, C, r)
-    mm = torch.einsum("nr,kcr->knc", z, full)  # (k, n, C)
-    pm = p[None] * mm
-    mm = pm - p[None] * pm.sum(2, keepdim=True)
-    back = torch.einsum("knc,nr->kcr", mm, z)  # (k, C, r)
-    out = torch.einsum("ca,kcr->kar", u, back).reshape(k, m * r).T
+    c, m = u.shape
+    r, k = z.shape[1], x.shape[1]
+    full = (u @ x.T.reshape(k, m, r)).reshape(k * c, r)  # (k C, r)
+    mm = (z @ full.T).view(-1, k, c)  # (n, k, C)
+    pm = p[:, None, :] * mm
+    mm = pm - p[:, None, :] * pm.sum(2, keepdim=True)
+    back = (mm.reshape(-1, k * c).T @ z).view(k, c, r)  # (k, C, r)
+    out = (u.T @ back).reshape(k, m * r).T  # (N, k)
     return out + reduced.damping * x if reduced.damping else out
 
 
-def query_rows(reduced: Reduced, eigvals: torch.Tensor, eigvecs: torch.Tensor) -> torch.Tensor:
-    """(n, N) rows (H~^+ g_j)^T from the kept eigenpairs: G E diag(1/lambda) E^T."""
-    coeff = reduced.gradients() @ eigvecs  # (n, m)
-    return (coeff / eigvals) @ eigvecs.T
+def query_rows(reduced: Reduced, eigvals: torch.Tensor, eigvecs: torch.Tensor) -> tuple[torch.Tensor, EigenFactors]:
+    """(n, N) rows (H~^+ g_j)^T = G E diag(1/lambda) E^T from the kept eigenpairs, and the factors."""
+    coeff = (reduced.gradients() @ eigvecs) / eigvals  # (n, m)
+    factors = EigenFactors(reduced.class_basis, reduced.feature_basis, eigvecs, coeff)
+    return coeff @ eigvecs.T, factors

@@ -32,6 +32,6 @@ def influence_fast(problem: FCProblem, cutoff: float = 5e-2, dense_limit: int = 
     eigvals, eigvecs = torch.linalg.eigh(hessian)  # ascending
     lam_max = float(eigvals[-1]) if eigvals.numel() else 0.0
     keep = eigvals > cutoff * lam_max
-    rows = query_rows(reduced, eigvals[keep], eigvecs[:, keep])
+    rows, factors = query_rows(reduced, eigvals[keep], eigvecs[:, keep])
     return QueryMatrix(reduced.lift(rows), problem.weight, problem.bias, "fast", cutoff, "dense-eigh",
-                       int(keep.sum()), lam_max, time.perf_counter() - start)
+                       int(keep.sum()), lam_max, time.perf_counter() - start, factors)

@@ -64,6 +64,6 @@ def influence_iterative(problem: FCProblem, cutoff: float = 5e-2, first_k: int =
 
         return influence_fast(problem, cutoff)
     vals, vecs, lam_max = top_eigenpairs(reduced, cutoff, first_k)
-    rows = query_rows(reduced, vals, vecs)
+    rows, factors = query_rows(reduced, vals, vecs)
     return QueryMatrix(reduced.lift(rows), problem.weight, problem.bias, method, cutoff, "iterative-eigsh",
-                       int(vals.numel()), lam_max, time.perf_counter() - start)
+                       int(vals.numel()), lam_max, time.perf_counter() - start, factors)

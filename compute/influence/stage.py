@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from compute.cache import CacheWriter
 from compute.data import load_dataset
 from compute.errors import RtxError
+from compute.finetune import default_device
 from compute.images import to_png
 from compute.influence._fc import FCProblem, QueryMatrix, probabilities
 from compute.influence.derived import label_match_curve, top_k
@@ -74,10 +75,6 @@ class InfluenceOutcome:
     meta: dict[str, Any]
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob,
                       device: str | torch.device | None = None) -> InfluenceOutcome:
     """Load the run's fine-tuned model, extract features, solve, and score the first n_test test images."""
@@ -85,7 +82,7 @@ def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob,
     method = get_method(job.method)
     if not run.get("model_path"):
         raise RtxError(f"run {run['key']} kept no weights; re-run its fine-tune with --keep-models")
-    dev = _device(device)
+    dev = default_device(str(device) if device is not None else None)
     model, _ = load_checkpoint(root / run["model_path"])
     model = model.to(dev).eval()
     train, test = load_dataset(run["target"], "train"), load_dataset(run["target"], "test")
