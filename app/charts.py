@@ -196,7 +196,8 @@ def influence_heatmap(frame: pd.DataFrame) -> alt.Chart:
 def label_match_chart(frame: pd.DataFrame) -> alt.Chart:
     """Fig. 7b: share of test images whose top-k influential training images carry the test label (k = 1..K)."""
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("k:Q", title="top-k influential training images", axis=alt.Axis(tickMinStep=1)),
+        x=alt.X("k:Q", title="top-k influential training images", axis=alt.Axis(tickMinStep=1),
+                scale=alt.Scale(zero=False)),
         y=alt.Y("match:Q", title="label match", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=ACC_FORMAT)),
         color=alt.Color("model:N", title="model", scale=PALETTE),
         tooltip=["model:N", "k:Q", alt.Tooltip("match:Q", format=".1%")],

@@ -28,6 +28,7 @@ from compute.cache import CacheReader, snapshot_path
 from compute.paths import cache_dir
 
 FILL_COMMAND = "rtx precompute --preset demo"
+MAX_SNAPSHOTS = 32  # entries kept per read: a long precompute publishes often, old snapshots' results age out
 NATURAL_NAMES = ("natural",)  # every preset's `Preset.natural`; see natural_source()
 
 T = TypeVar("T")
@@ -79,56 +80,56 @@ def _read(snap: Snapshot, fn: Callable[[CacheReader], T]) -> T:
 
 
 # --- tables ----------------------------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def counts(snap: Snapshot) -> pd.DataFrame:
     return _read(snap, lambda r: r.counts())
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def source_models(snap: Snapshot) -> pd.DataFrame:
     return _read(snap, lambda r: r.source_models())
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def run_counts(snap: Snapshot) -> pd.DataFrame:
     return _read(snap, lambda r: r.run_counts())
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def robustness(snap: Snapshot) -> pd.DataFrame:
     return _read(snap, lambda r: r.robustness())
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def final_summary(snap: Snapshot) -> pd.DataFrame:
     """Mean and 95% interval of final accuracy per (source, target, n_train, blocks)."""
     return _read(snap, lambda r: r.final_summary())
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def curve_summary(snap: Snapshot) -> pd.DataFrame:
     """Mean and 95% interval of accuracy per (source, target, n_train, blocks, epoch)."""
     return _read(snap, lambda r: r.curve_summary())
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def delta_summary(snap: Snapshot, reference: str, which: str = "final") -> pd.DataFrame:
     """Every other source minus `reference`, paired by seed (reference = natural for the paper's deltas)."""
     return _read(snap, lambda r: r.delta_summary(reference, which))
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def blocks_delta(snap: Snapshot, high: int, low: int) -> pd.DataFrame:
     """Accuracy with `high` fine-tuned blocks minus with `low`, paired by seed (Fig. 4b: 3 minus 1)."""
     return _read(snap, lambda r: r.blocks_delta_summary(high, low))
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def thumbnail_summary(snap: Snapshot) -> pd.DataFrame:
     return _read(snap, lambda r: r.thumbnail_summary())
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def thumbnail_samples(snap: Snapshot, split: str = "test", per_label: int = 1) -> pd.DataFrame:
     return _read(snap, lambda r: r.thumbnail_samples(split, per_label))
 
@@ -140,13 +141,13 @@ def thumbnails(snap: Snapshot, dataset: str, split: str, indices: tuple[int, ...
     return {int(i): bytes(p) for i, p in zip(frame["idx"], frame["png"], strict=True)}
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def featviz(snap: Snapshot) -> pd.DataFrame:
     return _read(snap, lambda r: r.featviz())
 
 
 # --- derived ---------------------------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def natural_source(snap: Snapshot) -> str | None:
     """The natural reference source of the cache's runs: a preset's `natural` name, else a `none` constraint."""
     ran = set(final_summary(snap).get("source", pd.Series(dtype=str)))
@@ -161,7 +162,7 @@ def natural_source(snap: Snapshot) -> str | None:
     return None
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def headline_robust(snap: Snapshot) -> str | None:
     """The robust source the paper's headline figures use (L2, PGD(k>1)) if it has runs, else any non-natural one."""
     ran = set(final_summary(snap).get("source", pd.Series(dtype=str))) - {natural_source(snap)}
@@ -199,7 +200,7 @@ def split_variant(target: str) -> tuple[str, str | None]:
 
 
 # --- influence (Section 6) -------------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def influence_results(snap: Snapshot) -> pd.DataFrame:
     """Influence results with their run's cell and a `pair` label grouping robust and natural on one subset."""
     frame = _read(snap, lambda r: r.influence_results())
@@ -209,12 +210,12 @@ def influence_results(snap: Snapshot) -> pd.DataFrame:
                         + frame["seed"].astype(str) + " · " + frame["blocks"].astype(str) + " blocks")
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def influence_row(snap: Snapshot, key: str) -> dict | None:
     return _read(snap, lambda r: r.influence(key))
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def influence_topk(snap: Snapshot, key: str, k: int) -> pd.DataFrame:
     return _read(snap, lambda r: r.influence_topk(key, k))
 

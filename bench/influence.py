@@ -123,6 +123,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    # Warm-up: first calls load LAPACK kernels and torch's forward-AD decompositions (seconds, once per process).
+    problem, z_test, y_test, _ = synthetic_problem(16, n_train=50, n_test=50)
+    paper_route(problem, z_test, y_test)
+    fast_route(problem, z_test, y_test)
+    fast_route(problem, z_test, y_test, dense_limit=10)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cut-off {CUTOFF:g}, "
           f"{N_TRAIN} train x {N_TEST} test, {CLASSES} classes\n")
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compute.data.transforms import to_model_input
 from compute.errors import RtxError, unknown_name
 
 __all__ = [
@@ -113,8 +114,6 @@ class OnPixels(nn.Module):
         self.input_size = input_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from compute.data import to_model_input
-
         return self.model(to_model_input(x, self.input_size).contiguous(memory_format=torch.channels_last))
 
 

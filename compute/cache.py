@@ -230,9 +230,14 @@ class CacheWriter:
                 self._insert(con, "featviz", row)
 
     def record_thumbnails(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many thumbnails in one bulk statement (a paper-sized influence run stores ~13,000)."""
+        if not rows:
+            return
+        frame = pd.DataFrame(rows, columns=["dataset", "split", "idx", "label", "png"])
         with self.transaction() as con:
-            for row in rows:
-                self._insert(con, "thumbnails", row)
+            con.register("thumbs_frame", frame)
+            con.execute("INSERT OR REPLACE INTO thumbnails SELECT dataset, split, idx, label, png FROM thumbs_frame")
+            con.unregister("thumbs_frame")
 
     def source_row(self, name: str) -> dict[str, Any] | None:
         frame = self.query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models WHERE name = ?", [name])

@@ -236,7 +236,11 @@ def cmd_train_source(args: argparse.Namespace) -> int:
         if args.name:
             if args.only:
                 raise RtxError("--only selects sources of a preset; drop it when training a custom source with --name")
-            spec = SourceSpec(args.name, args.arch, args.constraint, args.steps, args.dataset, epochs=args.epochs,
+            from compute.attacks import parse_constraint
+
+            is_pgd = parse_constraint(args.constraint, max(args.steps or 1, 1)).kind == "pgd"
+            steps = (3 if args.steps is None else args.steps) if is_pgd else 0
+            spec = SourceSpec(args.name, args.arch, args.constraint, steps, args.dataset, epochs=args.epochs,
                               train_size=args.train_size, batch_size=args.batch_size, lr=args.lr)
             row = ensure_source(spec, writer, device=args.device, progress=not args.no_progress)
             print(f"{spec.name}: clean accuracy {row['clean_acc']:.3f}, {row['path']}" if row
@@ -387,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="small_resnet", help="architecture of a custom source (default small_resnet)")
     p.add_argument("--dataset", default="fmnist", help="training dataset of a custom source (default fmnist)")
     p.add_argument("--constraint", default="none", help="none, l2:EPS, linf:EPS (e.g. linf:4/255) or gaussian:SIGMA")
-    p.add_argument("--steps", type=int, default=3, help="k of PGD(k) adversarial training (default 3; 1 = PGD(1))")
+    p.add_argument("--steps", type=int, help="k of PGD(k) adversarial training (default 3; 1 = PGD(1))")
     p.add_argument("--epochs", type=int, default=2, help="training epochs of a custom source (default 2)")
     p.add_argument("--train-size", type=int, help="train on a seeded subset of N images (default: all)")
     p.add_argument("--batch-size", type=int, default=128, help="SGD batch size (default 128, the paper's)")

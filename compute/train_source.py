@@ -129,8 +129,8 @@ def _load_resume(path: Path, model: Classifier, optimizer: torch.optim.Optimizer
     try:
         with safe_open(str(path), framework="pt") as fh:
             state = json.loads(fh.metadata()["state"])
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open has no __iter__
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError):
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError):
         tqdm.write(f"ignoring unreadable resume file {path.name}; training from the start")
         return None
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -139,7 +139,10 @@ def _load_resume(path: Path, model: Classifier, optimizer: torch.optim.Optimizer
         if f"momentum.{i}" in tensors:
             optimizer.state[param]["momentum_buffer"] = tensors[f"momentum.{i}"].to(device)
     for name, gen in generators.items():
-        gen.set_state(tensors[f"rng.{name}"])
+        try:
+            gen.set_state(tensors[f"rng.{name}"])
+        except (KeyError, RuntimeError):  # e.g. saved on CUDA, resumed on CPU: the states differ in kind
+            tqdm.write(f"{path.name}: cannot restore the {name!r} random generator here; continuing with a fresh one")
     return state
 
 
