@@ -68,16 +68,27 @@ def _sweep_options(args: argparse.Namespace):
     from compute.sweep import SweepOptions
 
     return SweepOptions(executor=args.executor, address=args.address, device=args.device,
-                        progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs)
+                        progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
+                        checkpoint_dir=getattr(args, "checkpoint_dir", None),
+                        trust_pickle=getattr(args, "trust_pickle", False))
 
 
 def _preset_from_args(args: argparse.Namespace):
+    """The preset with CLI overrides; with --download, fetches its targets through torchvision first."""
+    from compute.data import load_dataset
     from compute.presets import get_preset
 
-    return get_preset(args.preset).with_overrides(
+    if args.data_root:
+        os.environ["RTX_DATA"] = str(Path(args.data_root).expanduser().resolve())
+    preset = get_preset(args.preset).with_overrides(
         targets=args.targets, sizes=args.sizes, seeds=args.seeds, blocks=args.blocks, sources=args.sources,
         epochs=args.epochs, test_every=args.test_every,
     )
+    if args.download:
+        for target in sorted({t for grid in preset.grids for t in grid.targets}):
+            for split in ("train", "test"):
+                load_dataset(target, split, download=True)
+    return preset
 
 
 def cmd_precompute(args: argparse.Namespace) -> int:
@@ -308,6 +319,8 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-models", action="store_true", help="keep every fine-tuned model's weights in the cache")
     p.add_argument("--max-runs", type=int, help="stop after this many fine-tunes (resume later)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--data-root", help="folder of torchvision datasets (default $RTX_DATA or <cache>/data)")
+    p.add_argument("--download", action="store_true", help="download missing torchvision targets first (needs internet)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_arguments(p)
     p.add_argument("--stages", type=_csv(), help="only these stages, in order: "
                    "sources,robustness,thumbnails,finetune,influence,featviz")
+    p.add_argument("--checkpoint-dir", help="folder with the preset's checkpoint files (paper: resnet50-0676ba61.pth, "
+                   "imagenet_l2_3_0.pt, imagenet_linf_4.pt, imagenet_linf_8.pt); default $RTX_CHECKPOINTS")
+    p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need pickle (runs code from "
+                   "the file: only for files you trust)")
     p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("finetune", help="only the fine-tuning sweep of a preset")

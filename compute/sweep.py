@@ -43,6 +43,8 @@ class SweepOptions:
     progress: bool = True
     keep_models: bool = False
     max_runs: int | None = None  # stop after this many runs (for smoke tests and benchmarks)
+    checkpoint_dir: str | None = None  # where a preset's checkpoint files are (the paper's ImageNet models)
+    trust_pickle: bool = False  # allow checkpoints that need pickle (runs code from the file)
 
 
 def plan(preset: Preset, checksums: dict[str, str]) -> list[FinetuneConfig]:
@@ -230,7 +232,8 @@ def precompute(preset: Preset, root: Path, options: SweepOptions, stages: Iterab
             if stage == "sources":
                 from compute.train_source import sources_stage
 
-                sources_stage(preset, writer, device=options.device, progress=options.progress)
+                sources_stage(preset, writer, device=options.device, progress=options.progress,
+                              checkpoint_dir=options.checkpoint_dir, trust_pickle=options.trust_pickle)
             elif stage == "robustness":
                 from compute.robustness import robustness_stage
 

@@ -47,9 +47,13 @@ def tiny_cache(tmp_path: Path) -> Path:
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real cache from `rtx precompute --preset tiny`, restricted to what the demo reads: the sources, the
     two fine-tunes of the influence pair, their influence (with its thumbnails). Built once per session."""
+    import os
+
     from compute.presets import get_preset
     from compute.sweep import SweepOptions, precompute
 
+    if os.environ.get("RTX_TEST_DEMO_CACHE"):  # a cache this fixture built before, to iterate on demo tests quickly
+        return Path(os.environ["RTX_TEST_DEMO_CACHE"])
     preset = get_preset("tiny")
     spec = preset.influence  # only the two fine-tunes the influence pair needs
     preset = preset.with_overrides(sizes=(spec.n_train,), seeds=(spec.seed,), blocks=(spec.blocks,))
