@@ -154,7 +154,8 @@ class SourceLoader:
 def finetune_stage(preset: Preset, writer: CacheWriter, options: SweepOptions) -> dict[str, int]:
     """Run the preset's missing fine-tunes and record each as it finishes; returns counts."""
     checksums = writer.source_checksums()
-    missing_sources = {s.name for s in preset.sources} - set(checksums)
+    needed = {name for g in preset.grids for name in (g.sources or [s.name for s in preset.sources])}
+    missing_sources = needed - set(checksums)
     if missing_sources:
         raise RtxError(f"source models missing from the cache: {', '.join(sorted(missing_sources))}; "
                        "run the `sources` stage first (`rtx precompute` runs it)")

@@ -72,7 +72,7 @@ def test_known_test_image_matches_the_batch_influence_result(client, stored: dic
     """A stored test image uploaded through the API gets the top-k the precompute stored for it.
 
     The on-demand query uses the predicted label and the batch result the true one, so the image is one each
-    model classifies correctly (then the two gradients are the same)."""
+    model classifies correctly (then the two gradients are the same). Ranks must be identical."""
     pair, checked = stored["pair"], 0
     for side, key in (("robust", pair.robust_key), ("natural", pair.natural_key)):
         row = stored["rows"][key]
@@ -88,7 +88,8 @@ def test_known_test_image_matches_the_batch_influence_result(client, stored: dic
         assert model["influence_key"] == key
         assert model["predicted"] == row["test_labels"][test_pos]
         assert [n["train_pos"] for n in model["neighbours"]] == expected["train_pos"].tolist()
-        np.testing.assert_allclose([n["score"] for n in model["neighbours"]], expected["score"], rtol=1e-3, atol=1e-9)
+        # Scores agree to 8-bit PNG precision: the thumbnail stores the digits' x/16 pixels rounded to x/255.
+        np.testing.assert_allclose([n["score"] for n in model["neighbours"]], expected["score"], rtol=1e-2)
         train_indices, train_labels = np.asarray(row["train_indices"]), np.asarray(row["train_labels"])
         for n in model["neighbours"]:
             assert n["train_index"] == train_indices[n["train_pos"]] and n["label"] == train_labels[n["train_pos"]]
