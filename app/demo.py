@@ -359,7 +359,8 @@ def _render(backend: DemoBackend, explanation: Explanation) -> tuple:
         for n in side.neighbours:
             thumb = backend.thumbnail(explanation.pair.target, "train", n.train_index)
             mark = "✓ " if n.matches_prediction else ""
-            gallery.append((thumb if thumb is not None else _missing(), f"{mark}{n.label_name} · {n.score:.3g}"))
+            caption = f"{mark}{n.label_name} · {n.score:.2g}"  # two digits fit a thumbnail; the JSON has all
+            gallery.append((thumb if thumb is not None else _missing(), caption))
         out += [side.model_input, dict(side.top(3)), gallery]
     out.append(explanation.as_json())
     return tuple(out)
@@ -558,7 +559,7 @@ THEME_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # local fonts: no re
 # Gradio's gallery cells are at least 100 px wide: five neighbours would not fit a half-width column.
 CSS = """
 .thumbs .grid-container { grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)) !important; gap: 6px !important; }
-.thumbs .caption-label { max-width: 100% !important; }
+.thumbs .caption-label { max-width: 100% !important; font-size: 11px !important; padding: 1px 4px !important; }
 """
 
 

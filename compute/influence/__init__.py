@@ -16,10 +16,12 @@ captum's sign: positive = proponent).
 Implementations, from reference to fast (registry: `METHODS`, `rtx influence --method NAME`):
 - `reference`  (reference.py) the paper's route: autograd Hessian over batches of five + SVD pseudo-inverse.
                The test oracle; memory P^2 and time P^3 for P = C (d + 1) parameters.
-- `fast`       (fast.py) closed-form Hessian (diag(p) - p p^T) (x) z~ z~^T built by GEMMs in the basis
+- `dense`      (fast.py) closed-form Hessian (diag(p) - p p^T) (x) z~ z~^T built by GEMMs in the basis
                that drops its exact null space, then `torch.linalg.eigh`. Same numbers (tests: 1e-6).
-- `iterative`  (iterative.py) Lanczos on structured Hessian-vector products for layers where a dense
-               eigh does not fit (e.g. 100 classes x 2048 features); exact up to solver tolerance.
+- `iterative`  (iterative.py) Lanczos (ARPACK) for the eigenpairs above the cut-off, on structured
+               Hessian-vector products that never form H (100 classes x 2048 features fit); exact up to
+               the solver's tolerance.
+- `fast`       (fast.py) the default: `dense` for small reduced problems, `iterative` for large ones.
 - `tracincp`   (tracin.py) captum's TracInCPFast on the final layer: H replaced by I (approximate).
 Derived results (derived.py) come from the stored matrix only; `InfluenceIndex` (index.py) answers a new
 image with one forward pass and one product with the stored query matrix.
@@ -27,7 +29,7 @@ image with one forward pass and one product with the stored query matrix.
 
 from compute.influence._fc import FCProblem, QueryMatrix, influence_scores, train_gradients
 from compute.influence.derived import SortedMatrix, TopK, label_match_curve, sorted_standardized, top_k
-from compute.influence.fast import influence_fast
+from compute.influence.fast import influence_dense, influence_fast
 from compute.influence.features import penultimate
 from compute.influence.index import InfluenceIndex, NeighbourResult
 from compute.influence.iterative import influence_iterative
@@ -58,6 +60,7 @@ __all__ = [
     "TopK",
     "compute_influence",
     "get_method",
+    "influence_dense",
     "influence_fast",
     "influence_iterative",
     "influence_reference",

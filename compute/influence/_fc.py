@@ -155,19 +155,19 @@ def class_basis(num_classes: int, device: torch.device, dtype: torch.dtype = DTY
 
 
 def feature_basis(features: torch.Tensor, rtol: float = 1e-12) -> torch.Tensor | None:
-    """(D, r) orthonormal basis of the training features' row space, or None when it is all of R^D.
+    """(D, r) orthonormal basis of the training features' row space when there are fewer points than
+    dimensions (n < D), else None (work in R^D).
 
     H = sum_i A_i (x) z~_i z~_i^T lives in R^(C-1) (x) span{z~_i}, and a test gradient's part outside that
-    span meets only zero rows of H^+; working in the span is exact and shrinks D to the rank r <= n (dead
-    ReLU units and n < D both shrink it). The span comes from the eigendecomposition of the smaller Gram
-    matrix; directions with squared singular value below rtol * max carry at most that share of H and lie
-    far below any sensible cut-off, so they are dropped.
+    span meets only zero rows of H^+; working in the span is exact and shrinks D to the rank r <= n. The
+    span comes from the eigendecomposition of the n x n Gram matrix; directions with squared singular value
+    below rtol * max carry at most that share of H, far below any sensible cut-off, so they are dropped.
+    With n >= D the full space costs no more than the span would, and any null directions of H that
+    remain (dead units) have zero eigenvalues, which the cut-off drops anyway.
     """
     n, d_aug = features.shape
     if n >= d_aug:
-        vals, vecs = torch.linalg.eigh(features.T @ features)  # (D,), (D, D)
-        keep = vals > rtol * vals.max()
-        return None if bool(keep.all()) else vecs[:, keep]
+        return None
     vals, vecs = torch.linalg.eigh(features @ features.T)  # (n,), (n, n)
     keep = vals > rtol * vals.max()
     basis = features.T @ (vecs[:, keep] / vals[keep].sqrt())  # (D, r), orthonormal up to round-off

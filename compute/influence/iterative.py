@@ -19,8 +19,10 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from compute.influence._fc import FCProblem, QueryMatrix
 from compute.influence._structure import Reduced, dense_hessian, hessian_matmat, query_rows, reduce
 
+DENSE_LIMIT = 12_000  # N above which no route forms the dense N x N Hessian (2.7 GB at N = 18,441)
+
 TOL = 1e-12  # ARPACK relative accuracy of the Ritz values
-FIRST_K = 64  # eigenpairs asked for first; doubled until the cut-off is crossed
+FIRST_K = 16  # eigenpairs asked for first; doubled until the cut-off is crossed (each ask restarts Lanczos)
 
 
 def _operator(reduced: Reduced) -> LinearOperator:
@@ -41,12 +43,12 @@ def top_eigenpairs(reduced: Reduced, cutoff: float, first_k: int = FIRST_K,
     v0 = np.random.default_rng(0).standard_normal(n_dim)
     k = min(first_k, n_dim - 1)
     while True:
-        if k >= n_dim // 2:  # Lanczos for half the spectrum costs more than a dense eigh
+        if k >= n_dim // 2 and n_dim <= DENSE_LIMIT:  # Lanczos for half the spectrum costs more than a dense eigh
             vals, vecs = torch.linalg.eigh(dense_hessian(reduced))
             break
         vals_np, vecs_np = eigsh(op, k=k, which="LA", tol=tol, v0=v0)
         vals, vecs = torch.as_tensor(vals_np, device=device), torch.as_tensor(vecs_np, device=device)
-        if float(vals.min()) <= cutoff * float(vals.max()):
+        if float(vals.min()) <= cutoff * float(vals.max()) or k == n_dim - 1:
             break
         k = min(2 * k, n_dim - 1)
     lam_max = float(vals.max())
@@ -60,9 +62,11 @@ def influence_iterative(problem: FCProblem, cutoff: float = 5e-2, first_k: int =
     start = time.perf_counter()
     reduced = reduce(problem)
     if reduced.size < 2:
-        from compute.influence.fast import influence_fast
-
-        return influence_fast(problem, cutoff)
+        vals, vecs = torch.linalg.eigh(dense_hessian(reduced))
+        keep = vals > cutoff * float(vals.max())
+        rows, factors = query_rows(reduced, vals[keep], vecs[:, keep])
+        return QueryMatrix(reduced.lift(rows), problem.weight, problem.bias, method, cutoff, "dense-eigh",
+                           int(keep.sum()), float(vals.max()), time.perf_counter() - start, factors)
     vals, vecs, lam_max = top_eigenpairs(reduced, cutoff, first_k)
     rows, factors = query_rows(reduced, vals, vecs)
     return QueryMatrix(reduced.lift(rows), problem.weight, problem.bias, method, cutoff, "iterative-eigsh",

@@ -13,7 +13,7 @@ import torch
 
 from compute.errors import unknown_name
 from compute.influence._fc import FCProblem, QueryMatrix, influence_scores
-from compute.influence.fast import influence_fast
+from compute.influence.fast import influence_dense, influence_fast
 from compute.influence.iterative import influence_iterative
 from compute.influence.reference import reference_query
 from compute.influence.tracin import identity_query, tracincp_matrix
@@ -48,8 +48,10 @@ def register(method: InfluenceMethod) -> InfluenceMethod:
 
 register(InfluenceMethod("reference", True, "the paper's route: autograd Hessian (batches of 5) + SVD pseudo-inverse; "
                          "small layers only", reference_query))
-register(InfluenceMethod("fast", True, "closed-form Hessian in the reduced basis + symmetric eigh; hands over to "
-                         "'iterative' beyond 12,000 reduced dimensions", influence_fast))
+register(InfluenceMethod("fast", True, "closed-form Hessian in the reduced basis: dense eigh for small layers, "
+                         "Lanczos (as 'iterative') for large ones", influence_fast))
+register(InfluenceMethod("dense", True, "closed-form Hessian in the reduced basis + dense symmetric eigh, always",
+                         influence_dense))
 register(InfluenceMethod("iterative", True, "Lanczos (ARPACK) on structured Hessian-vector products: eigenpairs above "
                          "the cut-off, never forms H", influence_iterative))
 register(InfluenceMethod("tracincp", False, "captum TracInCPFast, final checkpoint, lr 1: g_t . g_j (H replaced by I)",
