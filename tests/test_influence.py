@@ -108,7 +108,7 @@ def test_influence_predicts_the_effect_of_upweighting_a_training_point() -> None
     """Re-solve the (L2-regularised) FC problem with one point upweighted by +-eps: the change in test loss
     is -eps * score (score = g_t^T (H + lambda I)^-1 g_j, H including the regulariser)."""
     lam, eps = 0.05, 1e-3
-    problem, z_test, y_test = random_problem(30, 4, 3, seed=11)
+    problem, z_test, y_test = random_problem(20, 4, 3, seed=11)
     z, y = problem.features.numpy(), problem.labels.numpy()
     c, d = problem.num_classes, z.shape[1]
     z1, zt1 = np.hstack([z, np.ones((len(z), 1))]), np.hstack([z_test.numpy(), np.ones((len(z_test), 1))])
@@ -148,7 +148,7 @@ def test_influence_predicts_the_effect_of_upweighting_a_training_point() -> None
         measured[j] = (loss_up - loss_down) / (2 * eps)
     for t in range(scores.shape[1]):
         assert pearsonr(-scores[:, t], measured[:, t]).statistic > 0.99
-    assert np.abs(-scores - measured).max() < 2e-2 * np.abs(measured).max()
+    assert np.abs(-scores - measured).max() < 5e-3 * np.abs(measured).max()  # measured: 5e-4
 
 
 def test_iterative_equals_dense_fast_on_a_medium_problem() -> None:

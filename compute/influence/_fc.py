@@ -9,8 +9,10 @@ so the score of a test point t is <g_t, Q_j> = r_t^T Q_j z~_t.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from compute.errors import RtxError
@@ -71,12 +73,27 @@ class FCProblem:
         return fc_params(self.weight, self.bias)
 
 
+MATRIX_LIMIT = 100_000_000  # n C D above which the dense query matrix is not formed (800 MB in float64)
+
+
+def project(z_hat: torch.Tensor, r_reduced: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """E^T g~ for gradients g~ = r~ (x) z^ in the reduced basis, never forming g~: (b, r), (b, C-1) -> (b, m).
+
+    E (N, m) is indexed (class a, feature k) a-major, so E viewed (C-1, r, m) contracts with z^ in one GEMM.
+    """
+    a, m = r_reduced.shape[1], vectors.shape[1]
+    width = z_hat.shape[1]
+    per_class = (z_hat @ vectors.view(a, width, m).permute(1, 0, 2).reshape(width, a * m)).view(-1, a, m)
+    return torch.einsum("bam,ba->bm", per_class, r_reduced)
+
+
 @dataclass(frozen=True)
 class EigenFactors:
     """H~^+ = E diag(1/lambda) E^T in the reduced basis (compute.influence._structure), kept by the eigen routes.
 
-    With m kept eigenpairs a test point costs r (C-1) m + n m flops instead of the n C D of the query matrix
-    (190x fewer at the paper's size with the 5e-2 cut-off), so batch matrices use these when cheaper.
+    With m kept eigenpairs a test point costs about r (C-1) m + n m multiply-adds instead of the n C D of the
+    dense query matrix (190x fewer at the paper's size with the 5e-2 cut-off), and it stays small at 100
+    classes, where the dense query matrix would not fit.
     """
 
     class_basis: torch.Tensor  # U (C, C-1)
@@ -84,30 +101,59 @@ class EigenFactors:
     vectors: torch.Tensor  # E (N, m), N = (C-1) r
     train_coeff: torch.Tensor  # (n, m) = G~_train E diag(1/lambda)
 
-    def flops_per_test(self) -> int:
+    def cost(self) -> int:
         """Multiply-adds per test point: V^T z~, E^T (r (x) z^), and the (n, m) product."""
         basis = 0 if self.feature_basis is None else self.feature_basis.numel()
         return basis + self.vectors.numel() + self.train_coeff.numel()
 
-    def project(self, z_aug: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        """E^T g~ for test gradients g = r (x) z~: (b, D), (b, C) -> (b, m), never forming g."""
-        u, e = self.class_basis, self.vectors
-        a, m = u.shape[1], e.shape[1]
-        z_hat = z_aug if self.feature_basis is None else z_aug @ self.feature_basis  # (b, r)
-        width = z_hat.shape[1]
-        per_class = (z_hat @ e.view(a, width, m).permute(1, 0, 2).reshape(width, a * m)).view(-1, a, m)
-        return torch.einsum("bam,ba->bm", per_class, r @ u)
+    def scores(self, z_aug: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """(n, b) scores of test gradients r (x) z~ given as (b, D), (b, C)."""
+        z_hat = z_aug if self.feature_basis is None else z_aug @ self.feature_basis
+        return self.train_coeff @ project(z_hat, r @ self.class_basis, self.vectors).T
+
+    def dense(self) -> torch.Tensor:
+        """The (n, C, D) query matrix H^+ g_j, lifted from the reduced basis."""
+        n, a = self.train_coeff.shape[0], self.class_basis.shape[1]
+        rows = (self.train_coeff @ self.vectors.T).view(n, a, -1)  # (n, C-1, r)
+        rows = self.class_basis @ rows  # (n, C, r)
+        return rows if self.feature_basis is None else rows @ self.feature_basis.T
+
+
+@dataclass(frozen=True)
+class GradientKernel:
+    """The training gradients as factors r_j (x) z~_j, for H = I (TracIn): g_t . g_j = (r_t . r_j)(z~_t . z~_j)."""
+
+    residuals: torch.Tensor  # (n, C)
+    features: torch.Tensor  # (n, D)
+
+    def cost(self) -> int:
+        return self.residuals.numel() + self.features.numel()
+
+    def scores(self, z_aug: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return (self.residuals @ r.T) * (self.features @ z_aug.T)
+
+    def dense(self) -> torch.Tensor:
+        return self.residuals[:, :, None] * self.features[:, None, :]
+
+
+# Stored arrays of each representation (float32 on disk), and how to rebuild them.
+_ARRAYS = {
+    "matrix": ("query",),
+    "factors": ("class_basis", "vectors", "train_coeff", "feature_basis"),
+    "kernel": ("train_residuals", "train_features"),
+}
 
 
 @dataclass(frozen=True)
 class QueryMatrix:
     """What an influence query needs besides the model's features: H^+ g_j for every training point j.
 
-    `matrix[j]` is H^+ g_j laid out as a (C, D) array like `[W | b]`; the score of a test point with
-    gradient g_t = r_t z~_t^T is r_t^T matrix[j] z~_t (see `influence_scores`).
+    Held as the dense (n, C, D) array `matrix` (row j = H^+ g_j laid out like `[W | b]`; a test point with
+    gradient g_t = r_t z~_t^T scores r_t^T matrix[j] z~_t), and/or as a compact factorisation (`factors` for
+    the eigen routes, `kernel` for H = I) that gives the same scores for less work. Routes form `matrix`
+    only when n C D <= MATRIX_LIMIT; `scores` uses the cheapest representation present.
     """
 
-    matrix: torch.Tensor  # (n, C, D) float64
     weight: torch.Tensor  # (C, d) the FC layer the gradients are taken at
     bias: torch.Tensor | None  # (C,) or None
     method: str
@@ -116,7 +162,57 @@ class QueryMatrix:
     rank: int  # eigen-directions of H kept by the cut-off (0 for 'identity')
     eigenvalue_max: float  # largest eigenvalue of H (nan for 'identity')
     seconds: float
-    factors: EigenFactors | None = None  # the eigen routes' factorisation, for cheaper batch matrices
+    matrix: torch.Tensor | None = None  # (n, C, D) float64
+    factors: EigenFactors | None = None
+    kernel: GradientKernel | None = None
+
+    @property
+    def num_train(self) -> int:
+        for part in (self.matrix, self.factors and self.factors.train_coeff, self.kernel and self.kernel.residuals):
+            if part is not None:
+                return int(part.shape[0])
+        raise ValueError("empty QueryMatrix")
+
+    def dense(self) -> torch.Tensor:
+        """The (n, C, D) query matrix, formed from the factors when it was not kept."""
+        if self.matrix is not None:
+            return self.matrix
+        return (self.factors or self.kernel).dense()
+
+    def scores(self, z_aug: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """(n, b) scores g_t^T H^+ g_j for test gradients r (x) z~ given as (b, D), (b, C)."""
+        options = [(part.cost(), part.scores) for part in (self.factors, self.kernel) if part is not None]
+        if self.matrix is not None:
+            n, c, d_aug = self.matrix.shape
+            options.append((self.matrix.numel(), lambda z, rr: torch.einsum(
+                "jcb,bc->jb", (self.matrix.view(n * c, d_aug) @ z.T).view(n, c, -1), rr)))
+        return min(options, key=lambda option: option[0])[1](z_aug, r)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything a query needs, as float32 arrays for `np.savez` (names in `_ARRAYS`)."""
+        parts: dict[str, torch.Tensor | None] = {"weight": self.weight, "bias": self.bias, "query": self.matrix}
+        if self.factors is not None:
+            parts.update(class_basis=self.factors.class_basis, vectors=self.factors.vectors,
+                         train_coeff=self.factors.train_coeff, feature_basis=self.factors.feature_basis)
+        if self.kernel is not None:
+            parts.update(train_residuals=self.kernel.residuals, train_features=self.kernel.features)
+        return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in parts.items() if v is not None}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], method: str = "", cutoff: float = float("nan"),
+                    device: str | torch.device = "cpu") -> QueryMatrix:
+        """Rebuild from `arrays()` output (e.g. an opened .npz), in float64 on `device`."""
+        get = lambda name: (torch.as_tensor(np.asarray(arrays[name]), device=device).double()  # noqa: E731
+                            if name in arrays else None)
+        factors = kernel = None
+        if "vectors" in arrays:
+            factors = EigenFactors(get("class_basis"), get("feature_basis"), get("vectors"), get("train_coeff"))
+        if "train_residuals" in arrays:
+            kernel = GradientKernel(get("train_residuals"), get("train_features"))
+        if "query" not in arrays and factors is None and kernel is None:
+            raise RtxError("stored query data holds none of: " + ", ".join(n for names in _ARRAYS.values() for n in names))
+        return cls(get("weight"), get("bias"), method, cutoff, "stored", 0, float("nan"), 0.0, get("query"), factors,
+                   kernel)
 
 
 def fc_params(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -181,25 +277,15 @@ def influence_scores(query: QueryMatrix, test_features: torch.Tensor, test_label
     score[j, t] = g_t^T H^+ g_j (see the sign convention in compute.influence). Without labels the test
     gradient uses the predicted class (an unlabeled image's loss at its own prediction).
     """
-    q = query.matrix
-    n, c, d_aug = q.shape
-    test_features = test_features.to(device=q.device, dtype=q.dtype)
-    factors = query.factors
-    use_factors = factors is not None and factors.flops_per_test() < q.numel()
-    flat = q.reshape(n * c, d_aug)  # (n C, D)
+    device = query.weight.device
+    test_features = test_features.to(device=device, dtype=DTYPE)
     out = []
     for i in range(0, test_features.shape[0], batch):
         z = test_features[i:i + batch]
         probs = probabilities(z, query.weight, query.bias)
-        labels = probs.argmax(1) if test_labels is None else test_labels[i:i + batch].to(q.device)
-        r = residuals(probs, labels)  # (b, C)
-        z_aug = augment(z, query.bias is not None)  # (b, D)
-        if use_factors:
-            out.append(factors.train_coeff @ factors.project(z_aug, r).T)  # (n, m) @ (m, b)
-        else:
-            qz = (flat @ z_aug.T).view(n, c, -1)  # (n, C, b): Q_j z~_t
-            out.append(torch.einsum("jct,tc->jt", qz, r))
-    return torch.cat(out, 1) if out else q.new_zeros(n, 0)
+        labels = probs.argmax(1) if test_labels is None else test_labels[i:i + batch].to(device)
+        out.append(query.scores(augment(z, query.bias is not None), residuals(probs, labels)))
+    return torch.cat(out, 1) if out else torch.zeros(query.num_train, 0, dtype=DTYPE, device=device)
 
 
 def train_gradients(problem: FCProblem) -> torch.Tensor:

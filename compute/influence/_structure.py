@@ -13,17 +13,21 @@ zero rows of H and H^+; with damping the dropped blocks are lambda * I and still
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 
 from compute.influence._fc import (
+    MATRIX_LIMIT,
     EigenFactors,
     FCProblem,
+    QueryMatrix,
     augment,
     class_basis,
     feature_basis,
     probabilities,
+    project,
     residuals,
 )
 
@@ -43,17 +47,6 @@ class Reduced:
     def size(self) -> int:
         """N = (C-1) r, the side of the reduced Hessian."""
         return self.class_basis.shape[1] * self.features.shape[1]
-
-    def gradients(self) -> torch.Tensor:
-        """(n, N) training gradients in the reduced basis."""
-        n = self.features.shape[0]
-        return (self.residuals[:, :, None] * self.features[:, None, :]).reshape(n, -1)
-
-    def lift(self, reduced_rows: torch.Tensor) -> torch.Tensor:
-        """(n, N) rows in the reduced basis -> (n, C, D) arrays in the [W | b] layout."""
-        n, a, r = reduced_rows.shape[0], self.class_basis.shape[1], self.features.shape[1]
-        rows = self.class_basis @ reduced_rows.view(n, a, r)  # (n, C, r)
-        return rows if self.feature_basis is None else rows @ self.feature_basis.T  # (n, C, D)
 
 
 def reduce(problem: FCProblem) -> Reduced:
@@ -112,8 +105,13 @@ def hessian_matmat(reduced: Reduced, x: torch.Tensor) -> torch.Tensor:
     return out + reduced.damping * x if reduced.damping else out
 
 
-def query_rows(reduced: Reduced, eigvals: torch.Tensor, eigvecs: torch.Tensor) -> tuple[torch.Tensor, EigenFactors]:
-    """(n, N) rows (H~^+ g_j)^T = G E diag(1/lambda) E^T from the kept eigenpairs, and the factors."""
-    coeff = (reduced.gradients() @ eigvecs) / eigvals  # (n, m)
+def eigen_query(problem: FCProblem, reduced: Reduced, eigvals: torch.Tensor, eigvecs: torch.Tensor,
+                lam_max: float, method: str, cutoff: float, route: str, start: float) -> QueryMatrix:
+    """The query from the kept eigenpairs: factors E, G~ E diag(1/lambda), and the dense (n, C, D) matrix
+    H^+ g_j = lift(E diag(1/lambda) E^T g~_j) when it is small enough to keep (MATRIX_LIMIT)."""
+    coeff = project(reduced.features, reduced.residuals, eigvecs) / eigvals  # (n, m)
     factors = EigenFactors(reduced.class_basis, reduced.feature_basis, eigvecs, coeff)
-    return coeff @ eigvecs.T, factors
+    n, c = problem.features.shape[0], problem.num_classes
+    matrix = factors.dense() if n * c * problem.dim <= MATRIX_LIMIT else None
+    return QueryMatrix(problem.weight, problem.bias, method, cutoff, route, int(eigvals.numel()), lam_max,
+                       time.perf_counter() - start, matrix, factors)

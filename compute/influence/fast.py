@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 
 from compute.influence._fc import FCProblem, QueryMatrix
-from compute.influence._structure import dense_hessian, query_rows, reduce
+from compute.influence._structure import dense_hessian, eigen_query, reduce
 from compute.influence.iterative import DENSE_LIMIT, influence_iterative
 
 LANCZOS_FROM = 1_500  # N from which Lanczos is tried first: a relative cut-off keeps few eigenpairs
@@ -30,13 +30,11 @@ def influence_dense(problem: FCProblem, cutoff: float = 5e-2) -> QueryMatrix:
     """H^+ G_train^T (the query matrix, (n, C, D)) from a dense eigh of the reduced Hessian."""
     start = time.perf_counter()
     reduced = reduce(problem)
-    hessian = dense_hessian(reduced)
-    eigvals, eigvecs = torch.linalg.eigh(hessian)  # ascending
+    eigvals, eigvecs = torch.linalg.eigh(dense_hessian(reduced))  # ascending
     lam_max = float(eigvals[-1]) if eigvals.numel() else 0.0
     keep = eigvals > cutoff * lam_max
-    rows, factors = query_rows(reduced, eigvals[keep], eigvecs[:, keep])
-    return QueryMatrix(reduced.lift(rows), problem.weight, problem.bias, "dense", cutoff, "dense-eigh",
-                       int(keep.sum()), lam_max, time.perf_counter() - start, factors)
+    return eigen_query(problem, reduced, eigvals[keep], eigvecs[:, keep], lam_max, "dense", cutoff, "dense-eigh",
+                       start)
 
 
 def influence_fast(problem: FCProblem, cutoff: float = 5e-2, dense_limit: int = DENSE_LIMIT,

@@ -11,13 +11,14 @@ keeps nearly every direction: use the dense route for that).
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from compute.influence._fc import FCProblem, QueryMatrix
-from compute.influence._structure import Reduced, dense_hessian, hessian_matmat, query_rows, reduce
+from compute.influence._structure import Reduced, dense_hessian, eigen_query, hessian_matmat, reduce
 
 DENSE_LIMIT = 12_000  # N above which no route forms the dense N x N Hessian (2.7 GB at N = 18,441)
 
@@ -35,16 +36,23 @@ def _operator(reduced: Reduced) -> LinearOperator:
     return LinearOperator((reduced.size, reduced.size), matvec=matmat, matmat=matmat, dtype=np.float64)
 
 
-def top_eigenpairs(reduced: Reduced, cutoff: float, first_k: int = FIRST_K,
-                   tol: float = TOL) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """All eigenpairs of H~ above cutoff * lambda_max: (values (m,), vectors (N, m), lambda_max)."""
+class Spectrum(NamedTuple):
+    values: torch.Tensor  # (m,) eigenvalues above the cut-off
+    vectors: torch.Tensor  # (N, m)
+    lambda_max: float
+    route: str  # 'iterative-eigsh', or 'dense-eigh' when the cut-off kept too much for Lanczos to win
+
+
+def top_eigenpairs(reduced: Reduced, cutoff: float, first_k: int = FIRST_K, tol: float = TOL) -> Spectrum:
+    """All eigenpairs of H~ above cutoff * lambda_max."""
     n_dim, device = reduced.size, reduced.features.device
     op = _operator(reduced)
     v0 = np.random.default_rng(0).standard_normal(n_dim)
-    k = min(first_k, n_dim - 1)
+    k, route = min(first_k, n_dim - 1), "iterative-eigsh"
     while True:
         if k >= n_dim // 2 and n_dim <= DENSE_LIMIT:  # Lanczos for half the spectrum costs more than a dense eigh
             vals, vecs = torch.linalg.eigh(dense_hessian(reduced))
+            route = "dense-eigh"
             break
         vals_np, vecs_np = eigsh(op, k=k, which="LA", tol=tol, v0=v0)
         vals, vecs = torch.as_tensor(vals_np, device=device), torch.as_tensor(vecs_np, device=device)
@@ -53,21 +61,14 @@ def top_eigenpairs(reduced: Reduced, cutoff: float, first_k: int = FIRST_K,
         k = min(2 * k, n_dim - 1)
     lam_max = float(vals.max())
     keep = vals > cutoff * lam_max
-    return vals[keep], vecs[:, keep], lam_max
+    return Spectrum(vals[keep], vecs[:, keep], lam_max, route)
 
 
 def influence_iterative(problem: FCProblem, cutoff: float = 5e-2, first_k: int = FIRST_K,
                         method: str = "iterative") -> QueryMatrix:
-    """H^+ G_train^T ((n, C, D)) from the eigenpairs above the cut-off, found by Lanczos on H-vector products."""
+    """H^+ G_train^T from the eigenpairs above the cut-off, found by Lanczos on Hessian-vector products."""
     start = time.perf_counter()
     reduced = reduce(problem)
-    if reduced.size < 2:
-        vals, vecs = torch.linalg.eigh(dense_hessian(reduced))
-        keep = vals > cutoff * float(vals.max())
-        rows, factors = query_rows(reduced, vals[keep], vecs[:, keep])
-        return QueryMatrix(reduced.lift(rows), problem.weight, problem.bias, method, cutoff, "dense-eigh",
-                           int(keep.sum()), float(vals.max()), time.perf_counter() - start, factors)
-    vals, vecs, lam_max = top_eigenpairs(reduced, cutoff, first_k)
-    rows, factors = query_rows(reduced, vals, vecs)
-    return QueryMatrix(reduced.lift(rows), problem.weight, problem.bias, method, cutoff, "iterative-eigsh",
-                       int(vals.numel()), lam_max, time.perf_counter() - start, factors)
+    spectrum = top_eigenpairs(reduced, cutoff, first_k)
+    return eigen_query(problem, reduced, spectrum.values, spectrum.vectors, spectrum.lambda_max, method, cutoff,
+                       spectrum.route, start)

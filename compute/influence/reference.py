@@ -83,8 +83,8 @@ def reference_query(problem: FCProblem, cutoff: float = 5e-2) -> QueryMatrix:
     matrix = flat[:, : c * d].view(n, c, d)
     if problem.bias is not None:
         matrix = torch.cat([matrix, flat[:, c * d:, None]], 2)
-    return QueryMatrix(matrix, problem.weight, problem.bias, "reference", cutoff, "autograd-svd", rank, s_max,
-                       time.perf_counter() - start)
+    return QueryMatrix(problem.weight, problem.bias, "reference", cutoff, "autograd-svd", rank, s_max,
+                       time.perf_counter() - start, matrix=matrix)
 
 
 def influence_reference(problem: FCProblem, test_features: torch.Tensor, test_labels: torch.Tensor,

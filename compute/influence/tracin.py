@@ -15,16 +15,26 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from compute.influence._fc import FCProblem, QueryMatrix, augment, fc_params, train_gradients
+from compute.influence._fc import (
+    FCProblem,
+    GradientKernel,
+    QueryMatrix,
+    augment,
+    fc_params,
+    probabilities,
+    residuals,
+)
 
 BATCH = 256
 
 
 def identity_query(problem: FCProblem) -> QueryMatrix:
-    """Q = G_train (H := I): what an on-demand TracIn query needs."""
+    """Q = G_train (H := I), kept as its factors r_j and z~_j: what an on-demand TracIn query needs."""
     start = time.perf_counter()
-    return QueryMatrix(train_gradients(problem), problem.weight, problem.bias, "tracincp", 0.0, "identity", 0,
-                       float("nan"), time.perf_counter() - start)
+    probs = probabilities(problem.features, problem.weight, problem.bias)
+    kernel = GradientKernel(residuals(probs, problem.labels), augment(problem.features, problem.bias is not None))
+    return QueryMatrix(problem.weight, problem.bias, "tracincp", 0.0, "identity", 0, float("nan"),
+                       time.perf_counter() - start, kernel=kernel)
 
 
 def _layer(problem: FCProblem) -> nn.Linear:
