@@ -19,6 +19,7 @@ from compute.influence import (
     METHODS,
     FCProblem,
     InfluenceIndex,
+    QueryMatrix,
     get_method,
     influence_fast,
     influence_iterative,
@@ -166,12 +167,36 @@ def test_eigen_factors_and_query_matrix_give_the_same_scores(route) -> None:
     """Batch matrices use the eigen factors when cheaper; on-demand queries use the (n, C, D) query matrix."""
     problem, z_test, y_test = random_problem(120, 30, 5, n_test=20, seed=6)
     query = route(problem, cutoff=5e-2)
-    assert query.factors is not None and query.factors.flops_per_test() < query.matrix.numel()
+    assert query.factors is not None and query.factors.cost() < query.matrix.numel()
     via_factors = influence_scores(query, z_test, y_test)
     via_matrix = influence_scores(replace(query, factors=None), z_test, y_test)
     assert rel_err(via_factors, via_matrix) < 1e-10
     unlabeled = influence_scores(query, z_test)  # predicted labels
     assert unlabeled.shape == via_matrix.shape
+
+
+def test_large_layers_keep_only_the_factors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above MATRIX_LIMIT (100 classes x 2048 features) the dense (n, C, D) query matrix is never formed."""
+    import compute.influence._structure as structure
+
+    problem, z_test, y_test = random_problem(60, 12, 4, seed=8)
+    full = influence_fast(problem, cutoff=5e-2)
+    monkeypatch.setattr(structure, "MATRIX_LIMIT", 10)
+    compact = influence_fast(problem, cutoff=5e-2)
+    assert compact.matrix is None and compact.factors is not None
+    assert rel_err(influence_scores(compact, z_test, y_test), influence_scores(full, z_test, y_test)) < 1e-12
+    assert rel_err(compact.dense(), full.matrix) < 1e-12
+    assert "query" not in compact.arrays() and "vectors" in compact.arrays()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_stored_query_data_round_trips(name: str) -> None:
+    problem, z_test, y_test = random_problem(30, 5, 3, seed=12)
+    query = get_method(name).solve(problem, 5e-2)
+    loaded = QueryMatrix.from_arrays(query.arrays())  # float32 on disk
+    assert rel_err(influence_scores(loaded, z_test, y_test), influence_scores(query, z_test, y_test)) < 1e-5
+    with pytest.raises(RtxError, match="holds none of"):
+        QueryMatrix.from_arrays({"weight": np.zeros((3, 5))})
 
 
 def test_fast_hands_large_layers_to_the_iterative_route() -> None:

@@ -1,9 +1,10 @@
 """On-demand influence of a new image against every training image of a fine-tuned model.
 
-The stage stored Q_j = H^+ g_j for every training point j as a (C, D) array, so a new image costs one
-forward pass (features z, probabilities p) plus one structured product: its gradient is g = r z~^T with
-r = p - e_label, and score_j = r^T Q_j z~, i.e. (Q reshaped (n C, D) @ z~) then a C-term sum per j:
-O(n C D) flops, no backward pass. An unlabeled image's gradient uses its predicted label (the loss of the
+The stage stored Q_j = H^+ g_j for every training point j as a (C, D) array (and, for the eigen routes, the
+factors of H^+), so a new image costs one forward pass (features z, probabilities p) plus one structured
+product: its gradient is g = r z~^T with r = p - e_label, and score_j = r^T Q_j z~, i.e. (Q reshaped
+(n C, D) @ z~) then a C-term sum per j: O(n C D) flops and no backward pass; with the factors it is
+E^T g (r (C-1) m) then an (n, m) product, which is what 100-class layers use. An unlabeled image's gradient uses its predicted label (the loss of the
 model's own answer), so its scores say which training images support that prediction; pass `labels` to use
 others (a dataset test image with its true label gets exactly the stored matrix's column).
 """
@@ -20,7 +21,7 @@ import torch
 from compute.cache import CacheReader
 from compute.data import load_dataset, to_model_input
 from compute.errors import RtxError
-from compute.influence._fc import augment, probabilities, residuals
+from compute.influence._fc import QueryMatrix, augment, probabilities, residuals
 from compute.models import Classifier, load_checkpoint
 
 
@@ -41,7 +42,7 @@ class InfluenceIndex:
     """A loaded influence result ready for queries: the fine-tuned model and its query matrix."""
 
     def __init__(self, key: str, run_key: str, source: str, target: str, method: str, classes: tuple[str, ...],
-                 input_channels: int, native_size: int, model: Classifier, query: np.ndarray,
+                 input_channels: int, native_size: int, model: Classifier, query: QueryMatrix,
                  train_indices: np.ndarray, train_labels: np.ndarray, device: torch.device):
         self.key, self.run_key, self.source, self.target, self.method = key, run_key, source, target, method
         self.classes = classes
@@ -49,9 +50,7 @@ class InfluenceIndex:
         self.model = model.to(device).eval()
         self.device = device
         self.train_indices, self.train_labels = train_indices, train_labels
-        n, c, d_aug = query.shape
-        self._flat = torch.as_tensor(query, device=device).double().reshape(n * c, d_aug)  # (n C, D)
-        self._shape = (n, c)
+        self._query = query
         fc = self.model.fc
         self._weight = fc.weight.detach().double()
         self._bias = None if fc.bias is None else fc.bias.detach().double()
@@ -80,7 +79,7 @@ class InfluenceIndex:
             classes, channels, size = data.classes, data.channels, data.size
         model, _ = load_checkpoint(Path(root) / run["model_path"])
         with np.load(query_file) as stored:
-            query = stored["query"]
+            query = QueryMatrix.from_arrays(stored, row["method"], float(row["cutoff"]), device)
             train_indices, train_labels = stored["train_indices"], stored["train_labels"]
         return cls(influence_key, row["run_key"], run["source"], run["target"], row["method"], classes, channels,
                    size, model, query, train_indices, train_labels, torch.device(device))
@@ -96,10 +95,8 @@ class InfluenceIndex:
 
     @torch.no_grad()
     def _scores(self, z: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        n, c = self._shape
-        r = residuals(probs, labels)  # (N, C)
-        qz = (self._flat @ augment(z, self._bias is not None).T).view(n, c, -1)  # (n, C, N)
-        return torch.einsum("jcm,mc->mj", qz, r)  # (N, n)
+        """(N, n) scores of images with features z (N, d), probabilities (N, C), gradient labels (N,)."""
+        return self._query.scores(augment(z, self._bias is not None), residuals(probs, labels)).T
 
     def scores(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
         """(N, n_train) influence of every training image on each image (predicted labels unless given)."""

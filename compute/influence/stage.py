@@ -3,7 +3,9 @@ its per-test top-k, the label-match curve, the query matrix for on-demand querie
 
 Stored per result (key = job_key('influence', {run_key, method, cutoff, n_test, code})):
 - `influence/<key>.npy`: the (n_train, n_test) float32 score matrix (rows: the run's subset order),
-- `influence_query/<key>.npz`: `query` (n_train, C, D) float32 = H^+ g_j per training point, `weight`, `bias`,
+- `influence_query/<key>.npz`: what a query needs (`QueryMatrix.arrays()`, float32): `query` (n_train, C, D) =
+  H^+ g_j per training point when n C D is at most 1e8, the eigen factors (`class_basis`, `vectors`,
+  `train_coeff`, `feature_basis`) or TracIn's gradient factors, `weight`, `bias`, `train_indices`, `train_labels`,
 - one `influence` row (labels, predictions, label-match curve k = 1..20, timings, meta) and `influence_topk`
   rows (test_pos, rank, train_pos, score), the top-k computed from the matrix,
 - thumbnails of every training image of the subset and every test image used.
@@ -129,11 +131,7 @@ def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome) -> None:
     matrix_path = artefact_path(root, "influence", key, "npy")
     np.save(matrix_path, outcome.matrix.astype(np.float32))
     query_path = artefact_path(root, "influence_query", key, "npz")
-    q = outcome.query
-    arrays = {"query": q.matrix.cpu().numpy().astype(np.float32), "weight": q.weight.cpu().numpy().astype(np.float32),
-              "train_indices": outcome.train_indices, "train_labels": outcome.train_labels}
-    if q.bias is not None:
-        arrays["bias"] = q.bias.cpu().numpy().astype(np.float32)
+    arrays = {**outcome.query.arrays(), "train_indices": outcome.train_indices, "train_labels": outcome.train_labels}
     with open(query_path, "wb") as fh:
         np.savez(fh, **arrays)
     target = outcome.run["target"]
