@@ -100,6 +100,16 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("COMMIT")
 
 
+def _per_seed_rows(which: str) -> tuple[str, str]:
+    """SQL for one accuracy per run ('final') or per run and evaluated epoch ('curve'), and the extra grouping column."""
+    if which == "final":
+        return "SELECT source, target, n_train, blocks, seed, final_test_acc AS acc FROM runs WHERE status = 'done'", ""
+    if which == "curve":
+        return ("SELECT r.source, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
+                "FROM runs r JOIN epoch_metrics m ON m.run_key = r.key WHERE r.status = 'done'"), ", epoch"
+    raise RtxError(f"unknown summary {which!r}; valid choices: curve, final")
+
+
 class CacheWriter:
     """The single writer. Use as a context manager; every `record_*` is one transaction."""
 
@@ -394,13 +404,8 @@ class CacheReader:
     def _summary(self, which: str) -> pd.DataFrame:
         if self.con is None:
             return pd.DataFrame()
-        if which == "final":
-            rows = "SELECT source, target, n_train, blocks, seed, final_test_acc AS acc FROM runs WHERE status = 'done'"
-            group = "source, target, n_train, blocks"
-        else:
-            rows = ("SELECT r.source, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
-                    "FROM runs r JOIN epoch_metrics m ON m.run_key = r.key WHERE r.status = 'done'")
-            group = "source, target, n_train, blocks, epoch"
+        rows, epoch = _per_seed_rows(which)
+        group = "source, target, n_train, blocks" + epoch
         return self._with_t(
             f"""
             WITH per AS ({rows}),
@@ -420,13 +425,8 @@ class CacheReader:
         """
         if self.con is None:
             return pd.DataFrame()
-        if which == "final":
-            rows = "SELECT source, target, n_train, blocks, seed, final_test_acc AS acc FROM runs WHERE status = 'done'"
-            cell = "target, n_train, blocks"
-        else:
-            rows = ("SELECT r.source, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
-                    "FROM runs r JOIN epoch_metrics m ON m.run_key = r.key WHERE r.status = 'done'")
-            cell = "target, n_train, blocks, epoch"
+        rows, epoch = _per_seed_rows(which)
+        cell = "target, n_train, blocks" + epoch
         join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell.split(", "), "seed"])
         return self._with_t(
             f"""
@@ -503,13 +503,8 @@ class CacheReader:
         """
         if self.con is None:
             return pd.DataFrame()
-        if which == "final":
-            rows = "SELECT source, target, n_train, blocks, seed, final_test_acc AS acc FROM runs WHERE status = 'done'"
-            cell = "source, target, n_train"
-        else:
-            rows = ("SELECT r.source, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
-                    "FROM runs r JOIN epoch_metrics m ON m.run_key = r.key WHERE r.status = 'done'")
-            cell = "source, target, n_train, epoch"
+        rows, epoch = _per_seed_rows(which)
+        cell = "source, target, n_train" + epoch
         join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell.split(", "), "seed"])
         return self._with_t(
             f"""
