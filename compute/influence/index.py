@@ -1,12 +1,13 @@
 """On-demand influence of a new image against every training image of a fine-tuned model.
 
-The stage stored Q_j = H^+ g_j for every training point j as a (C, D) array (and, for the eigen routes, the
-factors of H^+), so a new image costs one forward pass (features z, probabilities p) plus one structured
-product: its gradient is g = r z~^T with r = p - e_label, and score_j = r^T Q_j z~, i.e. (Q reshaped
-(n C, D) @ z~) then a C-term sum per j: O(n C D) flops and no backward pass; with the factors it is
-E^T g (r (C-1) m) then an (n, m) product, which is what 100-class layers use. An unlabeled image's gradient uses its predicted label (the loss of the
-model's own answer), so its scores say which training images support that prediction; pass `labels` to use
-others (a dataset test image with its true label gets exactly the stored matrix's column).
+The stage stored what a query needs (`QueryMatrix.arrays()`): Q_j = H^+ g_j for every training point j as
+a (C, D) array and, for the eigen routes, the factors of H^+. A new image costs one forward pass (features
+z, probabilities p) plus one structured product, no backward pass: its gradient is g = r z~^T with
+r = p - e_label, so score_j = r^T Q_j z~ ((Q reshaped (n C, D)) @ z~, then a C-term sum per j: n C D
+multiply-adds), or with the factors E^T g (r (C-1) m) and an (n, m) product; the cheaper one is used.
+An unlabeled image's gradient uses its predicted label (the loss of the model's own answer), so its scores
+say which training images support that prediction; pass `labels` to use others (a dataset test image with
+its true label gets exactly the stored matrix's column).
 """
 
 from __future__ import annotations
