@@ -385,6 +385,14 @@ def test_cli_computes_another_method_for_the_same_models(influence_cache: Path, 
         index = InfluenceIndex.load(influence_cache, res.key)  # closed-form query matrix G_train
         scores = index.scores(test.images[: row["n_test"]], test.labels[: row["n_test"]])
         np.testing.assert_allclose(scores.T, matrix, atol=1e-5 * np.abs(matrix).max())
+    # the paper's route on the same fine-tuned models stores the same matrices as the fast route
+    assert main(["--cache", str(influence_cache), "influence", "--preset", "tiny", "--method", "reference",
+                 "--no-progress"]) == 0
+    results = CacheReader(influence_cache).influence_results()
+    for run_key, group in results.groupby("run_key"):
+        paths = group.set_index("method").matrix_path
+        fast_m, ref_m = np.load(influence_cache / paths["fast"]), np.load(influence_cache / paths["reference"])
+        assert np.abs(fast_m - ref_m).max() < 1e-5 * np.abs(ref_m).max(), run_key
     assert main(["--cache", str(influence_cache), "influence", "--runs", "finetune-nope"]) == 2
     assert "no completed run" in capsys.readouterr().err
     assert main(["--cache", str(influence_cache), "influence", "--method", "newton"]) == 2
