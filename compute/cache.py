@@ -110,6 +110,18 @@ def _per_seed_rows(which: str) -> tuple[str, str]:
     raise RtxError(f"unknown summary {which!r}; valid choices: curve, final")
 
 
+def _interval_sql(source: str, group: str) -> str:
+    """`, agg AS (...) SELECT ...`: per `group` of relation `source`, n_seeds, mean, sd of `acc` and the 95% t-interval
+    [lo, hi] (needs the `t_quantiles` relation that `CacheReader._with_t` registers)."""
+    return f"""
+        , agg AS (SELECT {group}, count(*) AS n_seeds, avg(acc) AS mean, stddev_samp(acc) AS sd
+                  FROM {source} GROUP BY {group})
+        SELECT agg.*, mean - coalesce(t.q * sd / sqrt(n_seeds), 0) AS lo,
+                      mean + coalesce(t.q * sd / sqrt(n_seeds), 0) AS hi
+        FROM agg LEFT JOIN t_quantiles t ON t.df = agg.n_seeds - 1
+        ORDER BY {group}"""
+
+
 class CacheWriter:
     """The single writer. Use as a context manager; every `record_*` is one transaction."""
 
@@ -406,42 +418,15 @@ class CacheReader:
             return pd.DataFrame()
         rows, epoch = _per_seed_rows(which)
         group = "source, target, n_train, blocks" + epoch
-        return self._with_t(
-            f"""
-            WITH per AS ({rows}),
-            agg AS (SELECT {group}, count(*) AS n_seeds, avg(acc) AS mean, stddev_samp(acc) AS sd
-                    FROM per GROUP BY {group})
-            SELECT agg.*, mean - coalesce(t.q * sd / sqrt(n_seeds), 0) AS lo,
-                          mean + coalesce(t.q * sd / sqrt(n_seeds), 0) AS hi
-            FROM agg LEFT JOIN t_quantiles t ON t.df = agg.n_seeds - 1
-            ORDER BY {group}
-            """
-        )
+        return self._with_t(f"WITH per AS ({rows}) {_interval_sql('per', group)}")
 
     def delta_summary(self, natural: str, which: str = "final") -> pd.DataFrame:
         """Robust-minus-natural accuracy per cell, paired by seed (same seed = same subset), with 95% t-interval.
 
         One row per (source, target, n_train, blocks[, epoch]) for every source other than `natural`.
         """
-        if self.con is None:
-            return pd.DataFrame()
-        rows, epoch = _per_seed_rows(which)
-        cell = "target, n_train, blocks" + epoch
-        join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell.split(", "), "seed"])
-        return self._with_t(
-            f"""
-            WITH per AS ({rows}),
-            paired AS (SELECT a.source, {', '.join('a.' + c for c in cell.split(', '))}, a.seed, a.acc - b.acc AS delta
-                       FROM per a JOIN per b ON {join} WHERE b.source = ? AND a.source <> ?),
-            agg AS (SELECT source, {cell}, count(*) AS n_seeds, avg(delta) AS mean, stddev_samp(delta) AS sd
-                    FROM paired GROUP BY source, {cell})
-            SELECT agg.*, mean - coalesce(t.q * sd / sqrt(n_seeds), 0) AS lo,
-                          mean + coalesce(t.q * sd / sqrt(n_seeds), 0) AS hi
-            FROM agg LEFT JOIN t_quantiles t ON t.df = agg.n_seeds - 1
-            ORDER BY source, {cell}
-            """,
-            [natural, natural],
-        )
+        return self._paired_delta(which, ["target", "n_train", "blocks"], "source",
+                                  "b.source = ? AND a.source <> ?", [natural, natural])
 
     def _with_t(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run `sql` with a `t_quantiles(df, q)` relation of two-sided 95% Student-t quantiles."""
@@ -501,24 +486,27 @@ class CacheReader:
 
         One row per (source, target, n_train[, epoch]) with n_seeds, mean, sd and the 95% t-interval lo, hi.
         """
+        return self._paired_delta(which, ["source", "target", "n_train"], None, "a.blocks = ? AND b.blocks = ?",
+                                  [high, low])
+
+    def _paired_delta(self, which: str, match: list[str], label: str | None, pairing: str,
+                      params: Sequence[Any]) -> pd.DataFrame:
+        """Mean and 95% t-interval over seeds of a.acc - b.acc, where runs a and b share `match` (+ epoch) and seed
+        and `pairing` (a WHERE clause on a and b) says which is which; `label` is a column of a kept in the output."""
         if self.con is None:
             return pd.DataFrame()
         rows, epoch = _per_seed_rows(which)
-        cell = "source, target, n_train" + epoch
-        join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell.split(", "), "seed"])
+        cell = match + (["epoch"] if epoch else [])
+        group = ", ".join(([label] if label else []) + cell)
+        join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell, "seed"])
         return self._with_t(
             f"""
             WITH per AS ({rows}),
-            paired AS (SELECT {', '.join('a.' + c for c in cell.split(', '))}, a.seed, a.acc - b.acc AS delta
-                       FROM per a JOIN per b ON {join} WHERE a.blocks = ? AND b.blocks = ?),
-            agg AS (SELECT {cell}, count(*) AS n_seeds, avg(delta) AS mean, stddev_samp(delta) AS sd
-                    FROM paired GROUP BY {cell})
-            SELECT agg.*, mean - coalesce(t.q * sd / sqrt(n_seeds), 0) AS lo,
-                          mean + coalesce(t.q * sd / sqrt(n_seeds), 0) AS hi
-            FROM agg LEFT JOIN t_quantiles t ON t.df = agg.n_seeds - 1
-            ORDER BY {cell}
+            paired AS (SELECT {', '.join('a.' + c for c in group.split(', '))}, a.seed, a.acc - b.acc AS acc
+                       FROM per a JOIN per b ON {join} WHERE {pairing})
+            {_interval_sql('paired', group)}
             """,
-            [high, low],
+            params,
         )
 
     def thumbnail_summary(self) -> pd.DataFrame:
