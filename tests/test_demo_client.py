@@ -5,9 +5,7 @@ result the precompute stored (`influence_topk`), not the demo's own code."""
 from __future__ import annotations
 
 import io
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from PIL import Image
 from app.demo import DemoBackend, build_demo, default_pair, find_pairs, neighbours
 from compute.cache import CacheReader
 from compute.cli import build_parser, demo_command
+from tests.helpers.image_files import encode, png_header_only
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -51,20 +50,6 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
 
 
 # --- the answer is the batch result ------------------------------------------------------------------------

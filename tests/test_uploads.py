@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import re
-import struct
 import time
 import warnings
-import zlib
 
 import numpy as np
 import pytest
@@ -24,26 +22,11 @@ from app.uploads import (
 )
 from compute.errors import RtxError
 from compute.images import to_png
+from tests.helpers.image_files import encode, png_header_only
 
 MNIST = TargetFormat(1, 28)
 DIGITS = TargetFormat(1, 8)
 COLOUR = TargetFormat(3, 32)
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height but holds one empty row: a bomb costs its header only."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
 
 
 def noise(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
