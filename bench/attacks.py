@@ -14,6 +14,7 @@ cost and adds clean evaluation; `--measure` trains the six demo sources for real
 
 from __future__ import annotations
 
+import compute  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch starts its threads)
 import argparse
 import tempfile
 import time

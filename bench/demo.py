@@ -18,6 +18,7 @@ The target is 1 s per answer on 2 CPU cores for the demo cache (`rtx precompute 
 
 from __future__ import annotations
 
+import compute  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch starts its threads)
 import argparse
 import socket
 import statistics

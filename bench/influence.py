@@ -19,20 +19,18 @@ uniform nor one-hot.
 
 from __future__ import annotations
 
+import compute  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch starts its threads)
+import argparse
 import os
+import statistics
+import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as compute/__init__.py, but before torch loads OpenMP
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from compute.influence import FCProblem, InfluenceIndex, QueryMatrix, influence_fast, influence_scores  # noqa: E402
-from compute.influence.reference import autograd_gradients, autograd_hessian, svd_pinv  # noqa: E402
-from compute.models import build_model  # noqa: E402
+from compute.influence import FCProblem, InfluenceIndex, QueryMatrix, influence_fast, influence_scores
+from compute.influence.reference import autograd_gradients, autograd_hessian, svd_pinv
+from compute.models import build_model
 
 N_TRAIN, N_TEST, CLASSES, FEATURES = 3_200, 10_000, 10, 2_048
 CUTOFF = 5e-2  # the authors' script

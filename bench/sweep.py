@@ -12,6 +12,7 @@ Uses the demo's source models when the cache holds them, else randomly initialis
 
 from __future__ import annotations
 
+import compute  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch starts its threads)
 import argparse
 import time
 from dataclasses import replace
