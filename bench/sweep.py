@@ -1,11 +1,17 @@
 """Fine-tuned runs per minute on the demo grid: the project's sweep vs a naive loop, in the same process.
 
-The project's sweep caches the frozen prefix's activations (exact without augmentation, see
-compute/finetune.py) and shares them across runs with the same (source, target, blocks); the naive loop
-trains every run independently through the whole model. Both run the same sample of the demo plan, and
-their final accuracies are compared run by run.
+- naive loop: one independent training per run through the whole model (a plain `for` loop over the
+  plan, torch's default threads), the baseline.
+- rtx sweep, 1 process: the sweep's local executor in this process. It caches the frozen prefix's
+  activations (exact without augmentation, see compute/finetune.py) and shares them across the runs of
+  one (source, target, blocks) group.
+- rtx sweep, N processes: the same executor with N worker processes of one torch thread each, what
+  `rtx precompute` does on a CPU by default (worker start-up included in the time).
 
-    python bench/sweep.py [--runs 24]
+All three run the same whole groups of the demo plan (so the prefix cache is used as in a real sweep),
+after the datasets are loaded once, and their final accuracies are compared run by run.
+
+    python bench/sweep.py [--sources natural,l2_1.5] [--targets mnist5k] [--workers N]
 
 Uses the demo's source models when the cache holds them, else randomly initialised ones (labelled).
 """
@@ -20,14 +26,15 @@ from dataclasses import replace
 import torch
 
 from compute.cache import CacheReader
-from compute.finetune import PREFIX_CACHE, finetune
-from compute.models import build_model, load_checkpoint
+from compute.data import load_dataset
+from compute.finetune import PREFIX_CACHE, FinetuneConfig, finetune
+from compute.models import Classifier, build_model, load_checkpoint
 from compute.paths import cache_dir
 from compute.presets import get_preset
-from compute.sweep import plan
+from compute.sweep import SweepOptions, default_workers, plan, run_local
 
 
-def sources_for(names: set[str]) -> tuple[dict[str, torch.nn.Module], str]:
+def sources_for(names: set[str]) -> tuple[dict[str, Classifier], str]:
     reader = CacheReader(cache_dir())
     rows = reader.source_models()
     if not reader.empty and names <= set(rows["name"]):
@@ -37,36 +44,52 @@ def sources_for(names: set[str]) -> tuple[dict[str, torch.nn.Module], str]:
         "randomly initialised small_resnet sources (cache has no demo sources)"
 
 
+def time_sweep(configs: list[FinetuneConfig], sources: dict[str, Classifier], workers: int) -> tuple[float, list[float]]:
+    """Seconds and final accuracies (in plan order) of the sweep's local executor."""
+    PREFIX_CACHE._store.clear()
+    start = time.perf_counter()
+    results = {cfg.key: outcome for cfg, outcome in
+               run_local([(c, False) for c in configs], sources.__getitem__, SweepOptions(workers=workers, progress=False))}
+    seconds = time.perf_counter() - start
+    failed = [str(r) for r in results.values() if isinstance(r, BaseException)]
+    if failed:
+        raise SystemExit(f"{len(failed)} runs failed, first: {failed[0]}")
+    return seconds, [results[c.key].final_test_acc for c in configs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=24, help="how many runs of the demo plan to time (evenly spaced)")
+    parser.add_argument("--sources", default="natural,l2_1.5", help="demo sources whose groups are timed")
+    parser.add_argument("--targets", default="mnist5k", help="demo targets whose groups are timed")
+    parser.add_argument("--workers", type=int, default=default_workers("cpu"), help="worker processes (default: cores)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     preset = get_preset("demo")
-    configs = plan(preset, {s.name: f"bench-{s.name}" for s in preset.sources})
-    sample = configs[:: max(1, len(configs) // args.runs)][: args.runs]
-    sources, label = sources_for({c.source for c in sample})
-    print(f"demo plan: {len(configs)} runs; timing {len(sample)} evenly spaced runs; {label}; "
-          f"{torch.get_num_threads()} threads, device cpu")
+    sources_wanted, targets = set(args.sources.split(",")), set(args.targets.split(","))
+    configs = [c for c in plan(preset, {s.name: f"bench-{s.name}" for s in preset.sources})
+               if c.source in sources_wanted and c.target in targets]
+    all_runs = len(plan(preset, {s.name: f"bench-{s.name}" for s in preset.sources}))
+    sources, label = sources_for(sources_wanted)
+    for target in targets:
+        load_dataset(target, "train"), load_dataset(target, "test")
+    groups = len({(c.source, c.target, c.blocks) for c in configs})
+    print(f"demo plan: {all_runs} runs; timing {len(configs)} runs = {groups} whole (source, target, blocks) groups; "
+          f"{label}; {torch.get_num_threads()} torch threads in this process, {args.workers} workers, device cpu")
 
-    timings: dict[str, float] = {}
-    accuracies: dict[str, list[float]] = {}
-    for name, use_cache in (("naive loop", False), ("rtx sweep", True)):
-        PREFIX_CACHE._store.clear()
-        start = time.perf_counter()
-        accuracies[name] = [finetune(sources[c.source], replace(c, feature_cache=use_cache)).final_test_acc
-                            for c in sample]
-        timings[name] = time.perf_counter() - start
+    start = time.perf_counter()
+    naive = [finetune(sources[c.source], replace(c, feature_cache=False)).final_test_acc for c in configs]
+    rows = [("naive loop", time.perf_counter() - start, naive)]
+    rows.append(("rtx sweep, 1 process", *time_sweep(configs, sources, 1)))
+    rows.append((f"rtx sweep, {args.workers} processes", *time_sweep(configs, sources, args.workers)))
 
-    base = len(sample) / timings["naive loop"] * 60
-    fast = len(sample) / timings["rtx sweep"] * 60
-    diff = max(abs(a - b) for a, b in zip(accuracies["naive loop"], accuracies["rtx sweep"], strict=True))
-    print(f"{'method':<12} {'seconds':>8} {'runs/min':>9} {'speed-up':>9}")
-    print(f"{'naive loop':<12} {timings['naive loop']:8.1f} {base:9.1f} {1.0:9.2f}x")
-    print(f"{'rtx sweep':<12} {timings['rtx sweep']:8.1f} {fast:9.1f} {fast / base:9.2f}x")
-    print(f"max |final accuracy difference| over {len(sample)} runs: {diff:.4f} "
-          "(same semantics: no augmentation, frozen BN statistics)")
-    print(f"estimated demo fine-tuning stage: {len(configs) / fast:.1f} min at this speed")
+    base = len(configs) / rows[0][1] * 60
+    print(f"{'method':<24} {'seconds':>8} {'runs/min':>9} {'speed-up':>9} {'max |acc diff|':>15}")
+    for name, seconds, accs in rows:
+        rate = len(configs) / seconds * 60
+        diff = max(abs(a - b) for a, b in zip(naive, accs, strict=True))
+        print(f"{name:<24} {seconds:8.1f} {rate:9.1f} {rate / base:8.2f}x {diff:15.4f}")
+    fastest = len(configs) / rows[-1][1] * 60
+    print("same semantics in all rows: no augmentation, frozen BN statistics (accuracy differences are float rounding)")
+    print(f"estimated demo fine-tuning stage: {all_runs / fastest:.1f} min at the fastest rate")
 
 
 if __name__ == "__main__":

@@ -65,9 +65,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 # --- precompute / finetune ------------------------------------------------------------------------------
 def _sweep_options(args: argparse.Namespace):
-    from compute.sweep import SweepOptions
+    from compute.sweep import SweepOptions, default_workers
 
-    return SweepOptions(executor=args.executor, address=args.address, device=args.device,
+    workers = args.workers if args.workers is not None else default_workers(args.device)
+    if workers < 1:
+        raise RtxError(f"--workers must be at least 1 (got {workers})")
+    return SweepOptions(executor=args.executor, address=args.address, device=args.device, workers=workers,
                         progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
                         checkpoint_dir=getattr(args, "checkpoint_dir", None),
                         trust_pickle=getattr(args, "trust_pickle", False))
@@ -314,6 +317,8 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="override epochs (default: the preset's, or the paper's Table 4)")
     p.add_argument("--test-every", type=int, help="override the test frequency in epochs")
     p.add_argument("--executor", default="local", help=f"one of: {', '.join(EXECUTORS)} (default local)")
+    p.add_argument("--workers", type=int, help="local executor: worker processes, one torch thread each "
+                   "(default: one per core on a CPU, 1 with a GPU)")
     p.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")
     p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
     p.add_argument("--keep-models", action="store_true", help="keep every fine-tuned model's weights in the cache")

@@ -130,9 +130,9 @@ class Preset:
 # about Linf 0.1 * sqrt(784) / 2, the L2 budget of similar strength. PGD(1) and Gaussian use the L2 budget,
 # as Section 7 does with eps 3 (Gaussian sigma chosen so the noise norm matches the L2 budget: 1.5/28).
 # Training budget: 20,000 of the 60,000 images x 2 epochs per source. bench/attacks.py measures the cost of
-# PGD(k) steps; with it the six sources (1 natural + 1 Gaussian + 3 PGD(3) + 1 PGD(1)) train in about 150 s
-# on 2 idle cores, inside the 4-minute budget, and the L2 model keeps about 65% PGD(3) accuracy at eps 1.5
-# where the natural one keeps about 22%.
+# PGD(k) steps; with it the six sources (1 natural + 1 Gaussian + 3 PGD(3) + 1 PGD(1)) train in 94 s on
+# 2 idle cores (two worker processes; 170 s in one), and the L2 model keeps about 65% PGD(3) accuracy at
+# eps 1.5 where the natural one keeps about 22%.
 DEMO_TRAIN = {"epochs": 2, "train_size": 20_000}
 DEMO_SOURCES = tuple(replace(s, **DEMO_TRAIN) for s in (
     SourceSpec("natural", "small_resnet", "none", 0, note="natural training"),

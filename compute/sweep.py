@@ -2,7 +2,8 @@
 
 1. Plan: a preset's grids expand into `FinetuneConfig`s whose keys include the source checksum; the keys
    already recorded as done are subtracted, so a re-run only does what is missing (failed runs are retried).
-2. Run: an executor runs jobs (`local`: in this process; `ray`: remote tasks, one GPU each when present).
+2. Run: an executor runs jobs (`local`: in this process, or on N worker processes with one torch thread
+   each; `ray`: remote tasks, one GPU each when present).
    Workers never touch the database; they return `FinetuneResult`s.
 3. Record: the driver writes each result in one transaction as it arrives, so Ctrl-C or kill -9 loses at
    most the runs in flight. A run that raises is recorded as failed with its error and the sweep goes on.
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
@@ -29,6 +31,7 @@ from compute.images import to_png
 from compute.models import Classifier, load_checkpoint, save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import Preset, paper_schedule, seeds_for
+from compute.workers import Report, available_cores, process_map
 
 STAGES = ("sources", "robustness", "thumbnails", "finetune", "influence", "featviz")
 
@@ -40,11 +43,19 @@ class SweepOptions:
     executor: str = "local"
     address: str | None = None  # Ray cluster address; None starts a local Ray
     device: str | None = None
+    workers: int = 1  # local executor: processes (one torch thread each); see `default_workers`
     progress: bool = True
     keep_models: bool = False
     max_runs: int | None = None  # stop after this many runs (for smoke tests and benchmarks)
     checkpoint_dir: str | None = None  # where a preset's checkpoint files are (the paper's ImageNet models)
     trust_pickle: bool = False  # allow checkpoints that need pickle (runs code from the file)
+
+
+def default_workers(device: str | None = None) -> int:
+    """One worker process per available core on a CPU; one (this process) when a GPU does the work."""
+    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
+        return 1
+    return available_cores()
 
 
 def plan(preset: Preset, checksums: dict[str, str]) -> list[FinetuneConfig]:
@@ -86,12 +97,19 @@ def influence_keys(preset: Preset, configs: Iterable[FinetuneConfig]) -> set[str
 Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
 
 
+def _run_label(cfg: FinetuneConfig) -> str:
+    return f"  {cfg.source} -> {cfg.target} n={cfg.n_train} k={cfg.blocks}"
+
+
 def run_local(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
               options: SweepOptions) -> Iterator[Outcome]:
-    """Run jobs one after another in this process, with an inner per-epoch progress bar."""
+    """Run jobs on this machine: in this process, or on `options.workers` processes when more than one."""
+    if options.workers > 1 and len(jobs) > 1:
+        yield from run_pool(jobs, sources, options)
+        return
     for cfg, keep in jobs:
-        bar = tqdm(total=cfg.epochs, desc=f"  {cfg.source} -> {cfg.target} n={cfg.n_train} k={cfg.blocks}",
-                   unit="ep", leave=False, position=1, disable=not options.progress)
+        bar = tqdm(total=cfg.epochs, desc=_run_label(cfg), unit="ep", leave=False, position=1,
+                   disable=not options.progress)
         try:
             yield cfg, finetune(sources(cfg.source), cfg, keep_model=keep, device=options.device,
                                 on_epoch=lambda *_, b=bar: b.update(1))
@@ -99,6 +117,26 @@ def run_local(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], 
             yield cfg, err
         finally:
             bar.close()
+
+
+def _finetune_job(job: tuple[FinetuneConfig, bool], shared: tuple[dict[str, Classifier], str | None],
+                  report: Report) -> FinetuneResult:
+    (cfg, keep), (models, device) = job, shared
+    return finetune(models[cfg.source], cfg, keep_model=keep, device=device,
+                    on_epoch=lambda epoch, epochs: report(_run_label(cfg), epoch, epochs))
+
+
+def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
+             options: SweepOptions) -> Iterator[Outcome]:
+    """Run jobs on `options.workers` processes with one torch thread each (see compute.workers for why).
+
+    Jobs are handed out in plan order, so a worker's frozen-prefix cache keeps serving the
+    (source, target, blocks) group it is in.
+    """
+    models = {name: sources(name) for name in dict.fromkeys(cfg.source for cfg, _ in jobs)}
+    for (cfg, _), outcome in process_map(_finetune_job, jobs, options.workers, (models, options.device),
+                                         options.progress):
+        yield cfg, outcome
 
 
 def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
@@ -234,7 +272,8 @@ def precompute(preset: Preset, root: Path, options: SweepOptions, stages: Iterab
                 from compute.train_source import sources_stage
 
                 sources_stage(preset, writer, device=options.device, progress=options.progress,
-                              checkpoint_dir=options.checkpoint_dir, trust_pickle=options.trust_pickle)
+                              checkpoint_dir=options.checkpoint_dir, trust_pickle=options.trust_pickle,
+                              workers=options.workers)
             elif stage == "robustness":
                 from compute.robustness import robustness_stage
 

@@ -37,6 +37,7 @@ from compute.errors import RtxError
 from compute.models import Classifier, build_model, load_checkpoint, save_checkpoint
 from compute.paths import artefact_path, file_checksum, job_key
 from compute.presets import Preset, SourceSpec
+from compute.workers import Report, process_map
 
 __all__ = [
     "CODE_VERSION",
@@ -321,25 +322,52 @@ def _up_to_date(row: dict[str, Any] | None, spec: SourceSpec, root: Path) -> boo
 def ensure_source(spec: SourceSpec, writer: CacheWriter, device: str | None = None, progress: bool = True,
                   checkpoint_dir: str | Path | None = None, trust_pickle: bool = False) -> dict[str, Any] | None:
     """Train or load `spec` unless the cache already records it with the same key; returns the new row or None."""
-    previous = writer.source_row(spec.name)
-    if _up_to_date(previous, spec, writer.root):
+    if _up_to_date(writer.source_row(spec.name), spec, writer.root):
         return None
     row = train_source(spec, writer.root, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
                        trust_pickle=trust_pickle)
+    _record(spec, row, writer, progress)
+    return row
+
+
+def _record(spec: SourceSpec, row: dict[str, Any], writer: CacheWriter, progress: bool) -> None:
+    previous = writer.source_row(spec.name)
     if previous is not None and previous["checksum"] != row["checksum"]:
         writer.forget_robustness(spec.name)  # measured on the old weights
     writer.record_source_model(row)
     if progress:
         acc = "n/a" if row["clean_acc"] is None else f"{row['clean_acc']:.3f}"
         tqdm.write(f"[sources] {spec.name}: clean accuracy {acc}, {row['train_seconds']:.1f} s, {row['path']}")
-    return row
+
+
+def _train_job(spec: SourceSpec, shared: tuple[str, str | None], report: Report) -> dict[str, Any]:
+    root, device = shared
+    label = f"{spec.name} ({spec.constraint}, k={spec.attack_steps})"
+    report(label, 0, spec.epochs)
+    return train_source(spec, Path(root), device=device, progress=False,
+                        on_epoch=lambda epoch, epochs: report(label, epoch, epochs))
 
 
 def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None, progress: bool = True,
                   checkpoint_dir: str | Path | None = None, trust_pickle: bool = False,
-                  only: tuple[str, ...] | None = None) -> None:
-    """Train or load every source of the preset (or those in `only`) that the cache lacks, recording each."""
+                  only: tuple[str, ...] | None = None, workers: int = 1) -> None:
+    """Train or load every source of the preset (or those in `only`) that the cache lacks, recording each.
+
+    With `workers` > 1, sources to train run in that many processes (compute.workers); each is recorded as
+    it finishes, and the first error stops the stage (finished sources stay, the others resume per epoch).
+    """
     specs = [preset.source(name) for name in only] if only else list(preset.sources)
-    for spec in specs:
+    todo = [s for s in specs if not _up_to_date(writer.source_row(s.name), s, writer.root)]
+    to_train = [s for s in todo if not s.checkpoint]
+    if workers > 1 and len(to_train) > 1:
+        bar = tqdm(total=len(to_train), desc="sources", unit="model", position=0, disable=not progress)
+        for spec, row in process_map(_train_job, to_train, workers, (str(writer.root), device), progress):
+            if isinstance(row, BaseException):
+                raise row
+            _record(spec, row, writer, progress)
+            bar.update(1)
+        bar.close()
+        todo = [s for s in todo if s.checkpoint]
+    for spec in todo:
         ensure_source(spec, writer, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
                       trust_pickle=trust_pickle)

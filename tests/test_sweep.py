@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from compute.cache import CacheReader, CacheWriter
 from compute.cli import main
 from compute.presets import get_preset
 from compute.sweep import SweepOptions, finetune_stage, plan
+from tests.helpers.executors import assert_executor_matches_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = ["--sizes", "20,40,60,80,100,120", "--seeds", "1,2,3,4", "--epochs", "6", "--test-every", "2"]
@@ -90,6 +92,28 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(source_cache: Path) -> 
     failed = runs[runs.status == "failed"]
     assert set(failed.target) == {"digits+lowres(100)"}
     assert failed.error.str.contains("lowres\\(100\\) needs").all()
+
+
+def test_worker_processes_record_the_same_numbers_as_one_process(source_cache: Path) -> None:
+    preset = get_preset("tiny").with_overrides(sizes=(20, 40), seeds=(5,))
+    assert_executor_matches_in_process(source_cache, preset, SweepOptions(workers=2, progress=False))
+
+
+def test_interrupting_worker_processes_keeps_finished_runs_and_stops_the_workers(source_cache: Path) -> None:
+    """Ctrl-C (KeyboardInterrupt in the driver) mid-sweep: finished runs are recorded, no worker survives."""
+    preset = get_preset("tiny").with_overrides(sizes=(20, 40, 60, 80), seeds=(1, 2, 3), epochs=6, test_every=2)
+    with CacheWriter(source_cache) as writer:
+        jobs = [(c, False) for c in plan(preset, writer.source_checksums())]
+        outcomes = sweep.run_local(jobs, sweep.SourceLoader(writer), SweepOptions(workers=2, progress=False))
+        first = next(outcomes)
+        workers = multiprocessing.active_children()
+        assert len(workers) == 2
+        with pytest.raises(KeyboardInterrupt):
+            outcomes.throw(KeyboardInterrupt)
+    assert not isinstance(first[1], BaseException) and first[1].final_test_acc >= 0
+    for worker in workers:
+        worker.join(timeout=10)
+        assert not worker.is_alive()
 
 
 def test_influence_runs_keep_their_weights(source_cache: Path) -> None:

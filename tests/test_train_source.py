@@ -60,6 +60,16 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     assert file_checksum(tmp_path / "b" / resumed["path"]) == resumed["checksum"]
 
 
+def test_sources_trained_in_worker_processes_equal_those_trained_here(tmp_path: Path) -> None:
+    specs = (SMALL, replace(SMALL, name="n", constraint="none", attack_steps=0))
+    preset = Preset("p", "test", specs, (), natural="n")
+    with CacheWriter(cache_dir(tmp_path / "workers")) as writer:
+        sources_stage(preset, writer, progress=False, workers=2)
+        parallel = {s.name: writer.source_row(s.name)["checksum"] for s in specs}
+    here = {s.name: train_source(s, tmp_path / "here", progress=False)["checksum"] for s in specs}
+    assert parallel == here  # one torch thread in the workers and here (conftest): bit-identical weights
+
+
 def test_checkpoint_source_is_loaded_from_the_given_folder(tmp_path: Path) -> None:
     spec = SourceSpec("ext", "small_resnet", "l2:3", 20, "imagenet", checkpoint="ext_net.pth")
     preset = Preset("p", "test", (spec,), (), natural="ext")
