@@ -115,21 +115,49 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the explorer and the demo together (what `make demo` ends with); Ctrl-C stops both."""
-    import subprocess
+    """Start the explorer and the demo together (what `make demo` ends with); Ctrl-C stops both.
 
-    procs = [
-        subprocess.Popen(explorer_command(args.explorer_port, args.host, None)),
-        subprocess.Popen(demo_command(args.demo_port, args.host)),
-    ]
+    If either app stops (say, its port was taken meanwhile), the other is stopped too and its exit code returned.
+    """
+    import signal
+    import subprocess
+    import time
+
+    require_free_port(args.host, args.explorer_port, "--explorer-port")
+    require_free_port(args.host, args.demo_port, "--demo-port")
+    env = {**os.environ, "RTX_CACHE": str(_root(args))}
+    procs = {"explorer": subprocess.Popen(explorer_command(args.explorer_port, args.host, None), env=env),
+             "demo": subprocess.Popen(demo_command(args.demo_port, args.host), env=env)}
     print(f"explorer: http://{args.host}:{args.explorer_port}   demo: http://{args.host}:{args.demo_port}   (Ctrl-C stops)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` runs the `finally` below: no orphaned apps
     try:
-        for proc in procs:
-            proc.wait()
+        while True:
+            for name, proc in procs.items():
+                code = proc.poll()
+                if code is not None:
+                    print(f"rtx serve: the {name} stopped (exit code {code}); stopping the other app", file=sys.stderr)
+                    return code
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
     finally:
-        for proc in procs:
+        for proc in procs.values():
             proc.terminate()
-    return 0
+        for proc in procs.values():
+            proc.wait()
+
+
+def require_free_port(host: str, port: int, flag: str) -> None:
+    """Refuse a taken port up front with a one-line error, instead of a server traceback half-way through start-up."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is not "taken"
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise RtxError(f"cannot serve on {host}:{port} ({err.strerror}); stop the program using it "
+                           f"(another `rtx serve`?) or pass {flag} N") from err
 
 
 # --- demo -----------------------------------------------------------------------------------------------
@@ -144,6 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import launch  # the app layer; compute/ itself never imports Gradio
 
     root = _root(args)
+    require_free_port(args.host, args.port, "--port")
     print(f"demo: http://{args.host}:{args.port}{args.root_path or ''}/  (cache {root}; Ctrl-C stops)")
     launch(root, host=args.host, port=args.port, root_path=args.root_path)
     return 0
@@ -169,6 +198,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     import subprocess
 
     root = _root(args)
+    require_free_port(args.host, args.port, "--port")
     prefix = f"/{args.base_url_path.strip('/')}" if args.base_url_path else ""
     print(f"explorer: http://{args.host}:{args.port}{prefix}/  (cache {root}; Ctrl-C stops)", flush=True)
     proc = subprocess.Popen(explorer_command(args.port, args.host, args.base_url_path),
