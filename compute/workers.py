@@ -40,23 +40,28 @@ def process_map(task: Task, items: Iterable[Any], workers: int, shared: Any = No
 
     Items are handed out in order. `task` must be a module-level function; `shared` (e.g. the source
     models) is sent once per worker. Exceptions raised by `task` are returned, not raised, so the caller
-    can record a failure and go on.
+    can record a failure and go on; so is a RuntimeError for an item whose worker process died under it.
     """
     items = list(items)
     ctx = mp.get_context("spawn")  # not fork: the driver's torch/OpenMP threads must not be forked
     messages = ctx.Queue()
     pool = ctx.Pool(max(1, min(workers, len(items))), _init, (task, shared, messages))
     bars: dict[int, tqdm] = {}
+    running: dict[int, int] = {}  # worker pid -> index of the item it is on
+    pending = set(range(len(items)))
     try:
         results = pool.imap_unordered(_call, list(enumerate(items)), chunksize=1)
-        for _ in items:
-            while True:
-                _show_progress(messages, bars, progress)
-                try:
-                    index, outcome = results.next(timeout=0.2)
-                    break
-                except mp.TimeoutError:
-                    continue
+        while pending:
+            _read_messages(messages, bars, running, pending, progress)
+            try:
+                index, outcome = results.next(timeout=0.2)
+            except mp.TimeoutError:
+                for index in _lost(running, pending):
+                    pending.discard(index)
+                    yield items[index], RuntimeError("its worker process died while running it (killed, out of "
+                                                     "memory or crashed); the sweep went on without it")
+                continue
+            pending.discard(index)
             yield items[index], outcome
         pool.close()
     finally:
@@ -64,6 +69,25 @@ def process_map(task: Task, items: Iterable[Any], workers: int, shared: Any = No
         pool.join()
         for bar in bars.values():
             bar.close()
+
+
+def _lost(running: dict[int, int], pending: set[int]) -> list[int]:
+    """Items whose worker process is gone: the pool replaces the worker but would never return their result."""
+    lost = []
+    for pid, index in list(running.items()):
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as fh:  # a dead worker not yet reaped is a zombie ("Z")
+                alive = fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except ProcessLookupError:
+            alive = False
+        except OSError:  # no /proc (not Linux): os.kill succeeding is all we know
+            alive = True
+        if not alive:
+            del running[pid]
+            if index in pending:
+                lost.append(index)
+    return lost
 
 
 def _init(task: Task, shared: Any, messages: Any) -> None:
@@ -82,9 +106,10 @@ def _exit_with_driver(driver: int) -> None:
 def _call(indexed: tuple[int, Any]) -> tuple[int, Any]:
     index, item = indexed
     pid, messages = os.getpid(), _STATE["messages"]
+    messages.put((pid, index, None, 0, 0))
 
     def report(label: str, done: int, total: int) -> None:
-        messages.put((pid, label, done, total))
+        messages.put((pid, index, label, done, total))
 
     try:
         return index, _STATE["task"](item, _STATE["shared"], report)
@@ -96,14 +121,17 @@ def _call(indexed: tuple[int, Any]) -> tuple[int, Any]:
         return index, err
 
 
-def _show_progress(messages: Any, bars: dict[int, tqdm], enabled: bool) -> None:
-    """Drain the workers' progress messages into one bar per worker, below the caller's overall bar."""
+def _read_messages(messages: Any, bars: dict[int, tqdm], running: dict[int, int], pending: set[int],
+                   enabled: bool) -> None:
+    """Drain the workers' messages: which item each worker is on, and one progress bar per worker."""
     while True:
         try:
-            pid, label, done, total = messages.get_nowait()
+            pid, index, label, done, total = messages.get_nowait()
         except queue.Empty:
             return
-        if not enabled:
+        if index in pending:
+            running[pid] = index
+        if not enabled or label is None:
             continue
         if pid not in bars:
             bars[pid] = tqdm(total=total, desc=label, unit="ep", leave=False, position=1 + len(bars))
