@@ -360,13 +360,12 @@ def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None
     todo = [s for s in specs if not _up_to_date(writer.source_row(s.name), s, writer.root)]
     to_train = [s for s in todo if not s.checkpoint]
     if workers > 1 and len(to_train) > 1:
-        bar = tqdm(total=len(to_train), desc="sources", unit="model", position=0, disable=not progress)
-        for spec, row in process_map(_train_job, to_train, workers, (str(writer.root), device), progress):
-            if isinstance(row, BaseException):
-                raise row
-            _record(spec, row, writer, progress)
-            bar.update(1)
-        bar.close()
+        with tqdm(total=len(to_train), desc="sources", unit="model", position=0, disable=not progress) as bar:
+            for spec, row in process_map(_train_job, to_train, workers, (str(writer.root), device), progress):
+                if isinstance(row, BaseException):
+                    raise row
+                _record(spec, row, writer, progress)
+                bar.update(1)
         todo = [s for s in todo if s.checkpoint]
     for spec in todo:
         ensure_source(spec, writer, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
