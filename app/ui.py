@@ -20,6 +20,13 @@ def empty_state(snap: Snapshot, what: str, command: str = FILL_COMMAND) -> None:
             "this page refreshes when new results are published.")
 
 
+def stop_if(missing: bool, snap: Snapshot, what: str, command: str = FILL_COMMAND) -> None:
+    """When `missing`, show the empty state for `what` and stop the page (nothing below it renders)."""
+    if missing:
+        empty_state(snap, what, command)
+        st.stop()
+
+
 def footer(caption: str, rows: pd.DataFrame, name: str) -> None:
     """A caption saying what is plotted and how much backs it, and the plotted rows as CSV."""
     st.caption(caption)

@@ -6,9 +6,7 @@ from app import charts, data, ui
 
 st.title("What is in the cache?")
 snap = data.snapshot()
-if snap.empty:
-    ui.empty_state(snap, "results")
-    st.stop()
+ui.stop_if(snap.empty, snap, "results")
 counts = data.counts(snap).set_index("table")["rows"]
 cols = st.columns(4)
 for col, (label, table) in zip(cols, [("source models", "source_models"), ("fine-tuned runs", "runs"),

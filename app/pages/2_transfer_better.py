@@ -8,9 +8,7 @@ st.title("Do robust models transfer better?")
 snap = data.snapshot()
 summary = data.final_summary(snap)
 natural = data.natural_source(snap)
-if summary.empty:
-    ui.empty_state(snap, "fine-tuned runs")
-    st.stop()
+ui.stop_if(summary.empty, snap, "fine-tuned runs")
 
 left, mid, right = st.columns([2, 2, 1])
 with left:
@@ -33,9 +31,8 @@ st.subheader(f"Robust minus natural (Fig. 2b; natural = {natural or 'none'})")
 delta = data.delta_summary(snap, natural, "final") if natural else summary.iloc[0:0]
 delta = delta[delta["target"].isin(targets) & delta["source"].isin(sources) & (delta["blocks"] == blocks)] \
     if not delta.empty else delta
-if delta.empty:
-    ui.empty_state(snap, "robust and natural runs on the same subsets (same target, size, seed and blocks)")
-    st.stop()
+ui.stop_if(delta.empty, snap,
+           "robust and natural runs on the same subsets (same target, size, seed and blocks)")
 st.altair_chart(charts.delta_vs_size(delta))
 ui.footer(f"Each source's accuracy minus {natural}'s on the same subset (paired by seed), mean and 95% t-interval; "
           f"above zero = transfers better. {ui.backing(delta)}.", delta, "delta_vs_size")

@@ -8,9 +8,7 @@ st.title("Do robust models transfer faster?")
 snap = data.snapshot()
 curves = data.curve_summary(snap)
 natural = data.natural_source(snap)
-if curves.empty:
-    ui.empty_state(snap, "learning curves")
-    st.stop()
+ui.stop_if(curves.empty, snap, "learning curves")
 
 left, mid, right, far = st.columns([2, 2, 1, 1])
 with left:
@@ -38,9 +36,7 @@ delta = data.delta_summary(snap, natural, "curve") if natural else curves.iloc[0
 if not delta.empty:
     delta = delta[(delta["blocks"] == blocks) & (delta["n_train"] == n_train) & delta["target"].isin(targets)
                   & delta["source"].isin(sources)]
-if delta.empty:
-    ui.empty_state(snap, "paired robust and natural learning curves for this cell")
-    st.stop()
+ui.stop_if(delta.empty, snap, "paired robust and natural learning curves for this cell")
 st.altair_chart(charts.delta_vs_epoch(delta))
 ui.footer(f"Accuracy minus {natural}'s at the same epoch on the same subset (paired by seed); above zero = learns "
           f"faster. {ui.backing(delta)}.", delta, "delta_vs_epoch")

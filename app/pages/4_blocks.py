@@ -7,13 +7,9 @@ from app import charts, data, ui
 st.title("How many blocks should be fine-tuned?")
 snap = data.snapshot()
 summary = data.final_summary(snap)
-if summary.empty:
-    ui.empty_state(snap, "fine-tuned runs")
-    st.stop()
-if summary["blocks"].nunique() < 2:
-    ui.empty_state(snap, "runs with two or more numbers of fine-tuned blocks",
-                   f"{data.FILL_COMMAND} --blocks 0,1,3")
-    st.stop()
+ui.stop_if(summary.empty, snap, "fine-tuned runs")
+ui.stop_if(summary["blocks"].nunique() < 2, snap, "runs with two or more numbers of fine-tuned blocks",
+           f"{data.FILL_COMMAND} --blocks 0,1,3")
 
 left, right = st.columns([1, 3])
 with left:
@@ -35,9 +31,7 @@ low = b.selectbox("fewer blocks", options, index=options.index(1) if 1 in option
 st.subheader(f"{high} blocks minus {low} (Fig. 4b)")
 delta = data.blocks_delta(snap, int(high), int(low))
 delta = delta[(delta["source"] == source) & delta["target"].isin(targets)] if not delta.empty else delta
-if high == low or delta.empty:
-    ui.empty_state(snap, f"runs of {source} with both {high} and {low} blocks on the same subsets")
-    st.stop()
+ui.stop_if(high == low or delta.empty, snap, f"runs of {source} with both {high} and {low} blocks on the same subsets")
 st.altair_chart(charts.delta_vs_size(delta, f"{high} minus {low} blocks"))
 ui.footer(f"Accuracy with {high} fine-tuned blocks minus with {low} on the same subset (paired by seed); above zero = "
           f"more blocks help. {ui.backing(delta)}.", delta, "blocks_delta")

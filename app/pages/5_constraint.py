@@ -9,9 +9,7 @@ st.title("Which constraint transfers best?")
 snap = data.snapshot()
 summary, sources = data.final_summary(snap), data.source_models(snap)
 natural = data.natural_source(snap)
-if summary.empty or sources.empty:
-    ui.empty_state(snap, "fine-tuned runs of several source models")
-    st.stop()
+ui.stop_if(summary.empty or sources.empty, snap, "fine-tuned runs of several source models")
 
 labels = {row["name"]: data.source_label(row) for _, row in sources.iterrows()}
 pgd = sources[sources["name"].isin(summary["source"].unique()) & (sources["attack_steps"].fillna(0) > 1)]
@@ -47,9 +45,7 @@ fig8 = data.delta_summary(snap, natural, "final") if natural else pd.DataFrame()
 if not fig8.empty:
     fig8 = fig8[fig8["target"].isin(targets) & (fig8["blocks"] == blocks)]
     fig8 = fig8.assign(source=fig8["source"].map(lambda s: labels.get(s, s)))
-if fig8.empty:
-    ui.empty_state(snap, "robust and natural runs on the same subsets")
-    st.stop()
+ui.stop_if(fig8.empty, snap, "robust and natural runs on the same subsets")
 st.altair_chart(charts.delta_vs_size(fig8, "minus natural"))
 ui.footer(f"Each source's accuracy minus {natural}'s on the same subsets, {blocks} blocks; PGD(k) = k attack steps "
           f"during source training, Gaussian = random noise of the same budget. {ui.backing(fig8)}.", fig8, "vs_natural")

@@ -11,9 +11,8 @@ snap = data.snapshot()
 summary = data.final_summary(snap)
 natural = data.natural_source(snap)
 variants = sorted(t for t in summary.get("target", []) if data.split_variant(t)[1]) if not summary.empty else []
-if not variants or natural is None:
-    ui.empty_state(snap, "runs on low-res / low-pass target variants (targets like `mnist5k+lowpass(400)`)")
-    st.stop()
+ui.stop_if(not variants or natural is None, snap,
+           "runs on low-res / low-pass target variants (targets like `mnist5k+lowpass(400)`)")
 
 bases = sorted({data.split_variant(t)[0] for t in variants})
 cols = st.columns(4)
@@ -30,9 +29,7 @@ with cols[3]:
     n_train = ui.pick_one("training images", sizes, sizes[-1:], key="shape-size")
 
 rows = cell[cell["source"].isin([robust, natural]) & (cell["blocks"] == blocks) & (cell["n_train"] == n_train)]
-if rows.empty:
-    ui.empty_state(snap, f"runs of {robust} and {natural} on {base} and its variants with these settings")
-    st.stop()
+ui.stop_if(rows.empty, snap, f"runs of {robust} and {natural} on {base} and its variants with these settings")
 st.subheader(f"Accuracy on {base} and its variants, {n_train} training images (Table 2 analogue)")
 st.altair_chart(charts.variant_bars(rows))
 ui.footer(f"Final test accuracy of {robust} and {natural}, {blocks} blocks; bar = mean over seeds, whisker = 95% "
@@ -40,9 +37,7 @@ ui.footer(f"Final test accuracy of {robust} and {natural}, {blocks} blocks; bar 
 
 delta = data.delta_summary(snap, natural, "final")
 delta = delta[(delta["source"] == robust) & delta["target"].isin(targets) & (delta["blocks"] == blocks)]
-if delta.empty:
-    ui.empty_state(snap, f"paired runs of {robust} and {natural} on the variants")
-    st.stop()
+ui.stop_if(delta.empty, snap, f"paired runs of {robust} and {natural} on the variants")
 st.subheader(f"{robust} minus {natural} on each variant, by training images")
 st.altair_chart(charts.delta_vs_size(delta))
 ui.footer(f"Robust minus natural accuracy on the same subsets (paired by seed); a line above the base target's means "

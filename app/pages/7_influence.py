@@ -10,9 +10,7 @@ PER_PAGE = 6  # test images per grid page
 st.title("Which training images influence a prediction?")
 snap = data.snapshot()
 results = data.influence_results(snap)
-if results.empty:
-    ui.empty_state(snap, "influence results")
-    st.stop()
+ui.stop_if(results.empty, snap, "influence results")
 
 pair = st.selectbox("fine-tuned pair (same target, subset, seed and blocks)", sorted(results["pair"].unique()),
                     key="influence-pair")

@@ -10,9 +10,7 @@ st.markdown("Starting from a photo that is in neither dataset (the *seed*), grad
             "high-frequency noise (the paper's Fig. 1b, following Engstrom et al., 2019).")
 snap = data.snapshot()
 viz = data.featviz(snap)
-if viz.empty:
-    ui.empty_state(snap, "feature visualizations")
-    st.stop()
+ui.stop_if(viz.empty, snap, "feature visualizations")
 
 left, right = st.columns(2)
 with left:
