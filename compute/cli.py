@@ -334,11 +334,21 @@ def cmd_eval_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+def _add_preset_argument(p: argparse.ArgumentParser) -> None:
     from compute.presets import preset_names
-    from compute.sweep import EXECUTORS
 
     p.add_argument("--preset", default="demo", help=f"one of: {', '.join(preset_names())} (default demo)")
+
+
+def _add_device_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from compute.sweep import EXECUTORS
+
+    _add_preset_argument(p)
     p.add_argument("--targets", type=_csv(), help="override the targets, e.g. mnist5k,digits,mnist5k+lowpass(400)")
     p.add_argument("--sizes", type=_csv(_size), help="override subset sizes, e.g. 100,200,all")
     p.add_argument("--seeds", type=_csv(int), help="override seeds (default: the preset's, or the paper's S_k)")
@@ -350,10 +360,9 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="local executor: worker processes, one torch thread each "
                    "(default: one per core on a CPU, 1 with a GPU)")
     p.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    _add_device_arguments(p)
     p.add_argument("--keep-models", action="store_true", help="keep every fine-tuned model's weights in the cache")
     p.add_argument("--max-runs", type=int, help="stop after this many fine-tunes (resume later)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--data-root", help="folder of torchvision datasets (default $RTX_DATA or <cache>/data)")
     p.add_argument("--download", action="store_true", help="download missing torchvision targets first (needs internet)")
 
@@ -408,10 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from compute.influence import method_names
-    from compute.presets import preset_names
 
     p = sub.add_parser("influence", help="influence matrices, top-k and on-demand query data for robust vs natural")
-    p.add_argument("--preset", default="demo", help=f"one of: {', '.join(preset_names())} (default demo)")
+    _add_preset_argument(p)
     p.add_argument("--method", default="fast", help=f"one of: {', '.join(method_names())} (default fast)")
     p.add_argument("--cutoff", type=float, help="relative eigenvalue cut-off of the pseudo-inverse (default: the "
                    "preset's, 5e-2 as the authors' script; the paper's text says 1e-20)")
@@ -419,25 +427,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, help="most influential training images stored per test image")
     p.add_argument("--sources", type=_csv(), help="override the preset's sources, e.g. l2_1.5,natural")
     p.add_argument("--runs", type=_csv(), help="instead of the preset's cell, these fine-tune run keys")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_device_arguments(p)
     p.set_defaults(func=cmd_influence)
 
     p = sub.add_parser("featviz", help="feature visualisation: maximise penultimate units from seed photos")
-    p.add_argument("--preset", default="demo", help=f"one of: {', '.join(preset_names())} (default demo)")
+    _add_preset_argument(p)
     p.add_argument("--sources", type=_csv(), help="source models (default: the preset's)")
     p.add_argument("--seeds", type=_csv(), help="seed photos from assets/seeds, e.g. chelsea,coffee,rocket")
     p.add_argument("--units", type=_csv(int), help="penultimate-layer units, e.g. 0,1,2")
     p.add_argument("--steps", type=int, help="gradient-ascent steps (default: the preset's)")
     p.add_argument("--step-size", type=float, help="RMS pixel change per step (default: the preset's)")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_device_arguments(p)
     p.set_defaults(func=cmd_featviz)
 
     from compute.robustness import DEMO_N_IMAGES
 
     p = sub.add_parser("train-source", help="train (or load) source models: a preset's, or one given by --name")
-    p.add_argument("--preset", default="demo", help=f"one of: {', '.join(preset_names())} (default demo)")
+    _add_preset_argument(p)
     p.add_argument("--only", type=_csv(), help="only these sources of the preset, e.g. natural,l2_1.5")
     p.add_argument("--name", help="train one custom source with this name instead of a preset's")
     p.add_argument("--arch", default="small_resnet", help="architecture of a custom source (default small_resnet)")
@@ -453,8 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need pickle (runs code "
                    "from the file: only for files you trust)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_device_arguments(p)
     p.set_defaults(func=cmd_train_source)
 
     p = sub.add_parser("import-source", help="register a checkpoint file (torchvision, MadryLab or ours) as a source")
@@ -472,15 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import_source)
 
     p = sub.add_parser("eval-robustness", help="clean and PGD(k) accuracy of a preset's sources at several eps")
-    p.add_argument("--preset", default="demo", help=f"one of: {', '.join(preset_names())} (default demo)")
+    _add_preset_argument(p)
     p.add_argument("--sources", type=_csv(), help="only these sources of the preset")
     p.add_argument("--eps", type=_csv(), help="constraints instead of the preset's, e.g. l2:0.5,l2:1.5,linf:4/255")
     p.add_argument("--steps", type=int, help="k of PGD(k) (default: the preset's, 3 as the paper's Table 1b)")
     p.add_argument("--n-images", type=int, default=DEMO_N_IMAGES,
                    help=f"evaluate on the first N test images (default {DEMO_N_IMAGES})")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_device_arguments(p)
     p.set_defaults(func=cmd_eval_robustness)
     return parser
 
