@@ -115,27 +115,33 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the explorer and the demo together (what `make demo` ends with); Ctrl-C stops both.
+    """Start the explorer and the demo together (what `make demo` ends with); Ctrl-C stops both."""
+    require_free_port(args.host, args.explorer_port, "--explorer-port")
+    require_free_port(args.host, args.demo_port, "--demo-port")
+    print(f"explorer: http://{args.host}:{args.explorer_port}   demo: http://{args.host}:{args.demo_port}   (Ctrl-C stops)")
+    return _supervise(_root(args), {"explorer": explorer_command(args.explorer_port, args.host, None),
+                                    "demo": demo_command(args.demo_port, args.host)})
 
-    If either app stops (say, its port was taken meanwhile), the other is stopped too and its exit code returned.
+
+def _supervise(root: Path, commands: dict[str, list[str]]) -> int:
+    """Run the apps over cache `root` until one stops, Ctrl-C or SIGTERM; then stop them all (no orphans).
+
+    Returns the exit code of the app that stopped first (0 after Ctrl-C).
     """
     import signal
     import subprocess
     import time
 
-    require_free_port(args.host, args.explorer_port, "--explorer-port")
-    require_free_port(args.host, args.demo_port, "--demo-port")
-    env = {**os.environ, "RTX_CACHE": str(_root(args))}
-    procs = {"explorer": subprocess.Popen(explorer_command(args.explorer_port, args.host, None), env=env),
-             "demo": subprocess.Popen(demo_command(args.demo_port, args.host), env=env)}
-    print(f"explorer: http://{args.host}:{args.explorer_port}   demo: http://{args.host}:{args.demo_port}   (Ctrl-C stops)")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` runs the `finally` below: no orphaned apps
+    env = {**os.environ, "RTX_CACHE": str(root)}
+    procs = {name: subprocess.Popen(argv, env=env) for name, argv in commands.items()}
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` runs the `finally` below
     try:
         while True:
             for name, proc in procs.items():
                 code = proc.poll()
                 if code is not None:
-                    print(f"rtx serve: the {name} stopped (exit code {code}); stopping the other app", file=sys.stderr)
+                    if len(procs) > 1:
+                        print(f"rtx: the {name} stopped (exit code {code}); stopping the others", file=sys.stderr)
                     return code
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -145,6 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             proc.terminate()
         for proc in procs.values():
             proc.wait()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def require_free_port(host: str, port: int, flag: str) -> None:
@@ -194,22 +201,11 @@ def explorer_command(port: int = 8501, host: str = "127.0.0.1", base_path: str |
 
 def cmd_explore(args: argparse.Namespace) -> int:
     """Serve the Streamlit explorer over the cache (read-only; refreshes while `rtx precompute` writes)."""
-    import signal
-    import subprocess
-
     root = _root(args)
     require_free_port(args.host, args.port, "--port")
     prefix = f"/{args.base_url_path.strip('/')}" if args.base_url_path else ""
     print(f"explorer: http://{args.host}:{args.port}{prefix}/  (cache {root}; Ctrl-C stops)", flush=True)
-    proc = subprocess.Popen(explorer_command(args.port, args.host, args.base_url_path),
-                            env={**os.environ, "RTX_CACHE": str(root)})
-    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stopping rtx stops Streamlit too
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait()
-        return 0
+    return _supervise(root, {"explorer": explorer_command(args.port, args.host, args.base_url_path)})
 
 
 # --- influence / featviz --------------------------------------------------------------------------------
