@@ -65,9 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     preset = get_preset("demo")
     sources_wanted, targets = set(args.sources.split(",")), set(args.targets.split(","))
-    configs = [c for c in plan(preset, {s.name: f"bench-{s.name}" for s in preset.sources})
-               if c.source in sources_wanted and c.target in targets]
-    all_runs = len(plan(preset, {s.name: f"bench-{s.name}" for s in preset.sources}))
+    demo_plan = plan(preset, {s.name: f"bench-{s.name}" for s in preset.sources})
+    configs = [c for c in demo_plan if c.source in sources_wanted and c.target in targets]
+    all_runs = len(demo_plan)
     sources, label = sources_for(sources_wanted)
     for target in targets:
         load_dataset(target, "train"), load_dataset(target, "test")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compute.data.transforms import to_model_input
-from compute.errors import RtxError, unknown_name
+from compute.errors import RtxError, lookup
 
 __all__ = [
     "ATTACKS",
@@ -196,9 +196,7 @@ def _gaussian(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackCon
 def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig,
          generator: torch.Generator | None) -> torch.Tensor:
     """Batched PGD(k); x (N, C, H, W) in [0, 1] -> x' in [0, 1] with ||x' - x|| <= eps per image."""
-    if cfg.norm not in NORMS:
-        raise unknown_name("PGD norm", str(cfg.norm), list(NORMS))
-    norm, x = NORMS[cfg.norm], x.detach()
+    norm, x = lookup("PGD norm", NORMS, cfg.norm), x.detach()
     delta = norm.random(x, cfg.eps, generator) if cfg.random_start else torch.zeros_like(x)
     delta = (x + delta).clamp(0, 1) - x
     for _ in range(cfg.steps):
@@ -218,13 +216,12 @@ def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfi
 
     The model's train/eval mode is restored afterwards, so adversarial training calls this between steps.
     """
-    if cfg.kind not in ATTACKS:
-        raise unknown_name("attack", cfg.kind, attack_names())
+    attack = lookup("attack", ATTACKS, cfg.kind)
     was_training = model.training
     model.eval()
     try:
         with torch.enable_grad():
-            return ATTACKS[cfg.kind](model, x, y, cfg, generator)
+            return attack(model, x, y, cfg, generator)
     finally:
         model.train(was_training)
 

@@ -1,8 +1,20 @@
 """The one exception type a user sees: a one-line message saying what is wrong and how to fix it."""
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class RtxError(Exception):
     """A user-facing error; the CLI prints `str(err)` on one line and exits with status 2."""
+
+
+def lookup(kind: str, table: Mapping[str, T], name: str) -> T:
+    """`table[name]`, or the standard one-line error listing the valid names."""
+    if name not in table:
+        raise unknown_name(kind, name, list(table))
+    return table[name]
 
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> RtxError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from compute.data.sampler import paper_seeds
-from compute.errors import unknown_name
+from compute.errors import lookup
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,7 @@ class Preset:
     keep_models: bool = False
 
     def source(self, name: str) -> SourceSpec:
-        by_name = {s.name: s for s in self.sources}
-        if name not in by_name:
-            raise unknown_name("source model", name, list(by_name))
-        return by_name[name]
+        return lookup("source model", {s.name: s for s in self.sources}, name)
 
     def with_overrides(self, **axes: object) -> Preset:
         """Replace grid axes given on the CLI (`--targets`, `--sizes`, ...) in every grid; None leaves an axis alone."""
@@ -204,9 +201,7 @@ def preset_names() -> list[str]:
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise unknown_name("preset", name, preset_names())
-    return PRESETS[name]
+    return lookup("preset", PRESETS, name)
 
 
 def seeds_for(grid: FinetuneGrid, n_train: int | None) -> tuple[int, ...]:

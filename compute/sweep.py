@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
 from compute.data import load_dataset
-from compute.errors import RtxError, unknown_name
+from compute.errors import RtxError, lookup, unknown_name
 from compute.finetune import FinetuneConfig, FinetuneResult, finetune
 from compute.images import to_png
 from compute.models import Classifier, load_checkpoint, save_checkpoint
@@ -205,11 +205,10 @@ def finetune_stage(preset: Preset, writer: CacheWriter, options: SweepOptions) -
               "done": 0, "failed": 0}
     if not todo:
         return counts
-    if options.executor not in EXECUTORS:
-        raise unknown_name("executor", options.executor, list(EXECUTORS))
+    executor = lookup("executor", EXECUTORS, options.executor)
     jobs = [(c, options.keep_models or preset.keep_models or c.key in keep) for c in todo]
     bar = tqdm(total=len(todo), desc="fine-tunes", unit="run", position=0, disable=not options.progress)
-    for cfg, outcome in EXECUTORS[options.executor](jobs, SourceLoader(writer), options):
+    for cfg, outcome in executor(jobs, SourceLoader(writer), options):
         if isinstance(outcome, BaseException):
             writer.record_run(failed_row(cfg, outcome), [])
             counts["failed"] += 1

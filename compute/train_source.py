@@ -368,5 +368,6 @@ def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None
                 bar.update(1)
         todo = [s for s in todo if s.checkpoint]
     for spec in todo:
-        ensure_source(spec, writer, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
-                      trust_pickle=trust_pickle)
+        row = train_source(spec, writer.root, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
+                           trust_pickle=trust_pickle)
+        _record(spec, row, writer, progress)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compute.errors import RtxError, unknown_name
+from compute.errors import RtxError, lookup, unknown_name
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")
@@ -249,9 +249,7 @@ def _cifar100_names(root: str | os.PathLike | None) -> tuple[str, ...] | None:
 
 def describe(name: str) -> dict[str, object]:
     """Registry facts for one dataset, plus whether it is available offline right now."""
-    if name not in DATASETS:
-        raise unknown_name("dataset", name, dataset_names())
-    info = DATASETS[name]
+    info = lookup("dataset", DATASETS, name)
     where = "offline source"
     if name == "fmnist":
         where = str(DEBIAN_FMNIST) if DEBIAN_FMNIST.exists() else "missing: apt-get install dataset-fashion-mnist"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from compute.errors import RtxError, unknown_name
+from compute.errors import RtxError, lookup, unknown_name
 
 _SPEC = re.compile(r"^(?P<name>[a-z0-9_]+)(?:\+(?P<kind>[a-z]+)\((?P<arg>\d+)\))?$")
 VARIANTS = ("lowres", "lowpass")
@@ -33,8 +33,7 @@ def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
     if not match:
         raise RtxError(f"cannot parse dataset {spec!r}; write NAME, NAME+lowres(R) or NAME+lowpass(K)")
     name = match["name"]
-    if name not in DATASETS:
-        raise unknown_name("dataset", name, list(DATASETS))
+    lookup("dataset", DATASETS, name)  # validates the name
     if match["kind"] is None:
         return name, None
     if match["kind"] not in VARIANTS:

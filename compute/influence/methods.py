@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from compute.errors import unknown_name
+from compute.errors import lookup
 from compute.influence._fc import FCProblem, QueryMatrix, influence_scores
 from compute.influence.fast import influence_dense, influence_fast
 from compute.influence.iterative import influence_iterative
@@ -64,6 +64,4 @@ def method_names() -> list[str]:
 
 
 def get_method(name: str) -> InfluenceMethod:
-    if name not in METHODS:
-        raise unknown_name("influence method", name, method_names())
-    return METHODS[name]
+    return lookup("influence method", METHODS, name)

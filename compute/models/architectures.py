@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from compute.errors import unknown_name
+from compute.errors import lookup
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -148,9 +148,7 @@ def arch_names() -> list[str]:
 
 def build_model(arch: str, num_classes: int, input_size: int | None = None, seed: int | None = None) -> Classifier:
     """A freshly initialised model; `seed` makes the initialisation reproducible."""
-    if arch not in ARCHITECTURES:
-        raise unknown_name("architecture", arch, arch_names())
-    spec = ARCHITECTURES[arch]
+    spec = lookup("architecture", ARCHITECTURES, arch)
     if seed is not None:
         torch.manual_seed(seed)
     return Classifier(arch, spec.factory(num_classes), input_size or spec.input_size, spec.mean, spec.std)
