@@ -1,4 +1,5 @@
-"""Architectures, registered by name: the paper's ResNet-50, ResNet-18, and a small ResNet for CPU work.
+"""Architectures, registered by name: the paper's ResNet-50, the later zoo's Wide-ResNet-50-2 and ResNet-18,
+and a small ResNet for CPU work.
 
 Every model is a `Classifier`: a normaliser that owns mean/std (so inputs and attacks live in [0, 1]
 pixel space), a torchvision-style ResNet trunk `net` (conv1, bn1, layer1..layer4, avgpool, fc), and a
@@ -124,6 +125,9 @@ class ArchSpec:
     std: tuple[float, ...]
     factory: Callable[[int], ResNet]
     description: str
+    # False for a registration that only changes the input size of another one (same weights, same keys and
+    # shapes): a checkpoint cannot tell them apart, so guessing the architecture from its keys skips it.
+    guessable: bool = True
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {}
@@ -136,8 +140,15 @@ def register(spec: ArchSpec) -> ArchSpec:
 
 register(ArchSpec("resnet50", 224, IMAGENET_MEAN, IMAGENET_STD, lambda c: ResNet(Bottleneck, [3, 4, 6, 3], num_classes=c),
                   "torchvision ResNet-50, the paper's architecture (16 blocks)"))
+register(ArchSpec("wide_resnet50_2", 224, IMAGENET_MEAN, IMAGENET_STD,
+                  lambda c: ResNet(Bottleneck, [3, 4, 6, 3], num_classes=c, width_per_group=128),
+                  "torchvision Wide-ResNet-50-2 (16 blocks, twice ResNet-50's inner width), in the later zoo"))
 register(ArchSpec("resnet18", 32, IMAGENET_MEAN, IMAGENET_STD, lambda c: ResNet(BasicBlock, [2, 2, 2, 2], num_classes=c),
                   "torchvision ResNet-18 (8 blocks); 32x32 inputs by default"))
+# The zoo's ImageNet ResNet-18s see 224x224 inputs; `resnet18` keeps 32 for its current users (same weights).
+register(ArchSpec("resnet18_224", 224, IMAGENET_MEAN, IMAGENET_STD, ARCHITECTURES["resnet18"].factory,
+                  "torchvision ResNet-18 (8 blocks) at 224x224, for ImageNet checkpoints (pass --arch resnet18_224)",
+                  guessable=False))
 register(ArchSpec("small_resnet", 28, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), lambda c: SmallResNet(c),
                   "CPU ResNet: stride-2 stem, 1 BasicBlock per stage, widths 16/32/64/128 (4 blocks)"))
 

@@ -90,10 +90,11 @@ def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], str, dict[st
 
 
 def _guess_arch(state: dict[str, torch.Tensor]) -> str | None:
-    """The registered architecture whose key set equals the file's (None if none or several)."""
-    keys = set(state)
-    matches = [name for name in arch_names()
-               if {k for k in ARCHITECTURES[name].factory(1).state_dict()} == keys]
+    """The registered architecture whose keys and shapes (fc aside) equal the file's (None if none or several)."""
+    shapes = {k: tuple(v.shape) for k, v in state.items() if not k.startswith("fc.")}
+    matches = [name for name in arch_names() if ARCHITECTURES[name].guessable
+               and {k: tuple(v.shape) for k, v in ARCHITECTURES[name].factory(1).state_dict().items()
+                    if not k.startswith("fc.")} == shapes and {"fc.weight", "fc.bias"} <= set(state)]
     return matches[0] if len(matches) == 1 else None
 
 
