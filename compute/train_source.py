@@ -35,6 +35,7 @@ from compute.cache import CacheWriter
 from compute.data import load_dataset, sample_subset
 from compute.errors import RtxError
 from compute.models import Classifier, build_model, load_checkpoint, save_checkpoint
+from compute.models.hub import is_hub_uri, resolve_checkpoint
 from compute.paths import artefact_path, file_checksum, job_key
 from compute.presets import Preset, SourceSpec
 from compute.workers import Report, process_map
@@ -255,8 +256,7 @@ def checkpoint_folder(root: Path, checkpoint_dir: str | Path | None = None) -> P
 def _load_checkpoint_source(spec: SourceSpec, root: Path, checkpoint_dir: str | Path | None,
                             trust_pickle: bool) -> dict[str, Any]:
     folder = checkpoint_folder(root, checkpoint_dir)
-    path = Path(spec.checkpoint).expanduser()
-    path = path if path.is_absolute() else folder / path
+    path = resolve_checkpoint(spec.checkpoint, folder)  # hf:// addresses come from the hub cache
     if not path.is_file():
         raise RtxError(f"source {spec.name!r} needs checkpoint file {Path(spec.checkpoint).name}, not found in "
                        f"{path.parent}; pass --checkpoint-dir DIR (or set RTX_CHECKPOINTS) naming the folder that holds it")
@@ -285,7 +285,8 @@ def import_source(path: str | Path, name: str, arch: str | None, constraint: str
     """
     from compute.data import DATASETS
 
-    path = Path(path).expanduser()
+    origin = str(path)  # a local path or hf://OWNER/REPO/FILE (compute.models.hub)
+    path = resolve_checkpoint(path)
     parse_constraint(constraint, max(attack_steps, 1))  # validates the text; the steps may be unknown (0)
     start = time.perf_counter()
     model, info = load_checkpoint(path, arch, num_classes, trust_pickle)
@@ -300,7 +301,7 @@ def import_source(path: str | Path, name: str, arch: str | None, constraint: str
         clean_acc = _clean_accuracy(model, dataset)
     spec = SourceSpec(name, info.arch, constraint, attack_steps, dataset, checkpoint=str(path))
     meta = {"key": key, "name": name, "constraint": constraint, "attack_steps": attack_steps, "dataset": dataset,
-            "imported_from": str(path.resolve()), "file_checksum": checksum, "format": info.format,
+            "imported_from": origin if is_hub_uri(origin) else str(path.resolve()), "file_checksum": checksum, "format": info.format,
             "code": CODE_VERSION, "clean_acc": clean_acc,
             **{k: v for k, v in info.meta.items() if isinstance(v, str | int | float)}}
     save_checkpoint(model, final, meta)
