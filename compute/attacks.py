@@ -73,8 +73,9 @@ class AttackConfig:
 
 
 def _parse_number(text: str) -> float:
-    """'0.1', '3', '4/255' -> float; raises ValueError otherwise."""
-    value = float(Fraction(text.strip())) if "/" in text else float(text)
+    """'0.1', '3', '4/255', '0.5/255' -> float; raises ValueError otherwise."""
+    top, slash, bottom = text.strip().partition("/")
+    value = float(Fraction(top) / Fraction(bottom)) if slash else float(text)
     if not value == value or value < 0 or value == float("inf"):  # NaN, negative, inf
         raise ValueError(text)
     return value
