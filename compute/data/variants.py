@@ -2,7 +2,7 @@
 
 `lowres(r)`: down to r x r and back up (bilinear, antialiased), removing fine detail.
 `lowpass(k)`: zero the k highest spatial frequencies of each image through a 2-D FFT.
-A dataset spec is `name` or `name+lowres(8)` / `name+lowpass(64)`.
+A dataset spec is `name` or `name+lowres(8)` / `name+lowpass(64)`; `name` may be `folder:PATH`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from compute.errors import RtxError, lookup, unknown_name
+from compute.errors import RtxError, unknown_name
 
-_SPEC = re.compile(r"^(?P<name>[a-z0-9_]+)(?:\+(?P<kind>[a-z]+)\((?P<arg>\d+)\))?$")
+_SPEC = re.compile(r"^(?P<name>[a-z0-9_]+|folder:.+?)(?:\+(?P<kind>[a-z]+)\((?P<arg>\d+)\))?$")
 VARIANTS = ("lowres", "lowpass")
 
 
@@ -27,13 +27,13 @@ class Variant:
 
 def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
     """'fmnist+lowres(8)' -> ('fmnist', Variant('lowres', 8)); unknown names list the valid ones."""
-    from compute.data.registry import DATASETS
+    from compute.data.registry import dataset_info
 
     match = _SPEC.match(spec.strip())
     if not match:
         raise RtxError(f"cannot parse dataset {spec!r}; write NAME, NAME+lowres(R) or NAME+lowpass(K)")
     name = match["name"]
-    lookup("dataset", DATASETS, name)  # validates the name
+    dataset_info(name)  # validates the name (and a folder:PATH's layout)
     if match["kind"] is None:
         return name, None
     if match["kind"] not in VARIANTS:
