@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # the registry imports this module lazily, and this one impor
 
 PREFIX = "folder:"
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")  # as app/uploads.py, the demo's uploads
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".mpo", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
+                  ".pbm", ".pnm")  # only to word the error: a broken photo.jpg is "truncated", notes.txt "not an image"
 MAX_SIZE = 128
 MAX_PIXELS = 50_000_000  # per image, from the header: larger files are refused like unreadable ones
 SKIP_ENV = "RTX_SKIP_BAD_IMAGES"
@@ -184,7 +186,8 @@ def _header(path: Path) -> tuple[int, int, str]:
     except Image.DecompressionBombError as err:
         raise ValueError("too large") from err
     except Exception as err:  # UnidentifiedImageError, OSError, SyntaxError, struct.error ...
-        raise ValueError("not an image" if "cannot identify" in str(err) else "unreadable") from err
+        looks_like_image = path.suffix.lower() in IMAGE_SUFFIXES
+        raise ValueError("unreadable or truncated" if looks_like_image else "not an image") from err
     if width < 1 or height < 1 or width * height > MAX_PIXELS:
         raise ValueError(f"{width}x{height} pixels")
     return width, height, mode
