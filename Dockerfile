@@ -1,21 +1,30 @@
-# Robust Transfer Explorer: the demo in a container (CPU). Build: docker build -t rtx .
-# Run: docker run -p 8501:8501 -p 7860:7860 rtx   (explorer on :8501, upload demo on :7860)
-FROM python:3.11-slim-bookworm
+# Robust Transfer Explorer in a container: explorer on :8501, upload demo on :7860 (README, "Docker").
+# CPU by default; a CUDA image: --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+# (PyPI's Linux torch wheels carry their own CUDA libraries; the CUDA base adds the runtime the driver pairs with).
+# The demo cache is NOT built here: docker/entrypoint.sh fills the mounted /cache volume at first start.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
-RUN apt-get update \
- && apt-get install -y --no-install-recommends make dataset-fashion-mnist \
- && rm -rf /var/lib/apt/lists/*
-
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /app
+COPY docker/install_system.sh docker/
+RUN docker/install_system.sh
+
 COPY pyproject.toml README.md Makefile ./
 COPY compute ./compute
 COPY app ./app
 COPY assets ./assets
 COPY scripts ./scripts
-RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir -e . \
+RUN python3.11 -m venv .venv \
+ && .venv/bin/pip install --no-cache-dir -e . \
  && touch .venv/.installed
+COPY docker/entrypoint.sh docker/
 
-ENV RTX_CACHE=/app/cache GRADIO_ANALYTICS_ENABLED=False
-RUN .venv/bin/rtx precompute --preset demo --no-progress
+# Volumes: the cache (demo results, source models), torchvision datasets, checkpoints and the hub cache.
+ENV PATH=/app/.venv/bin:$PATH \
+    RTX_CACHE=/cache RTX_DATA=/data RTX_CHECKPOINTS=/checkpoints HF_HOME=/checkpoints/huggingface \
+    GRADIO_ANALYTICS_ENABLED=False PYTHONUNBUFFERED=1
+VOLUME ["/cache", "/data", "/checkpoints"]
 EXPOSE 8501 7860
-CMD [".venv/bin/rtx", "serve", "--host", "0.0.0.0"]
+ENTRYPOINT ["/app/docker/entrypoint.sh"]
+CMD ["rtx", "serve", "--host", "0.0.0.0"]
