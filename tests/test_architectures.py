@@ -9,6 +9,7 @@ import torch
 
 from compute.models import ARCHITECTURES, build_model, load_checkpoint
 from compute.models.architectures import IMAGENET_MEAN, IMAGENET_STD
+from tests.test_checkpoints import madry_layout
 
 BOTTLENECK_BLOCKS = [f"layer1.{i}" for i in range(3)] + [f"layer2.{i}" for i in range(4)] + \
     [f"layer3.{i}" for i in range(6)] + [f"layer4.{i}" for i in range(3)]
@@ -37,14 +38,8 @@ def test_wide_resnet_is_twice_as_wide_inside_its_blocks() -> None:
 
 
 def _madry_file(net: torch.nn.Module, path: Path) -> Path:
-    """`net` saved as MadryLab `robustness` does: the net twice (model and attacker) and the normaliser."""
-    state = {}
-    for key, value in net.state_dict().items():
-        state[f"module.model.{key}"] = value
-        state[f"module.attacker.model.{key}"] = value
-    state["module.normalizer.new_mean"] = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    state["module.normalizer.new_std"] = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    torch.save({"model": state, "epoch": 90}, path)
+    """`net` saved as MadryLab `robustness` does (see tests/test_checkpoints.py's `madry_layout`)."""
+    torch.save({"model": madry_layout(net), "epoch": 90}, path)
     return path
 
 

@@ -228,7 +228,7 @@ def test_bad_files_can_be_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         scan = scan_folder(root, skip_bad_images=True)
     assert scan.skipped == ("cat/notes.txt (not an image)", "dog/half.png (unreadable or truncated)")
     assert len(scan.files["train"]) + len(scan.files["test"]) == 10
-    assert "2 bad files skipped" in scan.source
+    assert "2 bad files skipped" in scan.describe()
 
 
 def test_skipping_every_image_of_a_class_is_still_an_error(tmp_path: Path) -> None:

@@ -107,8 +107,8 @@ class FolderScan:
     skipped: tuple[str, ...]
     fingerprint: str
 
-    @property
-    def source(self) -> str:
+    def describe(self) -> str:
+        """Where the images came from, for `ImageSet.source`: path, layout, size, content fingerprint."""
         skipped = f", {len(self.skipped)} bad files skipped" if self.skipped else ""
         return f"{self.root} ({self.layout}; {self.size}x{self.size}; content {self.fingerprint}{skipped})"
 
@@ -307,7 +307,7 @@ def folder_loader(scan: FolderScan) -> Callable[[str, Path | None, bool], tuple[
     """The registry's loader signature (split, data root, download) for a scanned folder; root and download unused."""
     def load(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
         images, labels = load_split(scan, split)
-        return images, labels, scan.source
+        return images, labels, scan.describe()
 
     return load
 
