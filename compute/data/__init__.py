@@ -1,16 +1,29 @@
 """Datasets: one registry of targets and sources, variants, the paper's subset sampler, model transforms."""
 
-from compute.data.registry import DATASETS, DatasetInfo, ImageSet, dataset_names, describe, load_dataset
+from compute.data.folder import SKIP_ENV as SKIP_BAD_IMAGES_ENV
+from compute.data.folder import USAGE as FOLDER_USAGE
+from compute.data.registry import (
+    DATASETS,
+    DatasetInfo,
+    ImageSet,
+    dataset_info,
+    dataset_names,
+    describe,
+    load_dataset,
+)
 from compute.data.sampler import paper_seeds, sample_subset
 from compute.data.transforms import augment_batch, to_model_input
 from compute.data.variants import apply_variant, lowpass, lowres, parse_dataset_spec
 
 __all__ = [
     "DATASETS",
+    "FOLDER_USAGE",
+    "SKIP_BAD_IMAGES_ENV",
     "DatasetInfo",
     "ImageSet",
     "apply_variant",
     "augment_batch",
+    "dataset_info",
     "dataset_names",
     "describe",
     "load_dataset",
