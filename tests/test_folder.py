@@ -12,7 +12,7 @@ from PIL import Image
 
 from compute.data import caltech as caltech_module
 from compute.data import describe, load_dataset
-from compute.data.folder import MAX_SIZE, SKIP_ENV, BadImagesError, SplitRule, scan_folder
+from compute.data.folder import MAX_SIZE, SKIP_ENV, BadImagesError, SplitRule, load_split, scan_folder
 from compute.errors import RtxError
 
 RNG = np.random.default_rng(0)
@@ -216,6 +216,9 @@ def test_truncated_pixel_data_is_caught_when_decoding(tmp_path: Path) -> None:
         (tmp_path / "cat" / f"img{i:03d}.jpg").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(BadImagesError, match=r"cat/img00\d\.jpg \(truncated or corrupt\)"):
         load_dataset(_spec(tmp_path), "train")
+    scan = scan_folder(tmp_path)
+    images, labels = load_split(scan, "train", skip_bad_images=True)  # left out, with a note on stderr
+    assert labels.tolist() == [1] * 4 and images.shape == (4, 3, 64, 64)
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])

@@ -299,6 +299,9 @@ def load_split(scan: FolderScan, split: str, skip_bad_images: bool | None = None
             bad.append((path, "truncated or corrupt" if isinstance(err, OSError | SyntaxError) else "unreadable"))
     if bad and not _skip_default(skip_bad_images):
         raise _refuse(scan.root, bad)
+    if bad:
+        tqdm.write(f"{scan.root} {split}: left out {len(bad)} image(s) whose pixels do not decode "
+                   f"({', '.join(str(p.relative_to(scan.root)) for p, _ in bad[:LISTED_FILES])})")
     labels = np.array([label for _, label in entries], dtype=np.int64)
     return torch.from_numpy(images[keep]), torch.from_numpy(labels[keep])
 
