@@ -77,11 +77,12 @@ def run_tiny(root: Path) -> None:
     import torch
 
     from compute.presets import get_preset
-    from compute.sweep import SweepOptions, precompute
+    from compute.settings import Settings
+    from compute.sweep import precompute
 
     torch.set_num_threads(1)
     root.mkdir(parents=True, exist_ok=True)
-    precompute(get_preset("tiny"), root, SweepOptions(progress=False), STAGES)
+    precompute(get_preset("tiny"), root, Settings(progress=False), STAGES)
 
 
 if __name__ == "__main__":
