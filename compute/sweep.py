@@ -74,8 +74,7 @@ def plan(preset: Preset, checksums: dict[str, str]) -> list[FinetuneConfig]:
                             cfg = FinetuneConfig(
                                 source=source, source_checksum=checksums[source], target=target, n_train=n_train,
                                 seed=seed, blocks=blocks, epochs=grid.epochs or schedule.epochs,
-                                test_every=grid.test_every or schedule.test_every, augment=grid.augment,
-                                feature_cache=grid.feature_cache, test_limit=grid.test_limit,
+                                test_every=grid.test_every or schedule.test_every, **grid.recipe(),
                             )
                             configs.setdefault(cfg.key, cfg)
     return list(configs.values())
