@@ -54,3 +54,67 @@ def test_paper_augmentation_draws_from_the_run_generator_only() -> None:
     b = train_input(images, "paper", 32, torch.Generator().manual_seed(5))
     c = train_input(images, "paper", 32, torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# --- the engine equals one run at a time ---------------------------------------------------------------------
+def _colour_loader(split: str, root, download: bool):
+    """A small offline colour target: random 12x12 RGB images whose label is the brightest channel."""
+    gen = torch.Generator().manual_seed(0 if split == "train" else 1)
+    n = 120 if split == "train" else 60
+    images = torch.randint(0, 256, (n, 3, 12, 12), dtype=torch.uint8, generator=gen)
+    labels = images.float().mean(dim=(2, 3)).argmax(1)
+    return images.float() / 255, labels, "synthetic"
+
+
+def register_colour_target(name: str = "rgb3") -> str:
+    from compute.data.registry import DATASETS, DatasetInfo, register
+
+    if name not in DATASETS:
+        register(DatasetInfo(name, ("red", "green", "blue"), 120, 60, 3, 12, True, _colour_loader))
+    return name
+
+
+def _engine_cfg(**kw) -> "FinetuneConfig":
+    from compute.finetune import FinetuneConfig
+
+    base = dict(source="s", source_checksum="x", target="digits", n_train=40, seed=20_000_000, blocks=1, epochs=3,
+                test_every=2, batch_size=16, augment="none", test_limit=50)
+    return FinetuneConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def small_source() -> torch.nn.Module:
+    from compute.models import build_model
+
+    return build_model("small_resnet", 7, seed=3).eval()
+
+
+SEEDS = (20_000_000, 20_100_000, 20_200_000)
+
+
+@pytest.mark.parametrize("blocks", [0, 1])
+@pytest.mark.parametrize("bn_mode", ["frozen", "train"])
+@pytest.mark.parametrize("augment", ["none", "paper"])
+def test_engine_runs_equal_one_run_at_a_time(small_source, blocks: int, bn_mode: str, augment: str) -> None:
+    from compute.engine import run_cell
+    from compute.finetune import finetune
+
+    target = register_colour_target() if augment == "paper" else "digits"
+    configs = [_engine_cfg(seed=s, blocks=blocks, bn_mode=bn_mode, augment=augment, target=target,
+                           fc_init="normal", lr_schedule="step") for s in SEEDS]
+    engine = dict(run_cell(small_source, configs, device="cpu", keep={c.key for c in configs}, max_group=3))
+    for cfg in configs:
+        ref, got = finetune(small_source, cfg, keep_model=True, device="cpu"), engine[cfg]
+        assert not isinstance(got, BaseException), got
+        assert (got.subset_indices == ref.subset_indices).all()
+        assert [p["epoch"] for p in got.curve] == [p["epoch"] for p in ref.curve]
+        for a, b in zip(got.curve, ref.curve, strict=True):
+            assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 * max(1.0, abs(b["train_loss"])), (a, b)
+            assert abs(a["test_acc"] - b["test_acc"]) <= 1 / 50 + 1e-9, (a, b)  # at most one test image flips
+        ref_state, got_state = ref.model.state_dict(), got.model.state_dict()
+        for name, value in ref_state.items():
+            if value.is_floating_point():
+                assert torch.allclose(got_state[name], value, atol=1e-4, rtol=1e-3), name
+    # the runs really differ from one another (different subsets, orders, FC initialisations)
+    accs = {tuple(engine[c].subset_indices[:5].tolist()) for c in configs}
+    assert len(accs) == len(configs)
