@@ -363,7 +363,7 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
                                      f"{group[0].blocks} blocks, batch {group[0].batch_size}): use a device with more "
                                      "memory or a smaller --test-limit")
             continue
-        yield from zip(group, results)
+        yield from zip(group, results, strict=True)
 
 
 def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],

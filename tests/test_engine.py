@@ -8,6 +8,10 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from compute.data.augment import apply_paper, draw_paper_params, train_input
+from compute.data.registry import DATASETS, DatasetInfo, register
+from compute.engine import run_cell
+from compute.finetune import FinetuneConfig, finetune
+from compute.models import build_model
 
 
 def _reference_paper(image: torch.Tensor, params, i: int, size: int) -> torch.Tensor:
@@ -67,16 +71,12 @@ def _colour_loader(split: str, root, download: bool):
 
 
 def register_colour_target(name: str = "rgb3") -> str:
-    from compute.data.registry import DATASETS, DatasetInfo, register
-
     if name not in DATASETS:
         register(DatasetInfo(name, ("red", "green", "blue"), 120, 60, 3, 12, True, _colour_loader))
     return name
 
 
-def _engine_cfg(**kw) -> "FinetuneConfig":
-    from compute.finetune import FinetuneConfig
-
+def _engine_cfg(**kw) -> FinetuneConfig:
     base = dict(source="s", source_checksum="x", target="digits", n_train=40, seed=20_000_000, blocks=1, epochs=3,
                 test_every=2, batch_size=16, augment="none", test_limit=50)
     return FinetuneConfig(**{**base, **kw})
@@ -84,8 +84,6 @@ def _engine_cfg(**kw) -> "FinetuneConfig":
 
 @pytest.fixture(scope="module")
 def small_source() -> torch.nn.Module:
-    from compute.models import build_model
-
     return build_model("small_resnet", 7, seed=3).eval()
 
 
@@ -96,9 +94,6 @@ SEEDS = (20_000_000, 20_100_000, 20_200_000)
 @pytest.mark.parametrize("bn_mode", ["frozen", "train"])
 @pytest.mark.parametrize("augment", ["none", "paper"])
 def test_engine_runs_equal_one_run_at_a_time(small_source, blocks: int, bn_mode: str, augment: str) -> None:
-    from compute.engine import run_cell
-    from compute.finetune import finetune
-
     target = register_colour_target() if augment == "paper" else "digits"
     configs = [_engine_cfg(seed=s, blocks=blocks, bn_mode=bn_mode, augment=augment, target=target,
                            fc_init="normal", lr_schedule="step") for s in SEEDS]
