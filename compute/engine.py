@@ -68,7 +68,7 @@ from compute.finetune import (
 )
 from compute.models import Classifier
 
-CPU_GROUP = 4  # runs per call on a CPU; see bench/gpu_finetune.py for the measurement behind it
+CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
 EVAL_BATCH = 256
 Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
 

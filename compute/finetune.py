@@ -47,7 +47,7 @@ LR_SCHEDULES = ("thirds", "step")
 PRECISIONS = ("fp32", "bf16")
 # Recipe fields added after keys were first recorded: they enter the key only when they differ from these
 # defaults, so every run recorded before them keeps its key (and the tiny/demo results stay as they are).
-RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32"}
+RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32", "input_size": None}
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class FinetuneConfig:
     fc_init: str = "uniform"  # 'uniform' (nn.Linear's bound, seeded) | 'normal' (N(0, 1) weight, 0 bias: the authors')
     lr_schedule: str = "thirds"  # 'thirds' (lr / 10 at 1/3 and 2/3) | 'step' (StepLR(epochs // 3, 0.1): the authors')
     precision: str = "fp32"  # 'fp32' | 'bf16' (autocast; the engine's CUDA default for the paper preset)
+    input_size: int | None = None  # None = the architecture's (224 for ResNet-50); smaller only for CPU smoke tests
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, bool):  # configs recorded before augment became a policy name
@@ -96,6 +97,8 @@ class FinetuneConfig:
                 raise RtxError(f"unknown {name} {value!r}; valid choices: {', '.join(valid)}")
         if not 0 <= self.blocks <= num_blocks:
             raise RtxError(f"cannot fine-tune {self.blocks} blocks: the architecture has {num_blocks} (use 0..{num_blocks})")
+        if self.input_size is not None and self.input_size < 8:
+            raise RtxError(f"input_size {self.input_size} is too small; use 8 or more (or leave it unset)")
         if self.feature_cache and (self.augment != "none" or self.bn_mode != "frozen"):
             raise RtxError("feature_cache needs augment=False and bn_mode='frozen' (otherwise the frozen part's "
                            "output changes every epoch); drop --feature-cache or pass --no-augment")
@@ -188,6 +191,8 @@ def prepare_model(source: Classifier, cfg: FinetuneConfig, num_classes: int, dev
     """Copy the source, re-initialise FC (seeded, per `cfg.fc_init`), freeze all but FC and the last `cfg.blocks` blocks."""
     model = copy.deepcopy(source).to(device)
     cfg.validate(len(model.blocks()))
+    if cfg.input_size is not None:
+        model.input_size = cfg.input_size
     new_fc(model, cfg, num_classes)
     model.requires_grad_(False)
     trainable = [b for _, b in model.blocks()][len(model.blocks()) - cfg.blocks:]

@@ -77,13 +77,15 @@ class FinetuneGrid:
     fc_init: str = "uniform"
     lr_schedule: str = "thirds"
     precision: str = "fp32"
+    input_size: int | None = None  # None = the architecture's; set only for smoke tests (recorded in the key)
 
     def recipe(self) -> dict[str, object]:
         """The FinetuneConfig fields this grid sets for every run besides the axes and the schedule."""
         return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
 
-RECIPE_FIELDS = ("augment", "feature_cache", "test_limit", "bn_mode", "fc_init", "lr_schedule", "precision")
+RECIPE_FIELDS = ("augment", "feature_cache", "test_limit", "bn_mode", "fc_init", "lr_schedule", "precision",
+                 "input_size")
 
 
 @dataclass(frozen=True)
