@@ -113,3 +113,111 @@ def test_engine_runs_equal_one_run_at_a_time(small_source, blocks: int, bn_mode:
     # the runs really differ from one another (different subsets, orders, FC initialisations)
     accs = {tuple(engine[c].subset_indices[:5].tolist()) for c in configs}
     assert len(accs) == len(configs)
+
+
+def test_out_of_memory_splits_the_group_then_fails_single_runs_with_the_reason(small_source, monkeypatch) -> None:
+    import compute.engine as engine
+
+    configs = [_engine_cfg(seed=s, epochs=1) for s in SEEDS]
+    real, sizes = engine.train_group, []
+
+    def fits_two(source, group, *args, **kw):
+        sizes.append(len(group))
+        if len(group) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(source, group, *args, **kw)
+
+    monkeypatch.setattr(engine, "train_group", fits_two)
+    outcomes = dict(run_cell(small_source, configs, device="cpu", max_group=3))
+    assert sizes == [3, 1, 2] and all(not isinstance(o, BaseException) for o in outcomes.values())
+
+    def never_fits(source, group, *args, **kw):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(engine, "train_group", never_fits)
+    failed = dict(run_cell(small_source, configs, device="cpu", max_group=3))
+    assert len(failed) == 3 and all("out of device memory with a single run" in str(e) for e in failed.values())
+
+
+def test_run_cell_refuses_runs_of_different_cells(small_source) -> None:
+    from compute.errors import RtxError
+
+    with pytest.raises(RtxError, match="runs of one cell"):
+        list(run_cell(small_source, [_engine_cfg(), _engine_cfg(seed=1, blocks=2)], device="cpu"))
+
+
+def test_run_engine_groups_jobs_into_cells_and_keeps_requested_models(small_source) -> None:
+    from types import SimpleNamespace
+
+    from compute.engine import cells, run_engine
+
+    jobs = [(_engine_cfg(seed=s, blocks=b, epochs=1), s == SEEDS[0]) for b in (0, 1) for s in SEEDS[:2]]
+    assert [len(c) for c in cells(cfg for cfg, _ in jobs)] == [2, 2]
+    outcomes = list(run_engine(jobs, lambda name: small_source, SimpleNamespace(device="cpu")))
+    assert [cfg for cfg, _ in outcomes] == [cfg for cfg, _ in jobs]
+    assert [r.model is not None for _, r in outcomes] == [keep for _, keep in jobs]
+
+
+def test_recipe_defaults_keep_the_keys_recorded_before_them() -> None:
+    """Keys of default configs are what they were before the recipe fields existed (cache reuse, tiny fixture)."""
+    from dataclasses import asdict
+
+    from compute.finetune import CODE_VERSION, RECIPE_DEFAULTS
+    from compute.paths import job_key
+
+    for augment in (True, False):
+        cfg = _engine_cfg(augment=augment, batch_size=128)
+        old = {k: v for k, v in asdict(cfg).items() if k not in RECIPE_DEFAULTS} | {"augment": augment}
+        assert cfg.key == job_key("finetune", {**old, "code": CODE_VERSION})
+    keys = {_engine_cfg(**kw).key for kw in ({}, {"fc_init": "normal"}, {"lr_schedule": "step"}, {"precision": "bf16"},
+                                             {"augment": "paper"}, {"input_size": 64}, {"bn_mode": "train"})}
+    assert len(keys) == 7  # every recipe choice is part of the key
+
+
+def test_fc_init_normal_and_step_schedule_are_the_authors() -> None:
+    from compute.finetune import make_scheduler, prepare_model
+
+    source = build_model("small_resnet", 7, seed=3)
+    model = prepare_model(source, _engine_cfg(fc_init="normal"), 10, torch.device("cpu"))
+    assert torch.all(model.fc.bias == 0) and 0.8 < float(model.fc.weight.detach().std()) < 1.2
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = make_scheduler(_engine_cfg(lr_schedule="step", epochs=100), opt)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [round(lrs[e], 6) for e in (0, 32, 33, 65, 66, 98, 99)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001]
+
+
+# --- CUDA (skipped without a GPU) ------------------------------------------------------------------------------
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("bn_mode", ["frozen", "train"])
+def test_cuda_engine_matches_the_cpu_engine(small_source, bn_mode: str) -> None:
+    target = register_colour_target()
+    configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=target) for s in SEEDS]
+    cpu = dict(run_cell(small_source, configs, device="cpu", max_group=3))
+    for precision, loss_tol, acc_tol in (("fp32", 1e-2, 2 / 50), ("bf16", 5e-2, 5 / 50)):
+        cfgs = [FinetuneConfig(**{**c.__dict__, "precision": precision}) for c in configs]
+        gpu = dict(run_cell(small_source, cfgs, device="cuda", max_group=3))
+        for c, g in zip(configs, cfgs, strict=True):
+            for a, b in zip(gpu[g].curve, cpu[c].curve, strict=True):
+                assert abs(a["train_loss"] - b["train_loss"]) <= loss_tol * max(1.0, b["train_loss"]), (precision, a, b)
+                assert abs(a["test_acc"] - b["test_acc"]) <= acc_tol, (precision, a, b)
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_many_runs_at_once_equal_one_at_a_time(small_source) -> None:
+    target = register_colour_target()
+    configs = [_engine_cfg(seed=s, bn_mode="train", augment="paper", target=target) for s in SEEDS]
+    together = dict(run_cell(small_source, configs, device="cuda", max_group=3))
+    alone = dict(run_cell(small_source, configs, device="cuda", max_group=1))
+    for c in configs:
+        for a, b in zip(together[c].curve, alone[c].curve, strict=True):
+            assert abs(a["train_loss"] - b["train_loss"]) <= 1e-3 * max(1.0, b["train_loss"])
+            assert abs(a["test_acc"] - b["test_acc"]) <= 1 / 50 + 1e-9
