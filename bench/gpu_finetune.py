@@ -204,6 +204,15 @@ def scan_group(device: torch.device, runs: list[int], n: int = 256, epochs: int 
             continue
         base = base or rate
         print(f"  R={count:>2}: {rate:8.1f} train img/s ({rate / base:.2f}x R={runs[0]})")
+    from compute.finetune import finetune  # baseline: today's one-run loop with its frozen-prefix feature cache
+
+    cfg = replace(cfgs[0], feature_cache=True)
+    finetune(source, cfg, device=str(device))  # warm-up: fills the prefix cache, as a sweep's first run does
+    start = time.perf_counter()
+    finetune(source, cfg, device=str(device))
+    seconds = time.perf_counter() - start
+    print(f"  compute.finetune.finetune (one run, feature cache, includes its evaluations): "
+          f"{n * epochs / seconds:8.1f} train img/s")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rates: dict[tuple[str, int, str], Rate] = {}
     r_used: dict[int, int] = {}
-    print(f"{'blocks':>6}  {'loop':<22} {'target':<6} {'R':>3} {'train img/s':>12} {'eval img/s':>11}")
+    print(f"### {device_name}  (paste under this heading in bench/RESULTS.md: `rtx precompute --dry-run` reads these rows)")
+    print("| blocks | loop | target | R | train img/s | eval img/s |\n|---|---|---|---|---|---|")
     for blocks in args.blocks:
         r = runs or group_size(source, cfg("colour", blocks, "train"), 64, device)
         r_used[blocks] = r
@@ -253,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         for loop, kind, count, measure in rows:
             rate = measure()
             rates[(loop, blocks, kind)] = rate
-            print(f"{blocks:>6}  {loop:<22} {kind:<6} {count:>3} {rate.train:>12.1f} {rate.eval:>11.1f}")
+            print(f"| {blocks} | {loop} | {kind} | {count} | {rate.train:.1f} | {rate.eval:.1f} |")
         rates[("naive", blocks, "grey")] = replace(rates[("naive", blocks, "colour")])  # same model cost, no augmentation
 
     print("\nWhole-run seconds, EXTRAPOLATED from the rates above (colour target, 10,000 test images):")

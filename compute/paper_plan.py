@@ -94,15 +94,21 @@ def measured_rates(device_name: str, path: Path = RESULTS) -> dict[tuple[int, st
     """{(blocks, 'grey'|'colour'): (train img/s, eval img/s)} of `engine-R train-bn` rows recorded for this device.
 
     Reads the rate tables of bench/RESULTS.md: a `### <device name>` heading, then rows
-    `| blocks | loop | target | R | train img/s | eval img/s |` as bench/gpu_finetune.py prints them.
+    `| blocks | loop | target | R | train img/s | eval img/s |` as bench/gpu_finetune.py prints them (full size
+    only: figures inside ``` fences, such as the CPU `--quick` ones, are skipped).
     """
     if not path.exists():
         return {}
     rates: dict[tuple[int, str], tuple[float, float]] = {}
-    device = None
+    device, fenced = None, False
     for line in path.read_text().splitlines():
+        if line.startswith("```"):  # quoted output (e.g. CPU --quick figures at 64x64) is never read as rates
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
         if line.startswith("### "):
-            device = line[4:].strip()
+            device = line[4:].split("  ")[0].strip()
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if device == device_name and len(cells) == 6 and cells[1] == "engine-R train-bn" and re.fullmatch(r"\d+", cells[0]):

@@ -63,7 +63,8 @@ def test_dry_run_plan_counts_the_grid_and_says_when_no_rate_was_measured(tmp_pat
     assert "no measured rate for this device (Imaginary GPU)" in text
     assert len(text.splitlines()) == 1 + 6 * 4 + 1  # header, targets x blocks, verdict
     results = tmp_path / "RESULTS.md"
-    results.write_text("### Imaginary GPU\n| blocks | loop | target | R | train img/s | eval img/s |\n"
+    results.write_text("```\n### Imaginary GPU\n| 0 | engine-R train-bn | grey | 2 | 9.0 | 9.0 |\n```\n"
+                       "### Imaginary GPU  (paste under this heading)\n| blocks | loop | target | R | train img/s | eval img/s |\n"
                        "| 3 | engine-R train-bn | grey | 8 | 1000.0 | 4000.0 |\n")
     assert measured_rates("Imaginary GPU", results) == {(3, "grey"): (1000.0, 4000.0)}
     assert "Imaginary GPU-hours" in plan_summary(configs, "Imaginary GPU", results)
