@@ -11,13 +11,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKED = ("duckdb", "streamlit", "gradio", "pandas")
-# A meta-path finder that makes importing the blocked packages fail, as on the GPU machine where they are absent.
+# A meta-path finder whose modules fail to load, as on the GPU machine where these packages are absent. It answers
+# find_spec (torch._dynamo probes optional packages with importlib.util.find_spec) but every import raises.
 SITECUSTOMIZE = f"""
+import importlib.machinery
 import sys
+class _Blocked:
+    def create_module(self, spec):
+        raise ModuleNotFoundError('blocked for the test: ' + spec.name, name=spec.name)
+    def exec_module(self, module):
+        pass
 class _Block:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in {BLOCKED!r}:
-            raise ImportError('blocked for the test: ' + name)
+            return importlib.machinery.ModuleSpec(name, _Blocked())
         return None
 sys.meta_path.insert(0, _Block())
 """
