@@ -199,7 +199,8 @@ class RunGroup:
         """(R, B) subset positions -> model inputs: prefix activations (frozen) or images (train), (R, B, ...)."""
         r, b = rows.shape
         if self.static:
-            return self.union_feats[self.subset_rows.gather(1, rows)].view(r, b, *self.union_feats.shape[1:])
+            feats = self.union_feats[self.subset_rows.gather(1, rows)].float()  # bf16 under autocast -> fp32
+            return feats.view(r, b, *self.union_feats.shape[1:])
         images = self.train.images[self.subset_dev.gather(1, rows)].flatten(0, 1)  # (R * B, C, h, w)
         if self.cfg.augment == "paper" and images.shape[1] == 3:
             params = PaperParams.cat([draw_paper_params(b, g) for g in self.generators])
@@ -210,7 +211,7 @@ class RunGroup:
         x = self._model_input(x)
         if self.cfg.bn_mode == "frozen":
             with torch.no_grad(), autocast(self.cfg, self.device):
-                x = self.prefix_fn(x)
+                x = self.prefix_fn(x).float()  # the vmapped suffix takes fp32 (its convolutions autocast again)
         return x.view(r, b, *x.shape[1:])
 
     def train_epoch(self) -> torch.Tensor:
@@ -242,7 +243,8 @@ class RunGroup:
             key = (self.cfg.source_checksum, self.cfg.target, self.cfg.blocks, self.size, self.cfg.test_limit,
                    self.cfg.precision, str(self.device))
             feats = _remember(_PREFIX, key, lambda: self._prefix_batched(self.test.images), capacity=2)
-            chunks = ((feats[i:i + EVAL_BATCH], labels[i:i + EVAL_BATCH]) for i in range(0, len(feats), EVAL_BATCH))
+            chunks = ((feats[i:i + EVAL_BATCH].float(), labels[i:i + EVAL_BATCH])
+                      for i in range(0, len(feats), EVAL_BATCH))
         else:
             chunks = ((self._model_input(to_model_input(as_float(self.test.images[i:i + EVAL_BATCH]), self.size)),
                        labels[i:i + EVAL_BATCH]) for i in range(0, len(labels), EVAL_BATCH))

@@ -115,6 +115,20 @@ def test_engine_runs_equal_one_run_at_a_time(small_source, blocks: int, bn_mode:
     assert len(accs) == len(configs)
 
 
+@pytest.mark.parametrize("bn_mode", ["frozen", "train"])
+def test_engine_in_bf16_stays_within_bf16_tolerance_of_the_reference(small_source, bn_mode: str) -> None:
+    """bf16 autocast (the CUDA default of the paper preset) runs on a CPU too; same numbers up to bf16 rounding."""
+    configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target(),
+                           precision="bf16") for s in SEEDS[:2]]
+    engine = dict(run_cell(small_source, configs, device="cpu", max_group=2))
+    for cfg in configs:
+        ref, got = finetune(small_source, cfg, device="cpu"), engine[cfg]
+        assert not isinstance(got, BaseException), got
+        for a, b in zip(got.curve, ref.curve, strict=True):
+            assert abs(a["train_loss"] - b["train_loss"]) <= 5e-2 * max(1.0, b["train_loss"]), (a, b)
+            assert abs(a["test_acc"] - b["test_acc"]) <= 3 / 50 + 1e-9, (a, b)
+
+
 def test_out_of_memory_splits_the_group_then_fails_single_runs_with_the_reason(small_source, monkeypatch) -> None:
     import compute.engine as engine
 
