@@ -11,7 +11,14 @@ Frozen BatchNorm (`bn_mode`):
 - `train`: the whole model is in train mode as plain `model.train()` leaves it, so frozen blocks' BN
   statistics drift towards the target (and their batch statistics are used during training).
 
-Implementations, from reference to fast:
+Recipe options (each in the run's key; at the defaults below they are left out of it, so keys recorded before
+they existed still match): `augment` ('legacy' this project's first augmentation, 'none', 'paper' the authors'
+per-target transforms: compute.data.augment), `fc_init` ('uniform' | 'normal': N(0, 1) weight, zero bias, the
+authors'), `lr_schedule` ('thirds' | 'step': StepLR(epochs // 3, 0.1), the authors'), `precision` ('fp32' |
+'bf16' autocast), `input_size` (None = the architecture's). compute.presets.PAPER_VS_HERE says which the `paper`
+preset uses and why.
+
+Implementations, from reference to fast (the many-runs-at-once engine is compute.engine):
 - `feature_cache=False`: every step runs the whole model on the (augmented) images: the naive loop.
 - `feature_cache=True`: the frozen prefix (stem + first blocks) is run once per image and its activations
   reused every epoch and across runs that share (source, target, blocks). Same numbers as the naive loop
