@@ -6,7 +6,7 @@ Measured in one process on one device, printed as tables:
             step (frozen BatchNorm statistics drift, as in their code), the whole test set through the whole
             model at every evaluation; the augmentation runs on the device (theirs ran in CPU data workers).
    `engine-1 train-bn` / `engine-R train-bn`: compute.engine with the `paper` preset's recipe (bn_mode='train'),
-            1 run and R runs per call; `engine-R frozen-bn`: the frozen-statistics variant (cached prefix
+            1 run and R runs per call (vmap; `... loop`: the same R runs with strategy='loop'); `engine-R frozen-bn`: the frozen-statistics variant (cached prefix
             activations for evaluation, and for training on grey targets, which have no augmentation).
    Colour rows use the `paper` augmentation on 3-channel 32x32 images; grey rows 1-channel 28x28 images, which
    the paper's recipe does not augment. Images are synthetic (random uint8): speed does not depend on content.
@@ -128,10 +128,11 @@ def measure_naive(source: nn.Module, cfg: FinetuneConfig, device: torch.device, 
     return Rate(epochs * len(labels) / train_s, len(test.labels) / eval_s)
 
 
-def measure_engine(source: nn.Module, cfgs: list[FinetuneConfig], device: torch.device, epochs: int) -> Rate:
+def measure_engine(source: nn.Module, cfgs: list[FinetuneConfig], device: torch.device, epochs: int,
+                   strategy: str = "vmap") -> Rate:
     """compute.engine: `epochs` epochs timed after an untimed set-up and warm-up epoch (a run has 100 or 150 epochs
     to amortise its set-up); evaluation timed on its second call (the frozen-prefix cache fills once per cell)."""
-    group = RunGroup(source, cfgs, device)
+    group = RunGroup(source, cfgs, device, strategy=strategy)
     group.train_epoch().tolist()
     _sync(device)
     start = time.perf_counter()
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--blocks", type=int, nargs="+", default=[0, 3, 9])
     parser.add_argument("--runs", type=int, default=None, help="R, runs per call (default: from free memory)")
+    parser.add_argument("--loop", action="store_true", help="with --quick: also time the engine's loop strategy")
     parser.add_argument("--scan-group", type=int, nargs="+", default=None, metavar="R",
                         help="only time small_resnet with these group sizes (how CPU_GROUP was chosen)")
     args = parser.parse_args(argv)
@@ -260,6 +262,10 @@ def main(argv: list[str] | None = None) -> None:
                 seeds = [20_000_000 + 100_000 * i for i in range(count)]
                 rows.append((loop, kind, count, lambda k=blocks, b=bn, s=seeds, t=kind: measure_engine(
                     source, [cfg(t, k, b, seed) for seed in s], device, epochs)))
+        if not args.quick or args.loop:  # the engine's other strategy: a Python loop over the runs, dense convs
+            seeds = [20_000_000 + 100_000 * i for i in range(r)]
+            rows.append(("engine-R train-bn loop", "colour", r, lambda k=blocks, s=seeds: measure_engine(
+                source, [cfg("colour", k, "train", seed) for seed in s], device, epochs, "loop")))
         for loop, kind, count, measure in rows:
             rate = measure()
             rates[(loop, blocks, kind)] = rate

@@ -4,7 +4,9 @@ A cell is a set of runs whose configs differ only in the seed (same source, targ
 recipe). They share the frozen weights; each run keeps its own trainable weights, SGD momentum buffers,
 BatchNorm statistics, subset, batch order and augmentation. One step is one call over all R runs:
 `torch.func.functional_call` on a template module with the runs' stacked tensors, `torch.func.vmap` over the
-run dimension. The optimiser is one SGD over the stacked tensors: momentum and weight decay are elementwise
+run dimension (`strategy='vmap'`; vmap turns the runs' convolutions into grouped ones), or a Python loop over the
+runs' slices of the same stacked tensors (`strategy='loop'`: dense convolutions, R calls; same numbers).
+bench/gpu_finetune.py times both; which is faster depends on the device. The optimiser is one SGD over the stacked tensors: momentum and weight decay are elementwise
 and all runs share the learning-rate schedule, so it is R independent SGDs. The loss is the sum of the runs'
 mean losses, whose gradient with respect to run r's weights is run r's own gradient.
 
@@ -68,6 +70,7 @@ from compute.finetune import (
 )
 from compute.models import Classifier
 
+STRATEGIES = ("vmap", "loop")  # one vmapped call over the runs, or a Python loop over them (same numbers)
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
 EVAL_BATCH = 256
 Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
@@ -134,7 +137,9 @@ class RunGroup:
     """R runs of one cell: the template model, the stacked trainable state, and one step / one evaluation."""
 
     def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
-                 compile_prefix: bool = False):
+                 compile_prefix: bool = False, strategy: str = "vmap"):
+        if strategy not in STRATEGIES:
+            raise RtxError(f"unknown engine strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")
         cfg = configs[0]
         self.configs, self.cfg, self.device = configs, cfg, device
         self.train = device_data(cfg.target, "train", device)
@@ -170,8 +175,11 @@ class RunGroup:
         self.optimizer = torch.optim.SGD(list(self.params.values()), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         self.scheduler = make_scheduler(cfg, self.optimizer)
-        self.forward = vmap(self._call, in_dims=(0, 0, 0))
-        self.forward_shared = vmap(self._call, in_dims=(0, 0, None))
+        if strategy == "vmap":
+            self.forward = vmap(self._call, in_dims=(0, 0, 0))
+            self.forward_shared = vmap(self._call, in_dims=(0, 0, None))
+        else:
+            self.forward, self.forward_shared = self._looped(shared=False), self._looped(shared=True)
         self.static = _static_prefix(cfg, self.train.images.shape[1])
         self.subset_dev = torch.stack([torch.as_tensor(s) for s in self.subsets]).to(device)  # (R, n)
         if self.static:  # prefix activations of the union of the subsets, once
@@ -182,6 +190,14 @@ class RunGroup:
     def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
               x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, {**self.frozen, **params, **buffers}, (x,))
+
+    def _looped(self, shared: bool) -> Callable[..., torch.Tensor]:
+        """The vmapped call's signature and result, one run after another (views of the stacked tensors, so
+        gradients and BatchNorm running-statistic updates land in run r's slice)."""
+        def run(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([self._call({k: v[r] for k, v in params.items()}, {k: v[r] for k, v in buffers.items()},
+                                           x if shared else x[r]) for r in range(len(self.configs))])
+        return run
 
     @torch.no_grad()
     def _prefix_batched(self, images: torch.Tensor) -> torch.Tensor:
@@ -272,10 +288,10 @@ class RunGroup:
 
 def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch.device,
                 keep: set[str] | frozenset[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
-                compile_prefix: bool = False) -> list[FinetuneResult]:
+                compile_prefix: bool = False, strategy: str = "vmap") -> list[FinetuneResult]:
     """Train the runs of one cell together; one FinetuneResult per run, in the order of `configs`."""
     start = time.perf_counter()
-    group = RunGroup(source, configs, device, compile_prefix)
+    group = RunGroup(source, configs, device, compile_prefix, strategy)
     cfg = group.cfg
     curves: list[list[dict[str, float]]] = [[] for _ in configs]
     eval_at = set(cfg.eval_epochs())
@@ -333,7 +349,8 @@ def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch
 
 def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
              keep: set[str] | frozenset[str] = frozenset(), max_group: int | None = None,
-             on_epoch: Callable[[int, int], None] | None = None, compile_prefix: bool = False) -> Iterator[Outcome]:
+             on_epoch: Callable[[int, int], None] | None = None, compile_prefix: bool = False,
+             strategy: str = "vmap") -> Iterator[Outcome]:
     """Train one cell's runs in groups; yields (config, FinetuneResult or the error) per run as groups finish.
 
     Out of device memory: the group is split in halves and each half retried; a lone run that does not fit is
@@ -350,7 +367,7 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
     while pending:
         group = pending.pop(0)
         try:
-            results = train_group(source, group, dev, keep, on_epoch, compile_prefix)
+            results = train_group(source, group, dev, keep, on_epoch, compile_prefix, strategy)
         except Exception as err:
             if not _is_oom(err):
                 yield from ((c, err) for c in group)
@@ -372,12 +389,13 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
                options: Any) -> Iterator[Outcome]:
     """A sweep executor (compute.sweep.EXECUTORS signature): jobs grouped into cells, each cell by `run_cell`.
 
-    `options` needs `.device`; `.max_group` is used when present.
+    `options` needs `.device`; `.max_group` and `.engine_strategy` are used when present.
     """
     keep = {cfg.key for cfg, k in jobs if k}
     for cell in cells(cfg for cfg, _ in jobs):
         yield from run_cell(sources(cell[0].source), cell, getattr(options, "device", None), keep,
-                            getattr(options, "max_group", None))
+                            getattr(options, "max_group", None),
+                            strategy=getattr(options, "engine_strategy", "vmap"))
 
 
 __all__ = ["CPU_GROUP", "DeviceData", "RunGroup", "cell_key", "cells", "device_data", "group_size", "run_cell",

@@ -116,6 +116,22 @@ def test_engine_runs_equal_one_run_at_a_time(small_source, blocks: int, bn_mode:
 
 
 @pytest.mark.parametrize("bn_mode", ["frozen", "train"])
+def test_loop_strategy_equals_one_run_at_a_time(small_source, bn_mode: str) -> None:
+    configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target()) for s in SEEDS]
+    engine = dict(run_cell(small_source, configs, device="cpu", keep={c.key for c in configs}, max_group=3,
+                           strategy="loop"))
+    for cfg in configs:
+        ref, got = finetune(small_source, cfg, keep_model=True, device="cpu"), engine[cfg]
+        for a, b in zip(got.curve, ref.curve, strict=True):
+            assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 * max(1.0, abs(b["train_loss"])), (a, b)
+            assert abs(a["test_acc"] - b["test_acc"]) <= 1 / 50 + 1e-9, (a, b)
+        ref_state, got_state = ref.model.state_dict(), got.model.state_dict()
+        for name, value in ref_state.items():
+            if value.is_floating_point():
+                assert torch.allclose(got_state[name], value, atol=1e-4, rtol=1e-3), name
+
+
+@pytest.mark.parametrize("bn_mode", ["frozen", "train"])
 def test_engine_in_bf16_stays_within_bf16_tolerance_of_the_reference(small_source, bn_mode: str) -> None:
     """bf16 autocast (the CUDA default of the paper preset) runs on a CPU too; same numbers up to bf16 rounding."""
     configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target(),
