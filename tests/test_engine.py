@@ -145,6 +145,21 @@ def test_engine_in_bf16_stays_within_bf16_tolerance_of_the_reference(small_sourc
             assert abs(a["test_acc"] - b["test_acc"]) <= 3 / 50 + 1e-9, (a, b)
 
 
+def test_without_room_for_cached_prefix_activations_the_numbers_stay_the_same(small_source, monkeypatch) -> None:
+    from collections import OrderedDict
+
+    import compute.engine as engine
+
+    configs = [_engine_cfg(seed=s, augment="none", epochs=2) for s in SEEDS[:2]]
+    cached = dict(run_cell(small_source, configs, device="cpu", max_group=2))
+    monkeypatch.setattr(engine.RunGroup, "_cache_fits", lambda self, images: False)
+    monkeypatch.setattr(engine, "_PREFIX", OrderedDict())  # nothing cached from the first call
+    uncached = dict(run_cell(small_source, configs, device="cpu", max_group=2))
+    for cfg in configs:
+        for a, b in zip(uncached[cfg].curve, cached[cfg].curve, strict=True):
+            assert abs(a["train_loss"] - b["train_loss"]) < 1e-5 and a["test_acc"] == b["test_acc"]
+
+
 def test_out_of_memory_splits_the_group_then_fails_single_runs_with_the_reason(small_source, monkeypatch) -> None:
     import compute.engine as engine
 
