@@ -58,7 +58,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from compute.data import load_dataset, sample_subset, to_model_input
-from compute.data.augment import PaperParams, apply_paper, as_float, draw_paper_params, train_input
+from compute.data.augment import PaperParams, apply_paper, as_float, draw_paper_params, to_device, train_input
 from compute.errors import RtxError
 from compute.finetune import (
     FinetuneConfig,
@@ -247,7 +247,7 @@ class RunGroup:
     def train_epoch(self) -> torch.Tensor:
         """One epoch for every run; returns the runs' mean training losses (R,) on the device."""
         n, bs = self.subset_dev.shape[1], self.cfg.batch_size
-        orders = torch.stack([torch.randperm(n, generator=g) for g in self.generators]).to(self.device)  # (R, n)
+        orders = to_device(torch.stack([torch.randperm(n, generator=g) for g in self.generators]), self.device)  # (R, n)
         total = torch.zeros(len(self.configs), device=self.device)
         for i in range(0, n, bs):
             rows = orders[:, i:i + bs]  # (R, B)

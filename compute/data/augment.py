@@ -52,6 +52,17 @@ class PaperParams:
     def cat(parts: list[PaperParams]) -> PaperParams:
         return PaperParams(*(torch.cat([getattr(p, f) for p in parts]) for f in PaperParams.__dataclass_fields__))
 
+    def to(self, device: torch.device) -> PaperParams:
+        return PaperParams(*(to_device(getattr(self, f), device) for f in PaperParams.__dataclass_fields__))
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor onto `device` without blocking the host: through pinned memory on CUDA (a plain copy from
+    pageable memory waits for the copy, a host synchronisation inside the training step)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
 
 def draw_paper_params(n: int, generator: torch.Generator) -> PaperParams:
     """Draw a batch's parameters from `generator`, always in the same order (crop, flip, jitter, order, angle)."""
@@ -111,13 +122,14 @@ def apply_paper(images: torch.Tensor, params: PaperParams, size: int) -> torch.T
     """The authors' colour-target transforms on a batch; (N, 3, h, w) uint8 or float -> (N, 3, S, S) float."""
     x = to_model_input(as_float(images), size)  # Resize(S), bilinear
     n, dev = x.shape[0], x.device
+    params = params.to(dev)
     padded = F.pad(x, (PAD, PAD, PAD, PAD))  # (N, 3, S + 8, S + 8), zero fill
     span = torch.arange(size, device=dev)
-    crop = params.crop.to(dev)
+    crop = params.crop
     rows = (crop[:, 0:1] + span).view(n, size, 1)  # (N, S, 1)
     cols = (crop[:, 1:2] + span).view(n, 1, size)  # (N, 1, S)
     x = padded[torch.arange(n, device=dev).view(n, 1, 1), :, rows, cols].permute(0, 3, 1, 2)  # (N, 3, S, S)
-    x = torch.where(params.flip.to(dev).view(n, 1, 1, 1), x.flip(-1), x)
+    x = torch.where(params.flip.view(n, 1, 1, 1), x.flip(-1), x)
     x = _jitter(x, params.factors, params.order)
     grid = _rotation_grid(params.angle, size, dev)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False).contiguous()
