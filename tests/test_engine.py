@@ -266,3 +266,21 @@ def test_cuda_many_runs_at_once_equal_one_at_a_time(small_source) -> None:
         for a, b in zip(together[c].curve, alone[c].curve, strict=True):
             assert abs(a["train_loss"] - b["train_loss"]) <= 1e-3 * max(1.0, b["train_loss"])
             assert abs(a["test_acc"] - b["test_acc"]) <= 1 / 50 + 1e-9
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("bn_mode", ["frozen", "train"])
+def test_cuda_training_epoch_never_synchronises_the_host(small_source, bn_mode: str) -> None:
+    from compute.engine import RunGroup
+
+    configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target(),
+                           precision="bf16") for s in SEEDS]
+    group = RunGroup(small_source, configs, torch.device("cuda"))
+    group.train_epoch().tolist()  # warm-up: allocator, cuDNN autotuning
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = group.train_epoch()  # raises on any synchronising CUDA call inside the steps
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert losses.shape == (3,) and bool(torch.isfinite(losses).all())
