@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from app.data import constraint_eps
+from compute.presets import PAPER_VS_HERE
 
 TABLE7 = Path(__file__).resolve().parents[1] / "assets" / "paper_table7.csv"
 PAPER_MODELS = ("natural", "l2_eps3", "linf_eps4_255", "linf_eps8_255")
@@ -70,3 +71,8 @@ def comparison(summary: pd.DataFrame, sources: pd.DataFrame, natural: str | None
         ["target", "n_train", "model", "here_target", "source", "arch", "n_seeds", "here_acc", "lo", "hi"]]
     merged = table.merge(here, on=["target", "n_train", "model"], how="left")
     return merged.assign(diff=merged["here_acc"] - merged["paper_acc"])
+
+
+def recipe_table() -> pd.DataFrame:
+    """The fine-tuning recipe: the paper's text, the authors' code and this project's presets, one row per setting."""
+    return pd.DataFrame(list(PAPER_VS_HERE), columns=["setting", "paper (text)", "authors' code", "here"])

@@ -11,7 +11,14 @@ Frozen BatchNorm (`bn_mode`):
 - `train`: the whole model is in train mode as plain `model.train()` leaves it, so frozen blocks' BN
   statistics drift towards the target (and their batch statistics are used during training).
 
-Implementations, from reference to fast:
+Recipe options (each in the run's key; at the defaults below they are left out of it, so keys recorded before
+they existed still match): `augment` ('legacy' this project's first augmentation, 'none', 'paper' the authors'
+per-target transforms: compute.data.augment), `fc_init` ('uniform' | 'normal': N(0, 1) weight, zero bias, the
+authors'), `lr_schedule` ('thirds' | 'step': StepLR(epochs // 3, 0.1), the authors'), `precision` ('fp32' |
+'bf16' autocast), `input_size` (None = the architecture's). compute.presets.PAPER_VS_HERE says which the `paper`
+preset uses and why.
+
+Implementations, from reference to fast (the many-runs-at-once engine is compute.engine):
 - `feature_cache=False`: every step runs the whole model on the (augmented) images: the naive loop.
 - `feature_cache=True`: the frozen prefix (stem + first blocks) is run once per image and its activations
   reused every epoch and across runs that share (source, target, blocks). Same numbers as the naive loop
@@ -21,6 +28,7 @@ Implementations, from reference to fast:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections import OrderedDict
@@ -33,7 +41,7 @@ import torch
 from torch import nn
 
 from compute.data import load_dataset, sample_subset, to_model_input
-from compute.data.transforms import augment_batch
+from compute.data.augment import train_input
 from compute.errors import RtxError
 from compute.models import Classifier
 from compute.paths import job_key
@@ -41,6 +49,12 @@ from compute.paths import job_key
 # Bump when a change to this module changes results: it is part of every fine-tune's key.
 CODE_VERSION = "finetune-1"
 BN_MODES = ("frozen", "train")
+FC_INITS = ("uniform", "normal")
+LR_SCHEDULES = ("thirds", "step")
+PRECISIONS = ("fp32", "bf16")
+# Recipe fields added after keys were first recorded: they enter the key only when they differ from these
+# defaults, so every run recorded before them keeps its key (and the tiny/demo results stay as they are).
+RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32", "input_size": None}
 
 
 @dataclass(frozen=True)
@@ -59,27 +73,56 @@ class FinetuneConfig:
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    augment: bool = True
+    augment: str = "legacy"  # compute.data.augment.POLICIES; True/False are read as 'legacy'/'none'
     bn_mode: str = "frozen"
     feature_cache: bool = False
     test_limit: int | None = None
+    fc_init: str = "uniform"  # 'uniform' (nn.Linear's bound, seeded) | 'normal' (N(0, 1) weight, 0 bias: the authors')
+    lr_schedule: str = "thirds"  # 'thirds' (lr / 10 at 1/3 and 2/3) | 'step' (StepLR(epochs // 3, 0.1): the authors')
+    precision: str = "fp32"  # 'fp32' | 'bf16' (autocast; the engine's CUDA default for the paper preset)
+    input_size: int | None = None  # None = the architecture's (224 for ResNet-50); smaller only for CPU smoke tests
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, bool):  # configs recorded before augment became a policy name
+            object.__setattr__(self, "augment", "legacy" if self.augment else "none")
 
     @property
     def key(self) -> str:
-        return job_key("finetune", {**asdict(self), "code": CODE_VERSION})
+        return job_key("finetune", {**key_fields(self), "code": CODE_VERSION})
 
     def eval_epochs(self) -> list[int]:
         """1, 1 + t, 1 + 2t, ... and the last epoch ("test every 20" = 1, 21, 41, 61, 81, 100)."""
         return sorted({*range(1, self.epochs + 1, self.test_every), self.epochs})
 
     def validate(self, num_blocks: int) -> None:
-        if self.bn_mode not in BN_MODES:
-            raise RtxError(f"unknown bn_mode {self.bn_mode!r}; valid choices: {', '.join(BN_MODES)}")
+        from compute.data.augment import POLICIES
+
+        for name, value, valid in (("augment", self.augment, POLICIES), ("bn_mode", self.bn_mode, BN_MODES),
+                                   ("fc_init", self.fc_init, FC_INITS), ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+                                   ("precision", self.precision, PRECISIONS)):
+            if value not in valid:
+                raise RtxError(f"unknown {name} {value!r}; valid choices: {', '.join(valid)}")
         if not 0 <= self.blocks <= num_blocks:
             raise RtxError(f"cannot fine-tune {self.blocks} blocks: the architecture has {num_blocks} (use 0..{num_blocks})")
-        if self.feature_cache and (self.augment or self.bn_mode != "frozen"):
+        if self.input_size is not None and self.input_size < 8:
+            raise RtxError(f"input_size {self.input_size} is too small; use 8 or more (or leave it unset)")
+        if self.feature_cache and (self.augment != "none" or self.bn_mode != "frozen"):
             raise RtxError("feature_cache needs augment=False and bn_mode='frozen' (otherwise the frozen part's "
                            "output changes every epoch); drop --feature-cache or pass --no-augment")
+
+
+def key_fields(cfg: FinetuneConfig) -> dict[str, Any]:
+    """The fields that make a run's key, in the form keys were first recorded in.
+
+    `augment` 'legacy'/'none' are written as the booleans they were; 'paper' as its name. Recipe fields at
+    their `RECIPE_DEFAULTS` are left out, so adding a recipe option never changes an existing run's key.
+    """
+    fields = asdict(cfg)
+    fields["augment"] = {"legacy": True, "none": False}.get(cfg.augment, cfg.augment)
+    for name, default in RECIPE_DEFAULTS.items():
+        if fields[name] == default:
+            del fields[name]
+    return fields
 
 
 @dataclass(frozen=True)
@@ -119,11 +162,45 @@ def split_model(model: Classifier, blocks: int) -> tuple[nn.Sequential, nn.Seque
     return prefix, suffix
 
 
+def new_fc(model: Classifier, cfg: FinetuneConfig, num_classes: int) -> None:
+    """Replace `model`'s FC layer for the target, initialised per `cfg.fc_init` from a generator seeded by the run.
+
+    'uniform': nn.Linear's default bound 1/sqrt(features) for weight and bias (what this project did first);
+    'normal': weight ~ N(0, 1), bias 0, as the authors' code does (`nn.init.normal_`, standard deviation 1).
+    """
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if cfg.fc_init == "uniform":
+        model.reset_fc(num_classes, generator)
+        return
+    model.reset_fc(num_classes)
+    with torch.no_grad():
+        weight = torch.empty(model.fc.weight.shape).normal_(0.0, 1.0, generator=generator)
+        model.fc.weight.copy_(weight)
+        model.fc.bias.zero_()
+
+
+def make_scheduler(cfg: FinetuneConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """'thirds': lr / 10 after 1/3 and 2/3 of the epochs (the paper's text); 'step': StepLR(epochs // 3, 0.1),
+    the authors' code (robustness' `step_lr`), which also decays once more after epoch 3 * (epochs // 3)."""
+    if cfg.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, max(1, cfg.epochs // 3), 0.1)
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, [cfg.epochs // 3, 2 * cfg.epochs // 3], 0.1)
+
+
+def autocast(cfg: FinetuneConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast for `precision='bf16'` on the run's device; a no-op context for fp32."""
+    if cfg.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def prepare_model(source: Classifier, cfg: FinetuneConfig, num_classes: int, device: torch.device) -> Classifier:
-    """Copy the source, re-initialise FC (seeded), freeze all but FC and the last `cfg.blocks` blocks."""
+    """Copy the source, re-initialise FC (seeded, per `cfg.fc_init`), freeze all but FC and the last `cfg.blocks` blocks."""
     model = copy.deepcopy(source).to(device)
     cfg.validate(len(model.blocks()))
-    model.reset_fc(num_classes, torch.Generator().manual_seed(cfg.seed))
+    if cfg.input_size is not None:
+        model.input_size = cfg.input_size
+    new_fc(model, cfg, num_classes)
     model.requires_grad_(False)
     trainable = [b for _, b in model.blocks()][len(model.blocks()) - cfg.blocks:]
     for module in [*trainable, model.net.fc]:
@@ -194,7 +271,7 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
     model = prepare_model(source, cfg, len(train.classes), dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [cfg.epochs // 3, 2 * cfg.epochs // 3], 0.1)
+    scheduler = make_scheduler(cfg, optimizer)
     generator = torch.Generator().manual_seed(cfg.seed)
     prefix, suffix = split_model(model, cfg.blocks)
     x_train = train.images[torch.as_tensor(subset)]
@@ -227,11 +304,9 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
             idx = order[i:i + cfg.batch_size]
             batch = inputs[idx.to(inputs.device)]
             if not cfg.feature_cache:
-                batch = batch.to(dev)
-                if cfg.augment:
-                    batch = augment_batch(batch, generator)
-                batch = to_model_input(batch, model.input_size)
-            loss = loss_fn(step_fn(batch), y_train[idx.to(dev)])
+                batch = train_input(batch.to(dev), cfg.augment, model.input_size, generator)
+            with autocast(cfg, dev):
+                loss = loss_fn(step_fn(batch), y_train[idx.to(dev)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

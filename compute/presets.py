@@ -70,9 +70,22 @@ class FinetuneGrid:
     sources: tuple[str, ...] = ()  # empty = every source of the preset
     epochs: int | None = None
     test_every: int | None = None
-    augment: bool = True
+    augment: bool | str = True  # a compute.data.augment policy; True/False = 'legacy'/'none'
     feature_cache: bool = False
     test_limit: int | None = None  # evaluate on the first N test images (None = all)
+    bn_mode: str = "frozen"  # the rest: FinetuneConfig's recipe fields (see PAPER_VS_HERE)
+    fc_init: str = "uniform"
+    lr_schedule: str = "thirds"
+    precision: str = "fp32"
+    input_size: int | None = None  # None = the architecture's; set only for smoke tests (recorded in the key)
+
+    def recipe(self) -> dict[str, object]:
+        """The FinetuneConfig fields this grid sets for every run besides the axes and the schedule."""
+        return {name: getattr(self, name) for name in RECIPE_FIELDS}
+
+
+RECIPE_FIELDS = ("augment", "feature_cache", "test_limit", "bn_mode", "fc_init", "lr_schedule", "precision",
+                 "input_size")
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,33 @@ TINY_SOURCES = tuple(
 DEMO_SIZES = (20, 50, 100, 200, 400)
 DEMO_SCHEDULE = {"epochs": 20, "test_every": 4, "augment": False, "feature_cache": True}
 
+# The `paper` preset follows the authors' code where it says more than the text (paper_facts.md, "The authors'
+# code"); precision is this project's choice (bf16 autocast, recorded in every key; 'fp32' is the authors').
+PAPER_RECIPE = {"augment": "paper", "bn_mode": "train", "fc_init": "normal", "lr_schedule": "step",
+                "precision": "bf16"}
+
+# (setting, the paper's text, the authors' code, here: the `paper` preset / the demo) for the "Paper vs here" page.
+PAPER_VS_HERE: tuple[tuple[str, str, str, str], ...] = (
+    ("augmentation", "random crop and rotation",
+     "colour: RandomCrop(224, pad 4), flip, ColorJitter(0.25, 0.25, 0.25), RandomRotation(2); grey: none",
+     "paper: the authors' transforms on the device (augment='paper'); demo: none (augment='none')"),
+    ("frozen BatchNorm", "not stated",
+     "whole model in train mode: frozen blocks use batch statistics and update running statistics",
+     "paper: bn_mode='train'; demo: bn_mode='frozen' (frozen blocks in eval mode)"),
+    ("new FC layer", "re-initialised", "weight ~ N(0, 1), bias 0",
+     "paper: fc_init='normal'; demo: fc_init='uniform' (nn.Linear's bound 1/sqrt(features))"),
+    ("learning-rate decay", "lr / 10 at 1/3 and 2/3 of the epochs",
+     "StepLR(epochs // 3, 0.1): also a third decay after epoch 3 * (epochs // 3)",
+     "paper: lr_schedule='step'; demo: lr_schedule='thirds'"),
+    ("optimiser", "SGD lr 0.1, batch 128, momentum 0.9, weight decay 5e-4", "the same", "the same"),
+    ("upscaling", "bilinear to 224", "Resize(224) on PIL images (uint8 after every transform)",
+     "bilinear on the device; float from the upscaling on (no uint8 rounding between transforms)"),
+    ("arithmetic", "not stated", "fp32", "paper: bf16 autocast (precision='bf16'); demo: fp32"),
+    ("test set", "the whole test split", "the whole test split",
+     "the whole split unless --test-limit N (then the first N images; recorded in the run's key)"),
+)
+
+
 # --- zoo: the later MadryLab ResNet-50s, from the Hugging Face hub -------------------------------------------
 # Salman et al. 2020 ("Do adversarially robust ImageNet models transfer better?") trained one ResNet-50 per
 # budget, so the budget question (which eps transfers best?) can be asked at ImageNet scale. File names as
@@ -181,7 +221,8 @@ ZOO_PRESET = Preset(
     "zoo",
     "the budget question at ImageNet scale: 15 hub ResNet-50s (L2 0..5, Linf 0.5..8/255) x 3 blocks x 4 targets",
     ZOO_SOURCES,
-    (FinetuneGrid(targets=("cifar10", "svhn", "fmnist", "caltech101"), sizes=PAPER_SIZES[:5], seeds=(), blocks=(3,)),),
+    (FinetuneGrid(targets=("cifar10", "svhn", "fmnist", "caltech101"), sizes=PAPER_SIZES[:5], seeds=(), blocks=(3,),
+                  **PAPER_RECIPE),),  # the authors' recipe, as the paper preset
     natural="l2_0",
 )
 
@@ -223,7 +264,8 @@ PRESETS: dict[str, Preset] = {
             SourceSpec("linf_4", "resnet50", "linf:4/255", 20, "imagenet", checkpoint="imagenet_linf_4.pt"),
             SourceSpec("linf_8", "resnet50", "linf:8/255", 20, "imagenet", checkpoint="imagenet_linf_8.pt"),
         ),
-        (FinetuneGrid(targets=PAPER_TARGETS, sizes=(*PAPER_SIZES, None), seeds=(), blocks=PAPER_BLOCKS),),
+        (FinetuneGrid(targets=PAPER_TARGETS, sizes=(*PAPER_SIZES, None), seeds=(), blocks=PAPER_BLOCKS,
+                      **PAPER_RECIPE),),
         natural="natural",
         influence=InfluenceSpec("cifar10", 3_200, paper_seeds(1)[0], 3, ("l2_3", "natural"), n_test=10_000),
         featviz=FeatvizSpec(("natural", "l2_3")),

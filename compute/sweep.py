@@ -52,8 +52,8 @@ def plan(preset: Preset, checksums: dict[str, str], test_limit: int | None = Non
                             cfg = FinetuneConfig(
                                 source=source, source_checksum=checksums[source], target=target, n_train=n_train,
                                 seed=seed, blocks=blocks, epochs=grid.epochs or schedule.epochs,
-                                test_every=grid.test_every or schedule.test_every, augment=grid.augment,
-                                feature_cache=grid.feature_cache, test_limit=test_limit or grid.test_limit,
+                                test_every=grid.test_every or schedule.test_every,
+                                **{**grid.recipe(), "test_limit": test_limit or grid.test_limit},
                             )
                             configs.setdefault(cfg.key, cfg)
     return list(configs.values())

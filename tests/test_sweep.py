@@ -40,7 +40,8 @@ def test_paper_plan_uses_table_4() -> None:
     per_cell = 5 * 20 + 2 * 10 + 2 * 5 + 1  # Table 4's seeds per subset size
     assert len(configs) == 4 * 4 * 6 * per_cell
     small = next(c for c in configs if c.n_train == 100)
-    assert (small.epochs, small.test_every, small.augment) == (100, 20, True)
+    assert (small.epochs, small.test_every, small.augment) == (100, 20, "paper")
+    assert (small.bn_mode, small.fc_init, small.lr_schedule) == ("train", "normal", "step")  # the authors' code
     full = next(c for c in configs if c.n_train is None)
     assert (full.epochs, full.test_every) == (150, 10)
 

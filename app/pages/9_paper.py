@@ -9,6 +9,8 @@ st.title("The paper's numbers vs this cache")
 snap = data.snapshot()
 summary, sources = data.final_summary(snap), data.source_models(snap)
 table = paper.paper_table()
+with st.expander("Recipe: the paper's text, the authors' code, and here"):
+    st.dataframe(paper.recipe_table(), hide_index=True)
 if summary.empty or sources.empty:
     ui.empty_state(snap, "fine-tuned runs to compare with")
     st.dataframe(table, hide_index=True)
