@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
 
 from compute.data import load_dataset, sample_subset, to_model_input
 from compute.data.augment import PaperParams, apply_paper, as_float, draw_paper_params, to_device, train_input
@@ -71,8 +72,9 @@ from compute.finetune import (
     split_model,
 )
 from compute.models import Classifier
+from compute.settings import ENGINE_STRATEGIES
 
-STRATEGIES = ("vmap", "loop")  # one vmapped call over the runs, or a Python loop over them (same numbers)
+STRATEGIES = ENGINE_STRATEGIES  # "vmap": one vmapped call over the runs; "loop": a Python loop over them (same numbers)
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
 EVAL_BATCH = 256
 Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
@@ -108,13 +110,15 @@ def to_device_images(images: torch.Tensor, device: torch.device) -> torch.Tensor
     return images.float().to(device)
 
 
-def device_data(target: str, split: str, device: torch.device, limit: int | None = None) -> DeviceData:
-    """A split on the device, once per process (the first `limit` images when given)."""
+def device_data(target: str, split: str, device: torch.device, limit: int | None = None,
+                data_root: str | None = None) -> DeviceData:
+    """A split on the device, once per process (the first `limit` images when given); torchvision targets are
+    read from `data_root` (`Settings.data_root`)."""
     def make() -> DeviceData:
-        data = load_dataset(target, split)
+        data = load_dataset(target, split, data_root)
         images, labels = (data.images[:limit], data.labels[:limit]) if limit else (data.images, data.labels)
         return DeviceData(to_device_images(images, device), labels.to(device), len(data.classes))
-    return _remember(_DATA, (target, split, str(device), limit), make)
+    return _remember(_DATA, (target, split, str(device), limit, data_root), make)
 
 
 def cell_key(cfg: FinetuneConfig) -> tuple:
@@ -139,13 +143,13 @@ class RunGroup:
     """R runs of one cell: the template model, the stacked trainable state, and one step / one evaluation."""
 
     def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
-                 compile_prefix: bool = False, strategy: str = "vmap"):
+                 compile_prefix: bool = False, strategy: str = "vmap", data_root: str | None = None):
         if strategy not in STRATEGIES:
             raise RtxError(f"unknown engine strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")
         cfg = configs[0]
         self.configs, self.cfg, self.device = configs, cfg, device
-        self.train = device_data(cfg.target, "train", device)
-        self.test = device_data(cfg.target, "test", device, cfg.test_limit)
+        self.train = device_data(cfg.target, "train", device, data_root=data_root)
+        self.test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
         self.subsets = [sample_subset(self.train.labels.cpu(), cfg.n_train or len(self.train.labels), c.seed)
                         for c in configs]
         self.generators = [torch.Generator().manual_seed(c.seed) for c in configs]
@@ -305,10 +309,10 @@ class RunGroup:
 
 def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch.device,
                 keep: set[str] | frozenset[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
-                compile_prefix: bool = False, strategy: str = "vmap") -> list[FinetuneResult]:
+                compile_prefix: bool = False, strategy: str = "vmap", data_root: str | None = None) -> list[FinetuneResult]:
     """Train the runs of one cell together; one FinetuneResult per run, in the order of `configs`."""
     start = time.perf_counter()
-    group = RunGroup(source, configs, device, compile_prefix, strategy)
+    group = RunGroup(source, configs, device, compile_prefix, strategy, data_root)
     cfg = group.cfg
     curves: list[list[dict[str, float]]] = [[] for _ in configs]
     eval_at = set(cfg.eval_epochs())
@@ -332,12 +336,12 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
-def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device) -> int:
+def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None) -> int:
     """Peak device memory of one run's training step, measured with a throwaway one-run group (CUDA only)."""
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    probe = RunGroup(source, [replace(cfg, epochs=1)], device)
+    probe = RunGroup(source, [replace(cfg, epochs=1)], device, data_root=data_root)
     _one_step(probe)
     probe.evaluate()
     torch.cuda.synchronize(device)
@@ -356,18 +360,19 @@ def _one_step(group: RunGroup) -> None:
     F.cross_entropy(logits.flatten(0, 1).float(), group.train.labels[group.subset_dev.gather(1, rows)].flatten()).backward()
 
 
-def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch.device) -> int:
+def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch.device,
+               data_root: str | None = None) -> int:
     """How many runs share a call: from free memory and a measured per-run peak on CUDA, `CPU_GROUP` on a CPU."""
     if device.type != "cuda":
         return max(1, min(runs, CPU_GROUP))
     free, _ = torch.cuda.mem_get_info(device)
-    return max(1, min(runs, int(0.8 * free // per_run_bytes(source, cfg, device))))
+    return max(1, min(runs, int(0.8 * free // per_run_bytes(source, cfg, device, data_root))))
 
 
 def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
              keep: set[str] | frozenset[str] = frozenset(), max_group: int | None = None,
              on_epoch: Callable[[int, int], None] | None = None, compile_prefix: bool = False,
-             strategy: str = "vmap") -> Iterator[Outcome]:
+             strategy: str = "vmap", data_root: str | None = None) -> Iterator[Outcome]:
     """Train one cell's runs in groups; yields (config, FinetuneResult or the error) per run as groups finish.
 
     Out of device memory: the group is split in halves and each half retried; a lone run that does not fit is
@@ -379,12 +384,12 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
         raise RtxError("run_cell needs runs of one cell (configs that differ only in the seed); group them "
                        "with compute.engine.cells")
     dev = default_device(device)
-    size = max_group or group_size(source, configs[0], len(configs), dev)
+    size = max_group or group_size(source, configs[0], len(configs), dev, data_root)
     pending = [configs[i:i + size] for i in range(0, len(configs), size)]
     while pending:
         group = pending.pop(0)
         try:
-            results = train_group(source, group, dev, keep, on_epoch, compile_prefix, strategy)
+            results = train_group(source, group, dev, keep, on_epoch, compile_prefix, strategy, data_root)
         except Exception as err:
             if not _is_oom(err):
                 yield from ((c, err) for c in group)
@@ -404,15 +409,30 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
 
 def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
                options: Any) -> Iterator[Outcome]:
-    """A sweep executor (compute.sweep.EXECUTORS signature): jobs grouped into cells, each cell by `run_cell`.
+    """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into cells, each cell by `run_cell`.
 
-    `options` needs `.device`; `.max_group` and `.engine_strategy` are used when present.
+    `options` needs `.device`; `.max_group`, `.engine_strategy`, `.data_root` and `.progress` are used when
+    present (`compute.settings.Settings` has them all). Outcomes come per group as it finishes, so the driver
+    records every run of a group before the next group starts (kill -9 loses at most the group in flight).
     """
     keep = {cfg.key for cfg, k in jobs if k}
     for cell in cells(cfg for cfg, _ in jobs):
-        yield from run_cell(sources(cell[0].source), cell, getattr(options, "device", None), keep,
-                            getattr(options, "max_group", None),
-                            strategy=getattr(options, "engine_strategy", "vmap"))
+        first = cell[0]
+        bar = tqdm(total=first.epochs, unit="ep", leave=False, position=1, disable=not getattr(options, "progress", False),
+                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(cell)}")
+        try:
+            source = sources(first.source)
+        except Exception as err:  # e.g. an unreadable checkpoint: the cell's runs fail, the sweep goes on
+            bar.close()
+            yield from ((c, err) for c in cell)
+            continue
+        try:
+            yield from run_cell(source, cell, getattr(options, "device", None), keep, getattr(options, "max_group", None),
+                                on_epoch=lambda epoch, _, b=bar: b.update(epoch - b.n),
+                                strategy=getattr(options, "engine_strategy", "vmap"),
+                                data_root=getattr(options, "data_root", None))
+        finally:
+            bar.close()
 
 
 __all__ = ["CPU_GROUP", "DeviceData", "RunGroup", "cell_key", "cells", "device_data", "group_size", "run_cell",

@@ -15,6 +15,8 @@ import torch
 from compute.errors import RtxError
 from compute.workers import available_cores
 
+ENGINE_STRATEGIES = ("vmap", "loop")  # compute.engine.STRATEGIES (not imported: settings stays light)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -27,6 +29,10 @@ class Settings:
     fetch missing torchvision datasets; keep_models: keep every fine-tuned model's weights; max_runs: stop after
     this many fine-tunes; threads: torch CPU threads of this process (None: torch's choice); test_limit: evaluate
     fine-tunes on the first N test images only (None: the preset's choice).
+    Engine and Ray (compute.sweep): max_group: runs of one cell trained together in one call (None: the engine's
+    choice, from free device memory on CUDA); engine_strategy: 'vmap' | 'loop' (compute.engine.STRATEGIES);
+    gpus_per_task: GPUs of one Ray task, fractional allowed (None: from the group's measured memory when the
+    driver has a GPU, else 1 on a GPU cluster); cpus_per_task: CPUs of one Ray task.
     """
 
     device: str | None = None
@@ -42,12 +48,25 @@ class Settings:
     max_runs: int | None = None
     threads: int | None = None
     test_limit: int | None = None
+    max_group: int | None = None
+    engine_strategy: str = "vmap"
+    gpus_per_task: float | None = None
+    cpus_per_task: float = 1.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise RtxError(f"--workers must be at least 1 (got {self.workers})")
         if self.threads is not None and self.threads < 1:
             raise RtxError(f"--threads must be at least 1 (got {self.threads})")
+        if self.max_group is not None and self.max_group < 1:
+            raise RtxError(f"--max-group must be at least 1 (got {self.max_group})")
+        if self.engine_strategy not in ENGINE_STRATEGIES:
+            raise RtxError(f"unknown engine strategy {self.engine_strategy!r}; valid choices: "
+                           f"{', '.join(ENGINE_STRATEGIES)}")
+        if self.gpus_per_task is not None and not (0 < self.gpus_per_task <= 1 or float(self.gpus_per_task).is_integer()):
+            raise RtxError(f"--gpus-per-task must be a fraction in (0, 1] or a whole number (got {self.gpus_per_task})")
+        if self.cpus_per_task <= 0:
+            raise RtxError(f"--cpus-per-task must be positive (got {self.cpus_per_task})")
 
     @classmethod
     def from_env(cls, **values: object) -> Settings:
@@ -61,10 +80,19 @@ class Settings:
         env = {"data_root": os.environ.get("RTX_DATA"), "checkpoint_dir": os.environ.get("RTX_CHECKPOINTS")}
         given.update({k: v for k, v in env.items() if k not in given and v})
         given.setdefault("workers", default_workers(given.get("device")))  # type: ignore[arg-type]
+        given.setdefault("executor", default_executor(given.get("device")))  # type: ignore[arg-type]
         return cls(**given)  # type: ignore[arg-type]
 
     def replace(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def default_executor(device: str | None = None) -> str:
+    """'engine' (the runs of a cell in one call, compute.engine) on CUDA; 'local' (one run at a time, the
+    reference whose numbers the tiny/demo fixtures record) on a CPU."""
+    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
+        return "engine"
+    return "local"
 
 
 def default_workers(device: str | None = None) -> int:

@@ -2,9 +2,10 @@
 
 1. Plan: a preset's grids expand into `FinetuneConfig`s whose keys include the source checksum; the keys
    already recorded as done are subtracted, so a re-run only does what is missing (failed runs are retried).
-2. Run: an executor runs jobs (`local`: in this process, or on N worker processes with one torch thread
-   each; `ray`: remote tasks, one GPU each when present).
-   Workers never touch the database; they return `FinetuneResult`s.
+2. Run: an executor runs jobs (`local`: one run at a time, in this process or on N worker processes with one
+   torch thread each; `engine`: the runs of each cell together in one model call, compute.engine, the default
+   on CUDA; `ray`: one Ray task per group of runs that train together, fractional GPUs, see `run_ray`).
+   Workers never touch the database; they return `FinetuneResult`s (or the error).
 3. Record: the driver writes each result in one transaction as it arrives, so Ctrl-C or kill -9 loses at
    most the runs in flight. A run that raises is recorded as failed with its error and the sweep goes on.
 
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
 from compute.data import load_dataset
+from compute.engine import cells, run_engine
 from compute.errors import RtxError, lookup, unknown_name
 from compute.finetune import FinetuneConfig, FinetuneResult, finetune
 from compute.images import to_png
@@ -117,37 +119,161 @@ def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], C
         yield cfg, outcome
 
 
-def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
-            settings: Settings) -> Iterator[Outcome]:
-    """Run jobs as Ray tasks (one GPU each when the cluster has GPUs); results stream back as they finish."""
+# Ray: one task per group of runs that train together (a cell, or a `max_group` slice of one). Worker deaths are
+# retried by Ray (`max_retries`); a run whose task returned an error is retried once in a task of its own, unless
+# the error is an RtxError (bad input: the same every time); a second failure is recorded.
+RAY_SYSTEM_RETRIES = 1
+
+
+def run_groups(jobs: list[tuple[FinetuneConfig, bool]], max_group: int | None) -> list[list[tuple[FinetuneConfig, bool]]]:
+    """Jobs as they train together: the cells of compute.engine (runs that differ only in the seed), in plan
+    order, each cut into slices of at most `max_group` runs."""
+    keep = dict(jobs)
+    groups = []
+    for cell in cells(cfg for cfg, _ in jobs):
+        size = max_group or len(cell)
+        groups += [[(cfg, keep[cfg]) for cfg in cell[i:i + size]] for i in range(0, len(cell), size)]
+    return groups
+
+
+def run_group_task(model: Classifier, group: list[tuple[FinetuneConfig, bool]],
+                   settings: Settings) -> list[tuple[str, FinetuneResult | BaseException]]:
+    """A Ray task's body: one group on the worker, as (run key, result or error) per run (errors are returned,
+    not raised, so one bad run does not fail its group).
+
+    The device is the worker's (Ray sets CUDA_VISIBLE_DEVICES for a task with GPUs; `settings.device` names the
+    driver's). With a GPU the group trains together in the engine (OOM halves it); on a CPU its runs go one after
+    another through `finetune`, the reference the tiny/demo fixtures record, so a CPU cluster gives the local
+    executor's numbers exactly; a CPU cluster's parallelism comes from running many tasks at once. Targets load
+    through the registry on the worker, from `settings.data_root` (a folder every node can read).
+    """
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    here = settings.replace(device=None, workers=1, progress=False, max_group=len(group))
+    runner = EXECUTORS["engine" if on_gpu else "local"]
+    return [(cfg.key, portable_error(outcome) if isinstance(outcome, BaseException) else outcome)
+            for cfg, outcome in runner(group, lambda _: model, here)]
+
+
+def portable_error(err: BaseException) -> BaseException:
+    """`err` if it survives pickling (it travels back from a Ray worker), else a RuntimeError with its text."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:
+        return RuntimeError(f"{type(err).__name__}: {err}")
+
+
+def gpu_fraction(runs: int, run_bytes: int, device_bytes: int) -> float:
+    """GPUs one task asks for: its runs' memory over 80% of the device's, rounded up to 1/100, at most 1."""
+    return min(1.0, max(0.01, -(-100 * runs * run_bytes // int(0.8 * device_bytes)) / 100))
+
+
+class TaskResources:
+    """`num_gpus` of each Ray task: `settings.gpus_per_task`; else, on a GPU cluster, the group's measured memory
+    (compute.engine.per_run_bytes on the driver's GPU, once per target/blocks/recipe: the subset and the weights
+    do not change it) as a fraction of the driver's GPU; 1 when the driver has no GPU to measure with; 0 on a
+    CPU cluster."""
+
+    def __init__(self, settings: Settings, cluster_gpus: float):
+        self.settings, self.cluster_gpus = settings, cluster_gpus
+        self._bytes: dict[tuple, int] = {}
+
+    def gpus(self, model: Classifier, group: list[tuple[FinetuneConfig, bool]]) -> float:
+        import torch
+
+        if self.cluster_gpus <= 0:
+            return 0
+        if self.settings.gpus_per_task is not None:
+            return self.settings.gpus_per_task
+        if not torch.cuda.is_available():
+            return 1
+        from dataclasses import replace
+
+        from compute.engine import cell_key, per_run_bytes
+
+        cfg = group[0][0]
+        probe = replace(cfg, source_checksum="", n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size), seed=0)
+        key = cell_key(probe)
+        if key not in self._bytes:
+            self._bytes[key] = per_run_bytes(model, probe, torch.device("cuda"), self.settings.data_root)
+        return gpu_fraction(len(group), self._bytes[key], torch.cuda.get_device_properties(0).total_memory)
+
+
+def connect_ray(settings: Settings):
+    """The `ray` module, connected: to `settings.address`, to the Ray this process already joined, or to a new
+    local one (no dashboard)."""
     try:
         import ray
     except ImportError as err:
         raise RtxError("the ray executor needs Ray: pip install 'robust-transfer-explorer[cluster]'") from err
-    local = {"include_dashboard": False, "num_cpus": None} if settings.address is None else {}
-    ray.init(address=settings.address, ignore_reinit_error=True, log_to_driver=False, **local)
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-
-    @ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)
-    def remote_finetune(model: Classifier, cfg: FinetuneConfig, keep: bool) -> FinetuneResult:
-        return finetune(model, cfg, keep_model=keep, data_root=settings.data_root)
-
-    refs = {}
-    model_refs: dict[str, object] = {}
-    for cfg, keep in jobs:
-        if cfg.source not in model_refs:
-            model_refs[cfg.source] = ray.put(sources(cfg.source))
-        refs[remote_finetune.remote(model_refs[cfg.source], cfg, keep)] = cfg
-    while refs:
-        done, _ = ray.wait(list(refs), num_returns=1)
-        cfg = refs.pop(done[0])
+    if not ray.is_initialized():
+        local = {"include_dashboard": False} if settings.address is None else {}
         try:
-            yield cfg, ray.get(done[0])
-        except ray.exceptions.RayTaskError as err:
-            yield cfg, err
+            ray.init(address=settings.address, log_to_driver=False, **local)
+        except ConnectionError as err:
+            raise RtxError(f"cannot reach a Ray cluster at {settings.address!r} ({err}); start one with "
+                           "`ray start --head` or leave out --address for a local Ray") from err
+    return ray
 
 
-EXECUTORS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": run_local, "ray": run_ray}
+def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
+            settings: Settings) -> Iterator[Outcome]:
+    """Run jobs as Ray tasks, one per group of runs that train together; outcomes stream back as tasks finish.
+
+    Only this driver writes the cache (the stage records what this yields). Ctrl-C (or closing the generator)
+    cancels every outstanding task; every run already yielded stays recorded.
+    """
+    ray = connect_ray(settings)
+    task = ray.remote(max_retries=RAY_SYSTEM_RETRIES, retry_exceptions=False)(run_group_task)
+    resources = TaskResources(settings, ray.cluster_resources().get("GPU", 0))
+    models: dict[str, object] = {}
+    pending: dict[object, tuple[list[tuple[FinetuneConfig, bool]], int]] = {}  # ref -> (group, attempt)
+
+    def submit(group: list[tuple[FinetuneConfig, bool]], attempt: int) -> None:
+        model = sources(group[0][0].source)
+        if group[0][0].source not in models:
+            models[group[0][0].source] = ray.put(model)
+        ref = task.options(num_gpus=resources.gpus(model, group), num_cpus=settings.cpus_per_task).remote(
+            models[group[0][0].source], group, settings)
+        pending[ref] = (group, attempt)
+
+    unsent: list[Outcome] = []
+    for group in run_groups(jobs, settings.max_group):
+        try:
+            submit(group, 1)
+        except Exception as err:  # e.g. a source checkpoint that does not load: its runs fail, the sweep goes on
+            unsent += [(cfg, err) for cfg, _ in group]
+    try:
+        yield from unsent
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            group, attempt = pending.pop(done[0])
+            try:
+                outcomes = dict(ray.get(done[0]))
+            except ray.exceptions.RayError as err:  # the worker died more than RAY_SYSTEM_RETRIES times
+                yield from ((cfg, err) for cfg, _ in group)
+                continue
+            retry = []
+            for cfg, keep in group:
+                outcome = outcomes[cfg.key]
+                if isinstance(outcome, BaseException) and attempt == 1 and not isinstance(outcome, RtxError):
+                    retry.append((cfg, keep))
+                else:
+                    yield cfg, outcome
+            if retry:
+                submit(retry, 2)
+    finally:
+        for ref in pending:  # Ctrl-C or the consumer stopped: nothing outstanding keeps running
+            ray.cancel(ref, force=True)
+
+
+# local: one run at a time (the reference); engine: each cell's runs in one model call (compute.engine; the default
+# on CUDA, see compute.settings.default_executor); ray: groups as Ray tasks.
+EXECUTORS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": run_local, "engine": run_engine, "ray": run_ray}
 
 
 # --- stages -------------------------------------------------------------------------------------------------
