@@ -18,12 +18,19 @@ def assert_executor_matches_in_process(cache: Path, preset: Preset, options: Set
     within `acc_tol` (1e-6 for executors that run `finetune` itself; one test image for the engine)."""
     with CacheWriter(cache) as writer:
         counts = finetune_stage(preset, writer, options)
+    assert counts["done"] == counts["planned"] and counts["failed"] == 0
+    assert_recorded_runs_match_in_process(cache, preset, acc_tol)
+
+
+def assert_recorded_runs_match_in_process(cache: Path, preset: Preset, acc_tol: float = 1e-6) -> None:
+    """Every planned run of `preset` is recorded, with `finetune`'s curve (whichever executors recorded them)."""
+    with CacheWriter(cache) as writer:
         configs = plan(preset, writer.source_checksums())
         loader = SourceLoader(writer)
         expected = {c.key: finetune(loader(c.source), c) for c in configs}
-    assert counts["done"] == len(configs) and counts["failed"] == 0
     reader = CacheReader(cache)
     runs = reader.runs().set_index("key")
+    assert set(runs.index) == set(expected) and set(runs.status) == {"done"}
     for key, result in expected.items():
         assert runs.loc[key, "final_test_acc"] == pytest.approx(result.final_test_acc, abs=acc_tol)
         curve = reader.learning_curve(key)
