@@ -73,7 +73,13 @@ def _sweep_options(args: argparse.Namespace):
                              progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
                              checkpoint_dir=getattr(args, "checkpoint_dir", None),
                              trust_pickle=getattr(args, "trust_pickle", False), data_root=args.data_root,
-                             download=args.download)
+                             download=args.download, **grid_settings(args))
+
+
+def grid_settings(args: argparse.Namespace) -> dict[str, object]:
+    """Settings values of the engine/Ray/test-limit flags (`add_grid_arguments`); None = not given."""
+    return {"test_limit": args.test_limit, "max_group": args.max_group, "engine_strategy": args.engine_strategy,
+            "gpus_per_task": args.gpus_per_task, "cpus_per_task": args.cpus_per_task}
 
 
 def _preset_from_args(args: argparse.Namespace):
@@ -84,9 +90,9 @@ def _preset_from_args(args: argparse.Namespace):
     settings = _sweep_options(args)
     preset = get_preset(args.preset).with_overrides(
         targets=args.targets, sizes=args.sizes, seeds=args.seeds, blocks=args.blocks, sources=args.sources,
-        epochs=args.epochs, test_every=args.test_every,
+        epochs=args.epochs, test_every=args.test_every, precision=args.precision,
     )
-    if args.download:
+    if args.download and not getattr(args, "dry_run", False):  # a dry run does no work, downloads included
         for target in sorted({t for grid in preset.grids for t in grid.targets}):
             for split in ("train", "test"):
                 load_dataset(target, split, settings.data_root, download=True)
@@ -97,9 +103,24 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     """Run every stage of a preset (or the ones named by --stages), resuming from the cache."""
     from compute.sweep import STAGES, precompute
 
-    preset = _preset_from_args(args)
-    precompute(preset, _root(args), _sweep_options(args), args.stages or STAGES)
+    checked = _checked(args)
+    if checked is not None:
+        preset, settings = checked
+        precompute(preset, _root(args), settings, args.stages or STAGES)
     return 0
+
+
+def _checked(args: argparse.Namespace):
+    """(preset, settings) from the flags once every input is checked (one error listing all problems); None after
+    printing the plan when --dry-run asks for it instead of the work."""
+    from compute.paper_plan import preflight
+
+    preset, settings = _preset_from_args(args), _sweep_options(args)
+    plan_text = preflight(preset, _root(args), settings, args.dry_run)
+    if plan_text is not None:
+        print(plan_text)
+        return None
+    return preset, settings
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -107,8 +128,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.sweep import finetune_stage
 
+    checked = _checked(args)
+    if checked is None:
+        return 0
     with CacheWriter(_root(args)) as writer:
-        counts = finetune_stage(_preset_from_args(args), writer, _sweep_options(args))
+        counts = finetune_stage(checked[0], writer, checked[1])
     print(f"{counts['planned']} planned, {counts['cached']} already cached, {counts['done']} run, {counts['failed']} failed")
     return 0
 
@@ -354,7 +378,7 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", type=_csv(), help="restrict to these source models")
     p.add_argument("--epochs", type=int, help="override epochs (default: the preset's, or the paper's Table 4)")
     p.add_argument("--test-every", type=int, help="override the test frequency in epochs")
-    p.add_argument("--executor", default="local", help=f"one of: {', '.join(EXECUTORS)} (default local)")
+    p.add_argument("--executor", help=f"one of: {', '.join(EXECUTORS)} (default: engine on CUDA, local on a CPU)")
     p.add_argument("--workers", type=int, help="local executor: worker processes, one torch thread each "
                    "(default: one per core on a CPU, 1 with a GPU)")
     p.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local Ray)")
@@ -363,6 +387,26 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-runs", type=int, help="stop after this many fine-tunes (resume later)")
     p.add_argument("--data-root", help="folder of torchvision datasets (default $RTX_DATA or <cache>/data)")
     p.add_argument("--download", action="store_true", help="download missing torchvision targets first (needs internet)")
+    add_grid_arguments(p)
+
+
+def add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    """The paper grid's flags: test limit, precision, dry run, engine groups, Ray task resources."""
+    from compute.finetune import PRECISIONS
+    from compute.settings import ENGINE_STRATEGIES
+
+    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images (recorded in each run's key)")
+    p.add_argument("--precision", choices=PRECISIONS, help="fp32 or bf16 autocast (recorded in each run's key; "
+                   "default: the preset's, bf16 for paper)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, image passes, device-hours from "
+                   "bench/RESULTS.md) and the missing inputs, then exit without work")
+    p.add_argument("--max-group", type=int, help="engine/ray: at most N runs of a cell train together "
+                   "(default: from free device memory on CUDA, 8 on a CPU; ray: the whole cell)")
+    p.add_argument("--engine-strategy", choices=ENGINE_STRATEGIES, help="engine: one vmapped call over the runs "
+                   "(vmap, default) or a loop over them (loop); same numbers")
+    p.add_argument("--gpus-per-task", type=float, help="ray: GPUs per task, fractions allowed (default: the group's "
+                   "measured memory over the GPU's when the driver has one, else 1)")
+    p.add_argument("--cpus-per-task", type=float, help="ray: CPUs per task (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

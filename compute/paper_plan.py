@@ -1,6 +1,7 @@
 """The `paper` preset before any work: are its inputs there, and what will it cost (`--dry-run`)?
 
-`check_paper_inputs` lists every missing checkpoint file and dataset in one go, each with where the paper got it
+`check_paper_inputs` lists every missing or wrong checkpoint file and missing dataset file in one go (`check_inputs`
+raises them as one RtxError; the CLI runs it for every preset before any work), each with where the paper got it
 and the flag that fixes it. `plan_summary` prints the plan (runs, training and evaluation image passes per target
 and blocks setting) and a device-hour estimate from the rates `bench/gpu_finetune.py` measured on this device and
 recorded in bench/RESULTS.md ("no measured rate for this device" otherwise: nothing is guessed).
@@ -11,11 +12,15 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from compute.data.registry import DATASETS, DEBIAN_FMNIST, data_root
-from compute.finetune import FinetuneConfig
+from compute.errors import RtxError
+from compute.finetune import FinetuneConfig, default_device
+from compute.models.hub import is_hub_uri
 from compute.presets import Preset
+from compute.settings import Settings
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"
 
@@ -55,15 +60,39 @@ def _dataset_missing(name: str, root: Path) -> list[str]:
 
 
 def check_paper_inputs(preset: Preset, checkpoint_dir: str | os.PathLike | None,
-                       data_root_dir: str | os.PathLike | None) -> list[str]:
-    """Every missing input of `preset` (checkpoint files, target datasets), one line each; [] when all are there."""
+                       data_root_dir: str | os.PathLike | None, recorded: Iterable[str] = (),
+                       trust_pickle: bool = False) -> list[str]:
+    """Every missing or wrong input of `preset`, one line each; [] when all are there.
+
+    Checkpoint sources not in `recorded` (source names the cache already holds: the sources stage skips them)
+    must be files in `checkpoint_dir` holding the declared architecture (keys and shapes read from the file,
+    compute.models.foreign.architecture_mismatch); hub sources (hf://) are resolved by the sources stage. Each
+    torchvision target must have its files under the data root.
+    """
+    from compute.models.foreign import architecture_mismatch
+
     problems: list[str] = []
     folder = Path(checkpoint_dir or os.environ.get("RTX_CHECKPOINTS") or "checkpoints").expanduser()
+    done = set(recorded)
     for spec in preset.sources:
-        if spec.checkpoint and not (folder / Path(spec.checkpoint).name).is_file():
-            origin = CHECKPOINT_ORIGINS.get(Path(spec.checkpoint).name, "the file the preset names")
-            problems.append(f"checkpoint {Path(spec.checkpoint).name} (source {spec.name!r}) not in {folder}: the "
-                            f"paper used {origin}; pass --checkpoint-dir DIR naming the folder that holds it")
+        if not spec.checkpoint or spec.name in done or is_hub_uri(spec.checkpoint):
+            continue
+        name = Path(spec.checkpoint).name
+        origin = f"the paper used {CHECKPOINT_ORIGINS[name]}" if name in CHECKPOINT_ORIGINS else "the preset names it"
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"checkpoint {name} (source {spec.name!r}) not in {folder}: {origin}; "
+                            "pass --checkpoint-dir DIR naming the folder that holds it")
+            continue
+        if path.suffix == ".safetensors":
+            continue  # this project's own format: its sidecar names the architecture, checked when it loads
+        try:
+            wrong = architecture_mismatch(path, spec.arch, trust_pickle)
+        except RtxError as err:
+            wrong = str(err).removeprefix(f"{path}: ")
+        if wrong:
+            problems.append(f"checkpoint {path} (source {spec.name!r}) {wrong}: {origin}; put that file in "
+                            "--checkpoint-dir DIR")
     root = data_root(data_root_dir)
     targets = sorted({t.split("+")[0] for g in preset.grids for t in g.targets})
     for name in targets:
@@ -71,9 +100,41 @@ def check_paper_inputs(preset: Preset, checkpoint_dir: str | os.PathLike | None,
             continue  # offline targets (digits, mnist5k, ...) ship with the project
         missing = _dataset_missing(name, root)
         if missing:
-            problems.append(f"dataset {name}: {len(missing)} file(s) missing under {root} (e.g. {missing[0]}): the "
-                            f"paper used {DATASET_FILES[name][1]}; pass --data-root DIR pointing at it, or --download")
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            problems.append(f"dataset {name}: missing {shown} under {root}: the paper used "
+                            f"{DATASET_FILES[name][1]}; pass --data-root DIR pointing at it, or --download")
     return problems
+
+
+def check_inputs(preset: Preset, checkpoint_dir: str | os.PathLike, settings: Settings,
+                 recorded: Iterable[str] = ()) -> None:
+    """Raise one RtxError listing every problem `check_paper_inputs` finds (before any work starts)."""
+    problems = check_paper_inputs(preset, checkpoint_dir, settings.data_root, recorded, settings.trust_pickle)
+    if problems:
+        raise RtxError(f"{preset.name}: {len(problems)} input(s) missing or wrong: " + "; ".join(
+            f"({i}) {p}" for i, p in enumerate(problems, 1)))
+
+
+def device_name(device: str | None = None) -> str:
+    """The name bench/RESULTS.md files rates under: the CUDA device's name, else 'CPU'."""
+    import torch
+
+    dev = default_device(device)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+
+
+def dry_run_text(preset: Preset, settings: Settings, checksums: dict[str, str] | None = None,
+                 problems: Iterable[str] = ()) -> str:
+    """What `--dry-run` prints: the plan and its cost on this device, then the inputs still missing."""
+    from compute.sweep import plan
+
+    known = dict(checksums or {})
+    configs = plan(preset, {s.name: known.get(s.name, "planned") for s in preset.sources}, settings.test_limit)
+    problems = list(problems)
+    lines = [f"{preset.name}: {len(configs)} fine-tunes", plan_summary(configs, device_name(settings.device))]
+    lines.append("inputs: all present" if not problems else f"inputs: {len(problems)} missing or wrong")
+    lines += [f"  {p}" for p in problems]
+    return "\n".join(lines)
 
 
 def plan_work(configs: list[FinetuneConfig]) -> dict[tuple[str, int], dict[str, float]]:
@@ -137,3 +198,21 @@ def plan_summary(configs: list[FinetuneConfig], device_name: str, path: Path = R
         lines.append(f"estimated {total_h:.1f} {device_name}-hours from the rates measured in {path.name}"
                      + (" (blocks settings without a measured rate left out)" if unknown else ""))
     return "\n".join(lines)
+
+
+def preflight(preset: Preset, root: Path, settings: Settings, dry_run: bool = False) -> str | None:
+    """What `rtx precompute`/`finetune` do before any work: check every input of `preset` (one RtxError listing
+    all problems), or with `dry_run` return the plan text (problems listed in it) and check nothing else.
+
+    Sources the cache at `root` already records are not checked again (the sources stage skips them)."""
+    from compute.cache import CacheReader
+    from compute.train_source import checkpoint_folder
+
+    sources = CacheReader(root).source_models()
+    recorded = dict(zip(sources.get("name", []), sources.get("checksum", []), strict=True))
+    folder = checkpoint_folder(root, settings.checkpoint_dir)
+    if dry_run:
+        problems = check_paper_inputs(preset, folder, settings.data_root, recorded, settings.trust_pickle)
+        return dry_run_text(preset, settings, recorded, problems)
+    check_inputs(preset, folder, settings, recorded)
+    return None

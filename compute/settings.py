@@ -90,13 +90,14 @@ class Settings:
 def default_executor(device: str | None = None) -> str:
     """'engine' (the runs of a cell in one call, compute.engine) on CUDA; 'local' (one run at a time, the
     reference whose numbers the tiny/demo fixtures record) on a CPU."""
-    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
-        return "engine"
-    return "local"
+    return "engine" if _on_cuda(device) else "local"
 
 
 def default_workers(device: str | None = None) -> int:
     """One worker process per available core on a CPU; one (this process) when a GPU does the work."""
-    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
-        return 1
-    return available_cores()
+    return 1 if _on_cuda(device) else available_cores()
+
+
+def _on_cuda(device: str | None) -> bool:
+    """Whether work on `device` (None: CUDA when present) runs on a GPU."""
+    return (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")

@@ -15,6 +15,7 @@ Every failure is a one-line `RtxError` naming the file and what to do.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import warnings
 import zipfile
@@ -89,13 +90,39 @@ def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], str, dict[st
     return state, "torchvision", meta
 
 
+def _body_shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of every tensor but the classifier's (fc.*, whose size is the source's class count)."""
+    return {k: tuple(v.shape) for k, v in state.items() if not k.startswith("fc.")}
+
+
+@functools.cache
+def _arch_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    return _body_shapes(ARCHITECTURES[name].factory(1).state_dict())
+
+
 def _guess_arch(state: dict[str, torch.Tensor]) -> str | None:
     """The registered architecture whose keys and shapes (fc aside) equal the file's (None if none or several)."""
-    shapes = {k: tuple(v.shape) for k, v in state.items() if not k.startswith("fc.")}
+    shapes = _body_shapes(state)
     matches = [name for name in arch_names() if ARCHITECTURES[name].guessable
-               and {k: tuple(v.shape) for k, v in ARCHITECTURES[name].factory(1).state_dict().items()
-                    if not k.startswith("fc.")} == shapes and {"fc.weight", "fc.bias"} <= set(state)]
+               and _arch_shapes(name) == shapes and {"fc.weight", "fc.bias"} <= set(state)]
     return matches[0] if len(matches) == 1 else None
+
+
+def architecture_mismatch(path: Path, arch: str, trust_pickle: bool = False) -> str | None:
+    """Why the torchvision/MadryLab checkpoint at `path` cannot hold a `arch` (one clause), or None when its keys and
+    shapes (fc aside) are that architecture's. Reads the file's tensors; builds no model from them, so a whole
+    grid's inputs are checked in seconds before any work. Unreadable files raise the loader's one-line RtxError."""
+    state, _, _ = _unwrap(_torch_load(Path(path), trust_pickle), Path(path))
+    got, want = _body_shapes(state), _arch_shapes(arch)
+    if got == want:
+        return None
+    wrong = [k for k in want if k in got and got[k] != want[k]]
+    missing = [k for k in want if k not in got]
+    detail = (f"{wrong[0]} has shape {got[wrong[0]]}, a {arch} {want[wrong[0]]}" if wrong
+              else f"{len(missing)} {arch} keys missing, e.g. {missing[0]}" if missing
+              else f"{len(set(got) - set(want))} keys a {arch} does not have")
+    guess = _guess_arch(state)
+    return f"holds {'a ' + guess if guess else 'no registered architecture'}, not a {arch} ({detail})"
 
 
 def load_foreign(path: Path, arch: str | None, num_classes: int | None,
