@@ -12,6 +12,7 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import pairing
 from app.charts import sorted_heatmap_frame
+from app.pairing import InfluenceCell
 from compute.cache import CacheReader, snapshot_path
 from compute.paths import cache_dir
 
@@ -202,12 +205,14 @@ def split_variant(target: str) -> tuple[str, str | None]:
 # --- influence (Section 6) -------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def influence_results(snap: Snapshot) -> pd.DataFrame:
-    """Influence results with their run's cell and a `pair` label grouping robust and natural on one subset."""
-    frame = _read(snap, lambda r: r.influence_results())
-    if frame.empty:
-        return frame
-    return frame.assign(pair=frame["target"] + " · " + frame["subset_size"].astype(str) + " images · seed "
-                        + frame["seed"].astype(str) + " · " + frame["blocks"].astype(str) + " blocks")
+    """Influence results with their run's cell (target, subset_size, seed, blocks, source) and method."""
+    return _read(snap, lambda r: r.influence_results())
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
+def influence_cells(snap: Snapshot) -> list[InfluenceCell]:
+    """Influence results grouped as `app.pairing` does for the demo: one cell per subset, method and cut-off."""
+    return pairing.influence_cells(influence_results(snap), pairing.natural_sources(source_models(snap)))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
@@ -235,3 +240,22 @@ def influence_heatmap(snap: Snapshot, key: str, max_bins: int = 60) -> pd.DataFr
     pooled = sorted_heatmap_frame(matrix, np.asarray(row["train_labels"]), np.asarray(row["test_labels"]), max_bins)
     return pooled.rename(columns={"row_bin": "col_bin", "col_bin": "row_bin", "row_label": "col_label",
                                   "col_label": "row_label"})
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def influence_matrix(snap: Snapshot, key: str) -> np.ndarray | None:
+    """The stored (n_train, n_test) float32 matrix of one result, None when its NPY file is missing."""
+    row = influence_row(snap, key)
+    if row is None or not row.get("matrix_path"):
+        return None
+    path = _read(snap, lambda r: r.artefact(row["matrix_path"]))
+    return np.load(path) if path.exists() else None
+
+
+def influence_exact(snap: Snapshot, key: str) -> bool | None:
+    """Whether the result's method is exact (the stage records `exact` in its meta); None when not recorded."""
+    row = influence_row(snap, key) or {}
+    meta = row.get("meta") or {}
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    exact = meta.get("exact")
+    return None if exact is None else bool(exact)

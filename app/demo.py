@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from app.pairing import ModelPair, default_pair, find_pairs, influence_cells, natural_sources
 from app.uploads import (
     FORMATS,
     INVERT_CHOICES,
@@ -66,60 +67,10 @@ EMPTY_CACHE = ("The cache at `{root}` holds no influence results yet. Run `rtx p
 
 
 # --- what the cache offers ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelPair:
-    """A robust and a natural fine-tune on the same target subset, each with an influence result."""
-
-    target: str
-    subset_size: int
-    seed: int
-    blocks: int
-    robust_source: str
-    natural_source: str
-    robust_key: str  # influence keys
-    natural_key: str
-
-    @property
-    def label(self) -> str:
-        return (f"{self.robust_source} vs {self.natural_source} · {self.subset_size} images · seed {self.seed} "
-                f"· {self.blocks} blocks")
-
-    def sides(self) -> tuple[tuple[str, str, str], ...]:
-        """(side, source, influence key) for the robust and the natural model, in display order."""
-        return (("robust", self.robust_source, self.robust_key), ("natural", self.natural_source, self.natural_key))
-
-
-def find_pairs(results: pd.DataFrame, sources: pd.DataFrame) -> list[ModelPair]:
-    """Pair every robust influence result with the natural one on the same (target, subset, seed, blocks).
-
-    A source is natural when its constraint is `none` (the `source_models` table), or when named `natural`.
-    """
-    if results.empty:
-        return []
-    constraints = dict(zip(sources.get("name", []), sources.get("constraint_", []), strict=False))
-    natural = results["source"].map(lambda s: constraints.get(s, "none" if s == "natural" else "?") == "none")
-    cell = ["target", "subset_size", "seed", "blocks", "method"]
-    pairs = []
-    for keys, group in results.assign(natural=natural).groupby(cell, sort=True):
-        naturals = group[group["natural"]]
-        if naturals.empty:
-            continue
-        nat = naturals.iloc[0]
-        for _, rob in group[~group["natural"]].sort_values("source").iterrows():
-            pairs.append(ModelPair(str(keys[0]), int(keys[1]), int(keys[2]), int(keys[3]), str(rob["source"]),
-                                   str(nat["source"]), str(rob["key"]), str(nat["key"])))
-    return pairs
-
-
-def default_pair(pairs: list[ModelPair]) -> ModelPair | None:
-    """The demo preset's influence run (robust vs natural) when the cache has it, else the first pair."""
-    for preset in ("demo", "tiny", "paper"):
-        spec = get_preset(preset).influence
-        for pair in pairs:
-            if spec and (pair.target, pair.subset_size, pair.seed, pair.blocks) == (
-                    spec.target, spec.n_train, spec.seed, spec.blocks) and pair.robust_source in spec.sources:
-                return pair
-    return pairs[0] if pairs else None
+def preferred_cells() -> list[tuple[str, int, int, int, tuple[str, ...]]]:
+    """The presets' influence cells (demo first): the pair the page opens with when the cache has it."""
+    specs = [get_preset(name).influence for name in ("demo", "tiny", "paper")]
+    return [(s.target, s.n_train, s.seed, s.blocks, s.sources) for s in specs if s]
 
 
 # --- results ---------------------------------------------------------------------------------------------
@@ -216,14 +167,14 @@ class DemoBackend:
     def open(cls, root: Path, warm: bool = True) -> DemoBackend:
         reader = CacheReader(root)
         try:
-            pairs = find_pairs(reader.influence_results(), reader.source_models())
+            pairs = find_pairs(influence_cells(reader.influence_results(), natural_sources(reader.source_models())))
             thumbs = {(target, split): reader.thumbnails(target, split)
                       for target in sorted({p.target for p in pairs}) for split in ("train", "test")}
         finally:
             reader.close()
         thumbs = {key: frame.set_index("idx")[["label", "png"]] if not frame.empty else frame
                   for key, frame in thumbs.items()}
-        backend = cls(Path(root), pairs, default_pair(pairs), thumbs)
+        backend = cls(Path(root), pairs, default_pair(pairs, preferred_cells()), thumbs)
         if warm and backend.default is not None:
             backend.warm(backend.default)
         return backend
@@ -580,4 +531,4 @@ def launch(root: Path, host: str = "127.0.0.1", port: int = 7860, root_path: str
 
 
 __all__ = ["API_HELP", "FORMATS", "DemoBackend", "Explanation", "ModelPair", "OUTPUT_NAMES", "build_demo",
-           "default_pair", "find_pairs", "launch", "neighbours", "sketch_neighbours"]
+           "launch", "neighbours", "sketch_neighbours"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.demo import DemoBackend, build_demo, default_pair, find_pairs, neighbours
+from app.demo import DemoBackend, build_demo, neighbours
 from compute.cache import CacheReader
 from compute.cli import build_parser, demo_command
 from tests.helpers.image_files import encode, png_header_only
@@ -32,7 +32,7 @@ def stored(demo_cache: Path) -> dict:
     """What the precompute stored for the default pair: influence rows, top-k tables, test thumbnails."""
     reader = CacheReader(demo_cache)
     try:
-        pair = default_pair(find_pairs(reader.influence_results(), reader.source_models()))
+        pair = DemoBackend.open(demo_cache, warm=False).default
         assert pair is not None, "the tiny preset should give a robust/natural influence pair"
         rows = {key: reader.influence(key) for key in (pair.robust_key, pair.natural_key)}
         topk = {key: reader.influence_topk(key, K) for key in rows}
@@ -212,3 +212,19 @@ def test_cli_binds_loopback_by_default() -> None:
     assert (args.host, args.port) == ("127.0.0.1", 7860)
     argv = demo_command(7999)
     assert argv[-4:] == ["--host", "127.0.0.1", "--port", "7999"]
+
+
+def test_two_methods_give_two_pairs_with_their_method_in_the_label(tmp_path: Path) -> None:
+    """After `rtx influence --method tracincp` beside `fast`: one pair per method, labels distinct."""
+    from tests.helpers.explorer_cache import write_explorer_cache
+    from tests.helpers.influence_methods import add_method
+
+    root = write_explorer_cache(tmp_path / "cache")
+    add_method(root, "tracincp")
+    backend = DemoBackend.open(root, warm=False)
+    labels = [p.label for p in backend.pairs_for("mnist5k")]
+    assert len(labels) == 2 and len(set(labels)) == 2, labels
+    assert {p.method for p in backend.pairs} == {"fc-exact", "tracincp"}
+    assert all(p.method in p.label for p in backend.pairs)
+    for pair in backend.pairs:
+        assert backend.pair(pair.label) == pair

@@ -186,3 +186,39 @@ def test_explorer_command_is_offline_local_and_prefixable() -> None:
     assert "--server.baseUrlPath" not in explorer_command(8600)
     args = build_parser().parse_args(["explore", "--port", "8600"])
     assert (args.host, args.port, args.base_url_path) == ("127.0.0.1", 8600, None)
+
+
+# --- two influence methods on one subset (issue 14: they were merged into one pair) ---------------------------
+@pytest.fixture(scope="module")
+def two_method_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.helpers.influence_methods import add_method
+
+    root = write_explorer_cache(tmp_path_factory.mktemp("two-methods") / "cache")
+    add_method(root, "tracincp")
+    return root
+
+
+def test_influence_page_keeps_methods_apart(monkeypatch, two_method_cache: Path) -> None:
+    at = open_page(monkeypatch, two_method_cache, "influence")
+    assert not at.exception, [e.value for e in at.exception]
+    heat, match = chart_data(at)[:2]
+    assert set(heat["model"]) == {"l2_1.5", "natural"}
+    assert len(match) == 2 * 5, "one label-match curve (k = 1..5) per model, for one method"
+    assert any("k = 1..5:" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_influence_page_compares_methods_on_one_subset(monkeypatch, two_method_cache: Path) -> None:
+    at = open_page(monkeypatch, two_method_cache, "influence")
+    methods = at.selectbox(key="influence-method")
+    assert set(methods.options) == {"fc-exact, cut-off 0.05", "tracincp, cut-off 0.05"}
+    heat, match, by_method, overlap = chart_data(at)
+    assert set(by_method["method"]) == set(methods.options) and len(by_method) == 2 * 2 * 5
+    table = at.dataframe[0].value
+    exact = table[table["method"] == "fc-exact, cut-off 0.05"]
+    assert exact["spearman"].tolist() == pytest.approx([1.0, 1.0]) and (exact["overlap@5"] == 1.0).all()
+    approx = table[table["method"] == "tracincp, cut-off 0.05"]
+    assert ((approx["spearman"] > 0.3) & (approx["spearman"] < 0.999)).all(), approx
+    assert set(overlap["k"]) == {1, 5, 10}
+    methods.set_value("tracincp, cut-off 0.05").run()
+    assert not at.exception
+    assert any("tracincp, cut-off 0.05" in c.value for c in at.caption)
