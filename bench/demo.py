@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.demo import SEED_SUFFIXES, SEEDS_DIR, DemoBackend, launch, neighbours
+from app.demo import DemoBackend, launch, neighbours
+from app.demo.backend import PHOTO_SUFFIXES
 from app.uploads import load_upload
+from compute.featviz import SEEDS_DIR
 from compute.paths import cache_dir
 
 
@@ -45,7 +47,7 @@ def upload_files(backend: DemoBackend, target: str, n: int, folder: Path) -> lis
     frame = backend.thumbs.get((target, "test"))
     if frame is None or frame.empty:
         raise SystemExit(f"the cache has no test thumbnails for {target}; run `rtx precompute --preset demo`")
-    photos = [p for p in sorted(SEEDS_DIR.glob("*")) if p.suffix.lower() in SEED_SUFFIXES] if SEEDS_DIR.is_dir() else []
+    photos = [p for p in sorted(SEEDS_DIR.glob("*")) if p.suffix.lower() in PHOTO_SUFFIXES] if SEEDS_DIR.is_dir() else []
     files = []
     for i in range(n):
         if photos and i % 10 == 9:
@@ -124,7 +126,7 @@ def main() -> None:
             times["decode"].append(t1 - t0)
             times["query"].append(t2 - t1)
             times["python"].append(t3 - t2)
-            answers.append(out[-1])
+            answers.append(out.details)
 
         from gradio_client import Client, handle_file
 

@@ -169,20 +169,18 @@ def require_free_port(host: str, port: int, flag: str) -> None:
 
 # --- demo -----------------------------------------------------------------------------------------------
 def demo_command(port: int = 7860, host: str = "127.0.0.1", root_path: str | None = None) -> list[str]:
-    """The argv that starts the Gradio demo in its own process (for `rtx serve`); the cache comes from RTX_CACHE."""
-    argv = [sys.executable, "-m", "compute.cli", "demo", "--host", host, "--port", str(port)]
+    """The argv that starts the Gradio demo (`python -m app.demo`) in its own process; the cache comes from
+    RTX_CACHE. `compute` never imports Gradio: `rtx demo` and `rtx serve` both start this."""
+    argv = [sys.executable, "-m", "app.demo", "--host", host, "--port", str(port)]
     return argv + (["--root-path", root_path] if root_path else [])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Serve the Gradio demo (upload an image, see robust vs natural influential training images)."""
-    from app.demo import launch  # the app layer; compute/ itself never imports Gradio
-
     root = _root(args)
     require_free_port(args.host, args.port, "--port")
-    print(f"demo: http://{args.host}:{args.port}{args.root_path or ''}/  (cache {root}; Ctrl-C stops)")
-    launch(root, host=args.host, port=args.port, root_path=args.root_path)
-    return 0
+    print(f"demo: http://{args.host}:{args.port}{args.root_path or ''}/  (cache {root}; Ctrl-C stops)", flush=True)
+    return _supervise(root, {"demo": demo_command(args.port, args.host, args.root_path)})
 
 
 # --- explore --------------------------------------------------------------------------------------------
