@@ -79,7 +79,7 @@ class FinetuneConfig:
             raise RtxError(f"cannot fine-tune {self.blocks} blocks: the architecture has {num_blocks} (use 0..{num_blocks})")
         if self.feature_cache and (self.augment or self.bn_mode != "frozen"):
             raise RtxError("feature_cache needs augment=False and bn_mode='frozen' (otherwise the frozen part's "
-                           "output changes every epoch); drop --feature-cache or pass --no-augment")
+                           "output changes every epoch); set FinetuneConfig(feature_cache=False) or augment=False")
 
 
 @dataclass(frozen=True)

@@ -141,9 +141,3 @@ def test_status_on_an_empty_cache(tmp_path: Path, capsys) -> None:
     assert str(tmp_path) in out and "rtx precompute --preset demo" in out
 
 
-@pytest.mark.parametrize("command", ["precompute", "finetune", "status", "datasets", "serve"])
-def test_every_subcommand_has_help(command: str, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
-    assert "usage: rtx" in capsys.readouterr().out
