@@ -22,6 +22,8 @@ from tests.helpers.explorer_cache import SEEDS, synthetic_acc, write_explorer_ca
 APP = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")
 CHARTS = {"overview": 1, "better": 2, "faster": 2, "blocks": 2, "constraint": 2, "shape-texture": 2,
           "influence": 2, "featviz": 0, "paper": 1}
+TITLES = {"overview": "What is in the cache?", "better": "Do robust models transfer better?",
+          "faster": "Do robust models transfer faster?", "influence": "Which training images influence a prediction?"}
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +170,9 @@ def test_pages_keep_working_while_a_writer_publishes(monkeypatch, tiny_cache: Pa
         for page in ("faster", "better", "overview", "influence", "faster"):
             at.switch_page(next(p for p, _, url in PAGES if url == page)).run()
             assert not at.exception, [e.value for e in at.exception]
+            assert [t.value for t in at.title] == [TITLES[page]], page  # the page asked for, not a blank or another
+            assert len(at.get("vega_lite_chart")) == CHARTS[page], page
+            assert all(not frame.empty for frame in chart_data(at)), page
     finally:
         assert proc.wait(timeout=60) == 0
     at.switch_page(next(p for p, _, url in PAGES if url == "better")).run()
