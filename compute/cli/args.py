@@ -8,7 +8,6 @@ photos are `--seed-images` and its ascent steps `--ascent-steps`. A command is a
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,12 +98,6 @@ def apply_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def apply_data_root(args: argparse.Namespace) -> None:
-    """Honour --data-root for the dataset registry (which reads $RTX_DATA)."""
-    if getattr(args, "data_root", None):
-        os.environ["RTX_DATA"] = str(Path(args.data_root).expanduser().resolve())
-
-
 __all__ = ["Command", "add_checkpoint_dir", "add_data_root", "add_device", "add_preset", "add_serving",
-           "add_threads", "add_trust_pickle", "apply_data_root", "apply_threads", "csv", "no_arguments", "root",
+           "add_threads", "add_trust_pickle", "apply_threads", "csv", "no_arguments", "root",
            "size"]

@@ -29,8 +29,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from compute.data import dataset_names, describe
+    from compute.settings import Settings
 
-    print(pd.DataFrame([describe(n) for n in dataset_names()]).to_string(index=False))
+    data_root = Settings.from_env().data_root
+    print(pd.DataFrame([describe(n, data_root) for n in dataset_names()]).to_string(index=False))
     return 0
 
 

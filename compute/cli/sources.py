@@ -57,8 +57,11 @@ def cmd_train_source(args: argparse.Namespace) -> int:
             print(f"{spec.name}: clean accuracy {row['clean_acc']:.3f}, {row['path']}" if row
                   else f"{spec.name}: already in the cache")
         else:
+            from compute.settings import Settings
+
+            settings = Settings.from_env(checkpoint_dir=args.checkpoint_dir)
             sources_stage(get_preset(args.preset), writer, device=args.device, progress=not args.no_progress,
-                          checkpoint_dir=args.checkpoint_dir, trust_pickle=args.trust_pickle, only=args.only)
+                          checkpoint_dir=settings.checkpoint_dir, trust_pickle=args.trust_pickle, only=args.only)
     return 0
 
 

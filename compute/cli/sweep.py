@@ -11,41 +11,36 @@ from compute.cli.args import (
     add_device,
     add_preset,
     add_trust_pickle,
-    apply_data_root,
     csv,
     root,
     size,
 )
-from compute.errors import RtxError
 
 
-def sweep_options(args: argparse.Namespace):
-    """SweepOptions from the sweep flags (`add_sweep_arguments`)."""
-    from compute.sweep import SweepOptions, default_workers
+def settings_from_args(args: argparse.Namespace):
+    """The run's `Settings` from the sweep flags (`add_sweep_arguments`), defaults from the environment."""
+    from compute.settings import Settings
 
-    workers = args.workers if args.workers is not None else default_workers(args.device)
-    if workers < 1:
-        raise RtxError(f"--workers must be at least 1 (got {workers})")
-    return SweepOptions(executor=args.executor, address=args.address, device=args.device, workers=workers,
-                        progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
-                        checkpoint_dir=getattr(args, "checkpoint_dir", None),
-                        trust_pickle=getattr(args, "trust_pickle", False))
+    return Settings.from_env(executor=args.executor, address=args.address, device=args.device, workers=args.workers,
+                             progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
+                             checkpoint_dir=getattr(args, "checkpoint_dir", None),
+                             trust_pickle=getattr(args, "trust_pickle", False), data_root=args.data_root,
+                             download=args.download)
 
 
-def preset_from_args(args: argparse.Namespace):
+def preset_from_args(args: argparse.Namespace, settings):
     """The preset with CLI overrides; with --download, fetches its targets through torchvision first."""
     from compute.data import load_dataset
     from compute.presets import get_preset
 
-    apply_data_root(args)
     preset = get_preset(args.preset).with_overrides(
         targets=args.targets, sizes=args.sizes, seeds=args.seeds, blocks=args.blocks, sources=args.sources,
         epochs=args.epochs, test_every=args.test_every,
     )
-    if args.download:
+    if settings.download:
         for target in sorted({t for grid in preset.grids for t in grid.targets}):
             for split in ("train", "test"):
-                load_dataset(target, split, download=True)
+                load_dataset(target, split, settings.data_root, download=True)
     return preset
 
 
@@ -84,8 +79,8 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     """Run every stage of a preset (or the ones named by --stages), resuming from the cache."""
     from compute.sweep import STAGES, precompute
 
-    preset = preset_from_args(args)
-    precompute(preset, root(args), sweep_options(args), args.stages or STAGES)
+    settings = settings_from_args(args)
+    precompute(preset_from_args(args, settings), root(args), settings, args.stages or STAGES)
     return 0
 
 
@@ -94,8 +89,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.sweep import finetune_stage
 
+    settings = settings_from_args(args)
     with CacheWriter(root(args)) as writer:
-        counts = finetune_stage(preset_from_args(args), writer, sweep_options(args))
+        counts = finetune_stage(preset_from_args(args, settings), writer, settings)
     print(f"{counts['planned']} planned, {counts['cached']} already cached, {counts['done']} run, {counts['failed']} failed")
     return 0
 
