@@ -22,12 +22,10 @@ CELL = ("target", "subset_size", "seed", "blocks", "method", "cutoff")  # what m
 
 
 def natural_sources(sources: pd.DataFrame) -> frozenset[str]:
-    """Names of the naturally trained sources in a `source_models()` frame: the `kind` column (schema 2), or a
-    `none` constraint in a cache written before it."""
+    """Names of the naturally trained sources in a `source_models()` frame: its recorded `kind` column."""
     if sources.empty or "name" not in sources:
         return frozenset()
-    natural = sources["kind"] == "natural" if "kind" in sources else sources["constraint_"] == "none"
-    return frozenset(sources.loc[natural, "name"].astype(str))
+    return frozenset(sources.loc[sources["kind"] == "natural", "name"].astype(str))
 
 
 def method_label(method: str, cutoff: float) -> str:

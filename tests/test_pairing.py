@@ -20,13 +20,14 @@ def _results(methods: tuple[str, ...] = ("fast", "tracincp")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SOURCES = pd.DataFrame({"name": ["natural", "l2_1.5", "linf_0.1"], "constraint_": ["none", "l2:1.5", "linf:0.1"]})
+SOURCES = pd.DataFrame({"name": ["natural", "l2_1.5", "linf_0.1"], "constraint_": ["none", "l2:1.5", "linf:0.1"],
+                        "kind": ["natural", "pgd", "pgd"]})
 
 
-def test_natural_sources_read_kind_when_present_else_the_constraint() -> None:
+def test_natural_sources_read_the_kind_column() -> None:
     assert natural_sources(SOURCES) == {"natural"}
-    with_kind = SOURCES.assign(kind=["pgd", "natural", "pgd"])  # kind wins over the constraint text
-    assert natural_sources(with_kind) == {"l2_1.5"}
+    relabelled = SOURCES.assign(kind=["pgd", "natural", "pgd"])  # the recorded kind decides, not the text
+    assert natural_sources(relabelled) == {"l2_1.5"}
     assert natural_sources(pd.DataFrame()) == frozenset()
 
 
