@@ -38,8 +38,8 @@ def subset_label(target: str, subset_size: int, seed: int, blocks: int) -> str:
 
 
 @dataclass(frozen=True)
-class InfluenceCell:
-    """Influence results of one method on one fine-tuning subset, one per source model."""
+class CellKey:
+    """What makes influence results comparable (`CELL`): the same training images, the same kind of score."""
 
     target: str
     subset_size: int
@@ -47,6 +47,12 @@ class InfluenceCell:
     blocks: int
     method: str
     cutoff: float
+
+
+@dataclass(frozen=True)
+class InfluenceCell(CellKey):
+    """Influence results of one method on one fine-tuning subset, one per source model."""
+
     members: tuple[tuple[str, str], ...]  # (source, influence key): robust sources by name, the natural one last
     natural: str | None  # the natural member's source name, None when the cell has none
 
@@ -74,15 +80,9 @@ class InfluenceCell:
 
 
 @dataclass(frozen=True)
-class ModelPair:
+class ModelPair(CellKey):
     """A robust and a natural fine-tune on the same subset, scored by the same method and cut-off."""
 
-    target: str
-    subset_size: int
-    seed: int
-    blocks: int
-    method: str
-    cutoff: float
     robust_source: str
     natural_source: str
     robust_key: str  # influence keys
@@ -144,5 +144,5 @@ def default_pair(pairs: Sequence[ModelPair], preferred: Sequence[tuple[str, int,
     return ranked[0] if ranked else None
 
 
-__all__ = ["CELL", "InfluenceCell", "ModelPair", "default_pair", "find_pairs", "influence_cells", "method_label",
+__all__ = ["CELL", "CellKey", "InfluenceCell", "ModelPair", "default_pair", "find_pairs", "influence_cells", "method_label",
            "natural_sources", "subset_label"]
