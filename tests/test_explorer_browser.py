@@ -63,8 +63,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     if not Path(CHROMIUM).exists():
         pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
     from tests.helpers.explorer_cache import write_explorer_cache
+    from tests.helpers.influence_methods import add_method
 
     root = write_explorer_cache(tmp_path_factory.mktemp("explorer") / "cache")
+    add_method(root, "tracincp")  # a second influence method on the same fine-tunes: the methods-compared view
     port = _free_port()
     log = open(tmp_path_factory.mktemp("logs") / "explore.log", "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "compute.cli", "--cache", str(root), "explore", "--port", str(port),
@@ -131,6 +133,29 @@ def test_page_renders_without_errors(explorer_url: str, browser, url_path: str) 
             page.screenshot(path=str(ARTIFACTS / "influence-enlarged.png"))
         exceptions = page.locator("[data-testid='stException']")
         assert exceptions.count() == 0, exceptions.first.inner_text()
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_influence_methods_compared_view(explorer_url: str, browser) -> None:
+    """Two methods on one subset: the method selector, per-method label-match curves, the agreement table and the
+    top-k overlap chart render without errors (screenshot: influence-methods.png)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 3600})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(f"pageerror: {err}"))
+    try:
+        page.goto(f"{explorer_url}/influence")
+        page.get_by_role("heading", name="Methods compared on this subset").wait_for(timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length >= 4",
+                               timeout=60_000)
+        page.get_by_text("Agreement with fc-exact").wait_for(timeout=30_000)
+        page.wait_for_timeout(1_000)
+        page.get_by_role("heading", name="Methods compared on this subset").scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "influence-methods.png"), full_page=True)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.locator("[data-testid='stDataFrame']").count() >= 1
         assert not errors, errors
     finally:
         page.close()
