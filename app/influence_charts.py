@@ -32,7 +32,7 @@ def methods_overlap(frame: pd.DataFrame) -> alt.Chart:
 
     `frame` has model, method, k, overlap (`influence_compare.overlap_long`)."""
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("k:Q", title="k", axis=alt.Axis(tickMinStep=1), scale=alt.Scale(type="log")),
+        x=alt.X("k:O", title="k (size of the top-k sets)", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("overlap:Q", title="top-k overlap with the exact method", scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(format=ACC_FORMAT)),
         color=alt.Color("method:N", title="method", scale=PALETTE),

@@ -49,3 +49,19 @@ def test_exact_method_prefers_known_exact_then_unknown() -> None:
     assert exact_method({"tracincp": False, "fast": True}) == "fast"
     assert exact_method({"tracincp": False, "fc-exact": None}) == "fc-exact"
     assert exact_method({"tracincp": False}) is None
+
+
+def test_method_charts_plot_their_rows_by_method_and_model() -> None:
+    import pandas as pd
+
+    from app.influence_charts import methods_label_match, methods_overlap
+
+    curves = pd.DataFrame({"model": ["a", "a", "b"], "method": ["fast", "tracincp", "fast"], "k": [1, 1, 1],
+                           "match": [0.5, 0.4, 0.2]})
+    spec = methods_label_match(curves).to_dict()
+    assert spec["spec"]["encoding"]["color"]["field"] == "method" and spec["facet"]["column"]["field"] == "model"
+    assert spec["spec"]["encoding"]["y"]["field"] == "match"
+    overlap = overlap_long(pd.DataFrame({"model": ["a"], "method": ["tracincp"], "overlap@1": [0.5], "overlap@5": [0.6]}))
+    spec = methods_overlap(overlap).to_dict()
+    assert spec["spec"]["encoding"]["y"]["field"] == "overlap" and spec["spec"]["encoding"]["x"]["field"] == "k"
+    assert sorted(overlap["k"]) == [1, 5] and overlap["overlap"].tolist() == [0.5, 0.6]

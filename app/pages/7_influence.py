@@ -119,7 +119,8 @@ else:
         st.dataframe(table[["model", "method", "spearman", "spearman_sd", "n_test",
                             *[c for c in table.columns if c.startswith("overlap@")]]], hide_index=True)
         st.altair_chart(influence_charts.methods_overlap(overlap_long(table)))
-        ui.footer(f"Agreement with {baseline} (exact): Spearman rank correlation of each method's scores over the "
+        said = " (exact)" if exact[baseline] else " (the stored result does not say whether it is exact)"
+        ui.footer(f"Agreement with {baseline}{said}: Spearman rank correlation of each method's scores over the "
                   "training images, per test image (mean and standard deviation over test images), and the share "
                   f"of {baseline}'s top-k training images that the method also ranks in its top k.", table,
                   "methods_agreement")
