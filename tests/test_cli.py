@@ -42,10 +42,13 @@ def test_every_subcommand_has_help(command: str, capsys) -> None:
 
 
 def _error_strings(path: Path) -> list[tuple[int, str]]:
-    """(line, text) of every string literal (f-string parts included) inside a RtxError(...)/UploadError(...) call."""
+    """(line, text) of every string literal (f-string parts included) inside a RtxError(...)/UploadError(...) call
+    or a `raise` statement (errors built by helpers such as `unknown_name`)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in ERROR_CALLS:
+        is_error_call = isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) \
+            in ERROR_CALLS
+        if is_error_call or isinstance(node, ast.Raise):
             for inner in ast.walk(node):
                 if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
                     found.append((inner.lineno, inner.value))
