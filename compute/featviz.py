@@ -115,11 +115,11 @@ def featviz_stage(preset: Preset, writer: CacheWriter, device: str | torch.devic
         row = writer.source_row(source)
         if row is None:
             raise RtxError(f"source model {source!r} is not in the cache; run the `sources` stage first")
-        key = featviz_key(source, row["checksum"], seed_image, spec)
+        key = featviz_key(source, row.checksum, seed_image, spec)
         if writer.has_featviz(key):
             continue
         if source not in models:
-            models[source] = load_checkpoint(writer.root / row["path"])[0]
+            models[source] = load_checkpoint(writer.root / row.path)[0]
         model = models[source]
         seed = load_seed(seed_image, model.input_size)
         viz = maximize(model, seed, spec.units, spec.steps, spec.step_size, device)

@@ -26,7 +26,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +36,7 @@ from compute.data.transforms import augment_batch
 from compute.errors import RtxError
 from compute.models import Classifier
 from compute.paths import job_key
+from compute.records import CurvePoint, RunRecord
 
 # Bump when a change to this module changes results: it is part of every fine-tune's key.
 CODE_VERSION = "finetune-1"
@@ -88,22 +88,18 @@ class FinetuneResult:
 
     config: FinetuneConfig
     subset_indices: np.ndarray
-    curve: list[dict[str, float]]  # [{epoch, test_acc, train_loss}]
+    curve: list[CurvePoint]
     final_test_acc: float
     final_train_loss: float
     wall_seconds: float
     device: str
     model: Classifier | None
 
-    def run_row(self, model_path: str | None = None) -> dict[str, Any]:
+    def run_record(self, model_path: str | None = None) -> RunRecord:
         cfg = self.config
-        return {
-            "key": cfg.key, "status": "done", "source": cfg.source, "target": cfg.target, "n_train": len(self.subset_indices),
-            "seed": cfg.seed, "blocks": cfg.blocks, "epochs": cfg.epochs, "config": {**asdict(cfg), "code": CODE_VERSION},
-            "subset_indices": self.subset_indices.tolist(), "final_test_acc": self.final_test_acc,
-            "final_train_loss": self.final_train_loss, "wall_seconds": self.wall_seconds, "device": self.device,
-            "error": None, "model_path": model_path,
-        }
+        return RunRecord(cfg.key, "done", cfg.source, cfg.target, len(self.subset_indices), cfg.seed, cfg.blocks,
+                         cfg.epochs, {**asdict(cfg), "code": CODE_VERSION}, tuple(self.subset_indices.tolist()),
+                         self.final_test_acc, self.final_train_loss, self.wall_seconds, self.device, None, model_path)
 
 
 def default_device(device: str | None = None) -> torch.device:
@@ -215,7 +211,7 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
         step_fn = model
         eval_fn = lambda: evaluate(model, test_images, test_labels, dev)  # noqa: E731
 
-    curve: list[dict[str, float]] = []
+    curve: list[CurvePoint] = []
     eval_at = set(cfg.eval_epochs())
     loss_fn = nn.CrossEntropyLoss()
     epoch_loss = float("nan")
@@ -239,11 +235,11 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
         scheduler.step()
         epoch_loss = total / count
         if epoch in eval_at:
-            curve.append({"epoch": epoch, "test_acc": eval_fn(), "train_loss": epoch_loss})
+            curve.append(CurvePoint(epoch, eval_fn(), epoch_loss))
         if on_epoch is not None:
             on_epoch(epoch, cfg.epochs)
     model.eval()
-    return FinetuneResult(cfg, subset, curve, curve[-1]["test_acc"], epoch_loss, time.perf_counter() - start,
+    return FinetuneResult(cfg, subset, curve, curve[-1].test_acc, epoch_loss, time.perf_counter() - start,
                           str(dev), model.cpu() if keep_model else None)
 
 

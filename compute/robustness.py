@@ -17,6 +17,7 @@ from compute.data import DATASETS, load_dataset
 from compute.errors import RtxError
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset
+from compute.records import RobustnessRecord
 
 __all__ = ["DEMO_N_IMAGES", "constraint_row", "evaluate_robustness", "robustness_stage"]
 
@@ -47,10 +48,10 @@ def evaluate_robustness(model: Classifier, images: torch.Tensor, labels: torch.T
     return correct / max(len(labels), 1)
 
 
-def constraint_row(source: str, dataset: str, cfg: AttackConfig, accuracy: float, n_images: int) -> dict[str, object]:
-    """One `robustness` table row; clean accuracy is norm 'none', eps 0, steps 0."""
-    return {"source": source, "dataset": dataset, "norm": cfg.norm_name, "eps": float(cfg.eps),
-            "steps": int(cfg.steps), "accuracy": float(accuracy), "n_images": int(n_images)}
+def constraint_row(source: str, dataset: str, cfg: AttackConfig, accuracy: float, n_images: int) -> RobustnessRecord:
+    """One `robustness` record; clean accuracy is norm 'none', eps 0, steps 0."""
+    return RobustnessRecord(source, dataset, cfg.norm_name, float(cfg.eps), int(cfg.steps), float(accuracy),
+                            int(n_images))
 
 
 def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = None, progress: bool = True,
@@ -73,7 +74,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
         if row is None:
             raise RtxError(f"source model {spec.name!r} is not in the cache; run `rtx train-source --preset "
                            f"{preset.name}` (or the `sources` stage of `rtx precompute`) first")
-        dataset = row["source_dataset"]
+        dataset = row.source_dataset
         if dataset not in DATASETS:
             tqdm.write(f"[robustness] skipping {spec.name}: its dataset {dataset!r} is not available offline")
             continue
@@ -83,7 +84,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
             continue
         test = load_dataset(dataset, "test", data_root)
         images, labels = test.images[:n_images], test.labels[:n_images]
-        model = load_checkpoint(writer.root / row["path"])[0].to(dev).to(memory_format=torch.channels_last)
+        model = load_checkpoint(writer.root / row.path)[0].to(dev).to(memory_format=torch.channels_last)
         rows = []
         bar = tqdm(todo, desc=f"robustness {spec.name}", unit="eps", leave=False, disable=not progress)
         for cfg in bar:
@@ -95,7 +96,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
         writer.record_robustness(rows)
         written += len(rows)
         if progress:
-            summary = ", ".join(f"{cfg.label} {r['accuracy']:.3f}" for cfg, r in zip(todo, rows, strict=True))
+            summary = ", ".join(f"{cfg.label} {r.accuracy:.3f}" for cfg, r in zip(todo, rows, strict=True))
             tqdm.write(f"[robustness] {spec.name} on {dataset} ({len(labels)} test images): {summary}")
     return written
 

@@ -30,6 +30,7 @@ from compute.images import to_png
 from compute.models import Classifier, load_checkpoint, save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import Preset, paper_schedule, seeds_for
+from compute.records import RunRecord, ThumbnailRecord
 from compute.settings import Settings
 from compute.workers import Report, process_map
 
@@ -163,7 +164,7 @@ class SourceLoader:
             row = self.writer.source_row(name)
             if row is None:
                 raise RtxError(f"source model {name!r} is not in the cache; run `rtx train-source` or `rtx precompute`")
-            self._models[name] = load_checkpoint(self.writer.root / row["path"])[0]
+            self._models[name] = load_checkpoint(self.writer.root / row.path)[0]
         return self._models[name]
 
 
@@ -196,7 +197,7 @@ def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> d
                 path = save_checkpoint(outcome.model, artefact_path(writer.root, "models", cfg.key, "safetensors"),
                                        {"run_key": cfg.key, "source": cfg.source, "target": cfg.target})
                 model_path = str(path.relative_to(writer.root))
-            writer.record_run(outcome.run_row(model_path), outcome.curve)
+            writer.record_run(outcome.run_record(model_path), outcome.curve)
             counts["done"] += 1
         bar.update(1)
         bar.set_postfix(failed=counts["failed"])
@@ -204,13 +205,12 @@ def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> d
     return counts
 
 
-def failed_row(cfg: FinetuneConfig, err: BaseException) -> dict[str, object]:
+def failed_row(cfg: FinetuneConfig, err: BaseException) -> RunRecord:
     from dataclasses import asdict
 
     message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-    return {"key": cfg.key, "status": "failed", "source": cfg.source, "target": cfg.target, "n_train": cfg.n_train,
-            "seed": cfg.seed, "blocks": cfg.blocks, "epochs": cfg.epochs, "config": asdict(cfg),
-            "error": message + " | " + "".join(traceback.format_exception_only(err)).strip()[-300:]}
+    return RunRecord(cfg.key, "failed", cfg.source, cfg.target, cfg.n_train, cfg.seed, cfg.blocks, cfg.epochs,
+                     asdict(cfg), error=message + " | " + "".join(traceback.format_exception_only(err)).strip()[-300:])
 
 
 def thumbnails_stage(preset: Preset, writer: CacheWriter, data_root: str | None = None, per_class: int = 3) -> None:
@@ -227,8 +227,7 @@ def thumbnails_stage(preset: Preset, writer: CacheWriter, data_root: str | None 
         rows = []
         for label in range(len(test.classes)):
             idx = (test.labels == label).nonzero().flatten()[:per_class].tolist()
-            rows += [{"dataset": target, "split": "test", "idx": i, "label": label, "png": to_png(test.images[i])}
-                     for i in idx]
+            rows += [ThumbnailRecord(target, "test", i, label, to_png(test.images[i])) for i in idx]
         writer.record_thumbnails(rows)
 
 

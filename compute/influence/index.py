@@ -12,7 +12,6 @@ its true label gets exactly the stored matrix's column).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +71,7 @@ class InfluenceIndex:
         query_file = Path(root) / row["query_path"]
         if not query_file.exists():
             raise RtxError(f"influence result {influence_key}: {query_file} is missing; re-run `rtx influence`")
-        meta = json.loads(row["meta"]) if isinstance(row.get("meta"), str) else (row.get("meta") or {})
+        meta = row["meta"]
         if "classes" in meta:
             classes, channels, size = tuple(meta["classes"]), int(meta["input_channels"]), int(meta["native_size"])
         else:  # results written before the meta carried the target's format

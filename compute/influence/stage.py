@@ -35,6 +35,7 @@ from compute.influence.methods import get_method
 from compute.models import load_checkpoint
 from compute.paths import artefact_path, job_key
 from compute.presets import Preset
+from compute.records import ThumbnailRecord
 
 # Bump when a change to this package changes stored results: it is part of every influence key.
 CODE_VERSION = "influence-1"
@@ -115,14 +116,13 @@ def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob, device
 
 
 def _thumbnail_rows(writer: CacheWriter, target: str, split: str, indices: np.ndarray,
-                    data_root: str | None = None) -> list[dict[str, Any]]:
+                    data_root: str | None = None) -> list[ThumbnailRecord]:
     have = writer.thumbnail_indices(target, split)
     todo = [int(i) for i in indices if int(i) not in have]
     if not todo:
         return []
     data = load_dataset(target, split, data_root)
-    return [{"dataset": target, "split": split, "idx": i, "label": int(data.labels[i]), "png": to_png(data.images[i])}
-            for i in todo]
+    return [ThumbnailRecord(target, split, i, int(data.labels[i]), to_png(data.images[i])) for i in todo]
 
 
 def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: str | None = None) -> None:

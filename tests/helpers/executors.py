@@ -25,5 +25,5 @@ def assert_executor_matches_in_process(cache: Path, preset: Preset, options: Set
     for key, result in expected.items():
         assert runs.loc[key, "final_test_acc"] == pytest.approx(result.final_test_acc, abs=1e-6)
         curve = reader.learning_curve(key)
-        assert list(curve.epoch) == [p["epoch"] for p in result.curve]
-        assert list(curve.test_acc) == pytest.approx([p["test_acc"] for p in result.curve], abs=1e-6)
+        assert list(curve.epoch) == [p.epoch for p in result.curve]
+        assert list(curve.test_acc) == pytest.approx([p.test_acc for p in result.curve], abs=1e-6)
