@@ -42,7 +42,7 @@ from app.uploads import (
 from compute.cache import CacheReader
 from compute.errors import RtxError
 from compute.images import from_png
-from compute.influence import InfluenceIndex
+from compute.influence_index import InfluenceIndex
 from compute.presets import get_preset
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry, no version check

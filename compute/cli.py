@@ -95,17 +95,17 @@ def _preset_from_args(args: argparse.Namespace):
 
 def cmd_precompute(args: argparse.Namespace) -> int:
     """Run every stage of a preset (or the ones named by --stages), resuming from the cache."""
-    from compute.sweep import STAGES, precompute
+    from compute.stages import precompute
 
     preset = _preset_from_args(args)
-    precompute(preset, _root(args), _sweep_options(args), args.stages or STAGES)
+    precompute(preset, _root(args), _sweep_options(args), args.stages)
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Only the fine-tuning stage of a preset (its sources must already be in the cache)."""
     from compute.cache import CacheWriter
-    from compute.sweep import finetune_stage
+    from compute.stages.finetune import finetune_stage
 
     with CacheWriter(_root(args)) as writer:
         counts = finetune_stage(_preset_from_args(args), writer, _sweep_options(args))
@@ -213,8 +213,9 @@ def cmd_influence(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from compute.cache import CacheWriter
-    from compute.influence import InfluenceJob, get_method, influence_stage, run_influence
+    from compute.influence import get_method
     from compute.presets import InfluenceSpec, get_preset
+    from compute.stages.influence import InfluenceJob, influence_stage, run_influence
 
     get_method(args.method)
     preset = get_preset(args.preset)
@@ -243,8 +244,8 @@ def cmd_featviz(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from compute.cache import CacheWriter
-    from compute.featviz import featviz_stage
     from compute.presets import FeatvizSpec, get_preset
+    from compute.stages.featviz import featviz_stage
 
     preset = get_preset(args.preset)
     spec = preset.featviz or FeatvizSpec(sources=(preset.natural,))
@@ -378,8 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("precompute", help="run a preset: sources, robustness, fine-tunes, influence, featviz")
     _add_sweep_arguments(p)
-    p.add_argument("--stages", type=_csv(), help="only these stages, in order: "
-                   "sources,robustness,thumbnails,finetune,influence,featviz")
+    from compute.stages import stage_names
+
+    p.add_argument("--stages", type=_csv(), help=f"only these stages (run in this order): {','.join(stage_names())}")
     p.add_argument("--checkpoint-dir", help="folder with the preset's checkpoint files (paper: resnet50-0676ba61.pth, "
                    "imagenet_l2_3_0.pt, imagenet_linf_4.pt, imagenet_linf_8.pt); default $RTX_CHECKPOINTS")
     p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need pickle (runs code from "

@@ -51,7 +51,7 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from compute.presets import get_preset
     from compute.settings import Settings
-    from compute.sweep import precompute
+    from compute.stages import precompute
 
     if os.environ.get("RTX_TEST_DEMO_CACHE"):  # a cache this fixture built before, to iterate on demo tests quickly
         return Path(os.environ["RTX_TEST_DEMO_CACHE"])

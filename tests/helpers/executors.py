@@ -10,7 +10,8 @@ from compute.cache import CacheReader, CacheWriter
 from compute.finetune import finetune
 from compute.presets import Preset
 from compute.settings import Settings
-from compute.sweep import SourceLoader, finetune_stage, plan
+from compute.stages.finetune import finetune_stage
+from compute.sweep import SourceLoader, plan
 
 
 def assert_executor_matches_in_process(cache: Path, preset: Preset, options: Settings) -> None:

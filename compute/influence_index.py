@@ -21,7 +21,7 @@ import torch
 from compute.cache import CacheReader
 from compute.data import load_dataset, to_model_input
 from compute.errors import RtxError
-from compute.influence._fc import QueryMatrix, augment, probabilities, residuals
+from compute.influence import QueryMatrix, probabilities, query_scores
 from compute.models import Classifier, load_checkpoint
 
 
@@ -96,7 +96,7 @@ class InfluenceIndex:
     @torch.no_grad()
     def _scores(self, z: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(N, n) scores of images with features z (N, d), probabilities (N, C), gradient labels (N,)."""
-        return self._query.scores(augment(z, self._bias is not None), residuals(probs, labels)).T
+        return query_scores(self._query, z, probs, labels, self._bias is not None).T
 
     def scores(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
         """(N, n_train) influence of every training image on each image (predicted labels unless given)."""

@@ -28,16 +28,22 @@ from compute.data import load_dataset
 from compute.errors import RtxError
 from compute.finetune import default_device
 from compute.images import to_png
-from compute.influence._fc import FCProblem, QueryMatrix, probabilities
-from compute.influence.derived import label_match_curve, top_k
-from compute.influence.features import penultimate
-from compute.influence.methods import get_method
+from compute.influence import (
+    FCProblem,
+    QueryMatrix,
+    get_method,
+    label_match_curve,
+    penultimate,
+    probabilities,
+    top_k,
+)
 from compute.models import load_checkpoint
 from compute.paths import artefact_path, job_key
 from compute.presets import Preset
 from compute.records import ThumbnailRecord
+from compute.settings import Settings
 
-# Bump when a change to this package changes stored results: it is part of every influence key.
+# Bump when a change to compute.influence changes stored results: it is part of every influence key.
 CODE_VERSION = "influence-1"
 K_MAX = 20  # length of the stored label-match curve (Figure 7b: k = 1..20)
 SIGN = "score = g_test^T H^+ g_train = -(paper eq. 9); higher = more helpful (removing it raises the test loss)"
@@ -166,6 +172,10 @@ def run_influence(writer: CacheWriter, run: dict[str, Any], job: InfluenceJob,
         return False
     record_outcome(writer, compute_influence(run, writer.root, job, device, data_root), data_root)
     return True
+
+
+def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
+    influence_stage(preset, writer, device=settings.device, progress=settings.progress, data_root=settings.data_root)
 
 
 def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.device | None = None,
