@@ -18,6 +18,8 @@ from compute.errors import RtxError
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset
 from compute.records import RobustnessRecord
+from compute.settings import resolve_device
+from compute.training import evaluate
 
 __all__ = ["DEMO_N_IMAGES", "constraint_row", "evaluate_robustness", "robustness_stage"]
 
@@ -31,21 +33,9 @@ def evaluate_robustness(model: Classifier, images: torch.Tensor, labels: torch.T
 
     Runs on the model's device in eval mode; the model's mode is restored afterwards.
     """
-    device = next(model.parameters()).device
     pixels = OnPixels(model, model.input_size)
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        for i in range(0, len(labels), batch_size):
-            x, y = images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)
-            if cfg.kind != "none":
-                x = perturb(pixels, x, y, cfg, generator)
-            with torch.no_grad():
-                correct += int((pixels(x).argmax(1) == y).sum())
-    finally:
-        model.train(was_training)
-    return correct / max(len(labels), 1)
+    attack = None if cfg.kind == "none" else (lambda x, y: perturb(pixels, x, y, cfg, generator))
+    return evaluate(pixels, images, labels, batch_size, perturb=attack)
 
 
 def constraint_row(source: str, dataset: str, cfg: AttackConfig, accuracy: float, n_images: int) -> RobustnessRecord:
@@ -63,7 +53,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
     trained on a dataset this program cannot load offline (ImageNet for the paper's checkpoints) are skipped
     with a note.
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     cfgs = [parse_constraint("none", 0)] + [
         parse_constraint(c, preset.robustness_steps) for c in (preset.robustness_eps if constraints is None else constraints)
     ]

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from compute.attacks import AttackConfig, OnPixels, parse_constraint, perturb
@@ -37,6 +36,8 @@ from compute.models import Classifier, build_model, load_checkpoint, save_checkp
 from compute.paths import artefact_path, file_checksum, job_key, sidecar_path, source_import_key
 from compute.presets import Preset, SourceSpec
 from compute.records import SourceRecord
+from compute.settings import resolve_device
+from compute.training import Perturb, evaluate, shuffled_batches, train_one_epoch
 from compute.workers import Report, process_map
 
 __all__ = [
@@ -49,7 +50,7 @@ __all__ = [
     "source_key",
     "sources_stage",
     "train_source",
-    "train_step",
+    "training_perturbation",
 ]
 
 # Bump when a change to this module changes trained weights: it is part of every source model's key.
@@ -79,25 +80,17 @@ def lr_at(step: int, total_steps: int, base_lr: float) -> float:
     return base_lr * 0.1 ** ((3 * step >= total_steps) + (3 * step >= 2 * total_steps))
 
 
-def train_step(pixels: OnPixels, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               attack: AttackConfig, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on the perturbed batch (x (B, c, h, w) in [0, 1], y (B,)) -> (loss, logits), detached.
+def training_perturbation(pixels: OnPixels, attack: AttackConfig,
+                          generator: torch.Generator | None = None) -> Perturb | None:
+    """What replaces each training batch (x (B, c, h, w) in [0, 1], y (B,)): its PGD(k) perturbation or its noisy
+    copy, or None for natural training.
 
-    Costs about (k + 1) forward/backward passes for PGD(k), a bit less because the attack's backward passes
+    A PGD(k) step costs about (k + 1) forward/backward passes, a bit less because the attack's backward passes
     compute no weight gradients (see bench/attacks.py).
     """
-    if attack.kind != "none":
-        x = perturb(pixels, x, y, attack, generator)
-    logits = pixels(x)
-    loss = F.cross_entropy(logits, y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach(), logits.detach()
-
-
-def _device(device: str | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if attack.kind == "none":
+        return None
+    return lambda x, y: perturb(pixels, x, y, attack, generator)
 
 
 # --- resume state -----------------------------------------------------------------------------------------
@@ -166,7 +159,7 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
         return _row_from_sidecar(spec, root, final)
 
     attack = parse_constraint(spec.constraint, spec.attack_steps)
-    dev = _device(device)
+    dev = resolve_device(device)
     train = load_dataset(spec.dataset, "train", data_root)
     subset = torch.as_tensor(sample_subset(train.labels, spec.train_size or len(train), SEED))
     images, labels = train.images[subset].to(dev), train.labels[subset].to(dev)  # (N, c, h, w), (N,)
@@ -183,26 +176,28 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
     state = _load_resume(resume, model, optimizer, generators) or {"epoch": 0, "seconds": 0.0, "history": []}
     bar = tqdm(total=n * spec.epochs, initial=n * state["epoch"], desc=f"{spec.name} ({spec.constraint}, "
                f"k={spec.attack_steps})", unit="img", unit_scale=True, disable=not progress)
+    replace_batch = training_perturbation(pixels, attack, generators["attack"])
+
+    def fetch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bar.update(len(idx))
+        idx = idx.to(dev)
+        return images[idx], labels[idx]  # (B, c, h, w), (B,)
+
     for epoch in range(state["epoch"], spec.epochs):
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=generators["order"]).to(dev)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        for b, i in enumerate(range(0, n, batch)):
-            idx = order[i:i + batch]
-            x, y = images[idx], labels[idx]  # (B, c, h, w), (B,)
+
+        def set_lr(step: int, epoch: int = epoch) -> None:
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(epoch * steps_per_epoch + b, total_steps, spec.lr)
-            loss, logits = train_step(pixels, optimizer, x, y, attack, generators["attack"])
-            loss_sum += loss * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            bar.update(len(y))
+                group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, spec.lr)
+
+        stats = train_one_epoch(pixels, optimizer, shuffled_batches(n, batch, generators["order"], fetch),
+                                replace_batch, set_lr)
         seconds = time.perf_counter() - start
-        state["history"].append({"epoch": epoch + 1, "train_loss": float(loss_sum) / n,
-                                 "train_acc": float(correct) / n, "seconds": seconds})
+        state["history"].append({"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.accuracy,
+                                 "seconds": seconds})
         state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
-        bar.set_postfix(loss=f"{float(loss_sum) / n:.3f}", acc=f"{float(correct) / n:.3f}")
+        bar.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.3f}")
         _save_resume(resume, model, optimizer, generators, state)
         if on_epoch is not None:
             on_epoch(epoch + 1, spec.epochs)
@@ -224,10 +219,8 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
 
 
 def _clean_accuracy(model: Classifier, dataset: str, data_root: str | None = None) -> float:
-    from compute.robustness import evaluate_robustness
-
     test = load_dataset(dataset, "test", data_root)
-    return evaluate_robustness(model, test.images, test.labels, parse_constraint("none", 0), batch_size=EVAL_BATCH)
+    return evaluate(OnPixels(model, model.input_size), test.images, test.labels, batch_size=EVAL_BATCH)
 
 
 def _row(spec: SourceSpec, root: Path, path: Path, clean_acc: float | None, seconds: float,

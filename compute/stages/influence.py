@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 from compute.cache import CacheWriter
 from compute.data import load_dataset
 from compute.errors import RtxError
-from compute.finetune import default_device
 from compute.images import to_png
 from compute.influence import (
     FCProblem,
@@ -41,7 +40,7 @@ from compute.models import load_checkpoint
 from compute.paths import artefact_path, job_key
 from compute.presets import Preset
 from compute.records import ThumbnailRecord
-from compute.settings import Settings
+from compute.settings import Settings, resolve_device
 
 # Bump when a change to compute.influence changes stored results: it is part of every influence key.
 CODE_VERSION = "influence-1"
@@ -91,7 +90,7 @@ def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob, device
     method = get_method(job.method)
     if not run.get("model_path"):
         raise RtxError(f"run {run['key']} kept no weights; re-run its fine-tune with --keep-models")
-    dev = default_device(str(device) if device is not None else None)
+    dev = resolve_device(device)
     model, _ = load_checkpoint(root / run["model_path"])
     model = model.to(dev).eval()
     train, test = load_dataset(run["target"], "train", data_root), load_dataset(run["target"], "test", data_root)
