@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from app.data import FILL_COMMAND
 from app.explorer import PAGES
 from compute.cache import CacheWriter
+from compute.records import CurvePoint, RunRecord
 from tests.helpers.explorer_cache import SEEDS, synthetic_acc, write_explorer_cache
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")
@@ -149,10 +150,9 @@ def test_pages_pick_up_a_newer_snapshot_without_restart(monkeypatch, tiny_cache:
     with CacheWriter(tiny_cache) as writer:  # what `rtx precompute` does while the explorer is open
         for i, seed in enumerate(SEEDS):
             for source in ("natural", "l2_1.5"):
-                writer.record_run({"key": f"new-{source}-{i}", "status": "done", "source": source, "target": "fmnist",
-                                   "n_train": 20, "seed": seed, "blocks": 3, "epochs": 9, "config": {},
-                                   "final_test_acc": 0.5 + 0.1 * (source != "natural") + 0.01 * i},
-                                  [{"epoch": 9, "test_acc": 0.5, "train_loss": 0.1}])
+                writer.record_run(RunRecord(f"new-{source}-{i}", "done", source, "fmnist", 20, seed, 3, 9,
+                                            final_test_acc=0.5 + 0.1 * (source != "natural") + 0.01 * i),
+                                  [CurvePoint(9, 0.5, 0.1)])
     at.run()
     assert "fmnist" in at.multiselect(key="better-targets").options
     accuracy, delta = chart_data(at)

@@ -164,6 +164,7 @@ def test_influence_methods_compared_view(explorer_url: str, browser) -> None:
 def test_an_open_page_refreshes_when_precompute_publishes(served: tuple[str, Path], browser) -> None:
     """Runs recorded while the page is open appear without a reload (the sidebar watcher reruns the app)."""
     from compute.cache import CacheWriter
+    from compute.records import RunRecord
     from tests.helpers.explorer_cache import SEEDS
 
     url, root = served
@@ -176,9 +177,8 @@ def test_an_open_page_refreshes_when_precompute_publishes(served: tuple[str, Pat
         with CacheWriter(root) as writer:  # what `rtx precompute` does in another process
             for i, seed in enumerate(SEEDS):
                 for source in ("natural", "l2_1.5"):
-                    writer.record_run({"key": f"live-{source}-{i}", "status": "done", "source": source,
-                                       "target": "fmnist", "n_train": 20, "seed": seed, "blocks": 3, "epochs": 9,
-                                       "config": {}, "final_test_acc": 0.6 + 0.05 * (source != "natural")}, [])
+                    writer.record_run(RunRecord(f"live-{source}-{i}", "done", source, "fmnist", 20, seed, 3, 9,
+                                                final_test_acc=0.6 + 0.05 * (source != "natural")), [])
         page.get_by_text("fmnist", exact=True).first.wait_for(timeout=30_000)  # its chip in the targets filter
         page.screenshot(path=str(ARTIFACTS / "refreshed.png"))
         assert page.locator("[data-testid='stException']").count() == 0

@@ -10,10 +10,11 @@ import torch
 
 from compute.cache import CacheReader, CacheWriter
 from compute.errors import RtxError
-from compute.featviz import SEEDS_DIR, featviz_stage, load_seed, maximize, seed_names
+from compute.featviz import SEEDS_DIR, load_seed, maximize, seed_names
 from compute.images import from_png
 from compute.models import build_model
 from compute.presets import FeatvizSpec, get_preset
+from compute.stages.featviz import featviz_stage
 
 
 def test_shipped_seeds_exist_with_their_licence() -> None:

@@ -17,7 +17,8 @@ from compute.cache import CacheReader, CacheWriter
 from compute.cli import main
 from compute.presets import get_preset
 from compute.settings import Settings
-from compute.sweep import finetune_stage, plan
+from compute.stages.finetune import finetune_stage
+from compute.sweep import plan
 from tests.helpers.executors import assert_executor_matches_in_process
 
 REPO = Path(__file__).resolve().parents[1]

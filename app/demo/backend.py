@@ -27,7 +27,7 @@ from compute.cache import CacheReader
 from compute.errors import RtxError
 from compute.featviz import SEEDS_DIR
 from compute.images import from_png
-from compute.influence import InfluenceIndex
+from compute.influence_index import InfluenceIndex
 from compute.presets import get_preset
 
 log = logging.getLogger(__name__)

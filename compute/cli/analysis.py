@@ -27,8 +27,9 @@ def cmd_influence(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from compute.cache import CacheWriter
-    from compute.influence import InfluenceJob, get_method, influence_stage, run_influence
+    from compute.influence import get_method
     from compute.presets import InfluenceSpec, get_preset
+    from compute.stages.influence import InfluenceJob, influence_stage, run_influence
 
     get_method(args.method)
     preset = get_preset(args.preset)
@@ -67,8 +68,8 @@ def cmd_featviz(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from compute.cache import CacheWriter
-    from compute.featviz import featviz_stage
     from compute.presets import FeatvizSpec, get_preset
+    from compute.stages.featviz import featviz_stage
 
     preset = get_preset(args.preset)
     spec = preset.featviz or FeatvizSpec(sources=(preset.natural,))

@@ -54,7 +54,7 @@ def cmd_train_source(args: argparse.Namespace) -> int:
             spec = SourceSpec(args.name, args.arch, args.constraint, steps, args.dataset, epochs=args.epochs,
                               train_size=args.train_size, batch_size=args.batch_size, lr=args.lr)
             row = ensure_source(spec, writer, device=args.device, progress=not args.no_progress)
-            print(f"{spec.name}: clean accuracy {row['clean_acc']:.3f}, {row['path']}" if row
+            print(f"{spec.name}: clean accuracy {row.clean_acc:.3f}, {row.path}" if row
                   else f"{spec.name}: already in the cache")
         else:
             from compute.settings import Settings
@@ -81,18 +81,14 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_import_source(args: argparse.Namespace) -> int:
     """Register a checkpoint file (ours, torchvision or MadryLab) as a source model in the cache."""
     from compute.cache import CacheWriter
-    from compute.train_source import import_source
+    from compute.train_source import import_source, record_source
 
     apply_threads(args)
     with CacheWriter(root(args)) as writer:
         row = import_source(args.path, args.name, args.arch, args.constraint, args.steps, args.dataset, writer.root,
                             num_classes=args.num_classes, trust_pickle=args.trust_pickle, measure=args.measure)
-        previous = writer.source_row(args.name)
-        if previous is not None and previous["checksum"] != row["checksum"]:
-            writer.forget_robustness(args.name)
-        writer.record_source_model(row)
-    print(f"registered {args.name} ({row['arch']}, {row['constraint_']}, {row['meta']['format']} checkpoint) "
-          f"as {row['path']}")
+        record_source(writer, row)
+    print(f"registered {args.name} ({row.arch}, {row.constraint}, {row.meta['format']} checkpoint) as {row.path}")
     return 0
 
 

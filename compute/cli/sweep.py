@@ -67,27 +67,27 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _precompute_arguments(p: argparse.ArgumentParser) -> None:
-    from compute.sweep import STAGES
+    from compute.stages import stage_names
 
     add_sweep_arguments(p)
-    p.add_argument("--stages", type=csv(), help=f"only these stages, in order: {','.join(STAGES)}")
+    p.add_argument("--stages", type=csv(), help=f"only these stages (run in this order): {','.join(stage_names())}")
     add_checkpoint_dir(p)
     add_trust_pickle(p)
 
 
 def cmd_precompute(args: argparse.Namespace) -> int:
     """Run every stage of a preset (or the ones named by --stages), resuming from the cache."""
-    from compute.sweep import STAGES, precompute
+    from compute.stages import precompute
 
     settings = settings_from_args(args)
-    precompute(preset_from_args(args, settings), root(args), settings, args.stages or STAGES)
+    precompute(preset_from_args(args, settings), root(args), settings, args.stages)
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Only the fine-tuning stage of a preset (its sources must already be in the cache)."""
     from compute.cache import CacheWriter
-    from compute.sweep import finetune_stage
+    from compute.stages.finetune import finetune_stage
 
     settings = settings_from_args(args)
     with CacheWriter(root(args)) as writer:
