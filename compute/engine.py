@@ -71,6 +71,7 @@ from compute.finetune import (
     split_model,
 )
 from compute.models import Classifier
+from compute.records import CurvePoint
 
 STRATEGIES = ("vmap", "loop")  # one vmapped call over the runs, or a Python loop over them (same numbers)
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
@@ -319,12 +320,12 @@ def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch
             acc = group.evaluate().tolist()  # one read per evaluation
             losses = epoch_loss.tolist()
             for r, curve in enumerate(curves):
-                curve.append({"epoch": epoch, "test_acc": acc[r], "train_loss": losses[r]})
+                curve.append(CurvePoint(epoch, acc[r], losses[r]))
         if on_epoch is not None:
             on_epoch(epoch, cfg.epochs)
     losses = epoch_loss.tolist()
     seconds = (time.perf_counter() - start) / len(configs)
-    return [FinetuneResult(c, group.subsets[r], curves[r], curves[r][-1]["test_acc"], losses[r], seconds, str(device),
+    return [FinetuneResult(c, group.subsets[r], curves[r], curves[r][-1].test_acc, losses[r], seconds, str(device),
                            group.run_model(r) if c.key in keep else None) for r, c in enumerate(configs)]
 
 

@@ -67,8 +67,15 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The torch device to run on: the one named ('cpu', 'cuda:1', ...), else CUDA when present, else the CPU."""
+    if device is not None and str(device):
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def default_workers(device: str | None = None) -> int:
     """One worker process per available core on a CPU; one (this process) when a GPU does the work."""
-    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
+    if resolve_device(device).type == "cuda":
         return 1
     return available_cores()

@@ -10,7 +10,8 @@ from compute.cache import CacheReader, CacheWriter
 from compute.finetune import finetune
 from compute.presets import Preset
 from compute.settings import Settings
-from compute.sweep import SourceLoader, finetune_stage, plan
+from compute.stages.finetune import finetune_stage
+from compute.sweep import SourceLoader, plan
 
 
 def assert_executor_matches_in_process(cache: Path, preset: Preset, options: Settings) -> None:
@@ -25,5 +26,5 @@ def assert_executor_matches_in_process(cache: Path, preset: Preset, options: Set
     for key, result in expected.items():
         assert runs.loc[key, "final_test_acc"] == pytest.approx(result.final_test_acc, abs=1e-6)
         curve = reader.learning_curve(key)
-        assert list(curve.epoch) == [p["epoch"] for p in result.curve]
-        assert list(curve.test_acc) == pytest.approx([p["test_acc"] for p in result.curve], abs=1e-6)
+        assert list(curve.epoch) == [p.epoch for p in result.curve]
+        assert list(curve.test_acc) == pytest.approx([p.test_acc for p in result.curve], abs=1e-6)
