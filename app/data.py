@@ -12,10 +12,10 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import pairing
 from app.charts import sorted_heatmap_frame
+from app.pairing import InfluenceCell
 from compute.cache import CacheReader, snapshot_path
 from compute.paths import cache_dir
 
 FILL_COMMAND = "rtx precompute --preset demo"
 MAX_SNAPSHOTS = 32  # entries kept per read: a long precompute publishes often, old snapshots' results age out
-NATURAL_NAMES = ("natural",)  # every preset's `Preset.natural`; see natural_source()
 
 T = TypeVar("T")
 _LOCK = threading.Lock()
@@ -147,19 +148,14 @@ def featviz(snap: Snapshot) -> pd.DataFrame:
 
 
 # --- derived ---------------------------------------------------------------------------------------------------
+# Every fact about a source or a target below comes from the columns compute records (schema 2: a source's kind,
+# norm, eps, steps; a run's base_dataset and variant), never from re-parsing its constraint or target text.
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def natural_source(snap: Snapshot) -> str | None:
-    """The natural reference source of the cache's runs: a preset's `natural` name, else a `none` constraint."""
+    """The natural reference source of the cache's runs (kind 'natural'; the first by name if several)."""
     ran = set(final_summary(snap).get("source", pd.Series(dtype=str)))
-    for name in NATURAL_NAMES:
-        if name in ran:
-            return name
-    sources = source_models(snap)
-    if not sources.empty:
-        plain = sources[(sources["constraint_"] == "none") & sources["name"].isin(ran)]
-        if not plain.empty:
-            return str(plain["name"].iloc[0])
-    return None
+    natural = sorted(pairing.natural_sources(source_models(snap)) & ran)
+    return natural[0] if natural else None
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
@@ -168,46 +164,46 @@ def headline_robust(snap: Snapshot) -> str | None:
     ran = set(final_summary(snap).get("source", pd.Series(dtype=str))) - {natural_source(snap)}
     sources = source_models(snap)
     if not sources.empty:
-        l2 = sources[sources["name"].isin(ran) & sources["constraint_"].str.startswith("l2:")
-                     & (sources["attack_steps"].fillna(0) > 1)]
+        l2 = sources[sources["name"].isin(ran) & (sources["kind"] == "pgd") & (sources["norm"] == "l2")
+                     & (sources["steps"].fillna(0) > 1)]
         if not l2.empty:
             return str(l2["name"].iloc[0])
     return min(ran) if ran else None
 
 
 def source_label(row: pd.Series) -> str:
-    """'l2_1.5: L2 ε=1.5, PGD(3)' from a source_models row."""
-    constraint = str(row.get("constraint_") or "none")
-    if constraint == "none":
-        return f"{row['name']}: natural training"
-    kind, _, eps = constraint.partition(":")
+    """'l2_1.5: L2 ε=1.5, PGD(3)' from a source_models row (its kind, norm, eps and steps columns)."""
+    name, kind = row["name"], row.get("kind")
+    if kind == "natural":
+        return f"{name}: natural training"
     if kind == "gaussian":
-        return f"{row['name']}: Gaussian σ={eps}"
-    steps = row.get("attack_steps")
-    return f"{row['name']}: {kind.upper() if kind == 'l2' else 'L∞'} ε={eps}, PGD({int(steps) if pd.notna(steps) else '?'})"
+        return f"{name}: Gaussian σ={row['eps']:.3g}"
+    norm = "L2" if row.get("norm") == "l2" else "L∞"
+    steps = row.get("steps")
+    return f"{name}: {norm} ε={row['eps']:.3g}, PGD({int(steps) if pd.notna(steps) else '?'})"
 
 
-def constraint_eps(constraint: str) -> float:
-    """'linf:4/255' -> 0.0157, 'l2:1.5' -> 1.5, 'none' -> 0.0."""
-    _, _, eps = str(constraint).partition(":")
-    return float(Fraction(eps)) if eps else 0.0
-
-
-def split_variant(target: str) -> tuple[str, str | None]:
-    """'mnist5k+lowpass(400)' -> ('mnist5k', 'lowpass(400)'); a plain target -> (target, None)."""
-    base, _, variant = target.partition("+")
-    return base, variant or None
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
+def variant_targets(snap: Snapshot) -> dict[str, list[str]]:
+    """Base dataset -> its variant targets that have finished runs, e.g. {'mnist5k': ['mnist5k+lowpass(400)']}."""
+    runs = _read(snap, lambda r: r.runs("done"))
+    if runs.empty:
+        return {}
+    variants = runs.loc[runs["variant"].notna(), ["base_dataset", "target"]].drop_duplicates()
+    return {str(base): sorted(group["target"]) for base, group in variants.groupby("base_dataset", sort=True)}
 
 
 # --- influence (Section 6) -------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def influence_results(snap: Snapshot) -> pd.DataFrame:
-    """Influence results with their run's cell and a `pair` label grouping robust and natural on one subset."""
-    frame = _read(snap, lambda r: r.influence_results())
-    if frame.empty:
-        return frame
-    return frame.assign(pair=frame["target"] + " · " + frame["subset_size"].astype(str) + " images · seed "
-                        + frame["seed"].astype(str) + " · " + frame["blocks"].astype(str) + " blocks")
+    """Influence results with their run's cell (target, subset_size, seed, blocks, source) and method."""
+    return _read(snap, lambda r: r.influence_results())
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
+def influence_cells(snap: Snapshot) -> list[InfluenceCell]:
+    """Influence results grouped as `app.pairing` does for the demo: one cell per subset, method and cut-off."""
+    return pairing.influence_cells(influence_results(snap), pairing.natural_sources(source_models(snap)))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
@@ -235,3 +231,22 @@ def influence_heatmap(snap: Snapshot, key: str, max_bins: int = 60) -> pd.DataFr
     pooled = sorted_heatmap_frame(matrix, np.asarray(row["train_labels"]), np.asarray(row["test_labels"]), max_bins)
     return pooled.rename(columns={"row_bin": "col_bin", "col_bin": "row_bin", "row_label": "col_label",
                                   "col_label": "row_label"})
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def influence_matrix(snap: Snapshot, key: str) -> np.ndarray | None:
+    """The stored (n_train, n_test) float32 matrix of one result, None when its NPY file is missing."""
+    row = influence_row(snap, key)
+    if row is None or not row.get("matrix_path"):
+        return None
+    path = _read(snap, lambda r: r.artefact(row["matrix_path"]))
+    return np.load(path) if path.exists() else None
+
+
+def influence_exact(snap: Snapshot, key: str) -> bool | None:
+    """Whether the result's method is exact (the stage records `exact` in its meta); None when not recorded."""
+    row = influence_row(snap, key) or {}
+    meta = row.get("meta") or {}
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    exact = meta.get("exact")
+    return None if exact is None else bool(exact)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from app.data import constraint_eps
 from compute.presets import PAPER_VS_HERE
 
 TABLE7 = Path(__file__).resolve().parents[1] / "assets" / "paper_table7.csv"
@@ -34,14 +33,12 @@ def paper_table() -> pd.DataFrame:
 def paper_columns(sources: pd.DataFrame, natural: str | None) -> dict[str, str]:
     """Cache source name -> Table 7 column, for the sources that have a counterpart (see module docstring)."""
     mapping: dict[str, str] = {natural: "natural"} if natural else {}
-    pgd = sources[(sources["attack_steps"].fillna(0) > 1)]
-    l2 = pgd[pgd["constraint_"].str.startswith("l2:")]
+    pgd = sources[(sources["kind"] == "pgd") & (sources["steps"].fillna(0) > 1)]  # recorded columns, not text
+    l2 = pgd[pgd["norm"] == "l2"]
     if not l2.empty:
-        best = l2.assign(gap=(l2["constraint_"].map(constraint_eps) - 3).abs()).sort_values(["gap", "attack_steps"],
-                                                                                 ascending=[True, False])
+        best = l2.assign(gap=(l2["eps"] - 3).abs()).sort_values(["gap", "steps"], ascending=[True, False])
         mapping[str(best["name"].iloc[0])] = "l2_eps3"
-    linf = pgd[pgd["constraint_"].str.startswith("linf:")].assign(eps=lambda f: f["constraint_"].map(constraint_eps))
-    linf = linf.sort_values("eps")
+    linf = pgd[pgd["norm"] == "linf"].sort_values("eps")
     exact = {4 / 255: "linf_eps4_255", 8 / 255: "linf_eps8_255"}
     for _, row in linf.iterrows():
         for eps, column in exact.items():

@@ -26,7 +26,8 @@ from compute.attacks import OnPixels, parse_constraint
 from compute.data import load_dataset
 from compute.models import build_model
 from compute.presets import DEMO_SOURCES
-from compute.train_source import train_source, train_step
+from compute.train_source import train_source, training_perturbation
+from compute.training import train_step
 
 SETTINGS = {"natural": "none", "gaussian": "gaussian:0.054", "PGD(1)": "l2:1.5", "PGD(3)": "l2:1.5",
             "PGD(7)": "l2:1.5"}
@@ -46,7 +47,7 @@ def images_per_second(setting: str, x: torch.Tensor, y: torch.Tensor, batches: i
         if b == 3:
             start = time.perf_counter()
         i = (b * batch) % (len(y) - batch)
-        train_step(pixels, optimizer, x[i:i + batch], y[i:i + batch], attack, generator)
+        train_step(pixels, optimizer, x[i:i + batch], y[i:i + batch], training_perturbation(pixels, attack, generator))
     return batches * batch / (time.perf_counter() - start)
 
 

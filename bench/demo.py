@@ -10,8 +10,12 @@ when present) is answered four ways, all in this process:
   localhost port (queue, HTTP, pre/post-processing; output files are not downloaded)
 - `floor`:  the same upload through gradio_client to a trivial endpoint (file in, one string out) on a
   second server: what Gradio's upload, queue and HTTP cost on their own
+- `load`:   --load requests submitted at once through gradio_client, which downloads every result image (as a
+  browser does): once all identical, once mixed over the uploads; p50/p95 of submit-to-answer latency, the
+  number that failed and the number whose neighbours differ from the Python function's (issue 14: before the
+  content-addressed result files, 41-63 of 100 identical requests failed)
 
-    python bench/demo.py [--cache DIR] [--uploads 50] [--threads 1]
+    python bench/demo.py [--cache DIR] [--uploads 50] [--threads 1] [--load 100]
 
 The target is 1 s per answer on 2 CPU cores for the demo cache (`rtx precompute --preset demo`).
 """
@@ -29,8 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.demo import SEED_SUFFIXES, SEEDS_DIR, DemoBackend, launch, neighbours
+from app.demo import DemoBackend, launch, neighbours
+from app.demo.backend import PHOTO_SUFFIXES
 from app.uploads import load_upload
+from compute.featviz import SEEDS_DIR
 from compute.paths import cache_dir
 
 
@@ -45,7 +51,7 @@ def upload_files(backend: DemoBackend, target: str, n: int, folder: Path) -> lis
     frame = backend.thumbs.get((target, "test"))
     if frame is None or frame.empty:
         raise SystemExit(f"the cache has no test thumbnails for {target}; run `rtx precompute --preset demo`")
-    photos = [p for p in sorted(SEEDS_DIR.glob("*")) if p.suffix.lower() in SEED_SUFFIXES] if SEEDS_DIR.is_dir() else []
+    photos = [p for p in sorted(SEEDS_DIR.glob("*")) if p.suffix.lower() in PHOTO_SUFFIXES] if SEEDS_DIR.is_dir() else []
     files = []
     for i in range(n):
         if photos and i % 10 == 9:
@@ -82,6 +88,35 @@ def gradio_floor(files: list[Path]) -> list[float]:
         echo.close()
 
 
+def neighbour_positions(details: dict) -> list[list[int]]:
+    return [[n["train_pos"] for n in m["neighbours"]] for m in details["models"]]
+
+
+def concurrent_load(url: str, label: str, files: list[Path], expected: dict[Path, dict], folder: Path
+                    ) -> tuple[list[float], int, int]:
+    """Submit every file at once; (seconds from submit to answer per success, failures, wrong answers)."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False, download_files=str(folder))
+    done: dict[int, float] = {}
+    start = time.perf_counter()
+    jobs = []
+    for i, path in enumerate(files):
+        job = client.submit(handle_file(str(path)), label, 5, "auto", api_name="/neighbours")
+        job.future.add_done_callback(lambda _, i=i: done.setdefault(i, time.perf_counter()))
+        jobs.append((i, path, job))
+    seconds, failed, wrong = [], 0, 0
+    for i, path, job in jobs:
+        try:
+            out = job.result(timeout=600)
+        except Exception:  # noqa: BLE001  (count every failure)
+            failed += 1
+            continue
+        seconds.append(done.get(i, time.perf_counter()) - start)
+        wrong += neighbour_positions(out[-1]) != neighbour_positions(expected[path])
+    return seconds, failed, wrong
+
+
 def summarise(name: str, seconds: list[float], baseline: float | None) -> str:
     median, p95 = statistics.median(seconds), float(np.percentile(seconds, 95))
     ratio = f"{median / baseline:6.2f}x" if baseline else "   1.00x"
@@ -92,6 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=None, help="cache directory (default $RTX_CACHE or ./cache)")
     parser.add_argument("--uploads", type=int, default=50)
+    parser.add_argument("--load", type=int, default=100, help="concurrent requests of the load test (0: skip it)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1, as the demo server runs: 2 requests at once on 2 cores)")
     args = parser.parse_args()
@@ -124,7 +160,7 @@ def main() -> None:
             times["decode"].append(t1 - t0)
             times["query"].append(t2 - t1)
             times["python"].append(t3 - t2)
-            answers.append(out[-1])
+            answers.append(out.details)
 
         from gradio_client import Client, handle_file
 
@@ -136,12 +172,19 @@ def main() -> None:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
             client.predict(handle_file(str(files[0])), pair.label, 5, "auto", api_name="/neighbours")  # warm
             mismatches = 0
+            load: dict[str, tuple[list[float], int, int]] = {}
             for path, expected in zip(files, answers, strict=True):
                 t0 = time.perf_counter()
                 out = client.predict(handle_file(str(path)), pair.label, 5, "auto", api_name="/neighbours")
                 times["client"].append(time.perf_counter() - t0)
-                got = [[n["train_pos"] for n in m["neighbours"]] for m in out[-1]["models"]]
-                mismatches += got != [[n["train_pos"] for n in m["neighbours"]] for m in expected["models"]]
+                mismatches += neighbour_positions(out[-1]) != neighbour_positions(expected)
+            expected_of = dict(zip(files, answers, strict=True))
+            for mode, batch in (("identical", [files[0]] * args.load), ("mixed", [files[i % len(files)]
+                                                                                  for i in range(args.load)])):
+                if args.load:
+                    seconds, failed, wrong = concurrent_load(f"http://127.0.0.1:{port}/", pair.label, batch,
+                                                             expected_of, Path(tmp) / f"load-{mode}")
+                    load[mode] = (seconds, failed, wrong)
         finally:
             demo.close()
 
@@ -151,6 +194,10 @@ def main() -> None:
     worst = float(np.percentile(times["client"], 95))
     print(f"API answers identical to the Python function's: {len(files) - mismatches}/{len(files)}; "
           f"p95 through the API {worst:.3f} s ({'within' if worst < 1.0 else 'OVER'} the 1 s target)")
+    for mode, (seconds, failed, wrong) in load.items():
+        p50, p95 = (statistics.median(seconds), float(np.percentile(seconds, 95))) if seconds else (np.nan, np.nan)
+        print(f"load {mode:<9} {args.load} at once: p50 {p50:6.2f} s   p95 {p95:6.2f} s   "
+              f"({p95 / baseline:,.0f}x one query)   failed {failed}   wrong answers {wrong}")
 
 
 if __name__ == "__main__":

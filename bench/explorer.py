@@ -31,7 +31,8 @@ from compute.cache import CacheWriter
 from compute.data import paper_seeds
 from compute.images import to_png
 from compute.influence.derived import label_match_curve, top_k
-from compute.paths import artefact_path, job_key
+from compute.paths import artefact_path, job_key, snapshot_path
+from compute.records import CurvePoint, RobustnessRecord, RunRecord, SourceRecord, ThumbnailRecord
 from compute.presets import paper_schedule
 
 APP = Path(__file__).resolve().parents[1] / "app" / "explorer.py"
@@ -62,10 +63,8 @@ def write_runs(writer: CacheWriter, arch: str, sources, targets, sizes, seeds: i
     """Every (source, target, size, blocks, seed) run with a learning curve; returns the number of runs."""
     table, rng = _table7(), np.random.default_rng(0)
     for name, constraint, steps, _ in sources:
-        writer.record_source_model({"name": name, "arch": arch, "constraint_": constraint,
-                                    "attack_steps": steps, "source_dataset": "synthetic", "checksum": f"synth-{name}",
-                                    "path": f"sources/{name}.safetensors", "clean_acc": 0.7, "train_seconds": 0.0,
-                                    "meta": {"synthetic": True}})
+        writer.record_source_model(SourceRecord(name, arch, constraint, steps, "synthetic", f"synth-{name}",
+                                                f"sources/{name}.safetensors", 0.7, 0.0, {"synthetic": True}))
     total = 0
     for target in targets:
         runs, curves = [], []
@@ -79,19 +78,17 @@ def write_runs(writer: CacheWriter, arch: str, sources, targets, sizes, seeds: i
                         final = float(np.clip(base + rng.normal(0, 0.01), 0, 1))
                         key = job_key("finetune", {"synthetic": True, "source": name, "target": target, "n": n_train,
                                                    "blocks": k, "seed": seed})
-                        runs.append({"key": key, "status": "done", "source": name, "target": target, "n_train": n_train,
-                                     "seed": seed, "blocks": k, "epochs": epochs, "config": {"synthetic": True},
-                                     "final_test_acc": final, "final_train_loss": 0.1, "wall_seconds": 1.0,
-                                     "device": "synthetic"})
-                        curves.append([{"epoch": e, "test_acc": final * (1 - 0.5 * np.exp(-e / (epochs / 8))),
-                                        "train_loss": 1.0 / e} for e in eval_at[:-1]]
-                                      + [{"epoch": epochs, "test_acc": final, "train_loss": 1.0 / epochs}])
+                        runs.append(RunRecord(key, "done", name, target, n_train, seed, k, epochs, {"synthetic": True},
+                                              final_test_acc=final, final_train_loss=0.1, wall_seconds=1.0,
+                                              device="synthetic"))
+                        curves.append([CurvePoint(e, final * (1 - 0.5 * np.exp(-e / (epochs / 8))), 1.0 / e)
+                                       for e in eval_at[:-1]] + [CurvePoint(epochs, final, 1.0 / epochs)])
         writer.record_runs(runs, curves)
         total += len(runs)
     for name, constraint, *_ in sources:
-        writer.record_robustness([{"source": name, "dataset": "synthetic", "norm": norm, "eps": eps, "steps": steps,
-                                   "accuracy": 0.7 * (0.3 if constraint == "none" and norm != "none" else 1.0),
-                                   "n_images": 1000} for norm, eps, steps in (("none", 0.0, 0), ("l2", 3 / 32, 3))])
+        writer.record_robustness([RobustnessRecord(name, "synthetic", norm, eps, steps,
+                                                   0.7 * (0.3 if constraint == "none" and norm != "none" else 1.0), 1000)
+                                  for norm, eps, steps in (("none", 0.0, 0), ("l2", 3 / 32, 3))])
     return total
 
 
@@ -111,8 +108,7 @@ def write_influence(writer: CacheWriter, target: str, sources: tuple[str, str], 
         topk = pd.DataFrame({"influence_key": key, "test_pos": np.repeat(np.arange(n_test), 10),
                              "rank": np.tile(np.arange(10), n_test), "train_pos": top.positions.ravel(),
                              "score": top.scores.ravel()})
-        run_key = writer.query("SELECT key FROM runs WHERE source = ? AND target = ? AND n_train = ? AND blocks = 3 "
-                               "ORDER BY seed LIMIT 1", [name, target, n_train])["key"][0]
+        run_key = writer.run_keys(name, target, n_train, 3)[0]
         writer.record_influence({
             "key": key, "run_key": run_key, "method": "synthetic", "cutoff": 0.05, "n_train": n_train,
             "n_test": n_test, "matrix_path": str(path.relative_to(writer.root)), "query_path": None,
@@ -122,10 +118,9 @@ def write_influence(writer: CacheWriter, target: str, sources: tuple[str, str], 
             "seconds": 0.0, "meta": {"synthetic": True}}, topk)
         del matrix
     png = [to_png(rng.random((3, 32, 32))) for _ in range(classes)]  # one picture per label, reused
-    writer.record_thumbnails([{"dataset": target, "split": "train", "idx": int(i), "label": int(i % classes),
-                               "png": png[i % classes]} for i in train_idx])
-    writer.record_thumbnails([{"dataset": target, "split": "test", "idx": i, "label": i % classes,
-                               "png": png[i % classes]} for i in range(n_test)])
+    writer.record_thumbnails([ThumbnailRecord(target, "train", int(i), int(i % classes), png[i % classes])
+                              for i in train_idx])
+    writer.record_thumbnails([ThumbnailRecord(target, "test", i, i % classes, png[i % classes]) for i in range(n_test)])
     writer.record_featviz([{"key": "featviz-synthetic", "model": m, "seed_image": s, "unit": u, "steps": 64,
                             "step_size": 0.05, "png": png[u], "seed_png": png[-1]}
                            for m in sources for s in ("chelsea", "coffee", "rocket") for u in range(3)])
@@ -195,7 +190,7 @@ def main() -> None:
         results = {}
         for name, build, budget in (("demo-sized", build_demo, 2.0), ("paper-sized", build_paper, 5.0)):
             root = base / name
-            if not (root / "rtx.snapshot.duckdb").exists():
+            if not snapshot_path(root).exists():
                 root.mkdir(parents=True, exist_ok=True)
                 t0 = time.perf_counter()
                 runs = build(root)

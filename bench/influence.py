@@ -28,7 +28,8 @@ import time
 import numpy as np
 import torch
 
-from compute.influence import FCProblem, InfluenceIndex, QueryMatrix, influence_fast, influence_scores
+from compute.influence import FCProblem, QueryMatrix, influence_fast, influence_scores
+from compute.influence_index import InfluenceIndex
 from compute.influence.reference import autograd_gradients, autograd_hessian, svd_pinv
 from compute.models import build_model
 

@@ -24,9 +24,18 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from compute import paths
 from compute.errors import RtxError
-from compute.paths import DB_NAME, SNAPSHOT_NAME, cache_dir
-from compute.records import constraint_columns, target_columns
+from compute.paths import DB_NAME, cache_dir
+from compute.records import (
+    CurvePoint,
+    RobustnessRecord,
+    RunRecord,
+    SourceRecord,
+    ThumbnailRecord,
+    constraint_columns,
+    target_columns,
+)
 
 SCHEMA_VERSION = 2
 
@@ -108,7 +117,7 @@ def db_path(root: Path | None = None) -> Path:
 
 
 def snapshot_path(root: Path | None = None) -> Path:
-    return (root or cache_dir()) / SNAPSHOT_NAME
+    return paths.snapshot_path(root or cache_dir())
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -224,32 +233,29 @@ class CacheWriter:
             f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
         )
 
-    def record_source_model(self, row: dict[str, Any]) -> None:
-        """name, arch, constraint_, attack_steps, source_dataset, checksum, path, clean_acc, train_seconds, meta
-        (kind, norm, eps, steps are derived from constraint_ and attack_steps)."""
+    def record_source_model(self, record: SourceRecord) -> None:
         with self.transaction() as con:
-            self._insert(con, "source_models", {**row, **constraint_columns(row["constraint_"], row["attack_steps"])})
+            self._insert(con, "source_models", record.columns())
 
-    def record_run(self, run: dict[str, Any], curve: Sequence[dict[str, Any]]) -> None:
+    def record_run(self, run: RunRecord, curve: Sequence[CurvePoint]) -> None:
         """One fine-tune: its `runs` row and its learning curve, together or not at all."""
         with self.transaction() as con:
-            con.execute("DELETE FROM epoch_metrics WHERE run_key = ?", [run["key"]])
-            self._insert(con, "runs", {**run, **target_columns(run["target"])})
+            con.execute("DELETE FROM epoch_metrics WHERE run_key = ?", [run.key])
+            self._insert(con, "runs", run.columns())
             if curve:
-                con.register("curve_frame", pd.DataFrame([{"run_key": run["key"], **point} for point in curve]))
+                con.register("curve_frame", _curve_frame([run], [curve]))
                 con.execute("INSERT INTO epoch_metrics SELECT run_key, epoch, test_acc, train_loss FROM curve_frame")
                 con.unregister("curve_frame")
 
-    def record_runs(self, runs: Sequence[dict[str, Any]], curves: Sequence[Sequence[dict[str, Any]]]) -> None:
+    def record_runs(self, runs: Sequence[RunRecord], curves: Sequence[Sequence[CurvePoint]]) -> None:
         """Many fine-tunes in one transaction (imports and synthetic benchmark caches); same rows as `record_run`."""
         if len(runs) != len(curves):
             raise RtxError(f"record_runs got {len(runs)} runs but {len(curves)} curves; pass one curve per run")
         if not runs:
             return
-        frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict) else v
-                               for k, v in {**run, **target_columns(run["target"])}.items()} for run in runs])
-        points = pd.DataFrame([{"run_key": run["key"], **p} for run, curve in zip(runs, curves, strict=True)
-                               for p in curve], columns=["run_key", "epoch", "test_acc", "train_loss"])
+        frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict) else v for k, v in run.columns().items()}
+                              for run in runs])
+        points = _curve_frame(runs, curves)
         cols = ", ".join(frame.columns)
         with self.transaction() as con:
             con.register("runs_frame", frame)
@@ -260,10 +266,10 @@ class CacheWriter:
             con.unregister("runs_frame")
             con.unregister("points_frame")
 
-    def record_robustness(self, rows: Sequence[dict[str, Any]]) -> None:
+    def record_robustness(self, rows: Sequence[RobustnessRecord]) -> None:
         with self.transaction() as con:
             for row in rows:
-                self._insert(con, "robustness", row)
+                self._insert(con, "robustness", row.columns())
 
     def record_influence(self, row: dict[str, Any], topk: pd.DataFrame) -> None:
         """An influence result and its per-test top-k table (influence_key, test_pos, rank, train_pos, score)."""
@@ -281,19 +287,24 @@ class CacheWriter:
             for row in rows:
                 self._insert(con, "featviz", row)
 
-    def record_thumbnails(self, rows: Sequence[dict[str, Any]]) -> None:
+    def record_thumbnails(self, rows: Sequence[ThumbnailRecord]) -> None:
         """Many thumbnails in one bulk statement (a paper-sized influence run stores ~13,000)."""
         if not rows:
             return
-        frame = pd.DataFrame(rows, columns=["dataset", "split", "idx", "label", "png"])
+        frame = pd.DataFrame([r.columns() for r in rows], columns=["dataset", "split", "idx", "label", "png"])
         with self.transaction() as con:
             con.register("thumbs_frame", frame)
             con.execute("INSERT OR REPLACE INTO thumbnails SELECT dataset, split, idx, label, png FROM thumbs_frame")
             con.unregister("thumbs_frame")
 
-    def source_row(self, name: str) -> dict[str, Any] | None:
-        frame = self.query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models WHERE name = ?", [name])
-        return None if frame.empty else frame.iloc[0].to_dict()
+    def source_row(self, name: str) -> SourceRecord | None:
+        """The recorded source `name` (meta parsed), or None."""
+        frame = self._query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models WHERE name = ?", [name])
+        return None if frame.empty else _source_record(frame.iloc[0].to_dict())
+
+    def schema_versions(self) -> list[int]:
+        """Every schema version this cache was migrated through, oldest first."""
+        return [r[0] for r in self.con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()]
 
     def source_checksums(self) -> dict[str, str]:
         return dict(self.con.execute("SELECT name, checksum FROM source_models").fetchall())
@@ -319,11 +330,11 @@ class CacheWriter:
     # --- influence / featviz stage lookups (compute.influence, compute.featviz) ---------------------------------
     def influence_runs(self, target: str, n_train: int, seed: int, blocks: int) -> pd.DataFrame:
         """Done fine-tunes of one (target, subset size, seed, blocks) cell, one row per source."""
-        return self.query(INFLUENCE_RUNS_SQL, [target, n_train, seed, blocks])
+        return self._query(INFLUENCE_RUNS_SQL, [target, n_train, seed, blocks])
 
     def done_run(self, key: str) -> dict[str, Any] | None:
         """One completed run (with subset_indices and model_path), or None."""
-        frame = self.query(DONE_RUN_SQL, [key])
+        frame = self._query(DONE_RUN_SQL, [key])
         return None if frame.empty else frame.iloc[0].to_dict()
 
     def has_influence(self, key: str) -> bool:
@@ -336,8 +347,43 @@ class CacheWriter:
         rows = self.con.execute("SELECT idx FROM thumbnails WHERE dataset = ? AND split = ?", [dataset, split])
         return {r[0] for r in rows.fetchall()}
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+    def curve_lengths(self) -> dict[str, int]:
+        """Run key -> number of learning-curve points recorded for it."""
+        rows = self.con.execute("SELECT run_key, count(*) FROM epoch_metrics GROUP BY run_key").fetchall()
+        return {key: int(n) for key, n in rows}
+
+    def run_keys(self, source: str, target: str, n_train: int, blocks: int) -> list[str]:
+        """Keys of the runs of one (source, target, subset size, blocks) cell, by seed."""
+        rows = self.con.execute("SELECT key FROM runs WHERE source = ? AND target = ? AND n_train = ? AND blocks = ? "
+                                "ORDER BY seed", [source, target, n_train, blocks]).fetchall()
+        return [r[0] for r in rows]
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         return self.con.execute(sql, list(params)).df()
+
+
+def _curve_frame(runs: Sequence[RunRecord], curves: Sequence[Sequence[CurvePoint]]) -> pd.DataFrame:
+    """The epoch_metrics rows of runs (run_key, epoch, test_acc, train_loss)."""
+    return pd.DataFrame([(run.key, p.epoch, p.test_acc, p.train_loss) for run, curve in zip(runs, curves, strict=True)
+                         for p in curve], columns=["run_key", "epoch", "test_acc", "train_loss"])
+
+
+def _meta(text: Any) -> dict[str, Any]:
+    """A JSON column as a dict: the only place that parses stored JSON."""
+    if isinstance(text, dict):
+        return text
+    if text is None or (isinstance(text, float) and text != text):
+        return {}
+    return json.loads(text)
+
+
+def _source_record(row: dict[str, Any]) -> SourceRecord:
+    return SourceRecord(name=row["name"], arch=row["arch"], constraint=row["constraint_"],
+                        attack_steps=int(row["attack_steps"]), source_dataset=row["source_dataset"],
+                        checksum=row["checksum"], path=row["path"],
+                        clean_acc=None if pd.isna(row["clean_acc"]) else float(row["clean_acc"]),
+                        train_seconds=0.0 if pd.isna(row["train_seconds"]) else float(row["train_seconds"]),
+                        meta=_meta(row["meta"]))
 
 
 @dataclass(frozen=True)
@@ -393,7 +439,7 @@ class CacheReader:
             self.con.close()
             self.con = None
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         if self.con is None:
             return pd.DataFrame()
         return self.con.execute(sql, list(params)).df()
@@ -404,36 +450,36 @@ class CacheReader:
         if self.con is None:
             return pd.DataFrame({"table": list(TABLES), "rows": [0] * len(TABLES)})
         sql = " UNION ALL ".join(f"SELECT '{t}' AS table, count(*) AS rows FROM {t}" for t in TABLES)
-        return self.query(sql)
+        return self._query(sql)
 
     def source_models(self) -> pd.DataFrame:
-        return self.query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models ORDER BY name")
+        return self._query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models ORDER BY name")
 
     def runs(self, status: str | None = None) -> pd.DataFrame:
         where = "WHERE status = ?" if status else ""
-        return self.query(
+        return self._query(
             f"SELECT * EXCLUDE (config, subset_indices), config::VARCHAR AS config FROM runs {where} ORDER BY created",
             [status] if status else [],
         )
 
     def run(self, key: str) -> dict[str, Any] | None:
-        frame = self.query("SELECT *, config::VARCHAR AS config_json FROM runs WHERE key = ?", [key])
+        frame = self._query("SELECT *, config::VARCHAR AS config_json FROM runs WHERE key = ?", [key])
         return None if frame.empty else frame.iloc[0].to_dict()
 
     def influence_runs(self, target: str, n_train: int, seed: int, blocks: int) -> pd.DataFrame:
         """Done fine-tunes of one (target, subset size, seed, blocks) cell, one row per source."""
-        return self.query(INFLUENCE_RUNS_SQL, [target, n_train, seed, blocks])
+        return self._query(INFLUENCE_RUNS_SQL, [target, n_train, seed, blocks])
 
     def targets(self) -> list[str]:
-        frame = self.query("SELECT DISTINCT target FROM runs WHERE status = 'done' ORDER BY target")
+        frame = self._query("SELECT DISTINCT target FROM runs WHERE status = 'done' ORDER BY target")
         return [] if frame.empty else frame["target"].tolist()
 
     def learning_curve(self, run_key: str) -> pd.DataFrame:
-        return self.query("SELECT epoch, test_acc, train_loss FROM epoch_metrics WHERE run_key = ? ORDER BY epoch",
+        return self._query("SELECT epoch, test_acc, train_loss FROM epoch_metrics WHERE run_key = ? ORDER BY epoch",
                           [run_key])
 
     def robustness(self) -> pd.DataFrame:
-        return self.query("SELECT * FROM robustness ORDER BY source, norm, eps, steps")
+        return self._query("SELECT * FROM robustness ORDER BY source, norm, eps, steps")
 
     def final_summary(self) -> pd.DataFrame:
         """Mean and 95% t-interval of final test accuracy over seeds per (source, target, n_train, blocks)."""
@@ -471,31 +517,31 @@ class CacheReader:
             self.con.unregister("t_quantiles")
 
     def influence_results(self) -> pd.DataFrame:
-        return self.query(
+        return self._query(
             "SELECT i.key, i.run_key, i.method, i.cutoff, i.n_train, i.n_test, i.seconds, i.label_match, "
             "r.source, r.target, r.n_train AS subset_size, r.seed, r.blocks, i.matrix_path, i.query_path "
             "FROM influence i JOIN runs r ON r.key = i.run_key ORDER BY r.target, r.source"
         )
 
     def influence(self, key: str) -> dict[str, Any] | None:
-        frame = self.query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM influence WHERE key = ?", [key])
-        return None if frame.empty else frame.iloc[0].to_dict()
+        frame = self._query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM influence WHERE key = ?", [key])
+        return None if frame.empty else {**frame.iloc[0].to_dict(), "meta": _meta(frame["meta"].iloc[0])}
 
     def influence_topk(self, key: str, k: int | None = None) -> pd.DataFrame:
         limit = "AND rank < ?" if k else ""
-        return self.query(
+        return self._query(
             f"SELECT test_pos, rank, train_pos, score FROM influence_topk WHERE influence_key = ? {limit} "
             "ORDER BY test_pos, rank",
             [key, k] if k else [key],
         )
 
     def featviz(self) -> pd.DataFrame:
-        return self.query("SELECT * FROM featviz ORDER BY seed_image, unit, model")
+        return self._query("SELECT * FROM featviz ORDER BY seed_image, unit, model")
 
     def thumbnails(self, dataset: str | None = None, split: str = "train") -> pd.DataFrame:
         if dataset is None:
-            return self.query("SELECT * FROM thumbnails ORDER BY dataset, split, idx")
-        return self.query("SELECT * FROM thumbnails WHERE dataset = ? AND split = ? ORDER BY idx", [dataset, split])
+            return self._query("SELECT * FROM thumbnails ORDER BY dataset, split, idx")
+        return self._query("SELECT * FROM thumbnails WHERE dataset = ? AND split = ? ORDER BY idx", [dataset, split])
 
     def artefact(self, relative: str) -> Path:
         """Absolute path of an artefact stored under the cache directory."""
@@ -504,7 +550,7 @@ class CacheReader:
     # --- explorer reads (aggregated here so pages stay fast on a 14,400-run cache) ----------------
     def run_counts(self) -> pd.DataFrame:
         """Runs per (source, target, status): seeds, sizes and blocks covered (the overview's table)."""
-        return self.query(
+        return self._query(
             "SELECT source, target, status, count(*) AS runs, count(DISTINCT seed) AS seeds, "
             "min(n_train) AS min_n_train, max(n_train) AS max_n_train, "
             "string_agg(DISTINCT blocks::VARCHAR, ',' ORDER BY blocks::VARCHAR) AS blocks "
@@ -541,12 +587,12 @@ class CacheReader:
 
     def thumbnail_summary(self) -> pd.DataFrame:
         """Images stored per (dataset, split) and how many labels they cover."""
-        return self.query("SELECT dataset, split, count(*) AS images, count(DISTINCT label) AS labels "
+        return self._query("SELECT dataset, split, count(*) AS images, count(DISTINCT label) AS labels "
                           "FROM thumbnails GROUP BY dataset, split ORDER BY dataset, split")
 
     def thumbnail_samples(self, split: str = "test", per_label: int = 1) -> pd.DataFrame:
         """The first `per_label` thumbnails of every label of every dataset in `split` (dataset, idx, label, png)."""
-        return self.query(
+        return self._query(
             "SELECT dataset, idx, label, png FROM thumbnails WHERE split = ? "
             "QUALIFY row_number() OVER (PARTITION BY dataset, label ORDER BY idx) <= ? ORDER BY dataset, label, idx",
             [split, per_label],
@@ -556,7 +602,7 @@ class CacheReader:
         """Thumbnails of the given dataset indices only (idx, label, png): the influence page shows a page at a time."""
         if self.con is None or not len(indices):
             return pd.DataFrame(columns=["idx", "label", "png"])
-        return self.query(
+        return self._query(
             "SELECT idx, label, png FROM thumbnails WHERE dataset = ? AND split = ? AND list_contains(?, idx) ORDER BY idx",
             [dataset, split, [int(i) for i in indices]],
         )

@@ -65,14 +65,14 @@ from compute.finetune import (
     FinetuneConfig,
     FinetuneResult,
     autocast,
-    default_device,
     make_scheduler,
     new_fc,
     prepare_model,
     split_model,
 )
 from compute.models import Classifier
-from compute.settings import ENGINE_STRATEGIES
+from compute.records import CurvePoint
+from compute.settings import ENGINE_STRATEGIES, resolve_device
 
 STRATEGIES = ENGINE_STRATEGIES  # "vmap": one vmapped call over the runs; "loop": a Python loop over them (same numbers)
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
@@ -323,12 +323,12 @@ def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch
             acc = group.evaluate().tolist()  # one read per evaluation
             losses = epoch_loss.tolist()
             for r, curve in enumerate(curves):
-                curve.append({"epoch": epoch, "test_acc": acc[r], "train_loss": losses[r]})
+                curve.append(CurvePoint(epoch, acc[r], losses[r]))
         if on_epoch is not None:
             on_epoch(epoch, cfg.epochs)
     losses = epoch_loss.tolist()
     seconds = (time.perf_counter() - start) / len(configs)
-    return [FinetuneResult(c, group.subsets[r], curves[r], curves[r][-1]["test_acc"], losses[r], seconds, str(device),
+    return [FinetuneResult(c, group.subsets[r], curves[r], curves[r][-1].test_acc, losses[r], seconds, str(device),
                            group.run_model(r) if c.key in keep else None) for r, c in enumerate(configs)]
 
 
@@ -383,7 +383,7 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
     if len({cell_key(c) for c in configs}) != 1:
         raise RtxError("run_cell needs runs of one cell (configs that differ only in the seed); group them "
                        "with compute.engine.cells")
-    dev = default_device(device)
+    dev = resolve_device(device)
     size = max_group or group_size(source, configs[0], len(configs), dev, data_root)
     pending = [configs[i:i + size] for i in range(0, len(configs), size)]
     while pending:

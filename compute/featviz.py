@@ -23,14 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from compute.cache import CacheWriter
 from compute.errors import RtxError, unknown_name
-from compute.images import to_png
-from compute.models import Classifier, load_checkpoint
+from compute.models import Classifier
 from compute.paths import job_key
-from compute.presets import FeatvizSpec, Preset
+from compute.presets import FeatvizSpec
 
 CODE_VERSION = "featviz-1"  # part of every featviz key: bump when results change
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "assets" / "seeds"
@@ -97,35 +94,3 @@ def featviz_key(source: str, checksum: str, seed_image: str, spec: FeatvizSpec) 
     return job_key("featviz", {"model": source, "checksum": checksum, "seed_image": seed_image,
                                "units": list(spec.units), "steps": spec.steps, "step_size": spec.step_size,
                                "code": CODE_VERSION})
-
-
-def featviz_stage(preset: Preset, writer: CacheWriter, device: str | torch.device | None = None,
-                  progress: bool = True) -> None:
-    """For each source of `preset.featviz` and each seed photo: one optimised image per unit, stored as PNGs."""
-    spec = preset.featviz
-    if spec is None:
-        return
-    for seed_image in spec.seed_images:  # fail before any work on a typo
-        if seed_image not in seed_names():
-            raise unknown_name("seed image", seed_image, seed_names())
-    jobs = [(s, img) for s in spec.sources for img in spec.seed_images]
-    bar = tqdm(jobs, desc="featviz", unit="seed", disable=not progress)
-    models: dict[str, Classifier] = {}
-    for source, seed_image in bar:
-        row = writer.source_row(source)
-        if row is None:
-            raise RtxError(f"source model {source!r} is not in the cache; run the `sources` stage first")
-        key = featviz_key(source, row["checksum"], seed_image, spec)
-        if writer.has_featviz(key):
-            continue
-        if source not in models:
-            models[source] = load_checkpoint(writer.root / row["path"])[0]
-        model = models[source]
-        seed = load_seed(seed_image, model.input_size)
-        viz = maximize(model, seed, spec.units, spec.steps, spec.step_size, device)
-        seed_png = to_png(viz.seed, PNG_SIZE)
-        writer.record_featviz([
-            {"key": key, "model": source, "seed_image": seed_image, "unit": int(unit), "steps": spec.steps,
-             "step_size": spec.step_size, "png": to_png(image, PNG_SIZE), "seed_png": seed_png}
-            for unit, image in zip(spec.units, viz.images, strict=True)
-        ])

@@ -45,6 +45,9 @@ from compute.data.augment import train_input
 from compute.errors import RtxError
 from compute.models import Classifier
 from compute.paths import job_key
+from compute.records import CurvePoint, RunRecord
+from compute.settings import resolve_device
+from compute.training import evaluate, shuffled_batches, train_one_epoch
 
 # Bump when a change to this module changes results: it is part of every fine-tune's key.
 CODE_VERSION = "finetune-1"
@@ -55,6 +58,8 @@ PRECISIONS = ("fp32", "bf16")
 # Recipe fields added after keys were first recorded: they enter the key only when they differ from these
 # defaults, so every run recorded before them keeps its key (and the tiny/demo results stay as they are).
 RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32", "input_size": None}
+EVAL_BATCH = 512  # test images per forward pass of the whole model
+EVAL_BATCH_FEATURES = 1024  # cached prefix activations per forward pass of the trainable suffix
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class FinetuneConfig:
             raise RtxError(f"input_size {self.input_size} is too small; use 8 or more (or leave it unset)")
         if self.feature_cache and (self.augment != "none" or self.bn_mode != "frozen"):
             raise RtxError("feature_cache needs augment=False and bn_mode='frozen' (otherwise the frozen part's "
-                           "output changes every epoch); drop --feature-cache or pass --no-augment")
+                           "output changes every epoch); set FinetuneConfig(feature_cache=False) or augment=False")
 
 
 def key_fields(cfg: FinetuneConfig) -> dict[str, Any]:
@@ -131,26 +136,18 @@ class FinetuneResult:
 
     config: FinetuneConfig
     subset_indices: np.ndarray
-    curve: list[dict[str, float]]  # [{epoch, test_acc, train_loss}]
+    curve: list[CurvePoint]
     final_test_acc: float
     final_train_loss: float
     wall_seconds: float
     device: str
     model: Classifier | None
 
-    def run_row(self, model_path: str | None = None) -> dict[str, Any]:
+    def run_record(self, model_path: str | None = None) -> RunRecord:
         cfg = self.config
-        return {
-            "key": cfg.key, "status": "done", "source": cfg.source, "target": cfg.target, "n_train": len(self.subset_indices),
-            "seed": cfg.seed, "blocks": cfg.blocks, "epochs": cfg.epochs, "config": {**asdict(cfg), "code": CODE_VERSION},
-            "subset_indices": self.subset_indices.tolist(), "final_test_acc": self.final_test_acc,
-            "final_train_loss": self.final_train_loss, "wall_seconds": self.wall_seconds, "device": self.device,
-            "error": None, "model_path": model_path,
-        }
-
-
-def default_device(device: str | None = None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return RunRecord(cfg.key, "done", cfg.source, cfg.target, len(self.subset_indices), cfg.seed, cfg.blocks,
+                         cfg.epochs, {**asdict(cfg), "code": CODE_VERSION}, tuple(self.subset_indices.tolist()),
+                         self.final_test_acc, self.final_train_loss, self.wall_seconds, self.device, None, model_path)
 
 
 def split_model(model: Classifier, blocks: int) -> tuple[nn.Sequential, nn.Sequential]:
@@ -245,15 +242,6 @@ def _run_batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tenso
     return torch.cat(outs)
 
 
-def evaluate(model: Classifier, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
-    """Top-1 accuracy of the whole model, in eval mode; returns a fraction."""
-    was_training = model.training
-    model.eval()
-    logits = _run_batched(model, images, model.input_size, device)
-    model.train(was_training)
-    return float((logits.argmax(1).cpu() == labels).float().mean())
-
-
 def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
              device: str | None = None, on_epoch: Callable[[int, int], None] | None = None,
              data_root: str | None = None) -> FinetuneResult:
@@ -261,7 +249,7 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
 
     `data_root`: the folder of torchvision targets (`Settings.data_root`)."""
     start = time.perf_counter()
-    dev = default_device(device)
+    dev = resolve_device(device)
     train = load_dataset(cfg.target, "train", data_root)
     test = load_dataset(cfg.target, "test", data_root)
     test_images, test_labels = test.images, test.labels
@@ -286,50 +274,40 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
         inputs = full_train[torch.as_tensor(subset, device=dev)]
         test_feats = PREFIX_CACHE.get((*cache_id, "test", cfg.test_limit),
                                       lambda: _channels_last(_run_batched(prefix, test_images, model.input_size, dev)))
-        step_fn, eval_fn = suffix, lambda: _accuracy(suffix, test_feats, test_labels)
+        step_fn = suffix
+        eval_fn = lambda: evaluate(suffix, test_feats, test_labels, EVAL_BATCH_FEATURES)  # noqa: E731
     else:
         inputs = x_train
         step_fn = model
-        eval_fn = lambda: evaluate(model, test_images, test_labels, dev)  # noqa: E731
+        eval_fn = lambda: evaluate(model, test_images, test_labels, EVAL_BATCH,  # noqa: E731
+                                   transform=lambda x: to_model_input(x, model.input_size))
 
-    curve: list[dict[str, float]] = []
+    def fetch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = inputs[idx.to(inputs.device)]
+        if not cfg.feature_cache:
+            batch = train_input(batch.to(dev), cfg.augment, model.input_size, generator)
+        return batch, y_train[idx.to(dev)]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(cfg, dev):  # bf16 for precision='bf16'; the loss is taken on fp32 logits
+            return step_fn(x).float()
+
+    curve: list[CurvePoint] = []
     eval_at = set(cfg.eval_epochs())
-    loss_fn = nn.CrossEntropyLoss()
     epoch_loss = float("nan")
     for epoch in range(1, cfg.epochs + 1):
         set_train_mode(model, cfg)
-        order = torch.randperm(len(subset), generator=generator)
-        total, count = 0.0, 0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            batch = inputs[idx.to(inputs.device)]
-            if not cfg.feature_cache:
-                batch = train_input(batch.to(dev), cfg.augment, model.input_size, generator)
-            with autocast(cfg, dev):
-                loss = loss_fn(step_fn(batch), y_train[idx.to(dev)])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
+        stats = train_one_epoch(forward, optimizer, shuffled_batches(len(subset), cfg.batch_size, generator, fetch))
         scheduler.step()
-        epoch_loss = total / count
+        epoch_loss = stats.loss
         if epoch in eval_at:
-            curve.append({"epoch": epoch, "test_acc": eval_fn(), "train_loss": epoch_loss})
+            curve.append(CurvePoint(epoch, eval_fn(), epoch_loss))
         if on_epoch is not None:
             on_epoch(epoch, cfg.epochs)
     model.eval()
-    return FinetuneResult(cfg, subset, curve, curve[-1]["test_acc"], epoch_loss, time.perf_counter() - start,
+    return FinetuneResult(cfg, subset, curve, curve[-1].test_acc, epoch_loss, time.perf_counter() - start,
                           str(dev), model.cpu() if keep_model else None)
 
 
 def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.contiguous(memory_format=torch.channels_last) if tensor.ndim == 4 else tensor
-
-
-@torch.inference_mode()
-def _accuracy(suffix: nn.Sequential, feats: torch.Tensor, labels: torch.Tensor, batch: int = 1024) -> float:
-    was_training = suffix.training
-    suffix.eval()
-    preds = torch.cat([suffix(feats[i:i + batch]).argmax(1) for i in range(0, len(feats), batch)])
-    suffix.train(was_training)
-    return float((preds.cpu() == labels).float().mean())

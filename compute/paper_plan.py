@@ -17,10 +17,10 @@ from pathlib import Path
 
 from compute.data.registry import DATASETS, DEBIAN_FMNIST, data_root
 from compute.errors import RtxError
-from compute.finetune import FinetuneConfig, default_device
+from compute.finetune import FinetuneConfig
 from compute.models.hub import is_hub_uri
 from compute.presets import Preset
-from compute.settings import Settings
+from compute.settings import Settings, resolve_device
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"
 
@@ -119,7 +119,7 @@ def device_name(device: str | None = None) -> str:
     """The name bench/RESULTS.md files rates under: the CUDA device's name, else 'CPU'."""
     import torch
 
-    dev = default_device(device)
+    dev = resolve_device(device)
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
 
 
@@ -200,16 +200,20 @@ def plan_summary(configs: list[FinetuneConfig], device_name: str, path: Path = R
     return "\n".join(lines)
 
 
-def preflight(preset: Preset, root: Path, settings: Settings, dry_run: bool = False) -> str | None:
+def preflight(preset: Preset, root: Path, settings: Settings, dry_run: bool = False,
+              sources: bool = True) -> str | None:
     """What `rtx precompute`/`finetune` do before any work: check every input of `preset` (one RtxError listing
     all problems), or with `dry_run` return the plan text (problems listed in it) and check nothing else.
 
-    Sources the cache at `root` already records are not checked again (the sources stage skips them)."""
+    Sources the cache at `root` already records are not checked again (the sources stage skips them); with
+    `sources` False none are (`rtx finetune`, which needs them in the cache, says so itself)."""
     from compute.cache import CacheReader
     from compute.train_source import checkpoint_folder
 
-    sources = CacheReader(root).source_models()
-    recorded = dict(zip(sources.get("name", []), sources.get("checksum", []), strict=True))
+    rows = CacheReader(root).source_models()
+    recorded = dict(zip(rows.get("name", []), rows.get("checksum", []), strict=True))
+    if not sources:
+        recorded = {spec.name: recorded.get(spec.name, "planned") for spec in preset.sources}
     folder = checkpoint_folder(root, settings.checkpoint_dir)
     if dry_run:
         problems = check_paper_inputs(preset, folder, settings.data_root, recorded, settings.trust_pickle)

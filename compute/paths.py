@@ -42,11 +42,26 @@ def job_key(kind: str, fields: Any) -> str:
     return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
+def source_import_key(file_checksum: str, arch: str, num_classes: int, code: str) -> str:
+    """Key of a source imported from a checkpoint file: its content, what it holds, and the importing code."""
+    return job_key("source", {"import": file_checksum, "arch": arch, "num_classes": num_classes, "code": code})
+
+
 def artefact_path(root: Path, kind: str, key: str, ext: str) -> Path:
     """Path of an artefact (model weights, arrays) addressed by its key, e.g. models/<key>.safetensors."""
     folder = root / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{key}.{ext.lstrip('.')}"
+
+
+def sidecar_path(weights: Path) -> Path:
+    """The JSON sidecar that describes a weights file: <name>.json beside <name>.safetensors."""
+    return weights.with_suffix(".json")
+
+
+def snapshot_path(root: Path) -> Path:
+    """The published read-only copy of the cache database that readers open."""
+    return root / SNAPSHOT_NAME
 
 
 def file_checksum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -7,6 +7,7 @@ are computed here once, by the parsers that own that text, so no reader re-parse
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from compute.attacks import parse_constraint
@@ -36,3 +37,98 @@ def target_columns(target: str) -> dict[str, Any]:
     except RtxError:  # not a spec this program writes (e.g. a synthetic test target): the whole text is the base
         return {"base_dataset": target, "variant": None}
     return {"base_dataset": base, "variant": None if variant is None else variant.label}
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One `source_models` row: a source model's weights (path relative to the cache root) and what made them.
+
+    `constraint` is the text the user wrote ('none', 'l2:1.5', 'gaussian:0.054'); `kind`, `norm`, `eps` and
+    `steps` are parsed from it once, here.
+    """
+
+    name: str
+    arch: str
+    constraint: str
+    attack_steps: int
+    source_dataset: str
+    checksum: str
+    path: str
+    clean_acc: float | None = None
+    train_seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        """The row as `CacheWriter` stores it (`constraint_` is the column's name: `constraint` is an SQL word)."""
+        return {"name": self.name, "arch": self.arch, "constraint_": self.constraint, "attack_steps": self.attack_steps,
+                "source_dataset": self.source_dataset, "checksum": self.checksum, "path": self.path,
+                "clean_acc": self.clean_acc, "train_seconds": float(self.train_seconds), "meta": self.meta,
+                **constraint_columns(self.constraint, self.attack_steps)}
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One evaluated epoch of a fine-tune: test accuracy (a fraction) and mean training loss of that epoch."""
+
+    epoch: int
+    test_acc: float
+    train_loss: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One `runs` row: a fine-tune, done or failed (then `error` says why and the numbers are None)."""
+
+    key: str
+    status: str  # 'done' | 'failed'
+    source: str
+    target: str
+    n_train: int | None
+    seed: int
+    blocks: int
+    epochs: int
+    config: dict[str, Any] = field(default_factory=dict)
+    subset_indices: tuple[int, ...] | None = None
+    final_test_acc: float | None = None
+    final_train_loss: float | None = None
+    wall_seconds: float | None = None
+    device: str | None = None
+    error: str | None = None
+    model_path: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The row as `CacheWriter` stores it, with base_dataset and variant parsed from `target`."""
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["subset_indices"] = None if self.subset_indices is None else list(self.subset_indices)
+        return {**row, **target_columns(self.target)}
+
+
+@dataclass(frozen=True)
+class RobustnessRecord:
+    """One `robustness` row: accuracy of a source on `n_images` test images of `dataset` under one constraint
+    (clean accuracy is norm 'none', eps 0, steps 0)."""
+
+    source: str
+    dataset: str
+    norm: str
+    eps: float
+    steps: int
+    accuracy: float
+    n_images: int
+
+    def columns(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ThumbnailRecord:
+    """One stored image: dataset index, label and PNG bytes (what the explorer and the demo show)."""
+
+    dataset: str
+    split: str
+    idx: int
+    label: int
+    png: bytes
+
+    def columns(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -17,6 +17,9 @@ from compute.data import DATASETS, load_dataset
 from compute.errors import RtxError
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset
+from compute.records import RobustnessRecord
+from compute.settings import resolve_device
+from compute.training import evaluate
 
 __all__ = ["DEMO_N_IMAGES", "constraint_row", "evaluate_robustness", "robustness_stage"]
 
@@ -30,27 +33,15 @@ def evaluate_robustness(model: Classifier, images: torch.Tensor, labels: torch.T
 
     Runs on the model's device in eval mode; the model's mode is restored afterwards.
     """
-    device = next(model.parameters()).device
     pixels = OnPixels(model, model.input_size)
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        for i in range(0, len(labels), batch_size):
-            x, y = images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)
-            if cfg.kind != "none":
-                x = perturb(pixels, x, y, cfg, generator)
-            with torch.no_grad():
-                correct += int((pixels(x).argmax(1) == y).sum())
-    finally:
-        model.train(was_training)
-    return correct / max(len(labels), 1)
+    attack = None if cfg.kind == "none" else (lambda x, y: perturb(pixels, x, y, cfg, generator))
+    return evaluate(pixels, images, labels, batch_size, perturb=attack)
 
 
-def constraint_row(source: str, dataset: str, cfg: AttackConfig, accuracy: float, n_images: int) -> dict[str, object]:
-    """One `robustness` table row; clean accuracy is norm 'none', eps 0, steps 0."""
-    return {"source": source, "dataset": dataset, "norm": cfg.norm_name, "eps": float(cfg.eps),
-            "steps": int(cfg.steps), "accuracy": float(accuracy), "n_images": int(n_images)}
+def constraint_row(source: str, dataset: str, cfg: AttackConfig, accuracy: float, n_images: int) -> RobustnessRecord:
+    """One `robustness` record; clean accuracy is norm 'none', eps 0, steps 0."""
+    return RobustnessRecord(source, dataset, cfg.norm_name, float(cfg.eps), int(cfg.steps), float(accuracy),
+                            int(n_images))
 
 
 def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = None, progress: bool = True,
@@ -62,7 +53,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
     trained on a dataset this program cannot load offline (ImageNet for the paper's checkpoints) are skipped
     with a note.
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     cfgs = [parse_constraint("none", 0)] + [
         parse_constraint(c, preset.robustness_steps) for c in (preset.robustness_eps if constraints is None else constraints)
     ]
@@ -73,7 +64,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
         if row is None:
             raise RtxError(f"source model {spec.name!r} is not in the cache; run `rtx train-source --preset "
                            f"{preset.name}` (or the `sources` stage of `rtx precompute`) first")
-        dataset = row["source_dataset"]
+        dataset = row.source_dataset
         if dataset not in DATASETS:
             tqdm.write(f"[robustness] skipping {spec.name}: its dataset {dataset!r} is not available offline")
             continue
@@ -83,7 +74,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
             continue
         test = load_dataset(dataset, "test", data_root)
         images, labels = test.images[:n_images], test.labels[:n_images]
-        model = load_checkpoint(writer.root / row["path"])[0].to(dev).to(memory_format=torch.channels_last)
+        model = load_checkpoint(writer.root / row.path)[0].to(dev).to(memory_format=torch.channels_last)
         rows = []
         bar = tqdm(todo, desc=f"robustness {spec.name}", unit="eps", leave=False, disable=not progress)
         for cfg in bar:
@@ -95,7 +86,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
         writer.record_robustness(rows)
         written += len(rows)
         if progress:
-            summary = ", ".join(f"{cfg.label} {r['accuracy']:.3f}" for cfg, r in zip(todo, rows, strict=True))
+            summary = ", ".join(f"{cfg.label} {r.accuracy:.3f}" for cfg, r in zip(todo, rows, strict=True))
             tqdm.write(f"[robustness] {spec.name} on {dataset} ({len(labels)} test images): {summary}")
     return written
 

@@ -87,17 +87,19 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The torch device to run on: the one named ('cpu', 'cuda:1', ...), else CUDA when present, else the CPU."""
+    if device is not None and str(device):
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def default_executor(device: str | None = None) -> str:
     """'engine' (the runs of a cell in one call, compute.engine) on CUDA; 'local' (one run at a time, the
     reference whose numbers the tiny/demo fixtures record) on a CPU."""
-    return "engine" if _on_cuda(device) else "local"
+    return "engine" if resolve_device(device).type == "cuda" else "local"
 
 
 def default_workers(device: str | None = None) -> int:
     """One worker process per available core on a CPU; one (this process) when a GPU does the work."""
-    return 1 if _on_cuda(device) else available_cores()
-
-
-def _on_cuda(device: str | None) -> bool:
-    """Whether work on `device` (None: CUDA when present) runs on a GPU."""
-    return (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    return 1 if resolve_device(device).type == "cuda" else available_cores()

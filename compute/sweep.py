@@ -1,4 +1,4 @@
-"""Sweeps: plan -> run -> record, resumable, on one process or a Ray cluster.
+"""Sweeps: plan -> run -> record, resumable, on one process or a Ray cluster (the `finetune` stage's machinery).
 
 1. Plan: a preset's grids expand into `FinetuneConfig`s whose keys include the source checksum; the keys
    already recorded as done are subtracted, so a re-run only does what is missing (failed runs are retried).
@@ -9,33 +9,25 @@
 3. Record: the driver writes each result in one transaction as it arrives, so Ctrl-C or kill -9 loses at
    most the runs in flight. A run that raises is recorded as failed with its error and the sweep goes on.
 
-`precompute` chains the stages of a preset: sources -> robustness -> thumbnails -> fine-tunes -> influence
--> feature visualisation. Each stage skips what the cache already holds.
+The stage itself (`compute.stages.finetune`) plans, subtracts what is done and records what the executors return.
 """
 
 from __future__ import annotations
 
-import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
-from compute.data import load_dataset
 from compute.engine import cells, run_engine
-from compute.errors import RtxError, lookup, unknown_name
+from compute.errors import RtxError, unknown_name
 from compute.finetune import FinetuneConfig, FinetuneResult, finetune
-from compute.images import to_png
-from compute.models import Classifier, load_checkpoint, save_checkpoint
-from compute.paths import artefact_path
+from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset, paper_schedule, seeds_for
+from compute.records import RunRecord
 from compute.settings import Settings
 from compute.workers import Report, process_map
-
-STAGES = ("sources", "robustness", "thumbnails", "finetune", "influence", "featviz")
 
 
 def plan(preset: Preset, checksums: dict[str, str], test_limit: int | None = None) -> list[FinetuneConfig]:
@@ -276,7 +268,6 @@ def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Cl
 EXECUTORS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": run_local, "engine": run_engine, "ray": run_ray}
 
 
-# --- stages -------------------------------------------------------------------------------------------------
 class SourceLoader:
     """Loads each source model once from the checkpoint the cache records for it."""
 
@@ -289,115 +280,13 @@ class SourceLoader:
             row = self.writer.source_row(name)
             if row is None:
                 raise RtxError(f"source model {name!r} is not in the cache; run `rtx train-source` or `rtx precompute`")
-            self._models[name] = load_checkpoint(self.writer.root / row["path"])[0]
+            self._models[name] = load_checkpoint(self.writer.root / row.path)[0]
         return self._models[name]
 
 
-def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> dict[str, int]:
-    """Run the preset's missing fine-tunes and record each as it finishes; returns counts."""
-    checksums = writer.source_checksums()
-    needed = {name for g in preset.grids for name in (g.sources or [s.name for s in preset.sources])}
-    missing_sources = needed - set(checksums)
-    if missing_sources:
-        raise RtxError(f"source models missing from the cache: {', '.join(sorted(missing_sources))}; "
-                       "run the `sources` stage first (`rtx precompute` runs it)")
-    configs = plan(preset, checksums, settings.test_limit)
-    done = writer.done_keys()
-    todo = [c for c in configs if c.key not in done][: settings.max_runs]
-    keep = influence_keys(preset, configs)
-    counts = {"planned": len(configs), "cached": len(configs) - len([c for c in configs if c.key not in done]),
-              "done": 0, "failed": 0}
-    if not todo:
-        return counts
-    executor = lookup("executor", EXECUTORS, settings.executor)
-    jobs = [(c, settings.keep_models or preset.keep_models or c.key in keep) for c in todo]
-    bar = tqdm(total=len(todo), desc="fine-tunes", unit="run", position=0, disable=not settings.progress)
-    for cfg, outcome in executor(jobs, SourceLoader(writer), settings):
-        if isinstance(outcome, BaseException):
-            writer.record_run(failed_row(cfg, outcome), [])
-            counts["failed"] += 1
-        else:
-            model_path = None
-            if outcome.model is not None:
-                path = save_checkpoint(outcome.model, artefact_path(writer.root, "models", cfg.key, "safetensors"),
-                                       {"run_key": cfg.key, "source": cfg.source, "target": cfg.target})
-                model_path = str(path.relative_to(writer.root))
-            writer.record_run(outcome.run_row(model_path), outcome.curve)
-            counts["done"] += 1
-        bar.update(1)
-        bar.set_postfix(failed=counts["failed"])
-    bar.close()
-    return counts
-
-
-def failed_row(cfg: FinetuneConfig, err: BaseException) -> dict[str, object]:
+def failed_row(cfg: FinetuneConfig, err: BaseException) -> RunRecord:
     from dataclasses import asdict
 
     message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-    return {"key": cfg.key, "status": "failed", "source": cfg.source, "target": cfg.target, "n_train": cfg.n_train,
-            "seed": cfg.seed, "blocks": cfg.blocks, "epochs": cfg.epochs, "config": asdict(cfg),
-            "error": message + " | " + "".join(traceback.format_exception_only(err)).strip()[-300:]}
-
-
-def thumbnails_stage(preset: Preset, writer: CacheWriter, data_root: str | None = None, per_class: int = 3) -> None:
-    """A few test images per class of every target, for the explorer's overview."""
-    targets = sorted({t for g in preset.grids for t in g.targets})
-    for target in targets:
-        if writer.has_thumbnails(target, "test"):
-            continue
-        try:
-            test = load_dataset(target, "test", data_root)
-        except RtxError as err:
-            tqdm.write(f"skipping thumbnails of {target}: {err}")
-            continue
-        rows = []
-        for label in range(len(test.classes)):
-            idx = (test.labels == label).nonzero().flatten()[:per_class].tolist()
-            rows += [{"dataset": target, "split": "test", "idx": i, "label": label, "png": to_png(test.images[i])}
-                     for i in idx]
-        writer.record_thumbnails(rows)
-
-
-def precompute(preset: Preset, root: Path, settings: Settings, stages: Iterable[str] = STAGES) -> None:
-    """Run the preset's stages in order; every stage resumes from what the cache holds."""
-    stages = list(stages)
-    for stage in stages:
-        if stage not in STAGES:
-            raise unknown_name("stage", stage, STAGES)
-    start = time.perf_counter()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    with CacheWriter(root) as writer:
-        for stage in STAGES:
-            if stage not in stages:
-                continue
-            t0 = time.perf_counter()
-            tqdm.write(f"[{stage}] starting")
-            if stage == "sources":
-                from compute.train_source import sources_stage
-
-                sources_stage(preset, writer, device=settings.device, progress=settings.progress,
-                              checkpoint_dir=settings.checkpoint_dir, trust_pickle=settings.trust_pickle,
-                              workers=settings.workers, data_root=settings.data_root)
-            elif stage == "robustness":
-                from compute.robustness import robustness_stage
-
-                robustness_stage(preset, writer, device=settings.device, progress=settings.progress,
-                                 data_root=settings.data_root)
-            elif stage == "thumbnails":
-                thumbnails_stage(preset, writer, settings.data_root)
-            elif stage == "finetune":
-                counts = finetune_stage(preset, writer, settings)
-                tqdm.write(f"[finetune] {counts['planned']} planned, {counts['cached']} already cached, "
-                           f"{counts['done']} run, {counts['failed']} failed")
-            elif stage == "influence" and preset.influence is not None:
-                from compute.influence import influence_stage
-
-                influence_stage(preset, writer, device=settings.device, progress=settings.progress,
-                                data_root=settings.data_root)
-            elif stage == "featviz" and preset.featviz is not None:
-                from compute.featviz import featviz_stage
-
-                featviz_stage(preset, writer, device=settings.device, progress=settings.progress)
-            tqdm.write(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
-    tqdm.write(f"precompute {preset.name}: {time.perf_counter() - start:.1f} s; cache at {root}")
+    return RunRecord(cfg.key, "failed", cfg.source, cfg.target, cfg.n_train, cfg.seed, cfg.blocks, cfg.epochs,
+                     asdict(cfg), error=message + " | " + "".join(traceback.format_exception_only(err)).strip()[-300:])

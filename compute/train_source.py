@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from compute.attacks import AttackConfig, OnPixels, parse_constraint, perturb
@@ -35,8 +34,11 @@ from compute.data import load_dataset, sample_subset
 from compute.errors import RtxError
 from compute.models import Classifier, build_model, load_checkpoint, save_checkpoint
 from compute.models.hub import is_hub_uri, resolve_checkpoint
-from compute.paths import artefact_path, file_checksum, job_key
+from compute.paths import artefact_path, file_checksum, job_key, sidecar_path, source_import_key
 from compute.presets import Preset, SourceSpec
+from compute.records import SourceRecord
+from compute.settings import resolve_device
+from compute.training import Perturb, evaluate, shuffled_batches, train_one_epoch
 from compute.workers import Report, process_map
 
 __all__ = [
@@ -45,10 +47,11 @@ __all__ = [
     "ensure_source",
     "import_source",
     "lr_at",
+    "record_source",
     "source_key",
     "sources_stage",
     "train_source",
-    "train_step",
+    "training_perturbation",
 ]
 
 # Bump when a change to this module changes trained weights: it is part of every source model's key.
@@ -78,25 +81,17 @@ def lr_at(step: int, total_steps: int, base_lr: float) -> float:
     return base_lr * 0.1 ** ((3 * step >= total_steps) + (3 * step >= 2 * total_steps))
 
 
-def train_step(pixels: OnPixels, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               attack: AttackConfig, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on the perturbed batch (x (B, c, h, w) in [0, 1], y (B,)) -> (loss, logits), detached.
+def training_perturbation(pixels: OnPixels, attack: AttackConfig,
+                          generator: torch.Generator | None = None) -> Perturb | None:
+    """What replaces each training batch (x (B, c, h, w) in [0, 1], y (B,)): its PGD(k) perturbation or its noisy
+    copy, or None for natural training.
 
-    Costs about (k + 1) forward/backward passes for PGD(k), a bit less because the attack's backward passes
+    A PGD(k) step costs about (k + 1) forward/backward passes, a bit less because the attack's backward passes
     compute no weight gradients (see bench/attacks.py).
     """
-    if attack.kind != "none":
-        x = perturb(pixels, x, y, attack, generator)
-    logits = pixels(x)
-    loss = F.cross_entropy(logits, y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach(), logits.detach()
-
-
-def _device(device: str | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if attack.kind == "none":
+        return None
+    return lambda x, y: perturb(pixels, x, y, attack, generator)
 
 
 # --- resume state -----------------------------------------------------------------------------------------
@@ -150,8 +145,8 @@ def _load_resume(path: Path, model: Classifier, optimizer: torch.optim.Optimizer
 # --- training -----------------------------------------------------------------------------------------------
 def train_source(spec: SourceSpec, root: Path, device: str | None = None, progress: bool = True,
                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False,
-                 on_epoch: Callable[[int, int], None] | None = None, data_root: str | None = None) -> dict[str, Any]:
-    """Train `spec` (or load its checkpoint) into the cache; returns its `source_models` row.
+                 on_epoch: Callable[[int, int], None] | None = None, data_root: str | None = None) -> SourceRecord:
+    """Train `spec` (or load its checkpoint) into the cache; returns its record.
 
     Already-finished weights for the same key are reused; an interrupted run resumes from its last epoch.
     `on_epoch(epoch, epochs)` is called after each epoch's resume state is written.
@@ -161,11 +156,11 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
         return _load_checkpoint_source(spec, root, checkpoint_dir, trust_pickle)
     key = source_key(spec)
     final = artefact_path(root, "sources", key, "safetensors")
-    if final.exists() and final.with_suffix(".json").exists():
+    if final.exists() and sidecar_path(final).exists():
         return _row_from_sidecar(spec, root, final)
 
     attack = parse_constraint(spec.constraint, spec.attack_steps)
-    dev = _device(device)
+    dev = resolve_device(device)
     train = load_dataset(spec.dataset, "train", data_root)
     subset = torch.as_tensor(sample_subset(train.labels, spec.train_size or len(train), SEED))
     images, labels = train.images[subset].to(dev), train.labels[subset].to(dev)  # (N, c, h, w), (N,)
@@ -182,26 +177,28 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
     state = _load_resume(resume, model, optimizer, generators) or {"epoch": 0, "seconds": 0.0, "history": []}
     bar = tqdm(total=n * spec.epochs, initial=n * state["epoch"], desc=f"{spec.name} ({spec.constraint}, "
                f"k={spec.attack_steps})", unit="img", unit_scale=True, disable=not progress)
+    replace_batch = training_perturbation(pixels, attack, generators["attack"])
+
+    def fetch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bar.update(len(idx))
+        idx = idx.to(dev)
+        return images[idx], labels[idx]  # (B, c, h, w), (B,)
+
     for epoch in range(state["epoch"], spec.epochs):
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=generators["order"]).to(dev)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        for b, i in enumerate(range(0, n, batch)):
-            idx = order[i:i + batch]
-            x, y = images[idx], labels[idx]  # (B, c, h, w), (B,)
+
+        def set_lr(step: int, epoch: int = epoch) -> None:
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(epoch * steps_per_epoch + b, total_steps, spec.lr)
-            loss, logits = train_step(pixels, optimizer, x, y, attack, generators["attack"])
-            loss_sum += loss * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            bar.update(len(y))
+                group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, spec.lr)
+
+        stats = train_one_epoch(pixels, optimizer, shuffled_batches(n, batch, generators["order"], fetch),
+                                replace_batch, set_lr)
         seconds = time.perf_counter() - start
-        state["history"].append({"epoch": epoch + 1, "train_loss": float(loss_sum) / n,
-                                 "train_acc": float(correct) / n, "seconds": seconds})
+        state["history"].append({"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.accuracy,
+                                 "seconds": seconds})
         state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
-        bar.set_postfix(loss=f"{float(loss_sum) / n:.3f}", acc=f"{float(correct) / n:.3f}")
+        bar.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.3f}")
         _save_resume(resume, model, optimizer, generators, state)
         if on_epoch is not None:
             on_epoch(epoch + 1, spec.epochs)
@@ -223,25 +220,20 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
 
 
 def _clean_accuracy(model: Classifier, dataset: str, data_root: str | None = None) -> float:
-    from compute.robustness import evaluate_robustness
-
     test = load_dataset(dataset, "test", data_root)
-    return evaluate_robustness(model, test.images, test.labels, parse_constraint("none", 0), batch_size=EVAL_BATCH)
+    return evaluate(OnPixels(model, model.input_size), test.images, test.labels, batch_size=EVAL_BATCH)
 
 
 def _row(spec: SourceSpec, root: Path, path: Path, clean_acc: float | None, seconds: float,
-         meta: dict[str, Any]) -> dict[str, Any]:
-    """The `source_models` row for `CacheWriter.record_source_model` (path relative to the cache root)."""
-    return {
-        "name": spec.name, "arch": spec.arch, "constraint_": spec.constraint, "attack_steps": spec.attack_steps,
-        "source_dataset": spec.dataset, "checksum": file_checksum(path), "path": str(path.relative_to(root)),
-        "clean_acc": clean_acc, "train_seconds": float(seconds), "meta": meta,
-    }
+         meta: dict[str, Any]) -> SourceRecord:
+    """The record for `CacheWriter.record_source_model` (path relative to the cache root)."""
+    return SourceRecord(spec.name, spec.arch, spec.constraint, spec.attack_steps, spec.dataset, file_checksum(path),
+                        str(path.relative_to(root)), clean_acc, float(seconds), meta)
 
 
-def _row_from_sidecar(spec: SourceSpec, root: Path, final: Path) -> dict[str, Any]:
+def _row_from_sidecar(spec: SourceSpec, root: Path, final: Path) -> SourceRecord:
     """Weights finished earlier (e.g. trained, then the process died before recording): reuse them."""
-    meta = json.loads(final.with_suffix(".json").read_text())
+    meta = json.loads(sidecar_path(final).read_text())
     meta.update({"name": spec.name, "note": spec.note})
     return _row(spec, root, final, meta.get("clean_acc"), float(meta.get("train_seconds", 0.0)), meta)
 
@@ -254,7 +246,7 @@ def checkpoint_folder(root: Path, checkpoint_dir: str | Path | None = None) -> P
 
 
 def _load_checkpoint_source(spec: SourceSpec, root: Path, checkpoint_dir: str | Path | None,
-                            trust_pickle: bool) -> dict[str, Any]:
+                            trust_pickle: bool) -> SourceRecord:
     folder = checkpoint_folder(root, checkpoint_dir)
     path = resolve_checkpoint(spec.checkpoint, folder)  # hf:// addresses come from the hub cache
     if not path.is_file():
@@ -276,7 +268,7 @@ def _load_checkpoint_source(spec: SourceSpec, root: Path, checkpoint_dir: str | 
 
 def import_source(path: str | Path, name: str, arch: str | None, constraint: str, attack_steps: int, dataset: str,
                   root: Path, num_classes: int | None = None, trust_pickle: bool = False,
-                  measure: bool = False) -> dict[str, Any]:
+                  measure: bool = False) -> SourceRecord:
     """Register a checkpoint file (ours, torchvision or MadryLab) as source `name`; returns its row.
 
     The weights are converted into the cache (`sources/<key>.safetensors`), keyed by the file's checksum,
@@ -293,8 +285,7 @@ def import_source(path: str | Path, name: str, arch: str | None, constraint: str
     if arch is not None and info.arch != arch:
         raise RtxError(f"{path}: holds a {info.arch}, not the {arch} given by --arch; fix --arch")
     checksum = file_checksum(path)
-    key = job_key("source", {"import": checksum, "arch": info.arch, "num_classes": info.num_classes,
-                             "code": CODE_VERSION})
+    key = source_import_key(checksum, info.arch, info.num_classes, CODE_VERSION)
     final = artefact_path(root, "sources", key, "safetensors")
     clean_acc = None
     if measure and dataset in DATASETS and DATASETS[dataset].num_classes == info.num_classes:
@@ -309,19 +300,15 @@ def import_source(path: str | Path, name: str, arch: str | None, constraint: str
 
 
 # --- the stage -----------------------------------------------------------------------------------------------
-def _up_to_date(row: dict[str, Any] | None, spec: SourceSpec, root: Path) -> bool:
+def _up_to_date(row: SourceRecord | None, spec: SourceSpec, root: Path) -> bool:
     """Recorded with the same key and its weights still on disk."""
-    if row is None or not (root / str(row["path"])).is_file():
+    if row is None or not (root / row.path).is_file():
         return False
-    try:
-        meta = json.loads(row.get("meta") or "{}")
-    except (TypeError, json.JSONDecodeError):
-        return False
-    return meta.get("key") == source_key(spec)
+    return row.meta.get("key") == source_key(spec)
 
 
 def ensure_source(spec: SourceSpec, writer: CacheWriter, device: str | None = None, progress: bool = True,
-                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False) -> dict[str, Any] | None:
+                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False) -> SourceRecord | None:
     """Train or load `spec` unless the cache already records it with the same key; returns the new row or None."""
     if _up_to_date(writer.source_row(spec.name), spec, writer.root):
         return None
@@ -331,17 +318,22 @@ def ensure_source(spec: SourceSpec, writer: CacheWriter, device: str | None = No
     return row
 
 
-def _record(spec: SourceSpec, row: dict[str, Any], writer: CacheWriter, progress: bool) -> None:
-    previous = writer.source_row(spec.name)
-    if previous is not None and previous["checksum"] != row["checksum"]:
-        writer.forget_robustness(spec.name)  # measured on the old weights
+def record_source(writer: CacheWriter, row: SourceRecord) -> None:
+    """Record a source; robustness rows measured on different weights under the same name are dropped."""
+    previous = writer.source_row(row.name)
+    if previous is not None and previous.checksum != row.checksum:
+        writer.forget_robustness(row.name)  # measured on the old weights
     writer.record_source_model(row)
+
+
+def _record(spec: SourceSpec, row: SourceRecord, writer: CacheWriter, progress: bool) -> None:
+    record_source(writer, row)
     if progress:
-        acc = "n/a" if row["clean_acc"] is None else f"{row['clean_acc']:.3f}"
-        tqdm.write(f"[sources] {spec.name}: clean accuracy {acc}, {row['train_seconds']:.1f} s, {row['path']}")
+        acc = "n/a" if row.clean_acc is None else f"{row.clean_acc:.3f}"
+        tqdm.write(f"[sources] {spec.name}: clean accuracy {acc}, {row.train_seconds:.1f} s, {row.path}")
 
 
-def _train_job(spec: SourceSpec, shared: tuple[str, str | None, str | None], report: Report) -> dict[str, Any]:
+def _train_job(spec: SourceSpec, shared: tuple[str, str | None, str | None], report: Report) -> SourceRecord:
     root, device, data_root = shared
     label = f"{spec.name} ({spec.constraint}, k={spec.attack_steps})"
     report(label, 0, spec.epochs)

@@ -10,6 +10,7 @@ import torch
 from compute.cache import CacheWriter
 from compute.models import build_model, save_checkpoint
 from compute.paths import artefact_path, file_checksum
+from compute.records import SourceRecord
 
 # One intra-op thread: on a 2-core machine shared with test servers and browsers, two threads per process
 # oversubscribe the cores and small tensor work becomes 5-15x slower.
@@ -20,11 +21,8 @@ def record_random_source(writer: CacheWriter, name: str, seed: int, constraint: 
     """A randomly initialised small_resnet recorded as a source model (fast stand-in for a trained one)."""
     model = build_model("small_resnet", 10, seed=seed).eval()
     path = save_checkpoint(model, artefact_path(writer.root, "sources", f"test-{name}", "safetensors"), {"name": name})
-    writer.record_source_model({
-        "name": name, "arch": "small_resnet", "constraint_": constraint, "attack_steps": 0,
-        "source_dataset": "random", "checksum": file_checksum(path), "path": str(path.relative_to(writer.root)),
-        "clean_acc": None, "train_seconds": 0.0, "meta": {"test": True},
-    })
+    writer.record_source_model(SourceRecord(name, "small_resnet", constraint, 0, "random", file_checksum(path),
+                                            str(path.relative_to(writer.root)), meta={"test": True}))
 
 
 @pytest.fixture
@@ -53,7 +51,7 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from compute.presets import get_preset
     from compute.settings import Settings
-    from compute.sweep import precompute
+    from compute.stages import precompute
 
     if os.environ.get("RTX_TEST_DEMO_CACHE"):  # a cache this fixture built before, to iterate on demo tests quickly
         return Path(os.environ["RTX_TEST_DEMO_CACHE"])

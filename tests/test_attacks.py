@@ -19,7 +19,7 @@ from compute.attacks import (
 from compute.data import load_dataset
 from compute.errors import RtxError
 from compute.models import build_model
-from compute.train_source import train_step
+from compute.training import train_step
 
 TOL = 1e-5
 
@@ -34,7 +34,7 @@ def model() -> OnPixels:
     train = load_dataset("fmnist", "train")
     net.train()
     for i in range(0, 1536, 128):
-        train_step(pixels, optimizer, train.images[i:i + 128], train.labels[i:i + 128], parse_constraint("none", 0))
+        train_step(pixels, optimizer, train.images[i:i + 128], train.labels[i:i + 128])
     return pixels.eval()
 
 

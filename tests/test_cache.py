@@ -16,14 +16,14 @@ from scipy import stats
 
 from compute.cache import SCHEMA_VERSION, CacheReader, CacheWriter
 from compute.errors import RtxError
+from compute.records import CurvePoint, RunRecord, SourceRecord
 
 WRITER = [sys.executable, "-m", "tests.helpers.slow_writer"]
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(key: str, source: str = "natural", seed: int = 0, acc: float = 0.5, **extra) -> dict:
-    return {"key": key, "status": "done", "source": source, "target": "t", "n_train": 10, "seed": seed, "blocks": 1,
-            "epochs": 2, "config": {}, "subset_indices": [1, 2], "final_test_acc": acc} | extra
+def _run(key: str, source: str = "natural", seed: int = 0, acc: float = 0.5, target: str = "t") -> RunRecord:
+    return RunRecord(key, "done", source, target, 10, seed, 1, 2, {}, (1, 2), final_test_acc=acc)
 
 
 def test_empty_cache_reads_as_empty(tmp_path: Path) -> None:
@@ -35,9 +35,9 @@ def test_empty_cache_reads_as_empty(tmp_path: Path) -> None:
 
 def test_schema_is_versioned(tmp_path: Path) -> None:
     with CacheWriter(tmp_path) as writer:
-        assert writer.query("SELECT max(version) AS v FROM schema_version")["v"][0] == SCHEMA_VERSION
+        assert writer.schema_versions() == list(range(1, SCHEMA_VERSION + 1))
     with CacheWriter(tmp_path) as writer:  # re-opening does not re-run migrations
-        assert writer.query("SELECT count(*) AS n FROM schema_version")["n"][0] == SCHEMA_VERSION
+        assert writer.schema_versions() == list(range(1, SCHEMA_VERSION + 1))
 
 
 def _v1_cache(root: Path) -> None:
@@ -82,7 +82,7 @@ def test_migration_2_fills_parsed_columns_in_place(tmp_path: Path) -> None:
 
 def test_new_rows_carry_parsed_columns(tmp_path: Path) -> None:
     with CacheWriter(tmp_path) as writer:
-        writer.record_source_model({"name": "g", "arch": "a", "constraint_": "linf:0.1", "attack_steps": 5, "meta": {}})
+        writer.record_source_model(SourceRecord("g", "a", "linf:0.1", 5, "d", "c", "p"))
         writer.record_run(_run("x", target="fmnist+lowpass(64)"), [])
         writer.record_runs([_run("y", target="digits")], [[]])
     reader = CacheReader(tmp_path)
@@ -95,10 +95,10 @@ def test_new_rows_carry_parsed_columns(tmp_path: Path) -> None:
 
 def test_a_job_is_recorded_whole_or_not_at_all(tmp_path: Path) -> None:
     with CacheWriter(tmp_path) as writer:
-        bad_curve = [{"epoch": 1, "test_acc": 0.1, "train_loss": 1.0}, {"epoch": 1, "test_acc": 0.2, "train_loss": 1.0}]
+        bad_curve = [CurvePoint(1, 0.1, 1.0), CurvePoint(1, 0.2, 1.0)]
         with pytest.raises(Exception, match="(?i)constraint|duplicate"):
             writer.record_run(_run("a"), bad_curve)  # duplicate epoch violates the primary key
-        writer.record_run(_run("b"), [{"epoch": 1, "test_acc": 0.1, "train_loss": 1.0}])
+        writer.record_run(_run("b"), [CurvePoint(1, 0.1, 1.0)])
     reader = CacheReader(tmp_path)
     assert reader.runs()["key"].tolist() == ["b"]
     assert reader.learning_curve("a").empty
@@ -145,10 +145,10 @@ def test_kill_9_keeps_every_completed_job(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with CacheWriter(tmp_path) as writer:  # the cache opens
-        runs = writer.query("SELECT key FROM runs")
-        points = writer.query("SELECT run_key, count(*) AS n FROM epoch_metrics GROUP BY run_key")
+        runs = writer.done_keys()
+        points = writer.curve_lengths()
     assert len(runs) >= recorded + 1  # every job acknowledged before the kill is there
-    assert set(points["run_key"]) == set(runs["key"]) and (points["n"] == 3).all()  # and each is whole
+    assert set(points) == runs and set(points.values()) == {3}  # and each is whole
 
 
 def test_summaries_match_scipy_t_interval(tmp_path: Path) -> None:
@@ -157,8 +157,10 @@ def test_summaries_match_scipy_t_interval(tmp_path: Path) -> None:
     robust = natural + rng.normal(0.05, 0.02, 7)
     with CacheWriter(tmp_path) as writer:
         for seed, (a, b) in enumerate(zip(natural, robust, strict=True)):
-            writer.record_run(_run(f"n{seed}", "natural", seed, float(a)), [{"epoch": 1, "test_acc": float(a), "train_loss": 1}])
-            writer.record_run(_run(f"r{seed}", "robust", seed, float(b)), [{"epoch": 1, "test_acc": float(b), "train_loss": 1}])
+            writer.record_run(_run(f"n{seed}", "natural", seed, float(a)), [CurvePoint(1, float(a), 1.0),
+                                                                            CurvePoint(2, float(a) / 2, 0.5)])
+            writer.record_run(_run(f"r{seed}", "robust", seed, float(b)), [CurvePoint(1, float(b), 1.0),
+                                                                           CurvePoint(2, float(b) / 2, 0.5)])
     reader = CacheReader(tmp_path)
     summary = reader.final_summary().set_index("source")
     for name, values in (("natural", natural), ("robust", robust)):
@@ -173,4 +175,10 @@ def test_summaries_match_scipy_t_interval(tmp_path: Path) -> None:
     assert delta["hi"] == pytest.approx(hi)
     curve = reader.delta_summary("natural", which="curve")
     assert curve["mean"].iloc[0] == pytest.approx(diff.mean())
-    assert isinstance(reader.curve_summary(), pd.DataFrame)
+    curves = reader.curve_summary().set_index(["source", "epoch"])
+    for name, values in (("natural", natural), ("robust", robust)):
+        for epoch, scale in ((1, 1.0), (2, 0.5)):
+            lo, hi = stats.t.interval(0.95, len(values) - 1, loc=scale * values.mean(), scale=scale * stats.sem(values))
+            row = curves.loc[(name, epoch)]
+            assert row["n_seeds"] == 7 and row["mean"] == pytest.approx(scale * values.mean())
+            assert row["lo"] == pytest.approx(lo) and row["hi"] == pytest.approx(hi)

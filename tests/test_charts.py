@@ -100,12 +100,20 @@ def test_label_match_and_paper_charts_encode_what_they_claim() -> None:
 
 
 # --- app.paper ----------------------------------------------------------------------------------------------
-SOURCES = pd.DataFrame({
+def with_columns(sources: pd.DataFrame) -> pd.DataFrame:
+    """A source_models frame with the kind/norm/eps/steps columns the cache records (compute's parser)."""
+    from compute.records import constraint_columns
+
+    cols = [constraint_columns(c, s) for c, s in zip(sources["constraint_"], sources["attack_steps"], strict=True)]
+    return pd.concat([sources, pd.DataFrame(cols, index=sources.index)], axis=1)
+
+
+SOURCES = with_columns(pd.DataFrame({
     "name": ["natural", "l2_1.5", "linf_0.1", "linf_0.2", "pgd1_l2_1.5", "gaussian_0.054"],
     "arch": ["small_resnet"] * 6,
     "constraint_": ["none", "l2:1.5", "linf:0.1", "linf:0.2", "l2:1.5", "gaussian:0.054"],
     "attack_steps": [0, 3, 3, 3, 1, 0],
-})
+}))
 
 
 def test_table7_reads_as_fractions_with_every_cell() -> None:
@@ -118,8 +126,9 @@ def test_table7_reads_as_fractions_with_every_cell() -> None:
 def test_sources_map_to_table7_columns_by_role() -> None:
     assert paper.paper_columns(SOURCES, "natural") == {
         "natural": "natural", "l2_1.5": "l2_eps3", "linf_0.1": "linf_eps4_255", "linf_0.2": "linf_eps8_255"}
-    imagenet = pd.DataFrame({"name": ["nat", "l2_3", "linf_8", "linf_4"], "arch": ["resnet50"] * 4,
-                             "constraint_": ["none", "l2:3", "linf:8/255", "linf:4/255"], "attack_steps": [0, 20, 20, 20]})
+    imagenet = with_columns(pd.DataFrame({"name": ["nat", "l2_3", "linf_8", "linf_4"], "arch": ["resnet50"] * 4,
+                                          "constraint_": ["none", "l2:3", "linf:8/255", "linf:4/255"],
+                                          "attack_steps": [0, 20, 20, 20]}))
     assert paper.paper_columns(imagenet, "nat") == {"nat": "natural", "l2_3": "l2_eps3", "linf_4": "linf_eps4_255",
                                                     "linf_8": "linf_eps8_255"}
 

@@ -29,11 +29,11 @@ def test_a_taken_port_is_a_one_line_error(command: str, flag: str, taken_port: i
 def test_when_one_app_stops_the_others_are_stopped_too(tmp_path: Path, capsys) -> None:
     import sys
 
-    from compute.cli import _supervise
+    from compute.cli import supervise
 
     marker = tmp_path / "still-running"
     long_running = [sys.executable, "-c", f"import time, pathlib; time.sleep(30); pathlib.Path({str(marker)!r}).touch()"]
     failing = [sys.executable, "-c", "import time; time.sleep(0.5); raise SystemExit(3)"]
-    assert _supervise(tmp_path, {"explorer": long_running, "demo": failing}) == 3
+    assert supervise(tmp_path, {"explorer": long_running, "demo": failing}) == 3
     assert "the demo stopped (exit code 3)" in capsys.readouterr().err
     assert not marker.exists()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.demo import DemoBackend, build_demo, default_pair, find_pairs, neighbours
+from app.demo import DemoBackend, build_demo, neighbours
 from compute.cache import CacheReader
 from compute.cli import build_parser, demo_command
 from tests.helpers.image_files import encode, png_header_only
@@ -32,7 +32,7 @@ def stored(demo_cache: Path) -> dict:
     """What the precompute stored for the default pair: influence rows, top-k tables, test thumbnails."""
     reader = CacheReader(demo_cache)
     try:
-        pair = default_pair(find_pairs(reader.influence_results(), reader.source_models()))
+        pair = DemoBackend.open(demo_cache, warm=False).default
         assert pair is not None, "the tiny preset should give a robust/natural influence pair"
         rows = {key: reader.influence(key) for key in (pair.robust_key, pair.natural_key)}
         topk = {key: reader.influence_topk(key, K) for key in rows}
@@ -169,7 +169,7 @@ def test_twenty_concurrent_requests_all_answer_correctly(client, demo_cache: Pat
     indices = list(stored["thumbs"].index[:20])
     assert len(indices) == 20
     paths = [write(tmp_path, f"c{i}.png", bytes(stored["thumbs"].at[i, "png"])) for i in indices]
-    expected = [neighbours(backend, str(p))[-1] for p in paths]
+    expected = [neighbours(backend, str(p)).details for p in paths]
     start = time.monotonic()
     jobs = [client.submit(gradio_client.handle_file(str(p)), None, K, "auto", api_name="/neighbours") for p in paths]
     answers = [job.result(timeout=max(1.0, 60 - (time.monotonic() - start))) for job in jobs]
@@ -182,6 +182,50 @@ def test_twenty_concurrent_requests_all_answer_correctly(client, demo_cache: Pat
             assert [n["train_pos"] for n in m_got["neighbours"]] == [n["train_pos"] for n in m_want["neighbours"]]
             np.testing.assert_allclose([n["score"] for n in m_got["neighbours"]],
                                        [n["score"] for n in m_want["neighbours"]], rtol=1e-5, atol=1e-12)
+
+
+def _load(n: int, distinct: int, tmp_path: Path, thumbs) -> list[Path]:
+    """n upload files cycling over `distinct` stored test images (distinct=1: n identical requests)."""
+    paths = [write(tmp_path, f"load-{i}.png", bytes(thumbs.at[i, "png"])) for i in list(thumbs.index[:distinct])]
+    return [paths[i % len(paths)] for i in range(n)]
+
+
+def concurrent_answers(url: str, paths: list[Path], folder: Path, timeout: float = 240) -> tuple[list, list[str]]:
+    """Submit every path at once through one client that downloads the result images (as a browser fetches
+    them); returns (answers, errors): an answer or the error text of each request, in order."""
+    client = gradio_client.Client(url, verbose=False, download_files=str(folder))
+    jobs = [client.submit(gradio_client.handle_file(str(p)), None, K, "auto", api_name="/neighbours") for p in paths]
+    answers, errors = [], []
+    for job in jobs:
+        try:
+            answers.append(job.result(timeout=timeout))
+        except Exception as err:  # noqa: BLE001  (count every failure, whatever its type)
+            answers.append(None)
+            errors.append(f"{type(err).__name__}: {err}")
+    return answers, errors
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("distinct", [1, 20], ids=["identical", "mixed"])
+def test_hundred_concurrent_requests_all_succeed(demo_server: str, demo_cache: Path, stored: dict, tmp_path: Path,
+                                                 distinct: int) -> None:
+    """100 requests at once, identical or cycling over 20 images: every one answers, with the in-process answer,
+    and every result image it names downloads whole (issue 14: 1-4 of 20 identical ones used to fail with
+    'peer closed connection without sending complete message body' while another rewrote the same file)."""
+    backend = DemoBackend.open(demo_cache, warm=False)
+    paths = _load(100, distinct, tmp_path, stored["thumbs"])
+    expected = {p: neighbours(backend, str(p)).details for p in set(paths)}
+    answers, errors = concurrent_answers(demo_server, paths, tmp_path / "downloads")
+    assert not errors, f"{len(errors)} of 100 failed: {errors[:3]}"
+    for path, answer in zip(paths, answers, strict=True):
+        got, want = answer[-1], expected[path]
+        for m_got, m_want in zip(got["models"], want["models"], strict=True):
+            assert m_got["predicted"] == m_want["predicted"]
+            assert [n["train_pos"] for n in m_got["neighbours"]] == [n["train_pos"] for n in m_want["neighbours"]]
+        for view in (answer[2], answer[5]):  # the two "as the model sees it" images, downloaded
+            assert Image.open(view).size[0] >= 8
+        for gallery in (answer[4], answer[7]):
+            assert len(gallery) == K and all(Image.open(item["image"]).size[0] > 0 for item in gallery)
 
 
 # --- in-process: pairing, the empty cache, the CLI --------------------------------------------------------
@@ -198,11 +242,10 @@ def test_pairs_put_robust_against_natural(demo_cache: Path) -> None:
 def test_empty_cache_names_the_command_that_fills_it(tmp_path: Path) -> None:
     backend = DemoBackend.open(tmp_path, warm=False)
     assert backend.empty
-    status, *_, details = neighbours(backend, None)
-    assert "rtx precompute --preset demo" in status and "rtx precompute --preset demo" in details["error"]
+    out = neighbours(backend, None)
+    assert "rtx precompute --preset demo" in out.status and "rtx precompute --preset demo" in out.details["error"]
     path = write(tmp_path, "x.png", encode(Image.new("L", (8, 8))))
-    status, *_ = neighbours(backend, str(path))
-    assert "rtx precompute --preset demo" in status
+    assert "rtx precompute --preset demo" in neighbours(backend, str(path)).status
     demo = build_demo(tmp_path, backend)
     assert "rtx precompute --preset demo" in str(demo.config)
 
@@ -212,3 +255,19 @@ def test_cli_binds_loopback_by_default() -> None:
     assert (args.host, args.port) == ("127.0.0.1", 7860)
     argv = demo_command(7999)
     assert argv[-4:] == ["--host", "127.0.0.1", "--port", "7999"]
+
+
+def test_two_methods_give_two_pairs_with_their_method_in_the_label(tmp_path: Path) -> None:
+    """After `rtx influence --method tracincp` beside `fast`: one pair per method, labels distinct."""
+    from tests.helpers.explorer_cache import write_explorer_cache
+    from tests.helpers.influence_methods import add_method
+
+    root = write_explorer_cache(tmp_path / "cache")
+    add_method(root, "tracincp")
+    backend = DemoBackend.open(root, warm=False)
+    labels = [p.label for p in backend.pairs_for("mnist5k")]
+    assert len(labels) == 2 and len(set(labels)) == 2, labels
+    assert {p.method for p in backend.pairs} == {"fc-exact", "tracincp"}
+    assert all(p.method in p.label for p in backend.pairs)
+    for pair in backend.pairs:
+        assert backend.pair(pair.label) == pair

@@ -102,10 +102,10 @@ def test_engine_runs_equal_one_run_at_a_time(small_source, blocks: int, bn_mode:
         ref, got = finetune(small_source, cfg, keep_model=True, device="cpu"), engine[cfg]
         assert not isinstance(got, BaseException), got
         assert (got.subset_indices == ref.subset_indices).all()
-        assert [p["epoch"] for p in got.curve] == [p["epoch"] for p in ref.curve]
+        assert [p.epoch for p in got.curve] == [p.epoch for p in ref.curve]
         for a, b in zip(got.curve, ref.curve, strict=True):
-            assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 * max(1.0, abs(b["train_loss"])), (a, b)
-            assert abs(a["test_acc"] - b["test_acc"]) <= 1 / 50 + 1e-9, (a, b)  # at most one test image flips
+            assert abs(a.train_loss - b.train_loss) < 1e-4 * max(1.0, abs(b.train_loss)), (a, b)
+            assert abs(a.test_acc - b.test_acc) <= 1 / 50 + 1e-9, (a, b)  # at most one test image flips
         ref_state, got_state = ref.model.state_dict(), got.model.state_dict()
         for name, value in ref_state.items():
             if value.is_floating_point():
@@ -123,8 +123,8 @@ def test_loop_strategy_equals_one_run_at_a_time(small_source, bn_mode: str) -> N
     for cfg in configs:
         ref, got = finetune(small_source, cfg, keep_model=True, device="cpu"), engine[cfg]
         for a, b in zip(got.curve, ref.curve, strict=True):
-            assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 * max(1.0, abs(b["train_loss"])), (a, b)
-            assert abs(a["test_acc"] - b["test_acc"]) <= 1 / 50 + 1e-9, (a, b)
+            assert abs(a.train_loss - b.train_loss) < 1e-4 * max(1.0, abs(b.train_loss)), (a, b)
+            assert abs(a.test_acc - b.test_acc) <= 1 / 50 + 1e-9, (a, b)
         ref_state, got_state = ref.model.state_dict(), got.model.state_dict()
         for name, value in ref_state.items():
             if value.is_floating_point():
@@ -141,8 +141,8 @@ def test_engine_in_bf16_stays_within_bf16_tolerance_of_the_reference(small_sourc
         ref, got = finetune(small_source, cfg, device="cpu"), engine[cfg]
         assert not isinstance(got, BaseException), got
         for a, b in zip(got.curve, ref.curve, strict=True):
-            assert abs(a["train_loss"] - b["train_loss"]) <= 5e-2 * max(1.0, b["train_loss"]), (a, b)
-            assert abs(a["test_acc"] - b["test_acc"]) <= 3 / 50 + 1e-9, (a, b)
+            assert abs(a.train_loss - b.train_loss) <= 5e-2 * max(1.0, b.train_loss), (a, b)
+            assert abs(a.test_acc - b.test_acc) <= 3 / 50 + 1e-9, (a, b)
 
 
 def test_without_room_for_cached_prefix_activations_the_numbers_stay_the_same(small_source, monkeypatch) -> None:
@@ -157,7 +157,7 @@ def test_without_room_for_cached_prefix_activations_the_numbers_stay_the_same(sm
     uncached = dict(run_cell(small_source, configs, device="cpu", max_group=2))
     for cfg in configs:
         for a, b in zip(uncached[cfg].curve, cached[cfg].curve, strict=True):
-            assert abs(a["train_loss"] - b["train_loss"]) < 1e-5 and a["test_acc"] == b["test_acc"]
+            assert abs(a.train_loss - b.train_loss) < 1e-5 and a.test_acc == b.test_acc
 
 
 def test_out_of_memory_splits_the_group_then_fails_single_runs_with_the_reason(small_source, monkeypatch) -> None:
@@ -251,8 +251,8 @@ def test_cuda_engine_matches_the_cpu_engine(small_source, bn_mode: str) -> None:
         gpu = dict(run_cell(small_source, cfgs, device="cuda", max_group=3))
         for c, g in zip(configs, cfgs, strict=True):
             for a, b in zip(gpu[g].curve, cpu[c].curve, strict=True):
-                assert abs(a["train_loss"] - b["train_loss"]) <= loss_tol * max(1.0, b["train_loss"]), (precision, a, b)
-                assert abs(a["test_acc"] - b["test_acc"]) <= acc_tol, (precision, a, b)
+                assert abs(a.train_loss - b.train_loss) <= loss_tol * max(1.0, b.train_loss), (precision, a, b)
+                assert abs(a.test_acc - b.test_acc) <= acc_tol, (precision, a, b)
 
 
 @pytest.mark.gpu
@@ -264,8 +264,8 @@ def test_cuda_many_runs_at_once_equal_one_at_a_time(small_source) -> None:
     alone = dict(run_cell(small_source, configs, device="cuda", max_group=1))
     for c in configs:
         for a, b in zip(together[c].curve, alone[c].curve, strict=True):
-            assert abs(a["train_loss"] - b["train_loss"]) <= 1e-3 * max(1.0, b["train_loss"])
-            assert abs(a["test_acc"] - b["test_acc"]) <= 1 / 50 + 1e-9
+            assert abs(a.train_loss - b.train_loss) <= 1e-3 * max(1.0, b.train_loss)
+            assert abs(a.test_acc - b.test_acc) <= 1 / 50 + 1e-9
 
 
 @pytest.mark.gpu

@@ -17,11 +17,14 @@ from streamlit.testing.v1 import AppTest
 from app.data import FILL_COMMAND
 from app.explorer import PAGES
 from compute.cache import CacheWriter
+from compute.records import CurvePoint, RunRecord
 from tests.helpers.explorer_cache import SEEDS, synthetic_acc, write_explorer_cache
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")
 CHARTS = {"overview": 1, "better": 2, "faster": 2, "blocks": 2, "constraint": 2, "shape-texture": 2,
           "influence": 2, "featviz": 0, "paper": 1}
+TITLES = {"overview": "What is in the cache?", "better": "Do robust models transfer better?",
+          "faster": "Do robust models transfer faster?", "influence": "Which training images influence a prediction?"}
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +150,9 @@ def test_pages_pick_up_a_newer_snapshot_without_restart(monkeypatch, tiny_cache:
     with CacheWriter(tiny_cache) as writer:  # what `rtx precompute` does while the explorer is open
         for i, seed in enumerate(SEEDS):
             for source in ("natural", "l2_1.5"):
-                writer.record_run({"key": f"new-{source}-{i}", "status": "done", "source": source, "target": "fmnist",
-                                   "n_train": 20, "seed": seed, "blocks": 3, "epochs": 9, "config": {},
-                                   "final_test_acc": 0.5 + 0.1 * (source != "natural") + 0.01 * i},
-                                  [{"epoch": 9, "test_acc": 0.5, "train_loss": 0.1}])
+                writer.record_run(RunRecord(f"new-{source}-{i}", "done", source, "fmnist", 20, seed, 3, 9,
+                                            final_test_acc=0.5 + 0.1 * (source != "natural") + 0.01 * i),
+                                  [CurvePoint(9, 0.5, 0.1)])
     at.run()
     assert "fmnist" in at.multiselect(key="better-targets").options
     accuracy, delta = chart_data(at)
@@ -168,6 +170,9 @@ def test_pages_keep_working_while_a_writer_publishes(monkeypatch, tiny_cache: Pa
         for page in ("faster", "better", "overview", "influence", "faster"):
             at.switch_page(next(p for p, _, url in PAGES if url == page)).run()
             assert not at.exception, [e.value for e in at.exception]
+            assert [t.value for t in at.title] == [TITLES[page]], page  # the page asked for, not a blank or another
+            assert len(at.get("vega_lite_chart")) == CHARTS[page], page
+            assert all(not frame.empty for frame in chart_data(at)), page
     finally:
         assert proc.wait(timeout=60) == 0
     at.switch_page(next(p for p, _, url in PAGES if url == "better")).run()
@@ -186,3 +191,39 @@ def test_explorer_command_is_offline_local_and_prefixable() -> None:
     assert "--server.baseUrlPath" not in explorer_command(8600)
     args = build_parser().parse_args(["explore", "--port", "8600"])
     assert (args.host, args.port, args.base_url_path) == ("127.0.0.1", 8600, None)
+
+
+# --- two influence methods on one subset (issue 14: they were merged into one pair) ---------------------------
+@pytest.fixture(scope="module")
+def two_method_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.helpers.influence_methods import add_method
+
+    root = write_explorer_cache(tmp_path_factory.mktemp("two-methods") / "cache")
+    add_method(root, "tracincp")
+    return root
+
+
+def test_influence_page_keeps_methods_apart(monkeypatch, two_method_cache: Path) -> None:
+    at = open_page(monkeypatch, two_method_cache, "influence")
+    assert not at.exception, [e.value for e in at.exception]
+    heat, match = chart_data(at)[:2]
+    assert set(heat["model"]) == {"l2_1.5", "natural"}
+    assert len(match) == 2 * 5, "one label-match curve (k = 1..5) per model, for one method"
+    assert any("k = 1..5:" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_influence_page_compares_methods_on_one_subset(monkeypatch, two_method_cache: Path) -> None:
+    at = open_page(monkeypatch, two_method_cache, "influence")
+    methods = at.selectbox(key="influence-method")
+    assert set(methods.options) == {"fc-exact, cut-off 0.05", "tracincp, cut-off 0.05"}
+    heat, match, by_method, overlap = chart_data(at)
+    assert set(by_method["method"]) == set(methods.options) and len(by_method) == 2 * 2 * 5
+    table = at.dataframe[0].value
+    exact = table[table["method"] == "fc-exact, cut-off 0.05"]
+    assert exact["spearman"].tolist() == pytest.approx([1.0, 1.0]) and (exact["overlap@5"] == 1.0).all()
+    approx = table[table["method"] == "tracincp, cut-off 0.05"]
+    assert ((approx["spearman"] > 0.3) & (approx["spearman"] < 0.999)).all(), approx
+    assert set(overlap["k"]) == {1, 5, 10}
+    methods.set_value("tracincp, cut-off 0.05").run()
+    assert not at.exception
+    assert any("tracincp, cut-off 0.05" in c.value for c in at.caption)

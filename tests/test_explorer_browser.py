@@ -63,8 +63,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     if not Path(CHROMIUM).exists():
         pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
     from tests.helpers.explorer_cache import write_explorer_cache
+    from tests.helpers.influence_methods import add_method
 
     root = write_explorer_cache(tmp_path_factory.mktemp("explorer") / "cache")
+    add_method(root, "tracincp")  # a second influence method on the same fine-tunes: the methods-compared view
     port = _free_port()
     log = open(tmp_path_factory.mktemp("logs") / "explore.log", "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "compute.cli", "--cache", str(root), "explore", "--port", str(port),
@@ -136,9 +138,33 @@ def test_page_renders_without_errors(explorer_url: str, browser, url_path: str) 
         page.close()
 
 
+def test_influence_methods_compared_view(explorer_url: str, browser) -> None:
+    """Two methods on one subset: the method selector, per-method label-match curves, the agreement table and the
+    top-k overlap chart render without errors (screenshot: influence-methods.png)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 3600})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(f"pageerror: {err}"))
+    try:
+        page.goto(f"{explorer_url}/influence")
+        page.get_by_role("heading", name="Methods compared on this subset").wait_for(timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks').length >= 4",
+                               timeout=60_000)
+        page.get_by_text("Agreement with fc-exact").wait_for(timeout=30_000)
+        page.wait_for_timeout(1_000)
+        page.get_by_role("heading", name="Methods compared on this subset").scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "influence-methods.png"), full_page=True)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert page.locator("[data-testid='stDataFrame']").count() >= 1
+        assert not errors, errors
+    finally:
+        page.close()
+
+
 def test_an_open_page_refreshes_when_precompute_publishes(served: tuple[str, Path], browser) -> None:
     """Runs recorded while the page is open appear without a reload (the sidebar watcher reruns the app)."""
     from compute.cache import CacheWriter
+    from compute.records import RunRecord
     from tests.helpers.explorer_cache import SEEDS
 
     url, root = served
@@ -151,9 +177,8 @@ def test_an_open_page_refreshes_when_precompute_publishes(served: tuple[str, Pat
         with CacheWriter(root) as writer:  # what `rtx precompute` does in another process
             for i, seed in enumerate(SEEDS):
                 for source in ("natural", "l2_1.5"):
-                    writer.record_run({"key": f"live-{source}-{i}", "status": "done", "source": source,
-                                       "target": "fmnist", "n_train": 20, "seed": seed, "blocks": 3, "epochs": 9,
-                                       "config": {}, "final_test_acc": 0.6 + 0.05 * (source != "natural")}, [])
+                    writer.record_run(RunRecord(f"live-{source}-{i}", "done", source, "fmnist", 20, seed, 3, 9,
+                                                final_test_acc=0.6 + 0.05 * (source != "natural")), [])
         page.get_by_text("fmnist", exact=True).first.wait_for(timeout=30_000)  # its chip in the targets filter
         page.screenshot(path=str(ARTIFACTS / "refreshed.png"))
         assert page.locator("[data-testid='stException']").count() == 0

@@ -10,10 +10,11 @@ import torch
 
 from compute.cache import CacheReader, CacheWriter
 from compute.errors import RtxError
-from compute.featviz import SEEDS_DIR, featviz_stage, load_seed, maximize, seed_names
+from compute.featviz import SEEDS_DIR, load_seed, maximize, seed_names
 from compute.images import from_png
 from compute.models import build_model
 from compute.presets import FeatvizSpec, get_preset
+from compute.stages.featviz import featviz_stage
 
 
 def test_shipped_seeds_exist_with_their_licence() -> None:
@@ -75,8 +76,8 @@ def test_stage_stores_pngs_per_source_seed_and_unit(source_cache: Path) -> None:
 def test_cli_featviz_with_options(source_cache: Path) -> None:
     from compute.cli import main
 
-    assert main(["--cache", str(source_cache), "featviz", "--preset", "tiny", "--sources", "natural", "--seeds",
-                 "coffee", "--units", "1,2", "--steps", "2", "--step-size", "0.1", "--device", "cpu",
+    assert main(["--cache", str(source_cache), "featviz", "--preset", "tiny", "--sources", "natural",
+                 "--seed-images", "coffee", "--units", "1,2", "--ascent-steps", "2", "--step-size", "0.1", "--device", "cpu",
                  "--no-progress"]) == 0
     rows = CacheReader(source_cache).featviz()
     assert sorted(rows.unit) == [1, 2] and set(rows.seed_image) == {"coffee"} and (rows.step_size == 0.1).all()

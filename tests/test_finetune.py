@@ -69,10 +69,10 @@ def test_fc_is_reinitialised_for_the_target(source) -> None:
 def test_feature_cache_gives_the_same_numbers_as_the_naive_loop(source, blocks: int) -> None:
     naive = finetune(source, _cfg(blocks=blocks, feature_cache=False))
     cached = finetune(source, _cfg(blocks=blocks, feature_cache=True))
-    assert [p["epoch"] for p in naive.curve] == [p["epoch"] for p in cached.curve]
+    assert [p.epoch for p in naive.curve] == [p.epoch for p in cached.curve]
     for a, b in zip(naive.curve, cached.curve, strict=True):
-        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-3)
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a.test_acc == pytest.approx(b.test_acc, abs=1e-3)
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
 
 
 def test_invalid_configurations_are_refused(source) -> None:

@@ -18,14 +18,12 @@ from compute.errors import RtxError
 from compute.influence import (
     METHODS,
     FCProblem,
-    InfluenceIndex,
     QueryMatrix,
     get_method,
     influence_fast,
     influence_iterative,
     influence_reference,
     influence_scores,
-    influence_stage,
     label_match_curve,
     penultimate,
     sorted_standardized,
@@ -33,10 +31,12 @@ from compute.influence import (
     tracincp_matrix,
 )
 from compute.influence.tracin import identity_query
+from compute.influence_index import InfluenceIndex
 from compute.models import build_model
 from compute.presets import get_preset
 from compute.settings import Settings
-from compute.sweep import finetune_stage
+from compute.stages.finetune import finetune_stage
+from compute.stages.influence import influence_stage
 
 
 def random_problem(n: int, d: int, classes: int, bias: bool = True, n_test: int = 12, seed: int = 0,

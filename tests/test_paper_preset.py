@@ -17,7 +17,8 @@ from compute.data.registry import DATASETS, DatasetInfo, register
 from compute.paper_plan import check_paper_inputs, measured_rates, plan_summary
 from compute.presets import get_preset
 from compute.settings import Settings
-from compute.sweep import plan, precompute
+from compute.stages import precompute
+from compute.sweep import plan
 
 COLOUR = "rgb_smoke"
 

@@ -20,7 +20,8 @@ from compute.cache import CacheReader, CacheWriter
 from compute.data import load_dataset
 from compute.presets import get_preset
 from compute.settings import Settings
-from compute.sweep import finetune_stage, plan
+from compute.stages.finetune import finetune_stage
+from compute.sweep import plan
 from tests.helpers.executors import assert_executor_matches_in_process
 
 ENGINE = Settings(executor="engine", device="cpu", progress=False)

@@ -16,7 +16,8 @@ import compute.sweep as sweep
 from compute.cache import CacheReader, CacheWriter
 from compute.presets import get_preset
 from compute.settings import Settings
-from compute.sweep import finetune_stage, plan
+from compute.stages.finetune import finetune_stage
+from compute.sweep import plan
 from tests.helpers.executors import assert_recorded_runs_match_in_process
 from tests.helpers.fake_torchvision import write_mnist
 

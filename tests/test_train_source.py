@@ -3,11 +3,9 @@ end to end through the CLI (robust keeps more PGD accuracy than natural)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -53,11 +51,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     epochs_run: list[int] = []
     resumed = train_source(SMALL, tmp_path / "b", progress=False, on_epoch=lambda e, n: epochs_run.append(e))
     assert epochs_run == [2]  # epoch 1 came from the resume file
-    assert resumed["checksum"] == whole["checksum"]  # bit-identical weights
+    assert resumed.checksum == whole.checksum  # bit-identical weights
     assert not list((tmp_path / "b" / "sources").glob("*.resume.safetensors"))
-    assert len(resumed["meta"]["history"]) == 2
-    assert resumed["path"] == whole["path"] and not Path(resumed["path"]).is_absolute()
-    assert file_checksum(tmp_path / "b" / resumed["path"]) == resumed["checksum"]
+    assert len(resumed.meta["history"]) == 2
+    assert resumed.path == whole.path and not Path(resumed.path).is_absolute()
+    assert file_checksum(tmp_path / "b" / resumed.path) == resumed.checksum
 
 
 def test_sources_trained_in_worker_processes_equal_those_trained_here(tmp_path: Path) -> None:
@@ -65,8 +63,8 @@ def test_sources_trained_in_worker_processes_equal_those_trained_here(tmp_path: 
     preset = Preset("p", "test", specs, (), natural="n")
     with CacheWriter(cache_dir(tmp_path / "workers")) as writer:
         sources_stage(preset, writer, progress=False, workers=2)
-        parallel = {s.name: writer.source_row(s.name)["checksum"] for s in specs}
-    here = {s.name: train_source(s, tmp_path / "here", progress=False)["checksum"] for s in specs}
+        parallel = {s.name: writer.source_row(s.name).checksum for s in specs}
+    here = {s.name: train_source(s, tmp_path / "here", progress=False).checksum for s in specs}
     assert parallel == here  # one torch thread in the workers and here (conftest): bit-identical weights
 
 
@@ -84,10 +82,10 @@ def test_checkpoint_source_is_loaded_from_the_given_folder(tmp_path: Path) -> No
         torch.save(net.state_dict(), tmp_path / "ckpts" / "ext_net.pth")
         sources_stage(preset, writer, progress=False, checkpoint_dir=tmp_path / "ckpts")
         row = writer.source_row("ext")
-        model = load_checkpoint(writer.root / row["path"])[0]
-    assert (row["constraint_"], row["attack_steps"]) == ("l2:3", 20)
-    assert pd.isna(row["clean_acc"])  # no ImageNet offline: not measured
-    assert json.loads(row["meta"])["checkpoint"] == "ext_net.pth"
+        model = load_checkpoint(writer.root / row.path)[0]
+    assert (row.constraint, row.attack_steps) == ("l2:3", 20)
+    assert row.clean_acc is None  # no ImageNet offline: not measured
+    assert row.meta["checkpoint"] == "ext_net.pth"
     x = torch.rand(2, 3, 28, 28)
     with torch.no_grad():
         expected = net((x - model.normalize.mean) / model.normalize.std)
@@ -105,7 +103,7 @@ def test_tiny_preset_end_to_end_robust_beats_natural(tmp_path: Path, monkeypatch
     sources = reader.source_models().set_index("name")
     assert set(sources.index) == {s.name for s in get_preset("tiny").sources}
     for name, row in sources.iterrows():
-        assert file_checksum(root / row["path"]) == row["checksum"], name
+        assert file_checksum(root / row.path) == row.checksum, name
         assert row["clean_acc"] > 0.4, name  # 16 SGD steps already learn Fashion-MNIST's easy classes
     rob = reader.robustness().set_index(["source", "norm"])
     reader.close()
@@ -136,7 +134,7 @@ def test_custom_source_from_the_cli(tmp_path: Path, monkeypatch, capsys) -> None
     assert "g: clean accuracy" in capsys.readouterr().out
     with CacheWriter(tmp_path) as writer:
         row = writer.source_row("g")
-    assert (row["arch"], row["constraint_"], row["source_dataset"]) == ("small_resnet", "gaussian:0.1", "fmnist")
+    assert (row.arch, row.constraint, row.source_dataset) == ("small_resnet", "gaussian:0.1", "fmnist")
     assert main(args) == 0
     assert "already in the cache" in capsys.readouterr().out
     assert main([*args[:-1], "--constraint", "linf:lots", "--no-progress"]) == 2

@@ -12,10 +12,10 @@ natural = data.natural_source(snap)
 ui.stop_if(summary.empty or sources.empty, snap, "fine-tuned runs of several source models")
 
 labels = {row["name"]: data.source_label(row) for _, row in sources.iterrows()}
-pgd = sources[sources["name"].isin(summary["source"].unique()) & (sources["attack_steps"].fillna(0) > 1)]
-pgd = pgd.assign(eps=pgd["constraint_"].map(data.constraint_eps)).sort_values("eps")
-l2 = pgd.loc[pgd["constraint_"].str.startswith("l2:"), "name"].tolist()
-linf = pgd.loc[pgd["constraint_"].str.startswith("linf:"), "name"].tolist()  # small eps first
+pgd = sources[sources["name"].isin(summary["source"].unique()) & (sources["kind"] == "pgd")
+              & (sources["steps"].fillna(0) > 1)].sort_values("eps")
+l2 = pgd.loc[pgd["norm"] == "l2", "name"].tolist()
+linf = pgd.loc[pgd["norm"] == "linf", "name"].tolist()  # small eps first
 pairs = [(a, b) for a in l2 for b in linf] + [(linf[i], linf[j]) for i in range(len(linf)) for j in range(i + 1, len(linf))]
 
 left, right = st.columns([3, 1])

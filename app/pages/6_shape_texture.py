@@ -10,14 +10,13 @@ st.markdown("Low resolution and low-pass filtering remove fine texture but keep 
 snap = data.snapshot()
 summary = data.final_summary(snap)
 natural = data.natural_source(snap)
-variants = sorted(t for t in summary.get("target", []) if data.split_variant(t)[1]) if not summary.empty else []
+variants = data.variant_targets(snap)  # base dataset -> its variant targets (recorded columns)
 ui.stop_if(not variants or natural is None, snap,
            "runs on low-res / low-pass target variants (targets like `mnist5k+lowpass(400)`)")
 
-bases = sorted({data.split_variant(t)[0] for t in variants})
 cols = st.columns(4)
-base = cols[0].selectbox("target", bases, key="shape-base")
-targets = [base, *[t for t in variants if data.split_variant(t)[0] == base]]
+base = cols[0].selectbox("target", sorted(variants), key="shape-base")
+targets = [base, *variants[base]]
 cell = summary[summary["target"].isin(targets)]
 robust_options = sorted(s for s in cell["source"].unique() if s != natural)
 with cols[1]:

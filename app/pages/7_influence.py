@@ -4,39 +4,44 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, data, ui
+from app import charts, data, influence_charts, ui
+from app.influence_compare import compare_methods, exact_method, overlap_long
 
 PER_PAGE = 6  # test images per grid page
 st.title("Which training images influence a prediction?")
 snap = data.snapshot()
-results = data.influence_results(snap)
-ui.stop_if(results.empty, snap, "influence results")
+cells = data.influence_cells(snap)
+ui.stop_if(not cells, snap, "influence results")
 
-pair = st.selectbox("fine-tuned pair (same target, subset, seed and blocks)", sorted(results["pair"].unique()),
-                    key="influence-pair")
-natural = data.natural_source(snap)
-models = results[results["pair"] == pair].sort_values("source", key=lambda s: s == natural)  # robust first
-keys = dict(zip(models["source"], models["key"], strict=True))
-target = str(models["target"].iloc[0])
+subsets = list(dict.fromkeys(c.subset_label for c in cells))
+subset = st.selectbox("fine-tuned subset (same target, images, seed and blocks)", subsets, key="influence-pair")
+methods = {c.method_label: c for c in cells if c.subset_label == subset}  # one cell per method and cut-off
+cell = methods[st.selectbox("influence method", list(methods), key="influence-method")]
+results = data.influence_results(snap).set_index("key")
+keys = cell.keys  # source -> influence key, robust first
+models = results.loc[list(keys.values())].reset_index()
+target = cell.target
 
 st.subheader("Influence of each training image on each test image (Fig. 7a)")
 with st.spinner("Sorting and pooling the influence matrices (once per snapshot)..."):
-    cells = pd.concat([data.influence_heatmap(snap, key).assign(model=src) for src, key in keys.items()])
-if cells.empty:
+    heat = pd.concat([data.influence_heatmap(snap, key).assign(model=src) for src, key in keys.items()])
+if heat.empty:
     ui.empty_state(snap, "influence matrices (the NPY files beside the database)")
 else:
-    st.altair_chart(charts.influence_heatmap(cells))
+    st.altair_chart(charts.influence_heatmap(heat))
     ui.footer(f"Test x training influence (rows and columns sorted by label, standardized by the matrix norm, "
-              f"mean-pooled to {cells['row_bin'].max() + 1} x {cells['col_bin'].max() + 1} cells) of "
-              f"{', '.join(keys)} fine-tuned on the same {int(models['subset_size'].iloc[0])} {target} images.",
-              cells, "influence_heatmap")
+              f"mean-pooled to {heat['row_bin'].max() + 1} x {heat['col_bin'].max() + 1} heat) of "
+              f"{', '.join(keys)} fine-tuned on the same {cell.subset_size} {target} images, scored by "
+              f"{cell.method_label}.",
+              heat, "influence_heatmap")
 
 st.subheader("How often do the top-k influential images share the test label? (Fig. 7b)")
 match = pd.DataFrame([{"model": src, "k": k + 1, "match": float(v)} for src, lm in
                       zip(models["source"], models["label_match"], strict=True) for k, v in enumerate(lm if lm is not None else [])])
 st.altair_chart(charts.label_match_chart(match))
 ui.footer(f"For k = 1..{len(match) // max(1, len(keys))}: the share of each test image's k most influential training "
-          f"images that carry its label, averaged over {int(models['n_test'].iloc[0])} test images, per model.",
+          f"images that carry its label, averaged over {int(models['n_test'].iloc[0])} test images, per model "
+          f"({cell.method_label}).",
           match, "label_match")
 
 st.subheader("Most influential training images (Fig. 6)")
@@ -85,3 +90,37 @@ for col, pos in zip(st.columns(PER_PAGE), shown, strict=False):
 grid = pd.concat([t[t["test_pos"].isin(shown)].assign(model=src) for src, t in topk.items()])
 ui.footer("Top row: test images; below: each model's most influential training image (label, ✓ when it is the test "
           "label, and its influence score). Open *enlarge* for bigger images and the top five.", grid, "influence_topk")
+
+
+st.subheader("Methods compared on this subset")
+if len(methods) < 2:
+    st.caption(f"Only {cell.method_label} scored this subset; `rtx influence --method tracincp` (or another "
+               "method) adds one to compare with.")
+else:
+    curves = pd.DataFrame([{"model": src, "method": label, "k": k + 1, "match": float(v)}
+                           for label, c in methods.items() for src, key in c.members
+                           for k, v in enumerate(results.at[key, "label_match"] if results.at[key, "label_match"]
+                                                 is not None else [])])
+    st.altair_chart(influence_charts.methods_label_match(curves))
+    ui.footer("Label match (Fig. 7b) of each method, per model: the same fine-tunes, scored by each method.",
+              curves, "label_match_by_method")
+    exact = {label: data.influence_exact(snap, c.members[0][1]) for label, c in methods.items()}
+    baseline = exact_method(exact)
+    tables = []
+    for src in keys:
+        matrices = {label: data.influence_matrix(snap, c.keys[src]) for label, c in methods.items() if src in c.keys}
+        matrices = {label: m for label, m in matrices.items() if m is not None}
+        if baseline in matrices and len(matrices) > 1:
+            tables.append(compare_methods(matrices, baseline).assign(model=src))
+    if not tables:
+        ui.empty_state(snap, "influence matrices of two methods on the same fine-tunes")
+    else:
+        table = pd.concat(tables, ignore_index=True)
+        st.dataframe(table[["model", "method", "spearman", "spearman_sd", "n_test",
+                            *[c for c in table.columns if c.startswith("overlap@")]]], hide_index=True)
+        st.altair_chart(influence_charts.methods_overlap(overlap_long(table)))
+        said = " (exact)" if exact[baseline] else " (the stored result does not say whether it is exact)"
+        ui.footer(f"Agreement with {baseline}{said}: Spearman rank correlation of each method's scores over the "
+                  "training images, per test image (mean and standard deviation over test images), and the share "
+                  f"of {baseline}'s top-k training images that the method also ranks in its top k.", table,
+                  "methods_agreement")

@@ -23,55 +23,46 @@ Implementations, from reference to fast (registry: `METHODS`, `rtx influence --m
                the solver's tolerance.
 - `fast`       (fast.py) the default: `dense` for small reduced problems, `iterative` for large ones.
 - `tracincp`   (tracin.py) captum's TracInCPFast on the final layer: H replaced by I (approximate).
-Derived results (derived.py) come from the stored matrix only; `InfluenceIndex` (index.py) answers a new
-image with one forward pass and one product with the stored query matrix.
+Derived results (derived.py) come from the stored matrix only; `query_scores` answers a new image with one
+forward pass and one product with a stored query matrix. This package reads and writes no cache: the stage
+that does is compute.stages.influence, and compute.influence_index serves stored results to queries.
 """
 
-from compute.influence._fc import FCProblem, QueryMatrix, influence_scores, train_gradients
+from compute.influence._fc import (
+    FCProblem,
+    QueryMatrix,
+    influence_scores,
+    probabilities,
+    query_scores,
+    train_gradients,
+)
 from compute.influence.derived import SortedMatrix, TopK, label_match_curve, sorted_standardized, top_k
 from compute.influence.fast import influence_dense, influence_fast
 from compute.influence.features import penultimate
-from compute.influence.index import InfluenceIndex, NeighbourResult
 from compute.influence.iterative import influence_iterative
 from compute.influence.methods import METHODS, InfluenceMethod, get_method, method_names
 from compute.influence.reference import influence_reference, reference_query
-from compute.influence.stage import (
-    CODE_VERSION,
-    K_MAX,
-    InfluenceJob,
-    compute_influence,
-    influence_stage,
-    record_outcome,
-    run_influence,
-)
 from compute.influence.tracin import tracincp_matrix
 
 __all__ = [
-    "CODE_VERSION",
-    "K_MAX",
     "METHODS",
     "FCProblem",
-    "InfluenceIndex",
-    "InfluenceJob",
     "InfluenceMethod",
-    "NeighbourResult",
     "QueryMatrix",
     "SortedMatrix",
     "TopK",
-    "compute_influence",
     "get_method",
     "influence_dense",
     "influence_fast",
     "influence_iterative",
     "influence_reference",
     "influence_scores",
-    "influence_stage",
     "label_match_curve",
     "method_names",
     "penultimate",
-    "record_outcome",
+    "probabilities",
+    "query_scores",
     "reference_query",
-    "run_influence",
     "sorted_standardized",
     "top_k",
     "tracincp_matrix",

@@ -239,6 +239,13 @@ def residuals(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return probs - torch.nn.functional.one_hot(labels, probs.shape[1]).to(probs)
 
 
+def query_scores(query: QueryMatrix, features: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor,
+                 bias: bool) -> torch.Tensor:
+    """(n_train, N) scores of N new images with features (N, d), probabilities (N, C) and gradient labels (N,)
+    against a stored query matrix: one structured product, no backward pass."""
+    return query.scores(augment(features, bias), residuals(probs, labels))
+
+
 def class_basis(num_classes: int, device: torch.device, dtype: torch.dtype = DTYPE) -> torch.Tensor:
     """(C, C-1) orthonormal basis of the complement of the all-ones vector.
 

@@ -16,6 +16,7 @@ import torch
 
 from compute.errors import RtxError
 from compute.models.architectures import Classifier, build_model
+from compute.paths import sidecar_path
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,6 @@ class CheckpointInfo:
     input_size: int
     format: str
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def sidecar_path(path: Path) -> Path:
-    return path.with_suffix(".json")
 
 
 def save_checkpoint(model: Classifier, path: str | Path, meta: dict[str, Any] | None = None) -> Path:

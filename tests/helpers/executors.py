@@ -10,7 +10,8 @@ from compute.cache import CacheReader, CacheWriter
 from compute.finetune import finetune
 from compute.presets import Preset
 from compute.settings import Settings
-from compute.sweep import SourceLoader, finetune_stage, plan
+from compute.stages.finetune import finetune_stage
+from compute.sweep import SourceLoader, plan
 
 
 def assert_executor_matches_in_process(cache: Path, preset: Preset, options: Settings, acc_tol: float = 1e-6) -> None:
@@ -34,5 +35,5 @@ def assert_recorded_runs_match_in_process(cache: Path, preset: Preset, acc_tol: 
     for key, result in expected.items():
         assert runs.loc[key, "final_test_acc"] == pytest.approx(result.final_test_acc, abs=acc_tol)
         curve = reader.learning_curve(key)
-        assert list(curve.epoch) == [p["epoch"] for p in result.curve]
-        assert list(curve.test_acc) == pytest.approx([p["test_acc"] for p in result.curve], abs=acc_tol)
+        assert list(curve.epoch) == [p.epoch for p in result.curve]
+        assert list(curve.test_acc) == pytest.approx([p.test_acc for p in result.curve], abs=acc_tol)

@@ -78,7 +78,7 @@ def run_tiny(root: Path) -> None:
 
     from compute.presets import get_preset
     from compute.settings import Settings
-    from compute.sweep import precompute
+    from compute.stages import precompute
 
     torch.set_num_threads(1)
     root.mkdir(parents=True, exist_ok=True)

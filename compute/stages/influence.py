@@ -26,17 +26,23 @@ from tqdm.auto import tqdm
 from compute.cache import CacheWriter
 from compute.data import load_dataset
 from compute.errors import RtxError
-from compute.finetune import default_device
 from compute.images import to_png
-from compute.influence._fc import FCProblem, QueryMatrix, probabilities
-from compute.influence.derived import label_match_curve, top_k
-from compute.influence.features import penultimate
-from compute.influence.methods import get_method
+from compute.influence import (
+    FCProblem,
+    QueryMatrix,
+    get_method,
+    label_match_curve,
+    penultimate,
+    probabilities,
+    top_k,
+)
 from compute.models import load_checkpoint
 from compute.paths import artefact_path, job_key
 from compute.presets import Preset
+from compute.records import ThumbnailRecord
+from compute.settings import Settings, resolve_device
 
-# Bump when a change to this package changes stored results: it is part of every influence key.
+# Bump when a change to compute.influence changes stored results: it is part of every influence key.
 CODE_VERSION = "influence-1"
 K_MAX = 20  # length of the stored label-match curve (Figure 7b: k = 1..20)
 SIGN = "score = g_test^T H^+ g_train = -(paper eq. 9); higher = more helpful (removing it raises the test loss)"
@@ -84,7 +90,7 @@ def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob, device
     method = get_method(job.method)
     if not run.get("model_path"):
         raise RtxError(f"run {run['key']} kept no weights; re-run its fine-tune with --keep-models")
-    dev = default_device(str(device) if device is not None else None)
+    dev = resolve_device(device)
     model, _ = load_checkpoint(root / run["model_path"])
     model = model.to(dev).eval()
     train, test = load_dataset(run["target"], "train", data_root), load_dataset(run["target"], "test", data_root)
@@ -115,14 +121,13 @@ def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob, device
 
 
 def _thumbnail_rows(writer: CacheWriter, target: str, split: str, indices: np.ndarray,
-                    data_root: str | None = None) -> list[dict[str, Any]]:
+                    data_root: str | None = None) -> list[ThumbnailRecord]:
     have = writer.thumbnail_indices(target, split)
     todo = [int(i) for i in indices if int(i) not in have]
     if not todo:
         return []
     data = load_dataset(target, split, data_root)
-    return [{"dataset": target, "split": split, "idx": i, "label": int(data.labels[i]), "png": to_png(data.images[i])}
-            for i in todo]
+    return [ThumbnailRecord(target, split, i, int(data.labels[i]), to_png(data.images[i])) for i in todo]
 
 
 def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: str | None = None) -> None:
@@ -166,6 +171,10 @@ def run_influence(writer: CacheWriter, run: dict[str, Any], job: InfluenceJob,
         return False
     record_outcome(writer, compute_influence(run, writer.root, job, device, data_root), data_root)
     return True
+
+
+def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
+    influence_stage(preset, writer, device=settings.device, progress=settings.progress, data_root=settings.data_root)
 
 
 def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.device | None = None,

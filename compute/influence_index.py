@@ -12,7 +12,6 @@ its true label gets exactly the stored matrix's column).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from compute.cache import CacheReader
 from compute.data import load_dataset, to_model_input
 from compute.errors import RtxError
-from compute.influence._fc import QueryMatrix, augment, probabilities, residuals
+from compute.influence import QueryMatrix, probabilities, query_scores
 from compute.models import Classifier, load_checkpoint
 
 
@@ -72,7 +71,7 @@ class InfluenceIndex:
         query_file = Path(root) / row["query_path"]
         if not query_file.exists():
             raise RtxError(f"influence result {influence_key}: {query_file} is missing; re-run `rtx influence`")
-        meta = json.loads(row["meta"]) if isinstance(row.get("meta"), str) else (row.get("meta") or {})
+        meta = row["meta"]
         if "classes" in meta:
             classes, channels, size = tuple(meta["classes"]), int(meta["input_channels"]), int(meta["native_size"])
         else:  # results written before the meta carried the target's format
@@ -97,7 +96,7 @@ class InfluenceIndex:
     @torch.no_grad()
     def _scores(self, z: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(N, n) scores of images with features z (N, d), probabilities (N, C), gradient labels (N,)."""
-        return self._query.scores(augment(z, self._bias is not None), residuals(probs, labels)).T
+        return query_scores(self._query, z, probs, labels, self._bias is not None).T
 
     def scores(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
         """(N, n_train) influence of every training image on each image (predicted labels unless given)."""

@@ -1,0 +1,134 @@
+"""The functions behind the page and the API: a request -> a `DemoOutputs`, every failure a message.
+
+`DemoOutputs` names the nine outputs once: the layout builds its components in `OUTPUT_NAMES` order and the
+handlers return `outputs.values()`, so adding an output is one field here, not three tuples kept in sync.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from app.demo.backend import DEFAULT_K, EMPTY_CACHE, MAX_K, DemoBackend
+from app.demo.files import ResultFiles
+from app.demo.results import Explanation
+from app.uploads import PreparedImage, TargetFormat, load_upload, prepare_sketch
+from compute.errors import RtxError
+from compute.images import to_png
+
+log = logging.getLogger(__name__)
+
+VIEW_SIZE = 112  # the model's input is shown nearest-upscaled to at least this many pixels
+MISSING_SIZE = 56
+PROMPT = "Upload an image, draw one, or click an example."
+
+
+@dataclass(frozen=True)
+class DemoOutputs:
+    """What one request shows, in the page's (and the API's) output order. Images are file paths
+    (`ResultFiles`); galleries are (path, caption) lists; `details` is the JSON answer or {"error": ...}."""
+
+    status: str
+    summary: str = ""
+    robust_view: str | None = None
+    robust_label: dict[str, float] | None = None
+    robust_gallery: list[tuple[str, str]] = field(default_factory=list)
+    natural_view: str | None = None
+    natural_label: dict[str, float] | None = None
+    natural_gallery: list[tuple[str, str]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def message(cls, message: str) -> DemoOutputs:
+        return cls(f"⚠️ {message}", details={"error": message})
+
+    def values(self) -> tuple:
+        """The outputs as Gradio wants them: one value per component, in `OUTPUT_NAMES` order."""
+        return tuple(getattr(self, name) for name in OUTPUT_NAMES)
+
+
+OUTPUT_NAMES = tuple(f.name for f in fields(DemoOutputs))
+
+
+def render(backend: DemoBackend, explanation: Explanation, files: ResultFiles) -> DemoOutputs:
+    """An explanation -> the page's outputs, every picture a content-addressed file written once."""
+    image = explanation.image
+    notes = f" ({'; '.join(image.notes)})" if image.notes else ""
+    what = "Drawing" if image.original_mode == "sketch" else "Image"
+    mode = "" if image.original_mode == "sketch" else f" {image.original_mode}"
+    status = (f"{what} {image.original_size[0]} x {image.original_size[1]}{mode}{notes}. "
+              f"Answered in {explanation.seconds:.2f} s.")
+    per_side: dict[str, Any] = {}
+    for side in explanation.sides:
+        gallery = []
+        for n in side.neighbours:
+            png = backend.thumbnail_png(explanation.pair.target, "train", n.train_index) or _missing_png()
+            mark = "✓ " if n.matches_prediction else ""
+            gallery.append((files.png(png), f"{mark}{n.label_name} · {n.score:.2g}"))  # 2 digits fit; JSON has all
+        per_side[f"{side.side}_view"] = files.png(to_png(side.model_input, min_size=VIEW_SIZE))
+        per_side[f"{side.side}_label"] = dict(side.top(3))
+        per_side[f"{side.side}_gallery"] = gallery
+    return DemoOutputs(status, explanation.summary, details=explanation.as_json(), **per_side)
+
+
+def _missing_png() -> bytes:
+    return to_png(np.full((MISSING_SIZE, MISSING_SIZE), 0.5, np.float32))
+
+
+def _answer(backend: DemoBackend, prepare: Callable[[TargetFormat], PreparedImage], pair_label: str | None,
+            k: Any, notify: bool, files: ResultFiles | None) -> DemoOutputs:
+    """Shared by uploads and drawings: every failure becomes a message (and a toast when `notify`), never a
+    traceback."""
+    try:
+        pair = backend.pair(pair_label)
+        k = min(MAX_K, max(1, int(float(k if k is not None else DEFAULT_K))))
+        prepared = prepare(backend.target_format(pair))
+        return render(backend, backend.explain(prepared, pair, k), files or ResultFiles())
+    except RtxError as err:  # UploadError included
+        message = str(err)
+    except (TypeError, ValueError) as err:
+        message = f"bad request ({err}); send an image file, a model pair from the list and k between 1 and {MAX_K}"
+    except Exception:  # a bug: log it for the operator, tell the user something useful
+        log.exception("demo request failed")
+        message = "internal error while computing the neighbours; the server log has the details"
+    if notify:
+        gr.Warning(message)
+    return DemoOutputs.message(message)
+
+
+def _upload_path(image: Any) -> str | None:
+    """The uploaded file's path from a raw Gradio payload (dict / FileData) or a plain path."""
+    if image is None:
+        return None
+    if isinstance(image, dict):
+        return image.get("path")
+    return str(getattr(image, "path", image))
+
+
+def neighbours(backend: DemoBackend, image: Any, pair_label: str | None = None, k: Any = DEFAULT_K,
+               invert: str = "auto", notify: bool = False, files: ResultFiles | None = None) -> DemoOutputs:
+    """An uploaded image (path or Gradio file payload) -> the page's outputs.
+
+    `notify` also shows a bad input's message as a toast (only inside a Gradio request)."""
+    path = _upload_path(image)
+    if path is None:
+        if backend.empty:
+            return DemoOutputs.message(EMPTY_CACHE.format(root=backend.root))
+        return DemoOutputs(PROMPT)
+    return _answer(backend, lambda fmt: load_upload(path, fmt, invert=invert or "auto"), pair_label, k, notify,
+                   files)
+
+
+def sketch_neighbours(backend: DemoBackend, sketch: Any, pair_label: str | None = None, k: Any = DEFAULT_K,
+                      notify: bool = False, files: ResultFiles | None = None) -> DemoOutputs:
+    """A Sketchpad value (its `composite` canvas) -> the same outputs as `neighbours`."""
+    canvas = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    return _answer(backend, lambda fmt: prepare_sketch(canvas, fmt), pair_label, k, notify, files)
+
+
+__all__ = ["OUTPUT_NAMES", "PROMPT", "DemoOutputs", "neighbours", "render", "sketch_neighbours"]

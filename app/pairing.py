@@ -1,0 +1,148 @@
+"""Which influence results belong together: one grouping shared by the explorer's Influence page and the demo.
+
+An influence result answers one question with one method: "which training images drive this fine-tune's
+predictions, by method M with cut-off c". Results are comparable only inside a *cell*: the same target, subset
+size, seed and blocks (so the same training images) and the same method and cut-off (so the same kind of
+score). Grouping without the method merged `fast` and `tracincp` into one pair (two curves per model, a
+heatmap picked at random); the method is therefore part of every key and every label here.
+
+`influence_cells` groups the cache's `influence_results()` rows into cells, robust sources first and the
+natural one last; `find_pairs` turns each cell into robust-vs-natural pairs (the demo's dropdown). Torch-free:
+pandas only, so the explorer never loads torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+CELL = ("target", "subset_size", "seed", "blocks", "method", "cutoff")  # what makes results comparable
+
+
+def natural_sources(sources: pd.DataFrame) -> frozenset[str]:
+    """Names of the naturally trained sources in a `source_models()` frame: its recorded `kind` column."""
+    if sources.empty or "name" not in sources:
+        return frozenset()
+    return frozenset(sources.loc[sources["kind"] == "natural", "name"].astype(str))
+
+
+def method_label(method: str, cutoff: float) -> str:
+    """'fast, cut-off 0.05': how a method is named in every label."""
+    return f"{method}, cut-off {cutoff:g}"
+
+
+def subset_label(target: str, subset_size: int, seed: int, blocks: int) -> str:
+    return f"{target} · {subset_size} images · seed {seed} · {blocks} blocks"
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """What makes influence results comparable (`CELL`): the same training images, the same kind of score."""
+
+    target: str
+    subset_size: int
+    seed: int
+    blocks: int
+    method: str
+    cutoff: float
+
+
+@dataclass(frozen=True)
+class InfluenceCell(CellKey):
+    """Influence results of one method on one fine-tuning subset, one per source model."""
+
+    members: tuple[tuple[str, str], ...]  # (source, influence key): robust sources by name, the natural one last
+    natural: str | None  # the natural member's source name, None when the cell has none
+
+    @property
+    def subset(self) -> tuple[str, int, int, int]:
+        """(target, subset size, seed, blocks): the cells of one subset differ only in method and cut-off."""
+        return self.target, self.subset_size, self.seed, self.blocks
+
+    @property
+    def subset_label(self) -> str:
+        return subset_label(*self.subset)
+
+    @property
+    def method_label(self) -> str:
+        return method_label(self.method, self.cutoff)
+
+    @property
+    def label(self) -> str:
+        return f"{self.subset_label} · {self.method_label}"
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """source -> influence key, robust first."""
+        return dict(self.members)
+
+
+@dataclass(frozen=True)
+class ModelPair(CellKey):
+    """A robust and a natural fine-tune on the same subset, scored by the same method and cut-off."""
+
+    robust_source: str
+    natural_source: str
+    robust_key: str  # influence keys
+    natural_key: str
+
+    @property
+    def label(self) -> str:
+        return (f"{self.robust_source} vs {self.natural_source} · {self.subset_size} images · seed {self.seed} "
+                f"· {self.blocks} blocks · {method_label(self.method, self.cutoff)}")
+
+    def sides(self) -> tuple[tuple[str, str, str], ...]:
+        """(side, source, influence key) for the robust and the natural model, in display order."""
+        return (("robust", self.robust_source, self.robust_key), ("natural", self.natural_source, self.natural_key))
+
+
+def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[InfluenceCell]:
+    """Group `CacheReader.influence_results()` rows by `CELL`; sorted by subset, then method and cut-off.
+
+    `natural` names the naturally trained sources (`natural_sources`). A cell holding one source twice (the
+    same run scored twice with one method) keeps the first row.
+    """
+    if results.empty:
+        return []
+    natural = set(natural)
+    cells = []
+    for keys, group in results.groupby(list(CELL), sort=True):
+        target, size, seed, blocks, method, cutoff = keys
+        group = group.drop_duplicates("source").sort_values("source", key=lambda s: s.isin(natural), kind="stable")
+        members = tuple(zip(group["source"].astype(str), group["key"].astype(str), strict=True))
+        nat = next((s for s, _ in members if s in natural), None)
+        cells.append(InfluenceCell(str(target), int(size), int(seed), int(blocks), str(method), float(cutoff),
+                                   members, nat))
+    return cells
+
+
+def find_pairs(cells: Sequence[InfluenceCell]) -> list[ModelPair]:
+    """Every robust member of a cell against the cell's natural member (cells without one give no pair)."""
+    pairs = []
+    for cell in cells:
+        if cell.natural is None:
+            continue
+        for source, key in cell.members:
+            if source != cell.natural:
+                pairs.append(ModelPair(cell.target, cell.subset_size, cell.seed, cell.blocks, cell.method,
+                                       cell.cutoff, source, cell.natural, key, cell.keys[cell.natural]))
+    return pairs
+
+
+def default_pair(pairs: Sequence[ModelPair], preferred: Sequence[tuple[str, int, int, int, tuple[str, ...]]] = (),
+                 method: str = "fast") -> ModelPair | None:
+    """The first pair matching a preferred (target, subset size, seed, blocks, robust sources) cell, scored by
+    `method` when the cache has it; else the first pair of `method`; else the first pair."""
+    ranked = sorted(pairs, key=lambda p: p.method != method)  # stable: `method` first, order kept otherwise
+    for target, size, seed, blocks, sources in preferred:
+        for pair in ranked:
+            if (pair.target, pair.subset_size, pair.seed, pair.blocks) == (target, size, seed, blocks) \
+                    and pair.robust_source in sources:
+                return pair
+    return ranked[0] if ranked else None
+
+
+__all__ = ["CELL", "CellKey", "InfluenceCell", "ModelPair", "default_pair", "find_pairs", "influence_cells", "method_label",
+           "natural_sources", "subset_label"]

@@ -1,0 +1,7 @@
+"""`python -m compute.cli ...` = `rtx ...`."""
+
+import sys
+
+from compute.cli import main
+
+sys.exit(main())

@@ -1,0 +1,89 @@
+"""`rtx influence` and `rtx featviz`: the Section 6 and Figure 1b results of a preset's models."""
+
+from __future__ import annotations
+
+import argparse
+
+from compute.cli.args import Command, add_device, add_preset, csv, root
+from compute.errors import RtxError
+
+
+def _influence_arguments(p: argparse.ArgumentParser) -> None:
+    from compute.influence import method_names
+
+    add_preset(p)
+    p.add_argument("--method", default="fast", help=f"one of: {', '.join(method_names())} (default fast)")
+    p.add_argument("--cutoff", type=float, help="relative eigenvalue cut-off of the pseudo-inverse (default: the "
+                   "preset's, 5e-2 as the authors' script; the paper's text says 1e-20)")
+    p.add_argument("--n-test", type=int, help="score the first N test images (default: the preset's)")
+    p.add_argument("--top-k", type=int, help="most influential training images stored per test image")
+    p.add_argument("--sources", type=csv(), help="override the preset's sources, e.g. l2_1.5,natural")
+    p.add_argument("--runs", type=csv(), help="instead of the preset's cell, these fine-tune run keys")
+    add_device(p)
+
+
+def cmd_influence(args: argparse.Namespace) -> int:
+    """Influence matrices for the preset's robust and natural fine-tunes of one subset, or for the runs named."""
+    from dataclasses import replace
+
+    from compute.cache import CacheWriter
+    from compute.influence import get_method
+    from compute.presets import InfluenceSpec, get_preset
+    from compute.stages.influence import InfluenceJob, influence_stage, run_influence
+
+    get_method(args.method)
+    preset = get_preset(args.preset)
+    spec = preset.influence or InfluenceSpec("", 0, 0, 0, ())
+    changes = {"n_test": args.n_test, "top_k": args.top_k, "cutoff": args.cutoff, "sources": args.sources}
+    spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    with CacheWriter(root(args)) as writer:
+        if args.runs:
+            for key in args.runs:
+                run = writer.done_run(key)
+                if run is None:
+                    raise RtxError(f"no completed run {key!r} in the cache; `rtx status` lists what it holds")
+                job = InfluenceJob(key, args.method, spec.cutoff, spec.n_test, spec.top_k)
+                computed = run_influence(writer, run, job, args.device)
+                print(f"{key} -> {job.key} ({'computed' if computed else 'already in the cache'})")
+        elif preset.influence is None:
+            raise RtxError(f"preset {args.preset!r} names no influence runs; pass --runs KEY[,KEY]")
+        else:
+            influence_stage(replace(preset, influence=spec), writer, device=args.device,
+                            progress=not args.no_progress, method=args.method)
+    return 0
+
+
+def _featviz_arguments(p: argparse.ArgumentParser) -> None:
+    add_preset(p)
+    p.add_argument("--sources", type=csv(), help="source models (default: the preset's)")
+    p.add_argument("--seed-images", type=csv(), help="seed photos from assets/seeds, e.g. chelsea,coffee,rocket")
+    p.add_argument("--units", type=csv(int), help="penultimate-layer units, e.g. 0,1,2")
+    p.add_argument("--ascent-steps", type=int, help="gradient-ascent steps (default: the preset's)")
+    p.add_argument("--step-size", type=float, help="size of each ascent step (default: the preset's)")
+    add_device(p)
+
+
+def cmd_featviz(args: argparse.Namespace) -> int:
+    """Activation maximisation of penultimate units from the shipped seed photos, for the preset's sources."""
+    from dataclasses import replace
+
+    from compute.cache import CacheWriter
+    from compute.presets import FeatvizSpec, get_preset
+    from compute.stages.featviz import featviz_stage
+
+    preset = get_preset(args.preset)
+    spec = preset.featviz or FeatvizSpec(sources=(preset.natural,))
+    changes = {"sources": args.sources, "seed_images": args.seed_images, "units": args.units,
+               "steps": args.ascent_steps, "step_size": args.step_size}
+    spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    with CacheWriter(root(args)) as writer:
+        featviz_stage(replace(preset, featviz=spec), writer, device=args.device, progress=not args.no_progress)
+    return 0
+
+
+COMMANDS = [
+    Command("influence", "influence matrices, top-k and on-demand query data for robust vs natural",
+            _influence_arguments, cmd_influence),
+    Command("featviz", "feature visualisation: maximise penultimate units from seed photos", _featviz_arguments,
+            cmd_featviz),
+]

@@ -1,0 +1,136 @@
+"""`rtx train-source`, `rtx import-source`, `rtx eval-robustness`: the source models and their robustness."""
+
+from __future__ import annotations
+
+import argparse
+
+from compute.cli.args import (
+    Command,
+    add_checkpoint_dir,
+    add_device,
+    add_preset,
+    add_threads,
+    add_trust_pickle,
+    apply_threads,
+    csv,
+    root,
+)
+from compute.errors import RtxError
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    add_preset(p)
+    p.add_argument("--only", type=csv(), help="only these sources of the preset, e.g. natural,l2_1.5")
+    p.add_argument("--name", help="train one custom source with this name instead of a preset's")
+    p.add_argument("--arch", default="small_resnet", help="architecture of a custom source (default small_resnet)")
+    p.add_argument("--dataset", default="fmnist", help="training dataset of a custom source (default fmnist)")
+    p.add_argument("--constraint", default="none", help="none, l2:EPS, linf:EPS (e.g. linf:4/255) or gaussian:SIGMA")
+    p.add_argument("--steps", type=int, help="k of PGD(k) adversarial training (default 3; 1 = PGD(1))")
+    p.add_argument("--epochs", type=int, default=2, help="training epochs of a custom source (default 2)")
+    p.add_argument("--train-size", type=int, help="train on a seeded subset of N images (default: all)")
+    p.add_argument("--batch-size", type=int, default=128, help="SGD batch size (default 128, the paper's)")
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1, the paper's)")
+    add_checkpoint_dir(p)
+    add_trust_pickle(p)
+    add_threads(p)
+    add_device(p)
+
+
+def cmd_train_source(args: argparse.Namespace) -> int:
+    """Train (or load) a preset's source models, or one custom source given by --name/--constraint/..."""
+    from compute.cache import CacheWriter
+    from compute.presets import SourceSpec, get_preset
+    from compute.train_source import ensure_source, sources_stage
+
+    apply_threads(args)
+    with CacheWriter(root(args)) as writer:
+        if args.name:
+            if args.only:
+                raise RtxError("--only selects sources of a preset; drop it when training a custom source with --name")
+            from compute.attacks import parse_constraint
+
+            is_pgd = parse_constraint(args.constraint, max(args.steps or 1, 1)).kind == "pgd"
+            steps = (3 if args.steps is None else args.steps) if is_pgd else 0
+            spec = SourceSpec(args.name, args.arch, args.constraint, steps, args.dataset, epochs=args.epochs,
+                              train_size=args.train_size, batch_size=args.batch_size, lr=args.lr)
+            row = ensure_source(spec, writer, device=args.device, progress=not args.no_progress)
+            print(f"{spec.name}: clean accuracy {row.clean_acc:.3f}, {row.path}" if row
+                  else f"{spec.name}: already in the cache")
+        else:
+            from compute.settings import Settings
+
+            settings = Settings.from_env(checkpoint_dir=args.checkpoint_dir)
+            sources_stage(get_preset(args.preset), writer, device=args.device, progress=not args.no_progress,
+                          checkpoint_dir=settings.checkpoint_dir, trust_pickle=args.trust_pickle, only=args.only)
+    return 0
+
+
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="the checkpoint file (.pth, .pt, .ckpt or .safetensors with its .json sidecar)")
+    p.add_argument("--name", required=True, help="source model name, e.g. l2_3")
+    p.add_argument("--arch", help="architecture, e.g. resnet50 (default: read from the file's keys)")
+    p.add_argument("--constraint", default="none", help="how it was trained: none, l2:3, linf:4/255, gaussian:1, ...")
+    p.add_argument("--steps", type=int, default=0, help="k of the PGD(k) it was trained with (MadryLab: 20)")
+    p.add_argument("--dataset", default="imagenet", help="the dataset it was trained on (default imagenet)")
+    p.add_argument("--num-classes", type=int, help="output classes (default: read from fc.weight)")
+    add_trust_pickle(p)
+    p.add_argument("--measure", action="store_true", help="measure clean accuracy on --dataset when available offline")
+    add_threads(p)
+
+
+def cmd_import_source(args: argparse.Namespace) -> int:
+    """Register a checkpoint file (ours, torchvision or MadryLab) as a source model in the cache."""
+    from compute.cache import CacheWriter
+    from compute.train_source import import_source, record_source
+
+    apply_threads(args)
+    with CacheWriter(root(args)) as writer:
+        row = import_source(args.path, args.name, args.arch, args.constraint, args.steps, args.dataset, writer.root,
+                            num_classes=args.num_classes, trust_pickle=args.trust_pickle, measure=args.measure)
+        record_source(writer, row)
+    print(f"registered {args.name} ({row.arch}, {row.constraint}, {row.meta['format']} checkpoint) as {row.path}")
+    return 0
+
+
+def _robustness_arguments(p: argparse.ArgumentParser) -> None:
+    from compute.robustness import DEMO_N_IMAGES
+
+    add_preset(p)
+    p.add_argument("--sources", type=csv(), help="only these sources of the preset")
+    p.add_argument("--eps", type=csv(), help="constraints instead of the preset's, e.g. l2:0.5,l2:1.5,linf:4/255")
+    p.add_argument("--steps", type=int, help="k of PGD(k) (default: the preset's, 3 as the paper's Table 1b)")
+    p.add_argument("--n-images", type=int, default=DEMO_N_IMAGES,
+                   help=f"evaluate on the first N test images (default {DEMO_N_IMAGES})")
+    add_threads(p)
+    add_device(p)
+
+
+def cmd_eval_robustness(args: argparse.Namespace) -> int:
+    """Clean and PGD(k) accuracy of a preset's sources at several eps, recorded in the cache."""
+    from dataclasses import replace
+
+    from compute.cache import CacheWriter
+    from compute.presets import get_preset
+    from compute.robustness import robustness_stage
+
+    apply_threads(args)
+    preset = get_preset(args.preset)
+    if args.sources:
+        preset = replace(preset, sources=tuple(preset.source(name) for name in args.sources))
+    if args.steps is not None:
+        preset = replace(preset, robustness_steps=args.steps)
+    with CacheWriter(root(args)) as writer:
+        written = robustness_stage(preset, writer, device=args.device, progress=not args.no_progress,
+                                   n_images=args.n_images, constraints=args.eps)
+    print(f"{written} robustness rows recorded")
+    return 0
+
+
+COMMANDS = [
+    Command("train-source", "train (or load) source models: a preset's, or one given by --name", _train_arguments,
+            cmd_train_source),
+    Command("import-source", "register a checkpoint file (torchvision, MadryLab or ours) as a source",
+            _import_arguments, cmd_import_source),
+    Command("eval-robustness", "clean and PGD(k) accuracy of a preset's sources at several eps",
+            _robustness_arguments, cmd_eval_robustness),
+]

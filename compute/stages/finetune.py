@@ -1,0 +1,60 @@
+"""The `finetune` stage: the preset's fine-tuning grid, planned, minus what is done, run by an executor, recorded.
+
+Each result is written in one transaction as it arrives (compute.sweep has the plan and the executors), so
+Ctrl-C or kill -9 loses at most the runs in flight; a run that raises is recorded as failed and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+from tqdm.auto import tqdm
+
+from compute.cache import CacheWriter
+from compute.errors import RtxError, lookup
+from compute.models import save_checkpoint
+from compute.paths import artefact_path
+from compute.presets import Preset
+from compute.settings import Settings
+from compute.sweep import EXECUTORS, SourceLoader, failed_row, influence_keys, plan
+
+
+def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
+    counts = finetune_stage(preset, writer, settings)
+    tqdm.write(f"[finetune] {counts['planned']} planned, {counts['cached']} already cached, "
+               f"{counts['done']} run, {counts['failed']} failed")
+
+
+def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> dict[str, int]:
+    """Run the preset's missing fine-tunes and record each as it finishes; returns counts."""
+    checksums = writer.source_checksums()
+    needed = {name for g in preset.grids for name in (g.sources or [s.name for s in preset.sources])}
+    missing_sources = needed - set(checksums)
+    if missing_sources:
+        raise RtxError(f"source models missing from the cache: {', '.join(sorted(missing_sources))}; "
+                       "run the `sources` stage first (`rtx precompute` runs it)")
+    configs = plan(preset, checksums, settings.test_limit)
+    done = writer.done_keys()
+    todo = [c for c in configs if c.key not in done][: settings.max_runs]
+    keep = influence_keys(preset, configs)
+    counts = {"planned": len(configs), "cached": len(configs) - len([c for c in configs if c.key not in done]),
+              "done": 0, "failed": 0}
+    if not todo:
+        return counts
+    executor = lookup("executor", EXECUTORS, settings.executor)
+    jobs = [(c, settings.keep_models or preset.keep_models or c.key in keep) for c in todo]
+    bar = tqdm(total=len(todo), desc="fine-tunes", unit="run", position=0, disable=not settings.progress)
+    for cfg, outcome in executor(jobs, SourceLoader(writer), settings):
+        if isinstance(outcome, BaseException):
+            writer.record_run(failed_row(cfg, outcome), [])
+            counts["failed"] += 1
+        else:
+            model_path = None
+            if outcome.model is not None:
+                path = save_checkpoint(outcome.model, artefact_path(writer.root, "models", cfg.key, "safetensors"),
+                                       {"run_key": cfg.key, "source": cfg.source, "target": cfg.target})
+                model_path = str(path.relative_to(writer.root))
+            writer.record_run(outcome.run_record(model_path), outcome.curve)
+            counts["done"] += 1
+        bar.update(1)
+        bar.set_postfix(failed=counts["failed"])
+    bar.close()
+    return counts
