@@ -208,7 +208,7 @@ def connect_ray(settings: Settings):
             ray.init(address=settings.address, log_to_driver=False, **local)
         except ConnectionError as err:
             raise RtxError(f"cannot reach a Ray cluster at {settings.address!r} ({err}); start one with "
-                           "`ray start --head` or leave out --address for a local Ray") from err
+                           "Ray's own `ray start` (README: Running on a cluster), or leave out --address for a local Ray") from err
     return ray
 
 
