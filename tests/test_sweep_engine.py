@@ -107,3 +107,28 @@ def test_out_of_device_memory_halves_the_group_then_records_a_one_line_failure(s
     errors = runs[runs.status == "failed"].error
     assert errors.str.contains("out of device memory with a single run").all()
     assert not errors.str.contains("\n").any()
+
+
+# --- how Ray tasks are cut and sized (no Ray needed) -------------------------------------------------------------
+def test_ray_groups_are_cells_cut_to_max_group_in_plan_order() -> None:
+    preset = _tiny(seeds=(5, 6, 7))
+    configs = plan(preset, {"natural": "a", "l2_1.5": "b"})
+    jobs = [(c, i == 0) for i, c in enumerate(configs)]
+    whole = sweep.run_groups(jobs, None)
+    assert [len(g) for g in whole] == [3] * 4  # 2 sources x 2 sizes, the seeds of a cell together
+    assert all(len({engine.cell_key(c) for c, _ in g}) == 1 for g in whole)
+    cut = sweep.run_groups(jobs, 2)
+    assert [len(g) for g in cut] == [2, 1] * 4 and [c for g in cut for c, _ in g] == configs
+    assert [k for g in cut for _, k in g] == [True] + [False] * (len(configs) - 1)  # keep flags travel along
+
+
+def test_task_gpus_come_from_the_flag_the_measured_memory_or_a_whole_gpu() -> None:
+    gib = 1 << 30
+    assert sweep.gpu_fraction(4, 2 * gib, 80 * gib) == 0.13  # 8 GiB of 64 usable, rounded up to 1/100
+    assert sweep.gpu_fraction(40, 2 * gib, 80 * gib) == 1.0  # capped: the engine halves what does not fit
+    assert sweep.gpu_fraction(1, 1, 80 * gib) == 0.01
+    group = [(c, False) for c in plan(_tiny(), {"natural": "a", "l2_1.5": "b"})[:2]]
+    assert sweep.TaskResources(Settings(gpus_per_task=0.25), cluster_gpus=0).gpus(None, group) == 0  # CPU cluster
+    assert sweep.TaskResources(Settings(gpus_per_task=0.25), cluster_gpus=8).gpus(None, group) == 0.25
+    if not torch.cuda.is_available():  # nothing to measure with: a whole GPU per task
+        assert sweep.TaskResources(Settings(), cluster_gpus=8).gpus(None, group) == 1
