@@ -112,7 +112,7 @@ def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], C
 
 
 # Ray: one task per group of runs that train together (a cell, or a `max_group` slice of one). Worker deaths are
-# retried by Ray (`max_retries`); a run whose task returned an error is retried once in a task of its own, unless
+# retried by Ray (`max_retries`); a run whose task returned an error is retried once in a new task, unless
 # the error is an RtxError (bad input: the same every time); a second failure is recorded.
 RAY_SYSTEM_RETRIES = 1
 
