@@ -64,7 +64,6 @@ from compute.finetune import (
     FinetuneConfig,
     FinetuneResult,
     autocast,
-    default_device,
     make_scheduler,
     new_fc,
     prepare_model,
@@ -72,6 +71,7 @@ from compute.finetune import (
 )
 from compute.models import Classifier
 from compute.records import CurvePoint
+from compute.settings import resolve_device
 
 STRATEGIES = ("vmap", "loop")  # one vmapped call over the runs, or a Python loop over them (same numbers)
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
@@ -379,7 +379,7 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
     if len({cell_key(c) for c in configs}) != 1:
         raise RtxError("run_cell needs runs of one cell (configs that differ only in the seed); group them "
                        "with compute.engine.cells")
-    dev = default_device(device)
+    dev = resolve_device(device)
     size = max_group or group_size(source, configs[0], len(configs), dev)
     pending = [configs[i:i + size] for i in range(0, len(configs), size)]
     while pending:

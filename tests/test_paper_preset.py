@@ -16,7 +16,9 @@ from compute.cache import CacheReader
 from compute.data.registry import DATASETS, DatasetInfo, register
 from compute.paper_plan import check_paper_inputs, measured_rates, plan_summary
 from compute.presets import get_preset
-from compute.sweep import SweepOptions, plan, precompute
+from compute.settings import Settings
+from compute.stages import precompute
+from compute.sweep import plan
 
 COLOUR = "rgb_smoke"
 
@@ -80,7 +82,7 @@ def test_paper_preset_smoke(tmp_path: Path) -> None:
         targets=("fmnist", COLOUR), sizes=(100,), seeds=(20_000_000,), blocks=(3,), epochs=1, test_limit=200,
         sources=("natural", "l2_3"), input_size=64, precision="fp32")
     assert not [p for p in check_paper_inputs(preset, checkpoints, tmp_path) if "checkpoint" in p]
-    options = SweepOptions(device="cpu", workers=1, progress=False, checkpoint_dir=str(checkpoints))
+    options = Settings(device="cpu", workers=1, progress=False, checkpoint_dir=str(checkpoints))
     (tmp_path / "cache").mkdir()
     precompute(preset, tmp_path / "cache", options, stages=("sources", "thumbnails", "finetune"))
     reader = CacheReader(tmp_path / "cache")
