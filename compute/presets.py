@@ -91,11 +91,22 @@ class InfluenceSpec:
 
 @dataclass(frozen=True)
 class FeatvizSpec:
+    """Feature visualisation (compute.featviz): L2-ball gradient ascent on penultimate units from seed photos.
+
+    `units` empty = the `top_units` units each seed activates most. The ball's radius is `eps_rms` per input
+    value (eps = eps_rms * sqrt(C * S * S)); a step is `step_size` long in L2, by default the attacks' rule
+    step_mult * eps / steps. eps_rms 0.1 on a 28x28 grey source is L2 2.8: enough to draw strokes, while an
+    unconstrained ascent saturates every pixel.
+    """
+
     sources: tuple[str, ...]
     seed_images: tuple[str, ...] = ("chelsea", "coffee", "rocket")
-    units: tuple[int, ...] = (0, 1, 2)
+    units: tuple[int, ...] = ()
     steps: int = 64
-    step_size: float = 0.05
+    step_size: float | None = None
+    top_units: int = 3
+    eps_rms: float = 0.1
+    step_mult: float = 2.5
 
 
 @dataclass(frozen=True)
@@ -185,7 +196,7 @@ PRESETS: dict[str, Preset] = {
         natural="natural",
         robustness_eps=("l2:1.5",),
         influence=InfluenceSpec("digits", 40, paper_seeds(1)[0], 1, ("l2_1.5", "natural"), n_test=60, top_k=5),
-        featviz=FeatvizSpec(("natural", "l2_1.5"), seed_images=("chelsea",), units=(0,), steps=4),
+        featviz=FeatvizSpec(("natural", "l2_1.5"), seed_images=("chelsea",), steps=4, top_units=1),
     ),
     "demo": Preset(
         "demo",
