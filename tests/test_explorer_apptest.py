@@ -21,7 +21,7 @@ from tests.helpers.explorer_cache import SEEDS, synthetic_acc, write_explorer_ca
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")
 CHARTS = {"overview": 1, "better": 2, "faster": 2, "blocks": 2, "constraint": 2, "shape-texture": 2,
-          "influence": 2, "featviz": 0, "paper": 1}
+          "influence": 2, "featviz": 1, "paper": 1, "budget": 1}
 
 
 @pytest.fixture(scope="module")
