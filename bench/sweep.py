@@ -31,7 +31,8 @@ from compute.finetune import PREFIX_CACHE, FinetuneConfig, finetune
 from compute.models import Classifier, build_model, load_checkpoint
 from compute.paths import cache_dir
 from compute.presets import get_preset
-from compute.sweep import SweepOptions, default_workers, plan, run_local
+from compute.settings import Settings, default_workers
+from compute.sweep import plan, run_local
 
 
 def sources_for(names: set[str]) -> tuple[dict[str, Classifier], str]:
@@ -49,7 +50,7 @@ def time_sweep(configs: list[FinetuneConfig], sources: dict[str, Classifier], wo
     PREFIX_CACHE._store.clear()
     start = time.perf_counter()
     results = {cfg.key: outcome for cfg, outcome in
-               run_local([(c, False) for c in configs], sources.__getitem__, SweepOptions(workers=workers, progress=False))}
+               run_local([(c, False) for c in configs], sources.__getitem__, Settings(workers=workers, progress=False))}
     seconds = time.perf_counter() - start
     failed = [str(r) for r in results.values() if isinstance(r, BaseException)]
     if failed:

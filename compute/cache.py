@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +26,34 @@ import pandas as pd
 
 from compute.errors import RtxError
 from compute.paths import DB_NAME, SNAPSHOT_NAME, cache_dir
+from compute.records import constraint_columns, target_columns
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-# Each entry migrates the schema from version i to i + 1; append, never edit.
-MIGRATIONS: list[str] = [
+
+def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
+    """Parsed columns: a source's kind, norm, eps, steps and a run's base dataset and variant, filled for the rows
+    already there from their constraint text and target spec (by the parsers in compute.records)."""
+    for column, sql_type in (("kind", "VARCHAR"), ("norm", "VARCHAR"), ("eps", "DOUBLE"), ("steps", "INTEGER")):
+        con.execute(f"ALTER TABLE source_models ADD COLUMN {column} {sql_type}")
+    con.execute("ALTER TABLE runs ADD COLUMN base_dataset VARCHAR")
+    con.execute("ALTER TABLE runs ADD COLUMN variant VARCHAR")
+    for name, constraint, steps in con.execute("SELECT name, constraint_, attack_steps FROM source_models").fetchall():
+        try:
+            cols = constraint_columns(constraint or "none", steps or 0)
+        except RtxError:  # a constraint this program cannot read stays unclassified (NULL)
+            continue
+        con.execute("UPDATE source_models SET kind = ?, norm = ?, eps = ?, steps = ? WHERE name = ?",
+                    [cols["kind"], cols["norm"], cols["eps"], cols["steps"], name])
+    for (target,) in con.execute("SELECT DISTINCT target FROM runs WHERE target IS NOT NULL").fetchall():
+        cols = target_columns(target)
+        con.execute("UPDATE runs SET base_dataset = ?, variant = ? WHERE target = ?",
+                    [cols["base_dataset"], cols["variant"], target])
+
+
+# Each entry migrates the schema from version i to i + 1 (SQL text, or a function for what SQL cannot parse);
+# append, never edit.
+MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [
     """
     CREATE TABLE IF NOT EXISTS source_models (
         name VARCHAR PRIMARY KEY, arch VARCHAR, constraint_ VARCHAR, attack_steps INTEGER,
@@ -63,6 +86,7 @@ MIGRATIONS: list[str] = [
         dataset VARCHAR, split VARCHAR, idx INTEGER, label INTEGER, png BLOB,
         PRIMARY KEY (dataset, split, idx));
     """,
+    _migration_2,
 ]
 
 # Done fine-tunes of one cell (the influence stage's input); the newest first when a cell was re-run.
@@ -94,8 +118,12 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     if current > SCHEMA_VERSION:
         raise RtxError(f"cache schema v{current} is newer than this program (v{SCHEMA_VERSION}); upgrade rtx")
     for version in range(current, SCHEMA_VERSION):
+        step = MIGRATIONS[version]
         con.execute("BEGIN")
-        con.execute(MIGRATIONS[version])
+        if callable(step):
+            step(con)
+        else:
+            con.execute(step)
         con.execute("INSERT INTO schema_version VALUES (?)", [version + 1])
         con.execute("COMMIT")
 
@@ -197,15 +225,16 @@ class CacheWriter:
         )
 
     def record_source_model(self, row: dict[str, Any]) -> None:
-        """name, arch, constraint_, attack_steps, source_dataset, checksum, path, clean_acc, train_seconds, meta."""
+        """name, arch, constraint_, attack_steps, source_dataset, checksum, path, clean_acc, train_seconds, meta
+        (kind, norm, eps, steps are derived from constraint_ and attack_steps)."""
         with self.transaction() as con:
-            self._insert(con, "source_models", row)
+            self._insert(con, "source_models", {**row, **constraint_columns(row["constraint_"], row["attack_steps"])})
 
     def record_run(self, run: dict[str, Any], curve: Sequence[dict[str, Any]]) -> None:
         """One fine-tune: its `runs` row and its learning curve, together or not at all."""
         with self.transaction() as con:
             con.execute("DELETE FROM epoch_metrics WHERE run_key = ?", [run["key"]])
-            self._insert(con, "runs", run)
+            self._insert(con, "runs", {**run, **target_columns(run["target"])})
             if curve:
                 con.register("curve_frame", pd.DataFrame([{"run_key": run["key"], **point} for point in curve]))
                 con.execute("INSERT INTO epoch_metrics SELECT run_key, epoch, test_acc, train_loss FROM curve_frame")
@@ -217,7 +246,8 @@ class CacheWriter:
             raise RtxError(f"record_runs got {len(runs)} runs but {len(curves)} curves; pass one curve per run")
         if not runs:
             return
-        frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict) else v for k, v in run.items()} for run in runs])
+        frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict) else v
+                               for k, v in {**run, **target_columns(run["target"])}.items()} for run in runs])
         points = pd.DataFrame([{"run_key": run["key"], **p} for run, curve in zip(runs, curves, strict=True)
                                for p in curve], columns=["run_key", "epoch", "test_acc", "train_loss"])
         cols = ", ".join(frame.columns)

@@ -58,22 +58,22 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from compute.data import dataset_names, describe
+    from compute.settings import Settings
 
-    print(pd.DataFrame([describe(n) for n in dataset_names()]).to_string(index=False))
+    root = Settings.from_env().data_root
+    print(pd.DataFrame([describe(n, root) for n in dataset_names()]).to_string(index=False))
     return 0
 
 
 # --- precompute / finetune ------------------------------------------------------------------------------
 def _sweep_options(args: argparse.Namespace):
-    from compute.sweep import SweepOptions, default_workers
+    from compute.settings import Settings
 
-    workers = args.workers if args.workers is not None else default_workers(args.device)
-    if workers < 1:
-        raise RtxError(f"--workers must be at least 1 (got {workers})")
-    return SweepOptions(executor=args.executor, address=args.address, device=args.device, workers=workers,
-                        progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
-                        checkpoint_dir=getattr(args, "checkpoint_dir", None),
-                        trust_pickle=getattr(args, "trust_pickle", False))
+    return Settings.from_env(executor=args.executor, address=args.address, device=args.device, workers=args.workers,
+                             progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
+                             checkpoint_dir=getattr(args, "checkpoint_dir", None),
+                             trust_pickle=getattr(args, "trust_pickle", False), data_root=args.data_root,
+                             download=args.download)
 
 
 def _preset_from_args(args: argparse.Namespace):
@@ -81,8 +81,7 @@ def _preset_from_args(args: argparse.Namespace):
     from compute.data import load_dataset
     from compute.presets import get_preset
 
-    if args.data_root:
-        os.environ["RTX_DATA"] = str(Path(args.data_root).expanduser().resolve())
+    settings = _sweep_options(args)
     preset = get_preset(args.preset).with_overrides(
         targets=args.targets, sizes=args.sizes, seeds=args.seeds, blocks=args.blocks, sources=args.sources,
         epochs=args.epochs, test_every=args.test_every,
@@ -90,7 +89,7 @@ def _preset_from_args(args: argparse.Namespace):
     if args.download:
         for target in sorted({t for grid in preset.grids for t in grid.targets}):
             for split in ("train", "test"):
-                load_dataset(target, split, download=True)
+                load_dataset(target, split, settings.data_root, download=True)
     return preset
 
 
@@ -286,8 +285,11 @@ def cmd_train_source(args: argparse.Namespace) -> int:
             print(f"{spec.name}: clean accuracy {row['clean_acc']:.3f}, {row['path']}" if row
                   else f"{spec.name}: already in the cache")
         else:
+            from compute.settings import Settings
+
             sources_stage(get_preset(args.preset), writer, device=args.device, progress=not args.no_progress,
-                          checkpoint_dir=args.checkpoint_dir, trust_pickle=args.trust_pickle, only=args.only)
+                          checkpoint_dir=Settings.from_env(checkpoint_dir=args.checkpoint_dir).checkpoint_dir,
+                          trust_pickle=args.trust_pickle, only=args.only)
     return 0
 
 

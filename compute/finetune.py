@@ -178,12 +178,15 @@ def evaluate(model: Classifier, images: torch.Tensor, labels: torch.Tensor, devi
 
 
 def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
-             device: str | None = None, on_epoch: Callable[[int, int], None] | None = None) -> FinetuneResult:
-    """Run one fine-tune and return its learning curve and final numbers (the model only if `keep_model`)."""
+             device: str | None = None, on_epoch: Callable[[int, int], None] | None = None,
+             data_root: str | None = None) -> FinetuneResult:
+    """Run one fine-tune and return its learning curve and final numbers (the model only if `keep_model`).
+
+    `data_root`: the folder of torchvision targets (`Settings.data_root`)."""
     start = time.perf_counter()
     dev = default_device(device)
-    train = load_dataset(cfg.target, "train")
-    test = load_dataset(cfg.target, "test")
+    train = load_dataset(cfg.target, "train", data_root)
+    test = load_dataset(cfg.target, "test", data_root)
     test_images, test_labels = test.images, test.labels
     if cfg.test_limit:
         test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]

@@ -54,7 +54,8 @@ def constraint_row(source: str, dataset: str, cfg: AttackConfig, accuracy: float
 
 
 def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = None, progress: bool = True,
-                     n_images: int = DEMO_N_IMAGES, constraints: tuple[str, ...] | None = None) -> int:
+                     n_images: int = DEMO_N_IMAGES, constraints: tuple[str, ...] | None = None,
+                     data_root: str | None = None) -> int:
     """Evaluate every recorded source of the preset at clean + each constraint; returns rows written.
 
     `constraints` overrides `preset.robustness_eps` (e.g. from `rtx eval-robustness --eps ...`). Sources
@@ -80,7 +81,7 @@ def robustness_stage(preset: Preset, writer: CacheWriter, device: str | None = N
         todo = [c for c in cfgs if done.get((spec.name, dataset, c.norm_name, float(c.eps), int(c.steps))) != expected]
         if not todo:
             continue
-        test = load_dataset(dataset, "test")
+        test = load_dataset(dataset, "test", data_root)
         images, labels = test.images[:n_images], test.labels[:n_images]
         model = load_checkpoint(writer.root / row["path"])[0].to(dev).to(memory_format=torch.channels_last)
         rows = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,34 +30,13 @@ from compute.images import to_png
 from compute.models import Classifier, load_checkpoint, save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import Preset, paper_schedule, seeds_for
-from compute.workers import Report, available_cores, process_map
+from compute.settings import Settings
+from compute.workers import Report, process_map
 
 STAGES = ("sources", "robustness", "thumbnails", "finetune", "influence", "featviz")
 
 
-@dataclass(frozen=True)
-class SweepOptions:
-    """How to run a sweep (not what: that is the preset)."""
-
-    executor: str = "local"
-    address: str | None = None  # Ray cluster address; None starts a local Ray
-    device: str | None = None
-    workers: int = 1  # local executor: processes (one torch thread each); see `default_workers`
-    progress: bool = True
-    keep_models: bool = False
-    max_runs: int | None = None  # stop after this many runs (for smoke tests and benchmarks)
-    checkpoint_dir: str | None = None  # where a preset's checkpoint files are (the paper's ImageNet models)
-    trust_pickle: bool = False  # allow checkpoints that need pickle (runs code from the file)
-
-
-def default_workers(device: str | None = None) -> int:
-    """One worker process per available core on a CPU; one (this process) when a GPU does the work."""
-    if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda"):
-        return 1
-    return available_cores()
-
-
-def plan(preset: Preset, checksums: dict[str, str]) -> list[FinetuneConfig]:
+def plan(preset: Preset, checksums: dict[str, str], test_limit: int | None = None) -> list[FinetuneConfig]:
     """Every fine-tune of the preset, grouped by (source, target, blocks) so frozen-prefix caches are reused."""
     configs: dict[str, FinetuneConfig] = {}
     for grid in preset.grids:
@@ -75,7 +53,7 @@ def plan(preset: Preset, checksums: dict[str, str]) -> list[FinetuneConfig]:
                                 source=source, source_checksum=checksums[source], target=target, n_train=n_train,
                                 seed=seed, blocks=blocks, epochs=grid.epochs or schedule.epochs,
                                 test_every=grid.test_every or schedule.test_every, augment=grid.augment,
-                                feature_cache=grid.feature_cache, test_limit=grid.test_limit,
+                                feature_cache=grid.feature_cache, test_limit=test_limit or grid.test_limit,
                             )
                             configs.setdefault(cfg.key, cfg)
     return list(configs.values())
@@ -102,57 +80,57 @@ def _run_label(cfg: FinetuneConfig) -> str:
 
 
 def run_local(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
-              options: SweepOptions) -> Iterator[Outcome]:
-    """Run jobs on this machine: in this process, or on `options.workers` processes when more than one."""
-    if options.workers > 1 and len(jobs) > 1:
-        yield from run_pool(jobs, sources, options)
+              settings: Settings) -> Iterator[Outcome]:
+    """Run jobs on this machine: in this process, or on `settings.workers` processes when more than one."""
+    if settings.workers > 1 and len(jobs) > 1:
+        yield from run_pool(jobs, sources, settings)
         return
     for cfg, keep in jobs:
         bar = tqdm(total=cfg.epochs, desc=_run_label(cfg), unit="ep", leave=False, position=1,
-                   disable=not options.progress)
+                   disable=not settings.progress)
         try:
-            yield cfg, finetune(sources(cfg.source), cfg, keep_model=keep, device=options.device,
-                                on_epoch=lambda *_, b=bar: b.update(1))
+            yield cfg, finetune(sources(cfg.source), cfg, keep_model=keep, device=settings.device,
+                                on_epoch=lambda *_, b=bar: b.update(1), data_root=settings.data_root)
         except Exception as err:  # recorded as a failed run; the sweep goes on
             yield cfg, err
         finally:
             bar.close()
 
 
-def _finetune_job(job: tuple[FinetuneConfig, bool], shared: tuple[dict[str, Classifier], str | None],
+def _finetune_job(job: tuple[FinetuneConfig, bool], shared: tuple[dict[str, Classifier], Settings],
                   report: Report) -> FinetuneResult:
-    (cfg, keep), (models, device) = job, shared
-    return finetune(models[cfg.source], cfg, keep_model=keep, device=device,
+    (cfg, keep), (models, settings) = job, shared
+    return finetune(models[cfg.source], cfg, keep_model=keep, device=settings.device, data_root=settings.data_root,
                     on_epoch=lambda epoch, epochs: report(_run_label(cfg), epoch, epochs))
 
 
 def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
-             options: SweepOptions) -> Iterator[Outcome]:
-    """Run jobs on `options.workers` processes with one torch thread each (see compute.workers for why).
+             settings: Settings) -> Iterator[Outcome]:
+    """Run jobs on `settings.workers` processes with one torch thread each (see compute.workers for why).
 
     Jobs are handed out in plan order, so a worker's frozen-prefix cache keeps serving the
     (source, target, blocks) group it is in.
     """
     models = {name: sources(name) for name in dict.fromkeys(cfg.source for cfg, _ in jobs)}
-    for (cfg, _), outcome in process_map(_finetune_job, jobs, options.workers, (models, options.device),
-                                         options.progress):
+    for (cfg, _), outcome in process_map(_finetune_job, jobs, settings.workers, (models, settings),
+                                         settings.progress):
         yield cfg, outcome
 
 
 def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
-            options: SweepOptions) -> Iterator[Outcome]:
+            settings: Settings) -> Iterator[Outcome]:
     """Run jobs as Ray tasks (one GPU each when the cluster has GPUs); results stream back as they finish."""
     try:
         import ray
     except ImportError as err:
         raise RtxError("the ray executor needs Ray: pip install 'robust-transfer-explorer[cluster]'") from err
-    local = {"include_dashboard": False, "num_cpus": None} if options.address is None else {}
-    ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False, **local)
+    local = {"include_dashboard": False, "num_cpus": None} if settings.address is None else {}
+    ray.init(address=settings.address, ignore_reinit_error=True, log_to_driver=False, **local)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
 
     @ray.remote(num_gpus=gpus, num_cpus=1, max_retries=0)
     def remote_finetune(model: Classifier, cfg: FinetuneConfig, keep: bool) -> FinetuneResult:
-        return finetune(model, cfg, keep_model=keep)
+        return finetune(model, cfg, keep_model=keep, data_root=settings.data_root)
 
     refs = {}
     model_refs: dict[str, object] = {}
@@ -189,7 +167,7 @@ class SourceLoader:
         return self._models[name]
 
 
-def finetune_stage(preset: Preset, writer: CacheWriter, options: SweepOptions) -> dict[str, int]:
+def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> dict[str, int]:
     """Run the preset's missing fine-tunes and record each as it finishes; returns counts."""
     checksums = writer.source_checksums()
     needed = {name for g in preset.grids for name in (g.sources or [s.name for s in preset.sources])}
@@ -197,18 +175,18 @@ def finetune_stage(preset: Preset, writer: CacheWriter, options: SweepOptions) -
     if missing_sources:
         raise RtxError(f"source models missing from the cache: {', '.join(sorted(missing_sources))}; "
                        "run the `sources` stage first (`rtx precompute` runs it)")
-    configs = plan(preset, checksums)
+    configs = plan(preset, checksums, settings.test_limit)
     done = writer.done_keys()
-    todo = [c for c in configs if c.key not in done][: options.max_runs]
+    todo = [c for c in configs if c.key not in done][: settings.max_runs]
     keep = influence_keys(preset, configs)
     counts = {"planned": len(configs), "cached": len(configs) - len([c for c in configs if c.key not in done]),
               "done": 0, "failed": 0}
     if not todo:
         return counts
-    executor = lookup("executor", EXECUTORS, options.executor)
-    jobs = [(c, options.keep_models or preset.keep_models or c.key in keep) for c in todo]
-    bar = tqdm(total=len(todo), desc="fine-tunes", unit="run", position=0, disable=not options.progress)
-    for cfg, outcome in executor(jobs, SourceLoader(writer), options):
+    executor = lookup("executor", EXECUTORS, settings.executor)
+    jobs = [(c, settings.keep_models or preset.keep_models or c.key in keep) for c in todo]
+    bar = tqdm(total=len(todo), desc="fine-tunes", unit="run", position=0, disable=not settings.progress)
+    for cfg, outcome in executor(jobs, SourceLoader(writer), settings):
         if isinstance(outcome, BaseException):
             writer.record_run(failed_row(cfg, outcome), [])
             counts["failed"] += 1
@@ -235,14 +213,14 @@ def failed_row(cfg: FinetuneConfig, err: BaseException) -> dict[str, object]:
             "error": message + " | " + "".join(traceback.format_exception_only(err)).strip()[-300:]}
 
 
-def thumbnails_stage(preset: Preset, writer: CacheWriter, per_class: int = 3) -> None:
+def thumbnails_stage(preset: Preset, writer: CacheWriter, data_root: str | None = None, per_class: int = 3) -> None:
     """A few test images per class of every target, for the explorer's overview."""
     targets = sorted({t for g in preset.grids for t in g.targets})
     for target in targets:
         if writer.has_thumbnails(target, "test"):
             continue
         try:
-            test = load_dataset(target, "test")
+            test = load_dataset(target, "test", data_root)
         except RtxError as err:
             tqdm.write(f"skipping thumbnails of {target}: {err}")
             continue
@@ -254,13 +232,15 @@ def thumbnails_stage(preset: Preset, writer: CacheWriter, per_class: int = 3) ->
         writer.record_thumbnails(rows)
 
 
-def precompute(preset: Preset, root: Path, options: SweepOptions, stages: Iterable[str] = STAGES) -> None:
+def precompute(preset: Preset, root: Path, settings: Settings, stages: Iterable[str] = STAGES) -> None:
     """Run the preset's stages in order; every stage resumes from what the cache holds."""
     stages = list(stages)
     for stage in stages:
         if stage not in STAGES:
             raise unknown_name("stage", stage, STAGES)
     start = time.perf_counter()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     with CacheWriter(root) as writer:
         for stage in STAGES:
             if stage not in stages:
@@ -270,26 +250,28 @@ def precompute(preset: Preset, root: Path, options: SweepOptions, stages: Iterab
             if stage == "sources":
                 from compute.train_source import sources_stage
 
-                sources_stage(preset, writer, device=options.device, progress=options.progress,
-                              checkpoint_dir=options.checkpoint_dir, trust_pickle=options.trust_pickle,
-                              workers=options.workers)
+                sources_stage(preset, writer, device=settings.device, progress=settings.progress,
+                              checkpoint_dir=settings.checkpoint_dir, trust_pickle=settings.trust_pickle,
+                              workers=settings.workers, data_root=settings.data_root)
             elif stage == "robustness":
                 from compute.robustness import robustness_stage
 
-                robustness_stage(preset, writer, device=options.device, progress=options.progress)
+                robustness_stage(preset, writer, device=settings.device, progress=settings.progress,
+                                 data_root=settings.data_root)
             elif stage == "thumbnails":
-                thumbnails_stage(preset, writer)
+                thumbnails_stage(preset, writer, settings.data_root)
             elif stage == "finetune":
-                counts = finetune_stage(preset, writer, options)
+                counts = finetune_stage(preset, writer, settings)
                 tqdm.write(f"[finetune] {counts['planned']} planned, {counts['cached']} already cached, "
                            f"{counts['done']} run, {counts['failed']} failed")
             elif stage == "influence" and preset.influence is not None:
                 from compute.influence import influence_stage
 
-                influence_stage(preset, writer, device=options.device, progress=options.progress)
+                influence_stage(preset, writer, device=settings.device, progress=settings.progress,
+                                data_root=settings.data_root)
             elif stage == "featviz" and preset.featviz is not None:
                 from compute.featviz import featviz_stage
 
-                featviz_stage(preset, writer, device=options.device, progress=options.progress)
+                featviz_stage(preset, writer, device=settings.device, progress=settings.progress)
             tqdm.write(f"[{stage}] done in {time.perf_counter() - t0:.1f} s")
     tqdm.write(f"precompute {preset.name}: {time.perf_counter() - start:.1f} s; cache at {root}")

@@ -20,7 +20,6 @@ converted to the same safetensors layout, so every later stage loads sources one
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -150,7 +149,7 @@ def _load_resume(path: Path, model: Classifier, optimizer: torch.optim.Optimizer
 # --- training -----------------------------------------------------------------------------------------------
 def train_source(spec: SourceSpec, root: Path, device: str | None = None, progress: bool = True,
                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False,
-                 on_epoch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                 on_epoch: Callable[[int, int], None] | None = None, data_root: str | None = None) -> dict[str, Any]:
     """Train `spec` (or load its checkpoint) into the cache; returns its `source_models` row.
 
     Already-finished weights for the same key are reused; an interrupted run resumes from its last epoch.
@@ -166,7 +165,7 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
 
     attack = parse_constraint(spec.constraint, spec.attack_steps)
     dev = _device(device)
-    train = load_dataset(spec.dataset, "train")
+    train = load_dataset(spec.dataset, "train", data_root)
     subset = torch.as_tensor(sample_subset(train.labels, spec.train_size or len(train), SEED))
     images, labels = train.images[subset].to(dev), train.labels[subset].to(dev)  # (N, c, h, w), (N,)
     model = build_model(spec.arch, len(train.classes), seed=SEED).to(dev).to(memory_format=torch.channels_last)
@@ -207,7 +206,7 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
             on_epoch(epoch + 1, spec.epochs)
     bar.close()
 
-    clean_acc = _clean_accuracy(model, spec.dataset)
+    clean_acc = _clean_accuracy(model, spec.dataset, data_root)
     meta = {
         "key": key, "name": spec.name, "constraint": spec.constraint, "attack_steps": spec.attack_steps,
         "attack": attack.label, "alpha": attack.alpha if attack.kind == "pgd" else None,
@@ -222,10 +221,10 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
     return _row(spec, root, final, clean_acc, state["seconds"], meta)
 
 
-def _clean_accuracy(model: Classifier, dataset: str) -> float:
+def _clean_accuracy(model: Classifier, dataset: str, data_root: str | None = None) -> float:
     from compute.robustness import evaluate_robustness
 
-    test = load_dataset(dataset, "test")
+    test = load_dataset(dataset, "test", data_root)
     return evaluate_robustness(model, test.images, test.labels, parse_constraint("none", 0), batch_size=EVAL_BATCH)
 
 
@@ -248,8 +247,9 @@ def _row_from_sidecar(spec: SourceSpec, root: Path, final: Path) -> dict[str, An
 
 # --- checkpoints ----------------------------------------------------------------------------------------------
 def checkpoint_folder(root: Path, checkpoint_dir: str | Path | None = None) -> Path:
-    """Where checkpoint sources are looked up: the argument, else $RTX_CHECKPOINTS, else <cache>/checkpoints."""
-    return Path(checkpoint_dir or os.environ.get("RTX_CHECKPOINTS") or Path(root) / "checkpoints").expanduser()
+    """Where checkpoint sources are looked up: the argument (`Settings.checkpoint_dir`, whose default is
+    $RTX_CHECKPOINTS), else <cache>/checkpoints."""
+    return Path(checkpoint_dir or Path(root) / "checkpoints").expanduser()
 
 
 def _load_checkpoint_source(spec: SourceSpec, root: Path, checkpoint_dir: str | Path | None,
@@ -340,17 +340,17 @@ def _record(spec: SourceSpec, row: dict[str, Any], writer: CacheWriter, progress
         tqdm.write(f"[sources] {spec.name}: clean accuracy {acc}, {row['train_seconds']:.1f} s, {row['path']}")
 
 
-def _train_job(spec: SourceSpec, shared: tuple[str, str | None], report: Report) -> dict[str, Any]:
-    root, device = shared
+def _train_job(spec: SourceSpec, shared: tuple[str, str | None, str | None], report: Report) -> dict[str, Any]:
+    root, device, data_root = shared
     label = f"{spec.name} ({spec.constraint}, k={spec.attack_steps})"
     report(label, 0, spec.epochs)
-    return train_source(spec, Path(root), device=device, progress=False,
+    return train_source(spec, Path(root), device=device, progress=False, data_root=data_root,
                         on_epoch=lambda epoch, epochs: report(label, epoch, epochs))
 
 
 def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None, progress: bool = True,
                   checkpoint_dir: str | Path | None = None, trust_pickle: bool = False,
-                  only: tuple[str, ...] | None = None, workers: int = 1) -> None:
+                  only: tuple[str, ...] | None = None, workers: int = 1, data_root: str | None = None) -> None:
     """Train or load every source of the preset (or those in `only`) that the cache lacks, recording each.
 
     With `workers` > 1, sources to train run in that many processes (compute.workers); each is recorded as
@@ -361,7 +361,8 @@ def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None
     to_train = [s for s in todo if not s.checkpoint]
     if workers > 1 and len(to_train) > 1:
         with tqdm(total=len(to_train), desc="sources", unit="model", position=0, disable=not progress) as bar:
-            for spec, row in process_map(_train_job, to_train, workers, (str(writer.root), device), progress):
+            for spec, row in process_map(_train_job, to_train, workers, (str(writer.root), device, data_root),
+                                         progress):
                 if isinstance(row, BaseException):
                     raise row
                 _record(spec, row, writer, progress)
@@ -369,5 +370,5 @@ def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None
         todo = [s for s in todo if s.checkpoint]
     for spec in todo:
         row = train_source(spec, writer.root, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
-                           trust_pickle=trust_pickle)
+                           trust_pickle=trust_pickle, data_root=data_root)
         _record(spec, row, writer, progress)

@@ -52,7 +52,8 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import os
 
     from compute.presets import get_preset
-    from compute.sweep import SweepOptions, precompute
+    from compute.settings import Settings
+    from compute.sweep import precompute
 
     if os.environ.get("RTX_TEST_DEMO_CACHE"):  # a cache this fixture built before, to iterate on demo tests quickly
         return Path(os.environ["RTX_TEST_DEMO_CACHE"])
@@ -60,7 +61,7 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = preset.influence  # only the two fine-tunes the influence pair needs
     preset = preset.with_overrides(sizes=(spec.n_train,), seeds=(spec.seed,), blocks=(spec.blocks,))
     root = tmp_path_factory.mktemp("demo-cache")
-    precompute(preset, root, SweepOptions(progress=False), ("sources", "finetune", "influence"))
+    precompute(preset, root, Settings(progress=False), ("sources", "finetune", "influence"))
     return root
 
 

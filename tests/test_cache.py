@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(key: str, source: str = "natural", seed: int = 0, acc: float = 0.5, **extra) -> dict:
     return {"key": key, "status": "done", "source": source, "target": "t", "n_train": 10, "seed": seed, "blocks": 1,
-            "epochs": 2, "config": {}, "subset_indices": [1, 2], "final_test_acc": acc, **extra}
+            "epochs": 2, "config": {}, "subset_indices": [1, 2], "final_test_acc": acc} | extra
 
 
 def test_empty_cache_reads_as_empty(tmp_path: Path) -> None:
@@ -38,6 +38,59 @@ def test_schema_is_versioned(tmp_path: Path) -> None:
         assert writer.query("SELECT max(version) AS v FROM schema_version")["v"][0] == SCHEMA_VERSION
     with CacheWriter(tmp_path) as writer:  # re-opening does not re-run migrations
         assert writer.query("SELECT count(*) AS n FROM schema_version")["n"][0] == SCHEMA_VERSION
+
+
+def _v1_cache(root: Path) -> None:
+    """A cache as schema v1 wrote it (migration 1's SQL, version 1), with sources and runs of every kind."""
+    import duckdb
+
+    from compute.cache import MIGRATIONS
+    from compute.paths import DB_NAME
+
+    con = duckdb.connect(str(root / DB_NAME))
+    con.execute(MIGRATIONS[0])
+    con.execute("CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (1)")
+    sources = [("natural", "none", 0), ("l2_1.5", "l2:1.5", 3), ("linf_8", "linf:8/255", 7),
+               ("gaussian_0.054", "gaussian:0.054", 0), ("imported", "l2:3", 0), ("odd", "what:ever", 0)]
+    for name, constraint, steps in sources:
+        con.execute("INSERT INTO source_models (name, arch, constraint_, attack_steps, meta) VALUES (?, 'a', ?, ?, '{}')",
+                    [name, constraint, steps])
+    for key, target in (("a", "mnist5k"), ("b", "mnist5k+lowres(10)"), ("c", "digits+lowpass(400)"), ("d", "t")):
+        con.execute("INSERT INTO runs (key, status, source, target, n_train, seed, blocks, config) "
+                    "VALUES (?, 'done', 'natural', ?, 10, 0, 1, '{}')", [key, target])
+    con.close()
+
+
+def test_migration_2_fills_parsed_columns_in_place(tmp_path: Path) -> None:
+    _v1_cache(tmp_path)
+    CacheWriter(tmp_path).close()
+    reader = CacheReader(tmp_path)
+    sources = reader.source_models().set_index("name")
+    got = {name: tuple(None if pd.isna(v) else v for v in (row["kind"], row["norm"], row["eps"], row["steps"]))
+           for name, row in sources.iterrows()}
+    assert got["natural"] == ("natural", None, None, 0)
+    assert got["l2_1.5"] == ("pgd", "l2", 1.5, 3)
+    assert got["linf_8"] == ("pgd", "linf", pytest.approx(8 / 255), 7)
+    assert got["gaussian_0.054"] == ("gaussian", None, 0.054, 0)
+    assert got["imported"] == ("pgd", "l2", 3.0, 0)  # PGD with unknown steps
+    assert got["odd"] == (None, None, None, None)  # unreadable constraint: left unclassified
+    runs = reader.runs().set_index("key")
+    assert runs["base_dataset"].to_dict() == {"a": "mnist5k", "b": "mnist5k", "c": "digits", "d": "t"}
+    assert runs["variant"].fillna("-").to_dict() == {
+        "a": "-", "b": "lowres(10)", "c": "lowpass(400)", "d": "-"}
+
+
+def test_new_rows_carry_parsed_columns(tmp_path: Path) -> None:
+    with CacheWriter(tmp_path) as writer:
+        writer.record_source_model({"name": "g", "arch": "a", "constraint_": "linf:0.1", "attack_steps": 5, "meta": {}})
+        writer.record_run(_run("x", target="fmnist+lowpass(64)"), [])
+        writer.record_runs([_run("y", target="digits")], [[]])
+    reader = CacheReader(tmp_path)
+    row = reader.source_models().iloc[0]
+    assert (row["kind"], row["norm"], row["eps"], row["steps"]) == ("pgd", "linf", 0.1, 5)
+    runs = reader.runs().set_index("key")
+    assert runs.loc["x", "base_dataset"] == "fmnist" and runs.loc["x", "variant"] == "lowpass(64)"
+    assert runs.loc["y", "base_dataset"] == "digits" and pd.isna(runs.loc["y", "variant"])
 
 
 def test_a_job_is_recorded_whole_or_not_at_all(tmp_path: Path) -> None:

@@ -35,7 +35,8 @@ from compute.influence import (
 from compute.influence.tracin import identity_query
 from compute.models import build_model
 from compute.presets import get_preset
-from compute.sweep import SweepOptions, finetune_stage
+from compute.settings import Settings
+from compute.sweep import finetune_stage
 
 
 def random_problem(n: int, d: int, classes: int, bias: bool = True, n_test: int = 12, seed: int = 0,
@@ -289,7 +290,7 @@ def influence_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         record_random_source(writer, "natural", 0)
         record_random_source(writer, "l2_1.5", 1, "l2:1.5")
         finetune_stage(preset.with_overrides(sizes=(spec.n_train,), seeds=(spec.seed,)), writer,
-                       SweepOptions(progress=False))
+                       Settings(progress=False))
         influence_stage(preset, writer, progress=False)
     return root
 

@@ -16,7 +16,8 @@ import compute.sweep as sweep
 from compute.cache import CacheReader, CacheWriter
 from compute.cli import main
 from compute.presets import get_preset
-from compute.sweep import SweepOptions, finetune_stage, plan
+from compute.settings import Settings
+from compute.sweep import finetune_stage, plan
 from tests.helpers.executors import assert_executor_matches_in_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,18 +76,18 @@ def test_resume_after_kill_runs_exactly_the_remaining_jobs(source_cache: Path, m
         executed = []
         real = sweep.finetune
         monkeypatch.setattr(sweep, "finetune", lambda src, cfg, **kw: executed.append(cfg.key) or real(src, cfg, **kw))
-        counts = finetune_stage(preset, writer, SweepOptions(progress=False))
+        counts = finetune_stage(preset, writer, Settings(progress=False))
         assert set(executed) == all_keys - done_before and len(executed) == len(set(executed))
         assert counts["done"] == len(executed) and counts["cached"] == len(done_before)
         assert writer.done_keys() == all_keys
         executed.clear()
-        assert finetune_stage(preset, writer, SweepOptions(progress=False))["done"] == 0 and not executed
+        assert finetune_stage(preset, writer, Settings(progress=False))["done"] == 0 and not executed
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(source_cache: Path) -> None:
     preset = get_preset("tiny").with_overrides(targets=("digits+lowres(100)", "digits"), sizes=(20,), seeds=(1,))
     with CacheWriter(source_cache) as writer:
-        counts = finetune_stage(preset, writer, SweepOptions(progress=False))
+        counts = finetune_stage(preset, writer, Settings(progress=False))
     assert counts == {"planned": 4, "cached": 0, "done": 2, "failed": 2}
     runs = CacheReader(source_cache).runs()
     failed = runs[runs.status == "failed"]
@@ -96,7 +97,7 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(source_cache: Path) -> 
 
 def test_worker_processes_record_the_same_numbers_as_one_process(source_cache: Path) -> None:
     preset = get_preset("tiny").with_overrides(sizes=(20, 40), seeds=(5,))
-    assert_executor_matches_in_process(source_cache, preset, SweepOptions(workers=2, progress=False))
+    assert_executor_matches_in_process(source_cache, preset, Settings(workers=2, progress=False))
 
 
 def test_interrupting_worker_processes_keeps_finished_runs_and_stops_the_workers(source_cache: Path) -> None:
@@ -104,7 +105,7 @@ def test_interrupting_worker_processes_keeps_finished_runs_and_stops_the_workers
     preset = get_preset("tiny").with_overrides(sizes=(20, 40, 60, 80), seeds=(1, 2, 3), epochs=6, test_every=2)
     with CacheWriter(source_cache) as writer:
         jobs = [(c, False) for c in plan(preset, writer.source_checksums())]
-        outcomes = sweep.run_local(jobs, sweep.SourceLoader(writer), SweepOptions(workers=2, progress=False))
+        outcomes = sweep.run_local(jobs, sweep.SourceLoader(writer), Settings(workers=2, progress=False))
         first = next(outcomes)
         workers = multiprocessing.active_children()
         assert len(workers) == 2
@@ -119,7 +120,7 @@ def test_interrupting_worker_processes_keeps_finished_runs_and_stops_the_workers
 def test_influence_runs_keep_their_weights(source_cache: Path) -> None:
     preset = get_preset("tiny")
     with CacheWriter(source_cache) as writer:
-        finetune_stage(preset, writer, SweepOptions(progress=False))
+        finetune_stage(preset, writer, Settings(progress=False))
     runs = CacheReader(source_cache).runs()
     spec = preset.influence
     kept = runs[runs.model_path.notna()]

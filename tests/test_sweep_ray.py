@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from compute.presets import get_preset
-from compute.sweep import SweepOptions
+from compute.settings import Settings
 from tests.helpers.executors import assert_executor_matches_in_process
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs the [cluster] extra (installed by make test)")
@@ -19,6 +19,6 @@ def test_ray_executor_matches_local(source_cache: Path, monkeypatch) -> None:
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     preset = get_preset("tiny").with_overrides(sizes=(20,), seeds=(5, 6))
     try:
-        assert_executor_matches_in_process(source_cache, preset, SweepOptions(executor="ray", progress=False))
+        assert_executor_matches_in_process(source_cache, preset, Settings(executor="ray", progress=False))
     finally:
         ray.shutdown()

@@ -164,11 +164,10 @@ def _load_digits(split: str, root: Path | None, download: bool) -> tuple[torch.T
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Root for torchvision datasets: --data-root, else $RTX_DATA, else <cache>/data."""
+    """Root for torchvision datasets: the one given (`Settings.data_root`, whose default is $RTX_DATA), else
+    <cache>/data."""
     if root:
         return Path(root).expanduser()
-    if os.environ.get("RTX_DATA"):
-        return Path(os.environ["RTX_DATA"]).expanduser()
     from compute.paths import cache_dir
 
     return cache_dir() / "data"
@@ -247,7 +246,7 @@ def _cifar100_names(root: str | os.PathLike | None) -> tuple[str, ...] | None:
         return tuple(pickle.load(fh, encoding="latin1")["fine_label_names"])
 
 
-def describe(name: str) -> dict[str, object]:
+def describe(name: str, root: str | os.PathLike | None = None) -> dict[str, object]:
     """Registry facts for one dataset, plus whether it is available offline right now."""
     info = lookup("dataset", DATASETS, name)
     where = "offline source"
@@ -258,7 +257,7 @@ def describe(name: str) -> dict[str, object]:
     elif name == "digits":
         where = "scikit-learn"
     else:
-        where = f"torchvision under {data_root()} (--download to fetch)"
+        where = f"torchvision under {data_root(root)} (--download to fetch)"
     return {
         "name": name,
         "classes": info.num_classes,

@@ -24,21 +24,31 @@ class Variant:
     kind: str
     arg: int
 
+    @property
+    def label(self) -> str:
+        """'lowres(10)': how the variant is written in a dataset spec (and stored in `runs.variant`)."""
+        return f"{self.kind}({self.arg})"
+
+
+def split_dataset_spec(spec: str) -> tuple[str, Variant | None]:
+    """'fmnist+lowres(8)' -> ('fmnist', Variant('lowres', 8)) by syntax alone (the name is not looked up)."""
+    match = _SPEC.match(spec.strip())
+    if not match:
+        raise RtxError(f"cannot parse dataset {spec!r}; write NAME, NAME+lowres(R) or NAME+lowpass(K)")
+    if match["kind"] is None:
+        return match["name"], None
+    if match["kind"] not in VARIANTS:
+        raise unknown_name("variant", match["kind"], VARIANTS)
+    return match["name"], Variant(match["kind"], int(match["arg"]))
+
 
 def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
     """'fmnist+lowres(8)' -> ('fmnist', Variant('lowres', 8)); unknown names list the valid ones."""
     from compute.data.registry import DATASETS
 
-    match = _SPEC.match(spec.strip())
-    if not match:
-        raise RtxError(f"cannot parse dataset {spec!r}; write NAME, NAME+lowres(R) or NAME+lowpass(K)")
-    name = match["name"]
+    name, variant = split_dataset_spec(spec)
     lookup("dataset", DATASETS, name)  # validates the name
-    if match["kind"] is None:
-        return name, None
-    if match["kind"] not in VARIANTS:
-        raise unknown_name("variant", match["kind"], VARIANTS)
-    return name, Variant(match["kind"], int(match["arg"]))
+    return name, variant
 
 
 def lowres(images: torch.Tensor, r: int) -> torch.Tensor:

@@ -77,8 +77,8 @@ class InfluenceOutcome:
     meta: dict[str, Any]
 
 
-def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob,
-                      device: str | torch.device | None = None) -> InfluenceOutcome:
+def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob, device: str | torch.device | None = None,
+                      data_root: str | None = None) -> InfluenceOutcome:
     """Load the run's fine-tuned model, extract features, solve, and score the first n_test test images."""
     start = time.perf_counter()
     method = get_method(job.method)
@@ -87,7 +87,7 @@ def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob,
     dev = default_device(str(device) if device is not None else None)
     model, _ = load_checkpoint(root / run["model_path"])
     model = model.to(dev).eval()
-    train, test = load_dataset(run["target"], "train"), load_dataset(run["target"], "test")
+    train, test = load_dataset(run["target"], "train", data_root), load_dataset(run["target"], "test", data_root)
     if model.num_classes != len(train.classes):
         raise RtxError(f"run {run['key']}: model has {model.num_classes} outputs, {run['target']} has "
                        f"{len(train.classes)} classes")
@@ -114,17 +114,18 @@ def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob,
                             label_match_curve(matrix, y_train_np, y_test_np, K_MAX), time.perf_counter() - start, meta)
 
 
-def _thumbnail_rows(writer: CacheWriter, target: str, split: str, indices: np.ndarray) -> list[dict[str, Any]]:
+def _thumbnail_rows(writer: CacheWriter, target: str, split: str, indices: np.ndarray,
+                    data_root: str | None = None) -> list[dict[str, Any]]:
     have = writer.thumbnail_indices(target, split)
     todo = [int(i) for i in indices if int(i) not in have]
     if not todo:
         return []
-    data = load_dataset(target, split)
+    data = load_dataset(target, split, data_root)
     return [{"dataset": target, "split": split, "idx": i, "label": int(data.labels[i]), "png": to_png(data.images[i])}
             for i in todo]
 
 
-def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome) -> None:
+def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: str | None = None) -> None:
     """Write the artefacts, then the thumbnails, then the row and top-k in one transaction (the row last, so a
     crash leaves no row pointing at missing files)."""
     root, job, key = writer.root, outcome.job, outcome.job.key
@@ -135,8 +136,8 @@ def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome) -> None:
     with open(query_path, "wb") as fh:
         np.savez(fh, **arrays)
     target = outcome.run["target"]
-    thumbs = (_thumbnail_rows(writer, target, "train", outcome.train_indices)
-              + _thumbnail_rows(writer, target, "test", outcome.test_indices))
+    thumbs = (_thumbnail_rows(writer, target, "train", outcome.train_indices, data_root)
+              + _thumbnail_rows(writer, target, "test", outcome.test_indices, data_root))
     if thumbs:
         writer.record_thumbnails(thumbs)
     best = top_k(outcome.matrix, job.top_k)
@@ -159,16 +160,17 @@ def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome) -> None:
 
 
 def run_influence(writer: CacheWriter, run: dict[str, Any], job: InfluenceJob,
-                  device: str | torch.device | None = None) -> bool:
+                  device: str | torch.device | None = None, data_root: str | None = None) -> bool:
     """Compute and record one job unless the cache has it; returns True when it computed."""
     if writer.has_influence(job.key):
         return False
-    record_outcome(writer, compute_influence(run, writer.root, job, device))
+    record_outcome(writer, compute_influence(run, writer.root, job, device, data_root), data_root)
     return True
 
 
 def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.device | None = None,
-                    progress: bool = True, method: str = "fast", cutoff: float | None = None) -> None:
+                    progress: bool = True, method: str = "fast", cutoff: float | None = None,
+                    data_root: str | None = None) -> None:
     """Influence for each of `preset.influence.sources` fine-tuned on the same subset (robust vs natural)."""
     spec = preset.influence
     if spec is None:
@@ -186,5 +188,5 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
                        f"blocks={spec.blocks} with kept weights; run the finetune stage first")
             continue
         job = InfluenceJob(run["key"], method, spec.cutoff, spec.n_test, spec.top_k)
-        if run_influence(writer, run, job, device):
+        if run_influence(writer, run, job, device, data_root):
             tqdm.write(f"[influence] {source}: {job.key} ({method}, cut-off {spec.cutoff:g})")

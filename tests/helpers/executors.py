@@ -9,10 +9,11 @@ import pytest
 from compute.cache import CacheReader, CacheWriter
 from compute.finetune import finetune
 from compute.presets import Preset
-from compute.sweep import SourceLoader, SweepOptions, finetune_stage, plan
+from compute.settings import Settings
+from compute.sweep import SourceLoader, finetune_stage, plan
 
 
-def assert_executor_matches_in_process(cache: Path, preset: Preset, options: SweepOptions) -> None:
+def assert_executor_matches_in_process(cache: Path, preset: Preset, options: Settings) -> None:
     with CacheWriter(cache) as writer:
         counts = finetune_stage(preset, writer, options)
         configs = plan(preset, writer.source_checksums())
