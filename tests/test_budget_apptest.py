@@ -109,11 +109,27 @@ def test_selectors_move_to_another_cell(monkeypatch, ladder_cache: Path) -> None
     assert (deltas["n_train"] == 100).all() and (deltas["blocks"] == 1).all()
 
 
-def test_a_cache_without_budget_columns_says_what_is_missing(monkeypatch, tmp_path: Path) -> None:
-    from tests.helpers.explorer_cache import write_explorer_cache
+def test_the_explorers_synthetic_cache_gets_its_budgets_from_the_migrated_columns(monkeypatch, tmp_path: Path) -> None:
+    from tests.helpers.explorer_cache import SOURCES, write_explorer_cache
 
-    root = write_explorer_cache(tmp_path / "cache")
-    at = open_budget(monkeypatch, root)
+    at = open_budget(monkeypatch, write_explorer_cache(tmp_path / "cache"))
     assert not at.exception
-    # the synthetic explorer cache either carries budgets (a chart) or the page names what is missing
-    assert at.get("vega_lite_chart") or any("budget" in i.value for i in at.info)
+    deltas = next(f for f in chart_data(at) if "mean" in f.columns)
+    assert set(deltas["source"]) == {name for name, *_ in SOURCES} - {"natural"}
+    assert deltas.set_index("source").loc["linf_0.2", "eps"] == pytest.approx(0.2)
+    assert deltas.set_index("source").loc["pgd1_l2_1.5", "family"] == "L2, PGD(1)"
+
+
+def test_a_cache_with_only_natural_sources_names_what_is_missing(monkeypatch, tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    root.mkdir()
+    with CacheWriter(root) as writer:
+        writer.record_source_model({"name": "natural", "arch": "small_resnet", "constraint_": "none",
+                                    "attack_steps": 0, "source_dataset": "fmnist", "checksum": "x", "path": "x",
+                                    "clean_acc": 0.9, "train_seconds": 1.0, "meta": {}})
+        writer.record_run({"key": "r", "status": "done", "source": "natural", "target": "mnist5k", "n_train": 20,
+                           "seed": SEEDS[0], "blocks": 3, "epochs": 4, "config": {}, "final_test_acc": 0.5},
+                          [{"epoch": 4, "test_acc": 0.5, "train_loss": 0.1}])
+    at = open_budget(monkeypatch, root)
+    assert not at.exception and not at.get("vega_lite_chart")
+    assert any("robust and natural runs on the same subsets" in i.value for i in at.info)
