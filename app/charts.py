@@ -123,8 +123,13 @@ def robustness_bars(frame: pd.DataFrame) -> alt.Chart:
 
 
 # --- budgets (Salman et al. 2020's question, on the paper's sources) ----------------------------------------------
-_EPS_X = alt.X("eps:Q", scale=alt.Scale(type="log"), title="training budget ε (L2 or L∞ radius; Gaussian: σ), log",
-               axis=alt.Axis(format="~g", grid=False))
+def _eps_x(eps: pd.Series) -> alt.X:
+    """The sources' budgets on a log axis spanning just the data (a "nice" log domain wastes a decade each side)."""
+    eps = eps[eps > 0]
+    domain = [float(eps.min()) / 1.4, float(eps.max()) * 1.4] if len(eps) else [0.001, 10]
+    return alt.X("eps:Q", scale=alt.Scale(type="log", domain=domain, nice=False),
+                 title="training budget ε (L2 or L∞ radius; Gaussian: σ), log scale",
+                 axis=alt.Axis(format="~g", grid=False))
 
 
 def budget_chart(deltas: pd.DataFrame, accuracy: pd.DataFrame) -> alt.VConcatChart:
@@ -138,11 +143,14 @@ def budget_chart(deltas: pd.DataFrame, accuracy: pd.DataFrame) -> alt.VConcatCha
     tooltip = ["source:N", "family:N", alt.Tooltip("eps:Q", format=".4g"), alt.Tooltip("mean:Q", format="+.2%"),
                alt.Tooltip("lo:Q", format="+.2%"), alt.Tooltip("hi:Q", format="+.2%"),
                alt.Tooltip("n_seeds:Q", title="seeds")]
-    top_base = alt.Chart(deltas).encode(x=_EPS_X, color=color)
+    x = _eps_x(pd.concat([deltas["eps"], accuracy["eps"]]).dropna())
+    top_base = alt.Chart(deltas).encode(x=x, color=color)
     top = alt.layer(
         top_base.mark_errorbar(ticks=True).encode(y=alt.Y("lo:Q", title="robust minus natural (test accuracy)",
                                                           axis=alt.Axis(format=DELTA_FORMAT)), y2="hi:Q"),
-        top_base.mark_line(point=True).encode(y="mean:Q", tooltip=tooltip),
+        top_base.mark_line().encode(y="mean:Q"),
+        top_base.mark_point(filled=True, size=70).encode(  # shapes: an L2 PGD(1) point on an L2 PGD(3) one shows
+            y="mean:Q", shape=alt.Shape("family:N", title="source family"), tooltip=tooltip),
         alt.Chart().mark_rule(color="grey", strokeDash=[4, 4]).encode(y=alt.datum(0)),
     ).properties(width=520, height=240)
     robust = accuracy[accuracy["family"] != "natural"]
@@ -152,7 +160,7 @@ def budget_chart(deltas: pd.DataFrame, accuracy: pd.DataFrame) -> alt.VConcatCha
                    alt.Tooltip("accuracy:Q", format=".1%"), "n_images:Q"]
     bottom = alt.layer(
         alt.Chart(robust).mark_line(point=True).encode(
-            x=_EPS_X, y=alt.Y("accuracy:Q", title="source accuracy (own test set)", axis=alt.Axis(format=ACC_FORMAT),
+            x=x, y=alt.Y("accuracy:Q", title="source accuracy (own test set)", axis=alt.Axis(format=ACC_FORMAT),
                               scale=alt.Scale(domain=[0, 1])),
             color=color, strokeDash=dash, detail="family:N", tooltip=acc_tooltip),
         alt.Chart(natural).mark_rule(color="grey").encode(y="accuracy:Q", strokeDash=dash, tooltip=acc_tooltip),

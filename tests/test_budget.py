@@ -71,8 +71,10 @@ def test_budget_chart_shares_the_eps_axis_between_transfer_and_robustness() -> N
     spec = charts.budget_chart(frame, acc).to_dict()
     assert spec["resolve"]["scale"]["x"] == "shared"
     top, bottom = spec["vconcat"]
-    bar, line, rule = top["layer"]
+    bar, line, points, rule = top["layer"]
+    assert points["encoding"]["shape"]["field"] == "family" and points["encoding"]["y"]["field"] == "mean"
     assert line["encoding"]["x"]["field"] == "eps" and line["encoding"]["x"]["scale"]["type"] == "log"
+    assert line["encoding"]["x"]["scale"]["domain"] == pytest.approx([0.0079 / 1.4, 1.5 * 1.4])  # the data's span
     assert bar["mark"]["type"] == "errorbar" and bar["encoding"]["y2"]["field"] == "hi"
     assert rule["encoding"]["y"] == {"datum": 0}
     assert line["encoding"]["color"]["field"] == "family"
