@@ -177,14 +177,14 @@ def featviz_spectrum_chart(frame: pd.DataFrame, summary: pd.DataFrame) -> alt.La
     """
     order = summary.sort_values(["group", "model"])["model"].tolist()
     x = alt.X("model:N", title=None, sort=order)
-    y = alt.Y("hf:Q", title="spectral energy above ½ Nyquist", axis=alt.Axis(format=ACC_FORMAT))
+    y = alt.Y("hf:Q", title="energy above ½ Nyquist", axis=alt.Axis(format=ACC_FORMAT))
     color = alt.Color("group:N", title="model", scale=PALETTE)
     points = alt.Chart(frame).mark_circle(size=40, opacity=0.55).encode(
         x=x, xOffset=alt.XOffset("seed_image:N"), y=y, color=color,
         tooltip=["model:N", "seed_image:N", "unit:Q", alt.Tooltip("hf:Q", format=".1%"),
                  alt.Tooltip("seed_hf:Q", format=".1%", title="seed photo")])
-    bars = alt.Chart(summary).mark_errorbar(ticks=True, color="black").encode(
-        x=x, y=alt.Y("lo:Q", title="spectral energy above ½ Nyquist"), y2="hi:Q")
+    bars = alt.Chart(summary).mark_errorbar(color="black", thickness=2).encode(  # no ticks: they ignore xOffset
+        x=x, y=alt.Y("lo:Q", title="energy above ½ Nyquist"), y2="hi:Q")
     means = alt.Chart(summary).mark_point(shape="diamond", size=90, filled=True, color="black").encode(
         x=x, y="mean:Q", tooltip=["model:N", "n:Q", alt.Tooltip("mean:Q", format=".1%"),
                                   alt.Tooltip("lo:Q", format=".1%"), alt.Tooltip("hi:Q", format=".1%")])
