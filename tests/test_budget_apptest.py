@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from app.explorer import PAGES
 from compute.cache import CacheWriter
 from compute.data import paper_seeds
+from compute.records import CurvePoint, RobustnessRecord, RunRecord, SourceRecord
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")
 LADDER = (  # name, kind, norm, eps, steps, transfer bonus (largest at small budgets), clean accuracy
@@ -39,26 +40,20 @@ def write_ladder_cache(root: Path) -> Path:
     with CacheWriter(root) as writer:
         for name, kind, norm, eps, steps, bonus, clean in LADDER:
             constraint = "none" if kind == "natural" else f"{norm or kind}:{eps}"
-            writer.record_source_model({
-                "name": name, "arch": "small_resnet", "constraint_": constraint, "attack_steps": steps,
-                "kind": kind, "norm": norm, "eps": eps, "steps": steps, "source_dataset": "fmnist",
-                "checksum": f"synthetic-{name}", "path": f"sources/{name}.safetensors", "clean_acc": clean,
-                "train_seconds": 1.0, "meta": {"synthetic": True}})
-            writer.record_robustness([
-                {"source": name, "dataset": "fmnist", "norm": "none", "eps": 0.0, "steps": 0, "accuracy": clean,
-                 "n_images": 1000},
-                {"source": name, "dataset": "fmnist", "norm": "l2", "eps": 0.5, "steps": 3,
-                 "accuracy": round(0.2 + (eps or 0) * 0.3, 4), "n_images": 1000}])
+            writer.record_source_model(SourceRecord(name, "small_resnet", constraint, steps, "fmnist",
+                                                    f"synthetic-{name}", f"sources/{name}.safetensors", clean, 1.0,
+                                                    {"synthetic": True}))
+            writer.record_robustness([RobustnessRecord(name, "fmnist", "none", 0.0, 0, clean, 1000),
+                                      RobustnessRecord(name, "fmnist", "l2", 0.5, 3, round(0.2 + (eps or 0) * 0.3, 4),
+                                                       1000)])
             for n_train in SIZES:
                 for blocks in BLOCKS:
                     for seed in SEEDS:
                         final = acc(bonus, n_train, blocks, seed)
-                        runs.append({"key": f"ft-{name}-{n_train}-{blocks}-{seed}", "status": "done", "source": name,
-                                     "target": "mnist5k", "n_train": n_train, "seed": seed, "blocks": blocks,
-                                     "epochs": 4, "config": {"synthetic": True}, "subset_indices": [0],
-                                     "final_test_acc": final, "final_train_loss": 0.1, "wall_seconds": 1.0,
-                                     "device": "cpu", "error": None, "model_path": None})
-                        curves.append([{"epoch": 4, "test_acc": final, "train_loss": 0.1}])
+                        runs.append(RunRecord(f"ft-{name}-{n_train}-{blocks}-{seed}", "done", name, "mnist5k",
+                                              n_train, seed, blocks, 4, {"synthetic": True}, (0,), final, 0.1, 1.0,
+                                              "cpu"))
+                        curves.append([CurvePoint(4, final, 0.1)])
         writer.record_runs(runs, curves)
     return root
 
@@ -124,12 +119,9 @@ def test_a_cache_with_only_natural_sources_names_what_is_missing(monkeypatch, tm
     root = tmp_path / "cache"
     root.mkdir()
     with CacheWriter(root) as writer:
-        writer.record_source_model({"name": "natural", "arch": "small_resnet", "constraint_": "none",
-                                    "attack_steps": 0, "source_dataset": "fmnist", "checksum": "x", "path": "x",
-                                    "clean_acc": 0.9, "train_seconds": 1.0, "meta": {}})
-        writer.record_run({"key": "r", "status": "done", "source": "natural", "target": "mnist5k", "n_train": 20,
-                           "seed": SEEDS[0], "blocks": 3, "epochs": 4, "config": {}, "final_test_acc": 0.5},
-                          [{"epoch": 4, "test_acc": 0.5, "train_loss": 0.1}])
+        writer.record_source_model(SourceRecord("natural", "small_resnet", "none", 0, "fmnist", "x", "x", 0.9, 1.0))
+        writer.record_run(RunRecord("r", "done", "natural", "mnist5k", 20, SEEDS[0], 3, 4, final_test_acc=0.5),
+                          [CurvePoint(4, 0.5, 0.1)])
     at = open_budget(monkeypatch, root)
     assert not at.exception and not at.get("vega_lite_chart")
     assert any("robust and natural runs on the same subsets" in i.value for i in at.info)

@@ -14,6 +14,7 @@ from compute.featviz import SEEDS_DIR, input_channels, load_seed, maximize, seed
 from compute.images import from_png
 from compute.models import build_model
 from compute.presets import FeatvizSpec, get_preset
+from compute.records import SourceRecord
 from compute.stages.featviz import featviz_stage
 
 
@@ -114,10 +115,8 @@ def test_stage_optimises_grey_sources_in_grey(tmp_path: Path) -> None:
     with CacheWriter(tmp_path) as writer:
         path = save_checkpoint(build_model("small_resnet", 10, seed=0).eval(),
                                artefact_path(tmp_path, "sources", "test-grey", "safetensors"), {"name": "grey"})
-        writer.record_source_model({"name": "grey", "arch": "small_resnet", "constraint_": "none", "attack_steps": 0,
-                                    "source_dataset": "fmnist", "checksum": file_checksum(path),
-                                    "path": str(path.relative_to(tmp_path)), "clean_acc": None, "train_seconds": 0.0,
-                                    "meta": {"test": True}})
+        writer.record_source_model(SourceRecord("grey", "small_resnet", "none", 0, "fmnist", file_checksum(path),
+                                                str(path.relative_to(tmp_path)), meta={"test": True}))
         preset = replace(get_preset("tiny"), featviz=FeatvizSpec(("grey",), ("coffee",), steps=2, top_units=2))
         featviz_stage(preset, writer, device="cpu", progress=False)
     rows = CacheReader(tmp_path).featviz()
