@@ -17,6 +17,7 @@ import functools
 import gzip
 import os
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,12 +213,14 @@ register(
 )
 register(DatasetInfo("svhn", _DIGITS, 73_257, 26_032, 3, 32, False, _torchvision_loader("SVHN")))
 
-_LOADED: dict[tuple[str, str, str, bool], ImageSet] = {}
+LOADED_CAPACITY = 10  # (dataset spec, split) pairs kept in memory: the demo grid touches 5 specs x 2 splits
+_LOADED: OrderedDict[tuple[str, str, str, bool], ImageSet] = OrderedDict()  # least recently used first
 
 
 def load_dataset(spec: str, split: str = "train", root: str | os.PathLike | None = None,
                  download: bool = False) -> ImageSet:
-    """Load `name` or a variant `name+lowres(8)` / `name+lowpass(64)`; results are memoised per process."""
+    """Load `name` or a variant `name+lowres(8)` / `name+lowpass(64)`; the `LOADED_CAPACITY` most recently used
+    are kept in memory per process."""
     from compute.data.variants import apply_variant, parse_dataset_spec
 
     if split not in SPLITS:
@@ -225,6 +228,7 @@ def load_dataset(spec: str, split: str = "train", root: str | os.PathLike | None
     name, variant = parse_dataset_spec(spec)
     memo_key = (spec, split, str(root), download)
     if memo_key in _LOADED:
+        _LOADED.move_to_end(memo_key)
         return _LOADED[memo_key]
     info = DATASETS[name]
     images, labels, source = info.loader(split, Path(root) if root else None, download)
@@ -233,6 +237,8 @@ def load_dataset(spec: str, split: str = "train", root: str | os.PathLike | None
         classes = _cifar100_names(root) or classes
     result = ImageSet(spec, split, apply_variant(images, variant), labels, classes, source)
     _LOADED[memo_key] = result
+    while len(_LOADED) > LOADED_CAPACITY:
+        _LOADED.popitem(last=False)
     return result
 
 
