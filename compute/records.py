@@ -17,6 +17,11 @@ from compute.errors import RtxError
 SOURCE_KINDS = ("natural", "pgd", "gaussian")
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields by name, shallow (unlike dataclasses.asdict, which deep-copies)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
 def constraint_columns(constraint: str, attack_steps: int) -> dict[str, Any]:
     """`source_models` columns kind ('natural' | 'pgd' | 'gaussian'), norm ('l2' | 'linf' | None), eps (None for
     natural; sigma for gaussian) and steps (PGD steps, 0 otherwise) of a constraint text such as 'l2:1.5'.
@@ -98,7 +103,7 @@ class RunRecord:
 
     def columns(self) -> dict[str, Any]:
         """The row as `CacheWriter` stores it, with base_dataset and variant parsed from `target`."""
-        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row = _fields(self)
         row["subset_indices"] = None if self.subset_indices is None else list(self.subset_indices)
         return {**row, **target_columns(self.target)}
 
@@ -117,7 +122,7 @@ class RobustnessRecord:
     n_images: int
 
     def columns(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return _fields(self)
 
 
 @dataclass(frozen=True)
@@ -131,4 +136,4 @@ class ThumbnailRecord:
     png: bytes
 
     def columns(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return _fields(self)

@@ -1,9 +1,17 @@
 """Datasets: one registry of targets and sources, variants, the paper's subset sampler, model transforms."""
 
-from compute.data.registry import DATASETS, DatasetInfo, ImageSet, dataset_names, describe, load_dataset
+from compute.data.registry import (
+    DATASETS,
+    DatasetInfo,
+    ImageSet,
+    dataset_names,
+    describe,
+    load_dataset,
+    parse_dataset_spec,
+)
 from compute.data.sampler import paper_seeds, sample_subset
 from compute.data.transforms import augment_batch, to_model_input
-from compute.data.variants import apply_variant, lowpass, lowres, parse_dataset_spec
+from compute.data.variants import apply_variant, lowpass, lowres
 
 __all__ = [
     "DATASETS",

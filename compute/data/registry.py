@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compute.data.variants import Variant, apply_variant, split_dataset_spec
 from compute.errors import RtxError, lookup, unknown_name
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -217,12 +218,17 @@ LOADED_CAPACITY = 10  # (dataset spec, split) pairs kept in memory: the demo gri
 _LOADED: OrderedDict[tuple[str, str, str, bool], ImageSet] = OrderedDict()  # least recently used first
 
 
+def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
+    """'fmnist+lowres(8)' -> ('fmnist', Variant('lowres', 8)); unknown names list the valid ones."""
+    name, variant = split_dataset_spec(spec)
+    lookup("dataset", DATASETS, name)  # validates the name
+    return name, variant
+
+
 def load_dataset(spec: str, split: str = "train", root: str | os.PathLike | None = None,
                  download: bool = False) -> ImageSet:
     """Load `name` or a variant `name+lowres(8)` / `name+lowpass(64)`; the `LOADED_CAPACITY` most recently used
     are kept in memory per process."""
-    from compute.data.variants import apply_variant, parse_dataset_spec
-
     if split not in SPLITS:
         raise unknown_name("split", split, SPLITS)
     name, variant = parse_dataset_spec(spec)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from compute.errors import RtxError, lookup, unknown_name
+from compute.errors import RtxError, unknown_name
 
 _SPEC = re.compile(r"^(?P<name>[a-z0-9_]+)(?:\+(?P<kind>[a-z]+)\((?P<arg>\d+)\))?$")
 VARIANTS = ("lowres", "lowpass")
@@ -40,15 +40,6 @@ def split_dataset_spec(spec: str) -> tuple[str, Variant | None]:
     if match["kind"] not in VARIANTS:
         raise unknown_name("variant", match["kind"], VARIANTS)
     return match["name"], Variant(match["kind"], int(match["arg"]))
-
-
-def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
-    """'fmnist+lowres(8)' -> ('fmnist', Variant('lowres', 8)); unknown names list the valid ones."""
-    from compute.data.registry import DATASETS
-
-    name, variant = split_dataset_spec(spec)
-    lookup("dataset", DATASETS, name)  # validates the name
-    return name, variant
 
 
 def lowres(images: torch.Tensor, r: int) -> torch.Tensor:
