@@ -11,6 +11,7 @@ from compute.featviz import PNG_SIZE, featviz_key, load_seed, maximize, seed_nam
 from compute.images import to_png
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset
+from compute.records import FeatvizRecord
 from compute.settings import Settings
 
 
@@ -44,7 +45,7 @@ def featviz_stage(preset: Preset, writer: CacheWriter, device: str | torch.devic
         viz = maximize(model, seed, spec.units, spec.steps, spec.step_size, device)
         seed_png = to_png(viz.seed, PNG_SIZE)
         writer.record_featviz([
-            {"key": key, "model": source, "seed_image": seed_image, "unit": int(unit), "steps": spec.steps,
-             "step_size": spec.step_size, "png": to_png(image, PNG_SIZE), "seed_png": seed_png}
+            FeatvizRecord(key, source, seed_image, int(unit), spec.steps, spec.step_size, to_png(image, PNG_SIZE),
+                          seed_png)
             for unit, image in zip(spec.units, viz.images, strict=True)
         ])
