@@ -73,7 +73,7 @@ def _influence(writer: CacheWriter, runs: dict[tuple, rec.RunRecord], rng: np.ra
         test_idx, test_labels = np.arange(N_TEST), np.arange(N_TEST) % CLASSES
         same = (train_labels[:, None] == test_labels[None, :]).astype(np.float32)
         matrix = (same * (2.0 if source != "natural" else 0.5) + rng.normal(0, 1, same.shape)).astype(np.float32)
-        key = job_key("influence", {"run": run["key"]})
+        key = job_key("influence", {"run": run.key})
         path = artefact_path(writer.root, "influence", key, "npy")
         np.save(path, matrix)  # (n_train, n_test)
         top = top_k(matrix, TOP_K)  # (n_test, K) most influential first
