@@ -11,6 +11,7 @@ from compute.featviz import PNG_SIZE, featviz_key, input_channels, seed_names, v
 from compute.images import to_png
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset
+from compute.records import FeatvizRecord
 from compute.settings import Settings
 
 
@@ -43,7 +44,7 @@ def featviz_stage(preset: Preset, writer: CacheWriter, device: str | torch.devic
         viz = visualize(model, seed_image, spec, input_channels(row.source_dataset), device)
         seed_png = to_png(viz.seed, PNG_SIZE)
         writer.record_featviz([
-            {"key": key, "model": source, "seed_image": seed_image, "unit": int(unit), "steps": spec.steps,
-             "step_size": viz.step_size, "png": to_png(image, PNG_SIZE), "seed_png": seed_png}
+            FeatvizRecord(key, source, seed_image, int(unit), spec.steps, viz.step_size, to_png(image, PNG_SIZE),
+                          seed_png)
             for unit, image in zip(viz.units, viz.images, strict=True)
         ])
