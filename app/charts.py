@@ -16,8 +16,10 @@ __all__ = [
     "accuracy_by_blocks",
     "accuracy_vs_epoch",
     "accuracy_vs_size",
+    "budget_chart",
     "delta_vs_epoch",
     "delta_vs_size",
+    "featviz_spectrum_chart",
     "heatmap_frame",
     "sorted_heatmap_frame",
     "influence_heatmap",
@@ -102,7 +104,7 @@ def variant_bars(frame: pd.DataFrame) -> alt.Chart:
     layers = alt.layer(
         base.mark_bar().encode(y=alt.Y("mean:Q", title="test accuracy", axis=alt.Axis(format=ACC_FORMAT)),
                                tooltip=tooltip),
-        base.mark_errorbar(color="black").encode(y="lo:Q", y2="hi:Q"),
+        base.mark_errorbar(color="black").encode(y=alt.Y("lo:Q", title="test accuracy"), y2="hi:Q"),
         data=frame,
     ).properties(width=150, height=FACET_HEIGHT)
     return layers.facet(facet=alt.Facet("target:N", title="target"), columns=4)
@@ -118,6 +120,76 @@ def robustness_bars(frame: pd.DataFrame) -> alt.Chart:
         color=alt.Color("source:N", title="source model", scale=PALETTE),
         tooltip=["source:N", "dataset:N", "attack:N", alt.Tooltip("accuracy:Q", format=".2%"), "n_images:Q"],
     ).properties(width=160, height=140).facet(facet=alt.Facet("attack:N", title="attack"), columns=4)
+
+
+# --- budgets (Salman et al. 2020's question, on the paper's sources) ----------------------------------------------
+def _eps_x(eps: pd.Series) -> alt.X:
+    """The sources' budgets on a log axis spanning just the data (a "nice" log domain wastes a decade each side)."""
+    eps = eps[eps > 0]
+    domain = [float(eps.min()) / 1.4, float(eps.max()) * 1.4] if len(eps) else [0.001, 10]
+    return alt.X("eps:Q", scale=alt.Scale(type="log", domain=domain, nice=False),
+                 title="training budget ε (L2 or L∞ radius; Gaussian: σ), log scale",
+                 axis=alt.Axis(format="~g", grid=False))
+
+
+def budget_chart(deltas: pd.DataFrame, accuracy: pd.DataFrame) -> alt.VConcatChart:
+    """Robust minus natural (mean, 95% bars) against each source's budget, one line per family; below it, on the
+    same ε axis, each source's clean accuracy (solid) and accuracy under the chosen attack (dashed), with the
+    natural source's as grey reference rules: the transfer benefit and the robustness trade-off side by side.
+
+    `deltas` is `app.budget.budget_deltas` for one (target, n_train, blocks); `accuracy` `budget_accuracy`.
+    """
+    color = alt.Color("family:N", title="source family", scale=PALETTE, legend=alt.Legend(symbolOpacity=1))
+    tooltip = ["source:N", "family:N", alt.Tooltip("eps:Q", format=".4g"), alt.Tooltip("mean:Q", format="+.2%"),
+               alt.Tooltip("lo:Q", format="+.2%"), alt.Tooltip("hi:Q", format="+.2%"),
+               alt.Tooltip("n_seeds:Q", title="seeds")]
+    x = _eps_x(pd.concat([deltas["eps"], accuracy["eps"]]).dropna())
+    top_base = alt.Chart(deltas).encode(x=x, color=color)
+    top = alt.layer(
+        top_base.mark_errorbar(ticks=True).encode(y=alt.Y("lo:Q", title="robust minus natural (test accuracy)",
+                                                          axis=alt.Axis(format=DELTA_FORMAT)), y2="hi:Q"),
+        top_base.mark_line().encode(y="mean:Q"),
+        top_base.mark_point(filled=True, size=70).encode(  # shapes: an L2 PGD(1) point on an L2 PGD(3) one shows
+            y="mean:Q", shape=alt.Shape("family:N", title="source family"), tooltip=tooltip),
+        alt.Chart().mark_rule(color="grey", strokeDash=[4, 4]).encode(y=alt.datum(0)),
+    ).properties(width=520, height=240)
+    robust = accuracy[accuracy["family"] != "natural"]
+    natural = accuracy[accuracy["family"] == "natural"]
+    dash = alt.StrokeDash("measure:N", title="source accuracy", sort=["clean"])
+    acc_tooltip = ["source:N", "family:N", "measure:N", alt.Tooltip("eps:Q", format=".4g"),
+                   alt.Tooltip("accuracy:Q", format=".1%"), "n_images:Q"]
+    bottom = alt.layer(
+        alt.Chart(robust).mark_line(point=True).encode(
+            x=x, y=alt.Y("accuracy:Q", title="source accuracy (own test set)", axis=alt.Axis(format=ACC_FORMAT),
+                              scale=alt.Scale(domain=[0, 1])),
+            color=color, strokeDash=dash, detail="family:N", tooltip=acc_tooltip),
+        alt.Chart(natural).mark_rule(color="grey").encode(y="accuracy:Q", strokeDash=dash, tooltip=acc_tooltip),
+    ).properties(width=520, height=200)
+    return alt.vconcat(top, bottom).resolve_scale(x="shared", color="shared", strokeDash="independent")
+
+
+def featviz_spectrum_chart(frame: pd.DataFrame, summary: pd.DataFrame) -> alt.LayerChart:
+    """High-frequency share of each optimised image (one point per seed photo and unit) per model, each model's
+    mean with its 95% interval, and the seeds' own share as a grey dashed rule: above it, the ascent added texture.
+
+    `frame` is `app.spectra.featviz_spectra` (model, group, seed_image, unit, hf, seed_hf); `summary` is
+    `app.spectra.spectrum_summary` (model, group, n, mean, lo, hi, seed_mean).
+    """
+    order = summary.sort_values(["group", "model"])["model"].tolist()
+    x = alt.X("model:N", title=None, sort=order)
+    y = alt.Y("hf:Q", title="energy above ½ Nyquist", axis=alt.Axis(format=ACC_FORMAT))
+    color = alt.Color("group:N", title="model", scale=PALETTE)
+    points = alt.Chart(frame).mark_circle(size=40, opacity=0.55).encode(
+        x=x, xOffset=alt.XOffset("seed_image:N"), y=y, color=color,
+        tooltip=["model:N", "seed_image:N", "unit:Q", alt.Tooltip("hf:Q", format=".1%"),
+                 alt.Tooltip("seed_hf:Q", format=".1%", title="seed photo")])
+    bars = alt.Chart(summary).mark_errorbar(color="black", thickness=2).encode(  # no ticks: they ignore xOffset
+        x=x, y=alt.Y("lo:Q", title="energy above ½ Nyquist"), y2="hi:Q")
+    means = alt.Chart(summary).mark_point(shape="diamond", size=90, filled=True, color="black").encode(
+        x=x, y="mean:Q", tooltip=["model:N", "n:Q", alt.Tooltip("mean:Q", format=".1%"),
+                                  alt.Tooltip("lo:Q", format=".1%"), alt.Tooltip("hi:Q", format=".1%")])
+    seeds = alt.Chart(summary).mark_rule(color="grey", strokeDash=[4, 4]).encode(y="mean(seed_mean):Q")
+    return alt.layer(points, bars, means, seeds).properties(width=420, height=240)
 
 
 # --- influence (Section 6) -------------------------------------------------------------------------------------

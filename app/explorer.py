@@ -18,6 +18,7 @@ PAGES = [  # (file, title, url path): one question each
     ("pages/3_transfer_faster.py", "Transfer faster?", "faster"),
     ("pages/4_blocks.py", "How many blocks?", "blocks"),
     ("pages/5_constraint.py", "Which constraint?", "constraint"),
+    ("pages/10_budget.py", "Which budget?", "budget"),
     ("pages/6_shape_texture.py", "Shape vs texture", "shape-texture"),
     ("pages/7_influence.py", "Influence", "influence"),
     ("pages/8_featviz.py", "Feature visualization", "featviz"),

@@ -32,7 +32,15 @@ from compute.data import paper_seeds
 from compute.images import to_png
 from compute.influence.derived import label_match_curve, top_k
 from compute.paths import artefact_path, job_key, snapshot_path
-from compute.records import CurvePoint, RobustnessRecord, RunRecord, SourceRecord, ThumbnailRecord
+from compute.records import (
+    CurvePoint,
+    FeatvizRecord,
+    InfluenceRecord,
+    RobustnessRecord,
+    RunRecord,
+    SourceRecord,
+    ThumbnailRecord,
+)
 from compute.presets import paper_schedule
 
 APP = Path(__file__).resolve().parents[1] / "app" / "explorer.py"
@@ -109,20 +117,17 @@ def write_influence(writer: CacheWriter, target: str, sources: tuple[str, str], 
                              "rank": np.tile(np.arange(10), n_test), "train_pos": top.positions.ravel(),
                              "score": top.scores.ravel()})
         run_key = writer.run_keys(name, target, n_train, 3)[0]
-        writer.record_influence({
-            "key": key, "run_key": run_key, "method": "synthetic", "cutoff": 0.05, "n_train": n_train,
-            "n_test": n_test, "matrix_path": str(path.relative_to(writer.root)), "query_path": None,
-            "train_indices": train_idx.tolist(), "test_indices": list(range(n_test)),
-            "train_labels": train_labels.tolist(), "test_labels": test_labels.tolist(),
-            "test_pred": test_labels.tolist(), "label_match": label_match_curve(matrix, train_labels, test_labels).tolist(),
-            "seconds": 0.0, "meta": {"synthetic": True}}, topk)
+        match = label_match_curve(matrix, train_labels, test_labels).tolist()
+        writer.record_influence(InfluenceRecord(
+            key, run_key, "synthetic", 0.05, n_train, n_test, str(path.relative_to(writer.root)), None,
+            train_idx.tolist(), list(range(n_test)), train_labels.tolist(), test_labels.tolist(), test_labels.tolist(),
+            match, 0.0, {"synthetic": True}), topk)
         del matrix
     png = [to_png(rng.random((3, 32, 32))) for _ in range(classes)]  # one picture per label, reused
     writer.record_thumbnails([ThumbnailRecord(target, "train", int(i), int(i % classes), png[i % classes])
                               for i in train_idx])
     writer.record_thumbnails([ThumbnailRecord(target, "test", i, i % classes, png[i % classes]) for i in range(n_test)])
-    writer.record_featviz([{"key": "featviz-synthetic", "model": m, "seed_image": s, "unit": u, "steps": 64,
-                            "step_size": 0.05, "png": png[u], "seed_png": png[-1]}
+    writer.record_featviz([FeatvizRecord("featviz-synthetic", m, s, u, 64, 0.05, png[u], png[-1])
                            for m in sources for s in ("chelsea", "coffee", "rocket") for u in range(3)])
 
 

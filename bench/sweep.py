@@ -27,7 +27,7 @@ import torch
 
 from compute.cache import CacheReader
 from compute.data import load_dataset
-from compute.finetune import PREFIX_CACHE, FinetuneConfig, finetune
+from compute.finetune import FinetuneConfig, finetune
 from compute.models import Classifier, build_model, load_checkpoint
 from compute.paths import cache_dir
 from compute.presets import get_preset
@@ -47,7 +47,6 @@ def sources_for(names: set[str]) -> tuple[dict[str, Classifier], str]:
 
 def time_sweep(configs: list[FinetuneConfig], sources: dict[str, Classifier], workers: int) -> tuple[float, list[float]]:
     """Seconds and final accuracies (in plan order) of the sweep's local executor."""
-    PREFIX_CACHE._store.clear()
     start = time.perf_counter()
     results = {cfg.key: outcome for cfg, outcome in
                run_local([(c, False) for c in configs], sources.__getitem__, Settings(workers=workers, progress=False))}

@@ -25,17 +25,10 @@ import duckdb
 import pandas as pd
 
 from compute import paths
+from compute import records as rec
 from compute.errors import RtxError
 from compute.paths import DB_NAME, cache_dir
-from compute.records import (
-    CurvePoint,
-    RobustnessRecord,
-    RunRecord,
-    SourceRecord,
-    ThumbnailRecord,
-    constraint_columns,
-    target_columns,
-)
+from compute.records import constraint_columns, target_columns
 
 SCHEMA_VERSION = 2
 
@@ -233,11 +226,11 @@ class CacheWriter:
             f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
         )
 
-    def record_source_model(self, record: SourceRecord) -> None:
+    def record_source_model(self, record: rec.SourceRecord) -> None:
         with self.transaction() as con:
             self._insert(con, "source_models", record.columns())
 
-    def record_run(self, run: RunRecord, curve: Sequence[CurvePoint]) -> None:
+    def record_run(self, run: rec.RunRecord, curve: Sequence[rec.CurvePoint]) -> None:
         """One fine-tune: its `runs` row and its learning curve, together or not at all."""
         with self.transaction() as con:
             con.execute("DELETE FROM epoch_metrics WHERE run_key = ?", [run.key])
@@ -247,7 +240,7 @@ class CacheWriter:
                 con.execute("INSERT INTO epoch_metrics SELECT run_key, epoch, test_acc, train_loss FROM curve_frame")
                 con.unregister("curve_frame")
 
-    def record_runs(self, runs: Sequence[RunRecord], curves: Sequence[Sequence[CurvePoint]]) -> None:
+    def record_runs(self, runs: Sequence[rec.RunRecord], curves: Sequence[Sequence[rec.CurvePoint]]) -> None:
         """Many fine-tunes in one transaction (imports and synthetic benchmark caches); same rows as `record_run`."""
         if len(runs) != len(curves):
             raise RtxError(f"record_runs got {len(runs)} runs but {len(curves)} curves; pass one curve per run")
@@ -266,28 +259,28 @@ class CacheWriter:
             con.unregister("runs_frame")
             con.unregister("points_frame")
 
-    def record_robustness(self, rows: Sequence[RobustnessRecord]) -> None:
+    def record_robustness(self, rows: Sequence[rec.RobustnessRecord]) -> None:
         with self.transaction() as con:
             for row in rows:
                 self._insert(con, "robustness", row.columns())
 
-    def record_influence(self, row: dict[str, Any], topk: pd.DataFrame) -> None:
+    def record_influence(self, row: rec.InfluenceRecord, topk: pd.DataFrame) -> None:
         """An influence result and its per-test top-k table (influence_key, test_pos, rank, train_pos, score)."""
         with self.transaction() as con:
-            con.execute("DELETE FROM influence_topk WHERE influence_key = ?", [row["key"]])
-            self._insert(con, "influence", row)
+            con.execute("DELETE FROM influence_topk WHERE influence_key = ?", [row.key])
+            self._insert(con, "influence", row.columns())
             con.register("topk_frame", topk)
             con.execute(
                 "INSERT INTO influence_topk SELECT influence_key, test_pos, rank, train_pos, score FROM topk_frame"
             )
             con.unregister("topk_frame")
 
-    def record_featviz(self, rows: Sequence[dict[str, Any]]) -> None:
+    def record_featviz(self, rows: Sequence[rec.FeatvizRecord]) -> None:
         with self.transaction() as con:
             for row in rows:
-                self._insert(con, "featviz", row)
+                self._insert(con, "featviz", row.columns())
 
-    def record_thumbnails(self, rows: Sequence[ThumbnailRecord]) -> None:
+    def record_thumbnails(self, rows: Sequence[rec.ThumbnailRecord]) -> None:
         """Many thumbnails in one bulk statement (a paper-sized influence run stores ~13,000)."""
         if not rows:
             return
@@ -297,7 +290,7 @@ class CacheWriter:
             con.execute("INSERT OR REPLACE INTO thumbnails SELECT dataset, split, idx, label, png FROM thumbs_frame")
             con.unregister("thumbs_frame")
 
-    def source_row(self, name: str) -> SourceRecord | None:
+    def source_row(self, name: str) -> rec.SourceRecord | None:
         """The recorded source `name` (meta parsed), or None."""
         frame = self._query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models WHERE name = ?", [name])
         return None if frame.empty else _source_record(frame.iloc[0].to_dict())
@@ -362,7 +355,7 @@ class CacheWriter:
         return self.con.execute(sql, list(params)).df()
 
 
-def _curve_frame(runs: Sequence[RunRecord], curves: Sequence[Sequence[CurvePoint]]) -> pd.DataFrame:
+def _curve_frame(runs: Sequence[rec.RunRecord], curves: Sequence[Sequence[rec.CurvePoint]]) -> pd.DataFrame:
     """The epoch_metrics rows of runs (run_key, epoch, test_acc, train_loss)."""
     return pd.DataFrame([(run.key, p.epoch, p.test_acc, p.train_loss) for run, curve in zip(runs, curves, strict=True)
                          for p in curve], columns=["run_key", "epoch", "test_acc", "train_loss"])
@@ -377,8 +370,8 @@ def _meta(text: Any) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _source_record(row: dict[str, Any]) -> SourceRecord:
-    return SourceRecord(name=row["name"], arch=row["arch"], constraint=row["constraint_"],
+def _source_record(row: dict[str, Any]) -> rec.SourceRecord:
+    return rec.SourceRecord(name=row["name"], arch=row["arch"], constraint=row["constraint_"],
                         attack_steps=int(row["attack_steps"]), source_dataset=row["source_dataset"],
                         checksum=row["checksum"], path=row["path"],
                         clean_acc=None if pd.isna(row["clean_acc"]) else float(row["clean_acc"]),

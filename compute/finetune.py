@@ -214,7 +214,11 @@ def set_train_mode(model: Classifier, cfg: FinetuneConfig) -> None:
 
 
 class PrefixCache:
-    """Frozen-prefix activations per (source checksum, target, split, blocks, input size), kept in memory (LRU)."""
+    """Frozen-prefix activations per (source checksum, target, split, blocks, input size), kept in memory (LRU).
+
+    Owned by whoever runs the jobs (an executor, a worker process): pass the same cache to consecutive
+    `finetune` calls that share (source, target, blocks) to compute each prefix once.
+    """
 
     def __init__(self, capacity: int = 4):
         self.capacity = capacity
@@ -231,9 +235,6 @@ class PrefixCache:
         return value
 
 
-PREFIX_CACHE = PrefixCache()
-
-
 @torch.no_grad()
 def _run_batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, size: int,
                  device: torch.device, batch: int = 512) -> torch.Tensor:
@@ -244,10 +245,12 @@ def _run_batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tenso
 
 def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
              device: str | None = None, on_epoch: Callable[[int, int], None] | None = None,
-             data_root: str | None = None) -> FinetuneResult:
+             data_root: str | None = None, prefix_cache: PrefixCache | None = None) -> FinetuneResult:
     """Run one fine-tune and return its learning curve and final numbers (the model only if `keep_model`).
 
-    `data_root`: the folder of torchvision targets (`Settings.data_root`)."""
+    `data_root`: the folder of torchvision targets (`Settings.data_root`); `prefix_cache`: frozen-prefix
+    activations shared with other runs (`feature_cache=True`; None: computed for this run only)."""
+    prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
     start = time.perf_counter()
     dev = resolve_device(device)
     train = load_dataset(cfg.target, "train", data_root)
@@ -269,10 +272,10 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
         # channels_last makes the small convolutions of the trainable blocks ~1.4x faster on CPU
         model.to(memory_format=torch.channels_last)
         cache_id = (cfg.source_checksum, cfg.target, cfg.blocks, model.input_size, str(dev))
-        full_train = PREFIX_CACHE.get((*cache_id, "train"), lambda: _channels_last(
+        full_train = prefix_cache.get((*cache_id, "train"), lambda: _channels_last(
             _run_batched(prefix, train.images, model.input_size, dev)))
         inputs = full_train[torch.as_tensor(subset, device=dev)]
-        test_feats = PREFIX_CACHE.get((*cache_id, "test", cfg.test_limit),
+        test_feats = prefix_cache.get((*cache_id, "test", cfg.test_limit),
                                       lambda: _channels_last(_run_batched(prefix, test_images, model.input_size, dev)))
         step_fn = suffix
         eval_fn = lambda: evaluate(suffix, test_feats, test_labels, EVAL_BATCH_FEATURES)  # noqa: E731

@@ -17,6 +17,19 @@ from compute.errors import RtxError
 SOURCE_KINDS = ("natural", "pgd", "gaussian")
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields by name, shallow (unlike dataclasses.asdict, which deep-copies)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+class _Record:
+    """A record whose columns are its fields."""
+
+    def columns(self) -> dict[str, Any]:
+        """The row as `CacheWriter` stores it."""
+        return _fields(self)
+
+
 def constraint_columns(constraint: str, attack_steps: int) -> dict[str, Any]:
     """`source_models` columns kind ('natural' | 'pgd' | 'gaussian'), norm ('l2' | 'linf' | None), eps (None for
     natural; sigma for gaussian) and steps (PGD steps, 0 otherwise) of a constraint text such as 'l2:1.5'.
@@ -98,13 +111,13 @@ class RunRecord:
 
     def columns(self) -> dict[str, Any]:
         """The row as `CacheWriter` stores it, with base_dataset and variant parsed from `target`."""
-        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row = _fields(self)
         row["subset_indices"] = None if self.subset_indices is None else list(self.subset_indices)
         return {**row, **target_columns(self.target)}
 
 
 @dataclass(frozen=True)
-class RobustnessRecord:
+class RobustnessRecord(_Record):
     """One `robustness` row: accuracy of a source on `n_images` test images of `dataset` under one constraint
     (clean accuracy is norm 'none', eps 0, steps 0)."""
 
@@ -116,12 +129,10 @@ class RobustnessRecord:
     accuracy: float
     n_images: int
 
-    def columns(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
-class ThumbnailRecord:
+class ThumbnailRecord(_Record):
     """One stored image: dataset index, label and PNG bytes (what the explorer and the demo show)."""
 
     dataset: str
@@ -130,5 +141,39 @@ class ThumbnailRecord:
     label: int
     png: bytes
 
-    def columns(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+@dataclass(frozen=True)
+class InfluenceRecord(_Record):
+    """One `influence` row: where a result's matrix and query data are (relative paths), which images it scores,
+    and what was derived from the matrix (label-match curve); `meta` says how it was computed."""
+
+    key: str
+    run_key: str
+    method: str
+    cutoff: float
+    n_train: int
+    n_test: int
+    matrix_path: str
+    query_path: str | None
+    train_indices: list[int]
+    test_indices: list[int]
+    train_labels: list[int]
+    test_labels: list[int]
+    test_pred: list[int]
+    label_match: list[float]
+    seconds: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeatvizRecord(_Record):
+    """One optimised image: which model, seed photo and unit, with what ascent, as PNG bytes (and the seed's)."""
+
+    key: str
+    model: str
+    seed_image: str
+    unit: int
+    steps: int
+    step_size: float
+    png: bytes
+    seed_png: bytes

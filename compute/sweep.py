@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from compute.cache import CacheWriter
 from compute.engine import cells, run_engine
 from compute.errors import RtxError, unknown_name
-from compute.finetune import FinetuneConfig, FinetuneResult, finetune
+from compute.finetune import FinetuneConfig, FinetuneResult, PrefixCache, finetune
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset, paper_schedule, seeds_for
 from compute.records import RunRecord
@@ -79,23 +79,27 @@ def run_local(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], 
     if settings.workers > 1 and len(jobs) > 1:
         yield from run_pool(jobs, sources, settings)
         return
+    prefixes = PrefixCache()
     for cfg, keep in jobs:
         bar = tqdm(total=cfg.epochs, desc=_run_label(cfg), unit="ep", leave=False, position=1,
                    disable=not settings.progress)
         try:
             yield cfg, finetune(sources(cfg.source), cfg, keep_model=keep, device=settings.device,
-                                on_epoch=lambda *_, b=bar: b.update(1), data_root=settings.data_root)
+                                on_epoch=lambda *_, b=bar: b.update(1), data_root=settings.data_root,
+                                prefix_cache=prefixes)
         except Exception as err:  # recorded as a failed run; the sweep goes on
             yield cfg, err
         finally:
             bar.close()
 
 
-def _finetune_job(job: tuple[FinetuneConfig, bool], shared: tuple[dict[str, Classifier], Settings],
+def _finetune_job(job: tuple[FinetuneConfig, bool], shared: tuple[dict[str, Classifier], Settings, PrefixCache],
                   report: Report) -> FinetuneResult:
-    (cfg, keep), (models, settings) = job, shared
+    """One fine-tune in a worker process; `shared` is unpickled once per worker, so its PrefixCache is that
+    worker's own and serves the worker's consecutive jobs."""
+    (cfg, keep), (models, settings, prefixes) = job, shared
     return finetune(models[cfg.source], cfg, keep_model=keep, device=settings.device, data_root=settings.data_root,
-                    on_epoch=lambda epoch, epochs: report(_run_label(cfg), epoch, epochs))
+                    prefix_cache=prefixes, on_epoch=lambda epoch, epochs: report(_run_label(cfg), epoch, epochs))
 
 
 def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
@@ -106,7 +110,7 @@ def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], C
     (source, target, blocks) group it is in.
     """
     models = {name: sources(name) for name in dict.fromkeys(cfg.source for cfg, _ in jobs)}
-    for (cfg, _), outcome in process_map(_finetune_job, jobs, settings.workers, (models, settings),
+    for (cfg, _), outcome in process_map(_finetune_job, jobs, settings.workers, (models, settings, PrefixCache()),
                                          settings.progress):
         yield cfg, outcome
 

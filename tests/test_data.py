@@ -8,6 +8,7 @@ import torch
 
 from compute.data import (
     DATASETS,
+    describe,
     load_dataset,
     lowpass,
     lowres,
@@ -20,8 +21,15 @@ from compute.data.transforms import augment_batch
 from compute.data.variants import lowpass_mask
 from compute.errors import RtxError
 
+OFFLINE = sorted(n for n, info in DATASETS.items() if info.offline)
+DOWNLOADABLE = sorted(n for n, info in DATASETS.items() if not info.offline)
 
-@pytest.mark.parametrize("name", ["fmnist", "mnist5k", "digits"])
+
+def test_registry_has_offline_and_downloadable_datasets() -> None:
+    assert len(OFFLINE) >= 3 and len(DOWNLOADABLE) >= 5  # demo targets, and the paper's torchvision ones
+
+
+@pytest.mark.parametrize("name", OFFLINE)
 def test_offline_datasets_load_for_real(name: str) -> None:
     info = DATASETS[name]
     for split, size in (("train", info.train_size), ("test", info.test_size)):
@@ -48,9 +56,30 @@ def test_unknown_dataset_lists_valid_names() -> None:
         load_dataset("imagenet21k")
 
 
-def test_torchvision_dataset_without_download_names_path_and_flag(tmp_path) -> None:
-    with pytest.raises(RtxError, match=r"(?s)CIFAR10 not found under .*--download"):
-        load_dataset("cifar10", "train", root=tmp_path)
+@pytest.mark.parametrize("name", DOWNLOADABLE)
+def test_torchvision_dataset_without_download_names_path_and_flag(tmp_path, name: str) -> None:
+    with pytest.raises(RtxError, match=rf"(?s)not found under {tmp_path}.*--download"):
+        load_dataset(name, "train", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_describe_states_the_registry_facts(tmp_path, name: str) -> None:
+    facts, info = describe(name, tmp_path), DATASETS[name]
+    assert (facts["classes"], facts["train"], facts["test"]) == (info.num_classes, info.train_size, info.test_size)
+    assert facts["offline"] == info.offline
+    if not info.offline:
+        assert str(tmp_path) in facts["where"]  # the data root it was given, not the environment's
+
+
+def test_loaded_datasets_are_bounded_least_recently_used_first() -> None:
+    from compute.data.registry import LOADED_CAPACITY
+
+    first = load_dataset("mnist5k+lowres(1)", "test")
+    assert load_dataset("mnist5k+lowres(1)", "test") is first  # memoised
+    for r in range(2, LOADED_CAPACITY + 2):  # LOADED_CAPACITY other specs push it out
+        load_dataset(f"mnist5k+lowres({r})", "test")
+    again = load_dataset("mnist5k+lowres(1)", "test")
+    assert again is not first and torch.equal(again.images, first.images)
 
 
 def test_variant_spec_parsing() -> None:

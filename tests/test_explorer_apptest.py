@@ -22,7 +22,7 @@ from tests.helpers.explorer_cache import SEEDS, synthetic_acc, write_explorer_ca
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")
 CHARTS = {"overview": 1, "better": 2, "faster": 2, "blocks": 2, "constraint": 2, "shape-texture": 2,
-          "influence": 2, "featviz": 0, "paper": 1}
+          "influence": 2, "featviz": 1, "paper": 1, "budget": 1}
 TITLES = {"overview": "What is in the cache?", "better": "Do robust models transfer better?",
           "faster": "Do robust models transfer faster?", "influence": "Which training images influence a prediction?"}
 

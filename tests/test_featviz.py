@@ -10,10 +10,11 @@ import torch
 
 from compute.cache import CacheReader, CacheWriter
 from compute.errors import RtxError
-from compute.featviz import SEEDS_DIR, load_seed, maximize, seed_names
+from compute.featviz import SEEDS_DIR, input_channels, load_seed, maximize, seed_names, top_units
 from compute.images import from_png
 from compute.models import build_model
 from compute.presets import FeatvizSpec, get_preset
+from compute.records import SourceRecord
 from compute.stages.featviz import featviz_stage
 
 
@@ -29,26 +30,49 @@ def test_shipped_seeds_exist_with_their_licence() -> None:
         assert max(from_png(path.read_bytes()).size) <= 128
 
 
-def test_gradient_ascent_raises_each_unit() -> None:
+def test_gradient_ascent_raises_each_unit_inside_the_ball() -> None:
     model = build_model("small_resnet", 10, seed=0).eval()
     seed = load_seed("chelsea", model.input_size)
-    viz = maximize(model, seed, units=(0, 5, 127), steps=8, step_size=0.05, device="cpu")
-    assert viz.images.shape == (3, 3, 28, 28)
+    units = top_units(model, seed, 3)
+    viz = maximize(model, seed, units=units, steps=8, eps=1.0, device="cpu")
+    assert viz.images.shape == (3, 3, 28, 28) and viz.units == units
     assert float(viz.images.min()) >= 0 and float(viz.images.max()) <= 1
-    assert (viz.final >= viz.start).all() and (viz.final[viz.start > 0] > viz.start[viz.start > 0]).all()
-    assert viz.final[0] > viz.start[0] > 0  # unit 0 is active on this seed
+    distance = (viz.images - seed).flatten(1).norm(dim=1)
+    assert (distance <= 1.0 + 1e-5).all() and (distance > 0.5).all()  # inside the ball, and it moved
+    assert (viz.final > viz.start).all() and (viz.start > 0).all()
     assert not torch.equal(viz.images[0], viz.images[1])  # each unit has its own image
-    unchanged = maximize(model, seed, units=(0,), steps=0, step_size=0.05, device="cpu")
+    unchanged = maximize(model, seed, units=(0,), steps=0, eps=1.0, device="cpu")
     assert torch.equal(unchanged.images[0], seed)
+
+
+def test_top_units_are_the_seeds_strongest_activations() -> None:
+    model = build_model("small_resnet", 10, seed=0).eval()
+    seed = load_seed("coffee", model.input_size)
+    with torch.no_grad():
+        act = model.features(seed[None])[0]
+    units = top_units(model, seed, 4)
+    assert list(units) == torch.argsort(act, descending=True)[:4].tolist() and float(act[units[0]]) > 0
+    with pytest.raises(RtxError, match="top_units"):
+        top_units(model, seed, 0)
+
+
+def test_grey_sources_are_optimised_in_one_channel() -> None:
+    assert input_channels("fmnist") == 1 and input_channels("cifar10") == 3 and input_channels("imagenet") == 3
+    model = build_model("small_resnet", 10, seed=0).eval()
+    grey = load_seed("rocket", model.input_size, channels=1)
+    assert grey.shape == (1, 28, 28)
+    viz = maximize(model, grey, units=top_units(model, grey, 2), steps=4, eps=0.5, device="cpu")
+    assert viz.images.shape == (2, 1, 28, 28) and (viz.final > viz.start).all()
+    assert ((viz.images - grey).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all()
 
 
 def test_bad_units_seeds_and_steps_raise_one_line_errors() -> None:
     model = build_model("small_resnet", 10, seed=0)
     seed = load_seed("coffee", 28)
     with pytest.raises(RtxError, match="0..127"):
-        maximize(model, seed, units=(128,), steps=1, step_size=0.1)
-    with pytest.raises(RtxError, match="step_size"):
-        maximize(model, seed, units=(0,), steps=1, step_size=0)
+        maximize(model, seed, units=(128,), steps=1, eps=0.1)
+    with pytest.raises(RtxError, match="eps > 0"):
+        maximize(model, seed, units=(0,), steps=1, eps=0)
     with pytest.raises(RtxError, match="valid choices: chelsea, coffee, rocket"):
         load_seed("boat", 28)
 
@@ -63,6 +87,7 @@ def test_stage_stores_pngs_per_source_seed_and_unit(source_cache: Path) -> None:
     assert set(rows.model) == {"natural", "l2_1.5"} and set(rows.seed_image) == {"chelsea", "rocket"}
     image, seed = from_png(bytes(rows.png[0])), from_png(bytes(rows.seed_png[0]))
     assert image.size == seed.size and min(image.size) >= 56
+    assert image.mode == "RGB"  # these stand-in sources say their dataset is 'random': colour input
     assert (rows.steps == 3).all()
     # a second run computes nothing new
     with CacheWriter(source_cache) as writer:
@@ -81,3 +106,19 @@ def test_cli_featviz_with_options(source_cache: Path) -> None:
                  "--no-progress"]) == 0
     rows = CacheReader(source_cache).featviz()
     assert sorted(rows.unit) == [1, 2] and set(rows.seed_image) == {"coffee"} and (rows.step_size == 0.1).all()
+
+
+def test_stage_optimises_grey_sources_in_grey(tmp_path: Path) -> None:
+    from compute.models import save_checkpoint
+    from compute.paths import artefact_path, file_checksum
+
+    with CacheWriter(tmp_path) as writer:
+        path = save_checkpoint(build_model("small_resnet", 10, seed=0).eval(),
+                               artefact_path(tmp_path, "sources", "test-grey", "safetensors"), {"name": "grey"})
+        writer.record_source_model(SourceRecord("grey", "small_resnet", "none", 0, "fmnist", file_checksum(path),
+                                                str(path.relative_to(tmp_path)), meta={"test": True}))
+        preset = replace(get_preset("tiny"), featviz=FeatvizSpec(("grey",), ("coffee",), steps=2, top_units=2))
+        featviz_stage(preset, writer, device="cpu", progress=False)
+    rows = CacheReader(tmp_path).featviz()
+    assert len(rows) == 2 and rows["unit"].nunique() == 2
+    assert {from_png(bytes(p)).mode for p in [*rows.png, *rows.seed_png]} == {"L"}

@@ -33,18 +33,25 @@ def test_runs_are_deterministic(source) -> None:
         assert torch.equal(pa, pb), name
 
 
-def test_frozen_parameters_unchanged_and_unfrozen_changed(source) -> None:
-    result = finetune(source, _cfg(blocks=1, bn_mode="frozen"), keep_model=True)
-    before, after = source.state_dict(), result.model.state_dict()
-    trainable_prefixes = ("net.layer4.", "net.fc.")
-    for name, tensor in after.items():
-        if name.startswith("net.fc."):
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_frozen_parameters_unchanged_and_unfrozen_changed(source, blocks: int) -> None:
+    result = finetune(source, _cfg(blocks=blocks, bn_mode="frozen"), keep_model=True)
+    model, before = result.model, dict(source.named_parameters())
+    trained = [block for _, block in model.blocks()[-blocks:]]  # the last `blocks` blocks of the module tree
+    trained_ids = {id(p) for block in trained for p in block.parameters()}
+    frozen_buffers = {id(b) for b in model.buffers()} - {id(b) for block in trained for b in block.buffers()}
+    assert trained_ids
+    for name, param in model.named_parameters():
+        if name.startswith("net.fc."):  # re-initialised for the target's classes (test below)
             continue
-        if name.startswith(trainable_prefixes):
-            if "running" not in name and "num_batches" not in name:
-                assert not torch.equal(tensor, before[name]), f"{name} should have been trained"
+        if id(param) in trained_ids:
+            assert not torch.equal(param, before[name]), f"{name} should have been trained"
         else:
-            assert torch.equal(tensor, before[name]), f"{name} is frozen but changed"
+            assert torch.equal(param, before[name]), f"{name} is frozen but changed"
+    source_buffers = dict(source.named_buffers())
+    for name, buffer in model.named_buffers():
+        if id(buffer) in frozen_buffers:
+            assert torch.equal(buffer, source_buffers[name]), f"{name} is in a frozen block but changed"
 
 
 def test_bn_train_mode_updates_frozen_running_stats(source) -> None:

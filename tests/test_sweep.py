@@ -29,10 +29,11 @@ def test_plan_covers_the_grid_once() -> None:
     preset = get_preset("demo")
     configs = plan(preset, {s.name: "x" for s in preset.sources})
     assert len(configs) == len({c.key for c in configs})
-    first, second = preset.grids
-    expected = len(preset.sources) * len(first.targets) * len(first.sizes) * len(first.seeds) * len(first.blocks)
-    expected += 2 * len(second.targets) * len(second.sizes) * len(second.seeds) * len(second.blocks)
-    assert len(configs) == expected
+    names = tuple(s.name for s in preset.sources)
+    cells = {(s, t, n, seed, b) for g in preset.grids for s in (g.sources or names) for t in g.targets
+             for n in g.sizes for seed in g.seeds for b in g.blocks}  # grids may overlap: a cell runs once
+    assert {(c.source, c.target, c.n_train, c.seed, c.blocks) for c in configs} == cells
+    assert len(configs) == 312  # the demo's plan (compute/presets.py); README and the make-demo timing assume it
 
 
 def test_paper_plan_uses_table_4() -> None:
@@ -113,10 +114,16 @@ def test_interrupting_worker_processes_keeps_finished_runs_and_stops_the_workers
         assert len(workers) == 2
         with pytest.raises(KeyboardInterrupt):
             outcomes.throw(KeyboardInterrupt)
-    assert not isinstance(first[1], BaseException) and first[1].final_test_acc >= 0
     for worker in workers:
         worker.join(timeout=10)
         assert not worker.is_alive()
+    cfg, result = first  # the run that finished before Ctrl-C is whole: the numbers this process computes for it
+    assert not isinstance(result, BaseException)
+    with CacheWriter(source_cache) as writer:
+        expected = sweep.finetune(sweep.SourceLoader(writer)(cfg.source), cfg)
+    assert [p.epoch for p in result.curve] == [p.epoch for p in expected.curve]
+    assert result.final_test_acc == pytest.approx(expected.final_test_acc, abs=1e-6)
+    assert result.final_train_loss == pytest.approx(expected.final_train_loss, rel=1e-6)
 
 
 def test_influence_runs_keep_their_weights(source_cache: Path) -> None:

@@ -109,7 +109,10 @@ def test_tiny_preset_end_to_end_robust_beats_natural(tmp_path: Path, monkeypatch
     reader.close()
     assert len(rob) == 4 and set(rob["n_images"]) == {1000} and set(rob["dataset"]) == {"fmnist"}
     natural, robust = rob.loc[("natural", "l2"), "accuracy"], rob.loc[("l2_1.5", "l2"), "accuracy"]
-    assert robust > natural + 0.08, (robust, natural)
+    # Scored with BatchNorm in eval mode throughout (see tests/test_regression_tiny.py): 0.148 vs 0.078 in the
+    # fixtures. The earlier margin of 0.08 was calibrated on the old evaluation (0.263 vs 0.107), which scored
+    # attacked batches in train mode; the corrected gap is 0.07, about twice the natural model's accuracy.
+    assert robust > natural + 0.05 and robust > 1.5 * natural, (robust, natural)
     assert rob.loc[("natural", "none"), "eps"] == 0.0 and rob.loc[("l2_1.5", "l2"), "steps"] == 3
 
     # Re-runs are no-ops: same weights, no new robustness rows.

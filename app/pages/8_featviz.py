@@ -1,35 +1,52 @@
-"""Feature visualization: penultimate-layer activation maximisation from out-of-distribution seeds (Fig. 1b)."""
+"""Feature visualization: penultimate-layer activation maximisation from out-of-distribution seeds (Fig. 1b), with
+a number beside the pictures: the share of each picture's spectral energy above half the Nyquist frequency."""
 
 import streamlit as st
 
-from app import data, ui
+from app import charts, data, spectra, ui
 
 st.title("What do the models' features look like?")
-st.markdown("Starting from a photo that is in neither dataset (the *seed*), gradient ascent maximises one unit of "
-            "the penultimate layer. Robust models tend to paint perceptible strokes and shapes, natural models "
-            "high-frequency noise (the paper's Fig. 1b, following Engstrom et al., 2019).")
+st.markdown("Starting from a photo that is in neither dataset (the *seed*, in the model's own input space: grey for "
+            "models trained on grey images), projected gradient ascent inside an L2 ball around the seed maximises "
+            "one of the penultimate units the seed activates most. Robust models tend to paint perceptible strokes "
+            "and shapes, natural models high-frequency noise (the paper's Fig. 1b, following Engstrom et al., 2019). "
+            "The number under each picture is the share of its spectral energy above half the Nyquist frequency: "
+            "fine texture scores high, smooth shapes low.")
 snap = data.snapshot()
-viz = data.featviz(snap)
+viz = spectra.latest_featviz(data.featviz(snap))
 ui.stop_if(viz.empty, snap, "feature visualizations")
 
 left, right = st.columns(2)
 with left:
     models = ui.pick_many("models", sorted(viz["model"].unique()), key="featviz-models")
 with right:
-    units = ui.pick_many("units (penultimate-layer channels)", sorted(viz["unit"].unique()), key="featviz-units")
-rows = viz[viz["model"].isin(models) & viz["unit"].isin(units)]
+    seeds = ui.pick_many("seed photos", sorted(viz["seed_image"].unique()), key="featviz-seeds")
+rows = viz[viz["model"].isin(models) & viz["seed_image"].isin(seeds)]
 if rows.empty:
     st.warning("Nothing matches these filters; widen them.")
     st.stop()
 
-for (seed, unit), group in rows.groupby(["seed_image", "unit"], sort=True):
-    st.markdown(f"**seed `{seed}`, unit {unit}**")
-    cols = st.columns(1 + len(models))
-    cols[0].image(bytes(group["seed_png"].iloc[0]), caption="seed", width=160)
-    for col, (_, row) in zip(cols[1:], group.sort_values("model").iterrows(), strict=False):
-        col.image(bytes(row["png"]), caption=f"{row['model']} ({row['steps']} steps)", width=160)
+spec = spectra.featviz_spectra(rows, spectra.model_groups(data.source_models(snap)))
+summary = spectra.spectrum_summary(spec)
+st.subheader("How much fine texture? Robust vs natural")
+st.altair_chart(charts.featviz_spectrum_chart(spec, summary))
+st.markdown("**What the numbers say:** " + spectra.spectrum_caption(spec))
+ui.footer(f"Share of each optimised image's spectral energy (2-D DCT, constant term left out) above half the Nyquist "
+          f"frequency, measured at the resolution it was optimised at; dots = one seed photo × unit each, diamond and "
+          f"bar = mean and 95% t-interval per model, dashed rule = the seed photos. {len(spec)} images.", summary,
+          "featviz_spectrum")
 
-meta = rows.drop(columns=["png", "seed_png"])
-ui.footer(f"{len(rows)} visualizations: {rows['seed_image'].nunique()} seeds x {rows['unit'].nunique()} units x "
-          f"{rows['model'].nunique()} models, {int(rows['steps'].max())} steps of size {rows['step_size'].max():g}.",
-          meta, "featviz")
+hf = spec.set_index(["model", "seed_image", "unit"])["hf"].to_dict()
+for seed, group in rows.groupby("seed_image", sort=True):
+    seed_hf = float(spec.loc[spec["seed_image"] == seed, "seed_hf"].iloc[0])
+    st.markdown(f"**seed `{seed}`** (high-frequency share {seed_hf:.1%})")
+    for model, per_model in group.sort_values(["model", "unit"]).groupby("model", sort=True):
+        cols = st.columns(1 + len(per_model))
+        cols[0].image(bytes(per_model["seed_png"].iloc[0]), caption=f"{model}: seed", width=128)
+        for col, (_, row) in zip(cols[1:], per_model.iterrows(), strict=False):
+            col.image(bytes(row["png"]), caption=f"unit {row['unit']}: {hf[(model, seed, row['unit'])]:.1%}", width=128)
+
+meta = rows.drop(columns=["png", "seed_png"]).merge(spec, on=["model", "seed_image", "unit"])
+ui.footer(f"{len(rows)} visualizations: {rows['seed_image'].nunique()} seeds x {rows['model'].nunique()} models, "
+          f"{rows.groupby(['model', 'seed_image'])['unit'].nunique().max()} units each (the ones the seed activates most), "
+          f"{int(rows['steps'].max())} steps of L2 length {rows['step_size'].max():.3g}.", meta, "featviz")

@@ -10,10 +10,11 @@ from compute.data.registry import (
     dataset_names,
     describe,
     load_dataset,
+    parse_dataset_spec,
 )
 from compute.data.sampler import paper_seeds, sample_subset
 from compute.data.transforms import augment_batch, to_model_input
-from compute.data.variants import apply_variant, lowpass, lowres, parse_dataset_spec
+from compute.data.variants import apply_variant, lowpass, lowres
 
 __all__ = [
     "DATASETS",

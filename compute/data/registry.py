@@ -19,6 +19,7 @@ import functools
 import gzip
 import os
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 
 from compute.data import caltech
 from compute.data.caltech import CALTECH101_SPLIT, load_caltech101
+from compute.data.variants import Variant, apply_variant, split_dataset_spec
 from compute.errors import RtxError, lookup, unknown_name
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -231,19 +233,27 @@ def dataset_info(name: str) -> DatasetInfo:
     return lookup("dataset", DATASETS, name)
 
 
-_LOADED: dict[tuple[str, str, str, bool], ImageSet] = {}
+LOADED_CAPACITY = 10  # (dataset spec, split) pairs kept in memory: the demo grid touches 5 specs x 2 splits
+_LOADED: OrderedDict[tuple[str, str, str, bool], ImageSet] = OrderedDict()  # least recently used first
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
+    """'fmnist+lowres(8)' -> ('fmnist', Variant('lowres', 8)); unknown names list the valid ones."""
+    name, variant = split_dataset_spec(spec)
+    dataset_info(name)  # validates the name (and a folder:PATH's layout)
+    return name, variant
 
 
 def load_dataset(spec: str, split: str = "train", root: str | os.PathLike | None = None,
                  download: bool = False) -> ImageSet:
-    """Load `name` or a variant `name+lowres(8)` / `name+lowpass(64)`; results are memoised per process."""
-    from compute.data.variants import apply_variant, parse_dataset_spec
-
+    """Load `name` or a variant `name+lowres(8)` / `name+lowpass(64)`; the `LOADED_CAPACITY` most recently used
+    are kept in memory per process."""
     if split not in SPLITS:
         raise unknown_name("split", split, SPLITS)
     name, variant = parse_dataset_spec(spec)
     memo_key = (spec, split, str(root), download)
     if memo_key in _LOADED:
+        _LOADED.move_to_end(memo_key)
         return _LOADED[memo_key]
     info = dataset_info(name)
     images, labels, source = info.loader(split, Path(root) if root else None, download)
@@ -252,6 +262,8 @@ def load_dataset(spec: str, split: str = "train", root: str | os.PathLike | None
         classes = _cifar100_names(root) or classes
     result = ImageSet(spec, split, apply_variant(images, variant), labels, classes, source)
     _LOADED[memo_key] = result
+    while len(_LOADED) > LOADED_CAPACITY:
+        _LOADED.popitem(last=False)
     return result
 
 

@@ -42,15 +42,6 @@ def split_dataset_spec(spec: str) -> tuple[str, Variant | None]:
     return match["name"], Variant(match["kind"], int(match["arg"]))
 
 
-def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
-    """'fmnist+lowres(8)' -> ('fmnist', Variant('lowres', 8)); unknown names list the valid ones."""
-    from compute.data.registry import dataset_info
-
-    name, variant = split_dataset_spec(spec)
-    dataset_info(name)  # validates the name (and a folder:PATH's layout)
-    return name, variant
-
-
 def lowres(images: torch.Tensor, r: int) -> torch.Tensor:
     """(N, C, H, W) -> same shape, through an r x r bottleneck."""
     size = images.shape[-2:]

@@ -158,8 +158,16 @@ def arch_names() -> list[str]:
 
 
 def build_model(arch: str, num_classes: int, input_size: int | None = None, seed: int | None = None) -> Classifier:
-    """A freshly initialised model; `seed` makes the initialisation reproducible."""
+    """A freshly initialised model; `seed` makes the initialisation reproducible.
+
+    A seeded model is initialised from its own generator (torch's layer initialisers draw from the default
+    generator, so it is swapped in inside `fork_rng` and the caller's random state is left as it was).
+    """
     spec = lookup("architecture", ARCHITECTURES, arch)
-    if seed is not None:
-        torch.manual_seed(seed)
-    return Classifier(arch, spec.factory(num_classes), input_size or spec.input_size, spec.mean, spec.std)
+    size = input_size or spec.input_size
+    if seed is None:
+        return Classifier(arch, spec.factory(num_classes), size, spec.mean, spec.std)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(generator.get_state())
+        return Classifier(arch, spec.factory(num_classes), size, spec.mean, spec.std)

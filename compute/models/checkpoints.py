@@ -8,26 +8,13 @@ Loading never unpickles arbitrary code unless the caller passes `trust_pickle=Tr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from compute.errors import RtxError
 from compute.models.architectures import Classifier, build_model
+from compute.models.state import CheckpointInfo, load_state
 from compute.paths import sidecar_path
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What a checkpoint says about itself (the JSON sidecar, or what the loader inferred)."""
-
-    arch: str
-    num_classes: int
-    input_size: int
-    format: str
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def save_checkpoint(model: Classifier, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -59,27 +46,8 @@ def _load_own(path: Path) -> tuple[Classifier, CheckpointInfo]:
     except (SafetensorError, json.JSONDecodeError, OSError) as err:
         raise RtxError(f"{path}: corrupt or truncated checkpoint ({err}); delete it and re-create it") from err
     model = build_model(meta["arch"], int(meta["num_classes"]), int(meta["input_size"]))
-    _load_state(model, state, path)
+    load_state(model, state, path)
     return model, CheckpointInfo(meta["arch"], int(meta["num_classes"]), int(meta["input_size"]), "rtx", meta)
-
-
-def _load_state(model: Classifier, state: dict[str, torch.Tensor], path: Path) -> None:
-    """load_state_dict with one-line errors naming the file and the first offending keys."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    if missing or extra:
-        raise RtxError(
-            f"{path}: keys do not match architecture {model.arch!r} "
-            f"(missing {len(missing)}: {missing[:3]}; unexpected {len(extra)}: {extra[:3]}); check --arch"
-        )
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise RtxError(
-                f"{path}: shape mismatch at {key}: file {tuple(tensor.shape)} vs {model.arch} {tuple(expected[key].shape)}; "
-                "check --arch and --num-classes"
-            )
-    model.load_state_dict(state)
 
 
 def load_checkpoint(path: str | Path, arch: str | None = None, num_classes: int | None = None,

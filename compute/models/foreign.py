@@ -27,7 +27,7 @@ from torch import nn
 
 from compute.errors import RtxError
 from compute.models.architectures import ARCHITECTURES, Classifier, arch_names, build_model
-from compute.models.checkpoints import CheckpointInfo, _load_state
+from compute.models.state import CheckpointInfo, load_state
 
 MADRY_PREFIX = "module.model."
 MADRY_DROP = ("module.attacker.", "module.normalizer.")
@@ -151,6 +151,6 @@ def load_foreign(path: Path, arch: str | None, num_classes: int | None,
     except RuntimeError as err:
         raise RtxError(f"{path}: normalizer mean/std of shape {tuple(mean.shape)} do not fit {arch}'s 3 channels; "
                        "check the file") from err
-    _load_state(model, full, path)
+    load_state(model, full, path)
     meta = {"source_file": path.name, **extra}
     return model.eval(), CheckpointInfo(arch, num_classes, model.input_size, fmt, meta)

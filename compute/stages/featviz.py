@@ -7,10 +7,11 @@ from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
 from compute.errors import RtxError, unknown_name
-from compute.featviz import PNG_SIZE, featviz_key, load_seed, maximize, seed_names
+from compute.featviz import PNG_SIZE, featviz_key, input_channels, seed_names, visualize
 from compute.images import to_png
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset
+from compute.records import FeatvizRecord
 from compute.settings import Settings
 
 
@@ -40,11 +41,10 @@ def featviz_stage(preset: Preset, writer: CacheWriter, device: str | torch.devic
         if source not in models:
             models[source] = load_checkpoint(writer.root / row.path)[0]
         model = models[source]
-        seed = load_seed(seed_image, model.input_size)
-        viz = maximize(model, seed, spec.units, spec.steps, spec.step_size, device)
+        viz = visualize(model, seed_image, spec, input_channels(row.source_dataset), device)
         seed_png = to_png(viz.seed, PNG_SIZE)
         writer.record_featviz([
-            {"key": key, "model": source, "seed_image": seed_image, "unit": int(unit), "steps": spec.steps,
-             "step_size": spec.step_size, "png": to_png(image, PNG_SIZE), "seed_png": seed_png}
-            for unit, image in zip(spec.units, viz.images, strict=True)
+            FeatvizRecord(key, source, seed_image, int(unit), spec.steps, viz.step_size, to_png(image, PNG_SIZE),
+                          seed_png)
+            for unit, image in zip(viz.units, viz.images, strict=True)
         ])

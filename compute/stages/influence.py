@@ -39,7 +39,7 @@ from compute.influence import (
 from compute.models import load_checkpoint
 from compute.paths import artefact_path, job_key
 from compute.presets import Preset
-from compute.records import ThumbnailRecord
+from compute.records import InfluenceRecord, ThumbnailRecord
 from compute.settings import Settings, resolve_device
 
 # Bump when a change to compute.influence changes stored results: it is part of every influence key.
@@ -152,15 +152,12 @@ def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: st
         "rank": np.tile(np.arange(k), n_test).astype(np.int32),
         "train_pos": best.positions.reshape(-1).astype(np.int32), "score": best.scores.reshape(-1).astype(np.float64),
     })
-    row = {
-        "key": key, "run_key": job.run_key, "method": job.method, "cutoff": job.cutoff,
-        "n_train": len(outcome.train_indices), "n_test": len(outcome.test_indices),
-        "matrix_path": str(matrix_path.relative_to(root)), "query_path": str(query_path.relative_to(root)),
-        "train_indices": outcome.train_indices.tolist(), "test_indices": outcome.test_indices.tolist(),
-        "train_labels": outcome.train_labels.tolist(), "test_labels": outcome.test_labels.tolist(),
-        "test_pred": outcome.test_pred.tolist(), "label_match": outcome.label_match.tolist(),
-        "seconds": outcome.seconds, "meta": outcome.meta,
-    }
+    row = InfluenceRecord(
+        key, job.run_key, job.method, job.cutoff, len(outcome.train_indices), len(outcome.test_indices),
+        str(matrix_path.relative_to(root)), str(query_path.relative_to(root)), outcome.train_indices.tolist(),
+        outcome.test_indices.tolist(), outcome.train_labels.tolist(), outcome.test_labels.tolist(),
+        outcome.test_pred.tolist(), outcome.label_match.tolist(), outcome.seconds, outcome.meta,
+    )
     writer.record_influence(row, topk)
 
 

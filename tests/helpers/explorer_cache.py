@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from compute import records as rec
 from compute.cache import CacheWriter
 from compute.data import paper_seeds
 from compute.images import to_png
 from compute.influence.derived import label_match_curve, top_k
 from compute.paths import artefact_path, job_key
-from compute.records import CurvePoint, RobustnessRecord, RunRecord, SourceRecord, ThumbnailRecord
 
 SOURCES = (  # name, constraint_, attack_steps, clean accuracy, transfer bonus
     ("natural", "none", 0, 0.91, 0.00),
@@ -47,14 +47,14 @@ def synthetic_acc(source: str, target: str, n_train: int, blocks: int, seed_inde
     return round(acc, 6)
 
 
-def _run(source: str, target: str, n_train: int, blocks: int, seed_index: int) -> tuple[RunRecord, list[CurvePoint]]:
+def _run(source: str, target: str, n_train: int, blocks: int, seed_index: int) -> tuple[rec.RunRecord, list[rec.CurvePoint]]:
     seed = SEEDS[seed_index]
     key = job_key("finetune", {"source": source, "target": target, "n_train": n_train, "seed": seed, "blocks": blocks})
     final = synthetic_acc(source, target, n_train, blocks, seed_index)
     subset = np.random.default_rng(seed + n_train).choice(400 * CLASSES, n_train, replace=False)
-    run = RunRecord(key, "done", source, target, n_train, seed, blocks, EPOCHS[-1], {"synthetic": True},
+    run = rec.RunRecord(key, "done", source, target, n_train, seed, blocks, EPOCHS[-1], {"synthetic": True},
                     tuple(subset.tolist()), final_test_acc=final, final_train_loss=0.1, wall_seconds=1.0, device="cpu")
-    curve = [CurvePoint(e, final * (0.6 + 0.4 * e / EPOCHS[-1]), 1.0 / e) for e in EPOCHS]
+    curve = [rec.CurvePoint(e, final * (0.6 + 0.4 * e / EPOCHS[-1]), 1.0 / e) for e in EPOCHS]
     return run, curve
 
 
@@ -64,7 +64,7 @@ def _png(rng: np.random.Generator, label: int, size: int = 28) -> bytes:
     return to_png(np.clip(image, 0, 1))
 
 
-def _influence(writer: CacheWriter, runs: dict[tuple, RunRecord], rng: np.random.Generator) -> None:
+def _influence(writer: CacheWriter, runs: dict[tuple, rec.RunRecord], rng: np.random.Generator) -> None:
     spec = INFLUENCE
     for source in spec["sources"]:
         run = runs[(source, spec["target"], spec["n_train"], spec["blocks"], 0)]
@@ -80,35 +80,32 @@ def _influence(writer: CacheWriter, runs: dict[tuple, RunRecord], rng: np.random
         topk = pd.DataFrame([{"influence_key": key, "test_pos": t, "rank": r, "train_pos": int(top.positions[t, r]),
                               "score": float(top.scores[t, r])} for t in range(N_TEST) for r in range(TOP_K)])
         match = label_match_curve(matrix, train_labels, test_labels, TOP_K).tolist()
-        writer.record_influence({
-            "key": key, "run_key": run.key, "method": "fc-exact", "cutoff": 0.05, "n_train": len(train_idx),
-            "n_test": N_TEST, "matrix_path": str(path.relative_to(writer.root)), "query_path": None,
-            "train_indices": train_idx.tolist(), "test_indices": test_idx.tolist(),
-            "train_labels": train_labels.tolist(), "test_labels": test_labels.tolist(),
-            "test_pred": test_labels.tolist(), "label_match": match, "seconds": 0.5, "meta": {"synthetic": True},
-        }, topk)
+        writer.record_influence(rec.InfluenceRecord(
+            key, run.key, "fc-exact", 0.05, len(train_idx), N_TEST, str(path.relative_to(writer.root)), None,
+            train_idx.tolist(), test_idx.tolist(), train_labels.tolist(), test_labels.tolist(), test_labels.tolist(),
+            match, 0.5, {"synthetic": True}), topk)
         writer.record_thumbnails([_thumbnail(rng, spec["target"], "train", int(i)) for i in train_idx])
     writer.record_thumbnails([_thumbnail(rng, spec["target"], "test", i) for i in range(N_TEST)])
 
 
-def _thumbnail(rng: np.random.Generator, dataset: str, split: str, idx: int) -> ThumbnailRecord:
+def _thumbnail(rng: np.random.Generator, dataset: str, split: str, idx: int) -> rec.ThumbnailRecord:
     """A made-up image whose label is idx % CLASSES."""
-    return ThumbnailRecord(dataset, split, idx, idx % CLASSES, _png(rng, idx % CLASSES))
+    return rec.ThumbnailRecord(dataset, split, idx, idx % CLASSES, _png(rng, idx % CLASSES))
 
 
 def write_explorer_cache(root: Path) -> Path:
     """Fill `root` with the synthetic cache described in the module docstring; returns `root`."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    runs: dict[tuple, RunRecord] = {}
-    curves: list[list[CurvePoint]] = []
+    runs: dict[tuple, rec.RunRecord] = {}
+    curves: list[list[rec.CurvePoint]] = []
     with CacheWriter(root) as writer:
         for name, constraint, steps, clean, _ in SOURCES:
-            writer.record_source_model(SourceRecord(name, "small_resnet", constraint, steps, "fmnist", f"synthetic-{name}",
+            writer.record_source_model(rec.SourceRecord(name, "small_resnet", constraint, steps, "fmnist", f"synthetic-{name}",
                                                     f"sources/{name}.safetensors", clean, 1.0, {"synthetic": True}))
             writer.record_robustness([
-                RobustnessRecord(name, "fmnist", "none", 0.0, 0, clean, 100),
-                RobustnessRecord(name, "fmnist", "l2", 1.5, 3, clean * (0.2 if constraint == "none" else 0.7), 100)])
+                rec.RobustnessRecord(name, "fmnist", "none", 0.0, 0, clean, 100),
+                rec.RobustnessRecord(name, "fmnist", "l2", 1.5, 3, clean * (0.2 if constraint == "none" else 0.7), 100)])
         grid = [(s[0], t) for s in SOURCES for t in ALL_SOURCE_TARGETS] + \
                [(s, t) for s in ("natural", "l2_1.5") for t in PAIR_TARGETS]
         for source, target in grid:
@@ -119,12 +116,11 @@ def write_explorer_cache(root: Path) -> Path:
                         runs[(source, target, n_train, blocks, i)] = run
                         curves.append(curve)
         writer.record_runs(list(runs.values()), curves)
-        failed = RunRecord("finetune-failed", "failed", "natural", "mnist5k", 20, 1, 1, 9, error="RuntimeError: synthetic")
+        failed = rec.RunRecord("finetune-failed", "failed", "natural", "mnist5k", 20, 1, 1, 9, error="RuntimeError: synthetic")
         writer.record_run(failed, [])
         _influence(writer, runs, rng)
         writer.record_thumbnails([_thumbnail(rng, t, "test", 1000 + c) for t in PAIR_TARGETS for c in range(CLASSES)])
-        writer.record_featviz([{"key": "featviz-synthetic", "model": m, "seed_image": seed, "unit": unit, "steps": 4,
-                                "step_size": 0.05, "png": to_png(rng.random((3, 32, 32))),
-                                "seed_png": to_png(rng.random((3, 32, 32)))}
+        writer.record_featviz([rec.FeatvizRecord("featviz-synthetic", m, seed, unit, 4, 0.05, to_png(rng.random((3, 32, 32))),
+                                             to_png(rng.random((3, 32, 32))))
                                for m in ("natural", "l2_1.5") for seed in ("chelsea", "coffee") for unit in (0, 1)])
     return root

@@ -1,0 +1,106 @@
+"""The budget page's data: robust-minus-natural accuracy against each source's budget, and the sources' own
+clean and attacked accuracy, as pure DataFrame functions (tested without Streamlit).
+
+Why a page of its own: Salman et al. (2020) found the transfer benefit largest at small budgets and gone at
+large ones, so one robust source is one point on a curve. Each source's budget comes from the cache's
+`source_models` columns `kind` ('natural' | 'pgd' | 'gaussian'), `norm` ('l2' | 'linf' | NULL), `eps` (NULL for
+natural; sigma for gaussian) and `steps` (schema migration 2), never from parsing its name. A *family* is
+one line of the chart: sources that differ only in eps (L2 PGD(3), L∞ PGD(3), L2 PGD(1), Gaussian).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["BUDGET_COLUMNS", "attack_label", "budget_accuracy", "budget_deltas", "budget_summary", "family",
+           "has_budgets"]
+
+BUDGET_COLUMNS = ("kind", "norm", "eps", "steps")
+NORM_TEXT = {"l2": "L2", "linf": "L∞"}
+
+
+def has_budgets(sources: pd.DataFrame) -> bool:
+    """True when the source table carries the budget columns (a cache written before schema v2 does not)."""
+    return not sources.empty and all(c in sources.columns for c in BUDGET_COLUMNS)
+
+
+def family(kind: str, norm: str | None, steps: int | None) -> str:
+    """The chart line a source belongs to: 'L2, PGD(3)', 'L∞, PGD(3)', 'Gaussian (ε = σ)' or 'natural'."""
+    if kind == "pgd":
+        return f"{NORM_TEXT.get(str(norm), str(norm))}, PGD({int(steps or 0)})"
+    if kind == "gaussian":
+        return "Gaussian (ε = σ)"
+    return str(kind)
+
+
+def _budgets(sources: pd.DataFrame) -> pd.DataFrame:
+    """name -> kind, norm, eps, steps, family for every source with a budget (natural sources dropped)."""
+    frame = sources[sources["kind"].isin(["pgd", "gaussian"]) & sources["eps"].notna() & (sources["eps"] > 0)]
+    fam = [family(k, n, s) for k, n, s in zip(frame["kind"], frame["norm"], frame["steps"], strict=True)]
+    return frame.assign(family=fam)[["name", "kind", "norm", "eps", "steps", "family"]]
+
+
+def budget_deltas(delta: pd.DataFrame, sources: pd.DataFrame) -> pd.DataFrame:
+    """`delta_summary` rows (source minus natural, paired by seed) with each source's budget and family.
+
+    One row per (source, target, n_train, blocks); sources without a budget (another natural model) are left out.
+    """
+    if delta.empty or not has_budgets(sources):
+        return pd.DataFrame(columns=[*delta.columns, "kind", "norm", "eps", "steps", "family"])
+    budgets = _budgets(sources).rename(columns={"name": "source"})
+    return delta.merge(budgets, on="source", how="inner").sort_values(["family", "eps"], kind="stable")
+
+
+def attack_label(norm: str, eps: float, steps: int) -> str:
+    """'clean' for the robustness table's norm 'none', else e.g. 'L2 ε=0.22, PGD(3)'."""
+    if norm == "none":
+        return "clean"
+    return f"{NORM_TEXT.get(norm, norm)} ε={eps:.3g}, PGD({int(steps)})"
+
+
+def budget_accuracy(sources: pd.DataFrame, robustness: pd.DataFrame, attack: str,
+                    natural: str | None = None) -> pd.DataFrame:
+    """Each source's clean accuracy and its accuracy under `attack` (an `attack_label`), on its own test set.
+
+    Rows: source, family, eps, measure ('clean' | attack), accuracy, n_images. The natural source gets family
+    'natural' and eps NaN (it has no budget; the chart draws it as a reference line).
+    """
+    columns = ["source", "family", "eps", "measure", "accuracy", "n_images"]
+    if robustness.empty or not has_budgets(sources):
+        return pd.DataFrame(columns=columns)
+    labels = [attack_label(n, e, s) for n, e, s in zip(robustness["norm"], robustness["eps"], robustness["steps"],
+                                                        strict=True)]
+    rows = robustness.assign(measure=labels).drop(columns=["norm", "eps", "steps"])  # the attack's, not the source's
+    rows = rows[rows["measure"].isin(["clean", attack])]
+    budgets = _budgets(sources)
+    if natural is not None:
+        budgets = pd.concat([budgets, pd.DataFrame([{"name": natural, "family": "natural"}])], ignore_index=True)
+    out = rows.merge(budgets.rename(columns={"name": "source"}), on="source", how="inner")
+    return out[columns].sort_values(["family", "eps", "measure"], kind="stable").reset_index(drop=True)
+
+
+def budget_summary(deltas: pd.DataFrame) -> str:
+    """What the curve says, computed: the best and the worst budget, and per family whether its smallest
+    budget beats its largest. `deltas` is one (target, n_train, blocks) cell of `budget_deltas`."""
+    if deltas.empty:
+        return "No robust source has paired runs here."
+    best, worst = deltas.loc[deltas["mean"].idxmax()], deltas.loc[deltas["mean"].idxmin()]
+
+    def point(row: pd.Series) -> str:
+        sign = "excludes" if row["lo"] > 0 or row["hi"] < 0 else "includes"
+        return (f"{row['source']} ({row['family']}, ε={row['eps']:.3g}): {row['mean']:+.1%} "
+                f"[{row['lo']:+.1%}, {row['hi']:+.1%}], an interval that {sign} zero")
+
+    trends = []
+    for fam, group in deltas.groupby("family", sort=True):
+        if len(group) < 2:
+            continue
+        small, large = group.loc[group["eps"].idxmin()], group.loc[group["eps"].idxmax()]
+        word = "above" if small["mean"] > large["mean"] else "below"
+        trends.append(f"{fam}: smallest ε {small['eps']:.3g} {small['mean']:+.1%} is {word} largest ε "
+                      f"{large['eps']:.3g} {large['mean']:+.1%}")
+    above = int((deltas["lo"] > 0).sum())
+    below = int((deltas["hi"] < 0).sum())
+    text = (f"Best: {point(best)}. Worst: {point(worst)}. {above} of {len(deltas)} sources are above natural "
+            f"and {below} below it with 95% confidence.")
+    return text + (" " + "; ".join(trends) + "." if trends else "")
