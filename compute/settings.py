@@ -63,8 +63,10 @@ class Settings:
         if self.engine_strategy not in ENGINE_STRATEGIES:
             raise RtxError(f"unknown engine strategy {self.engine_strategy!r}; valid choices: "
                            f"{', '.join(ENGINE_STRATEGIES)}")
-        if self.gpus_per_task is not None and not (0 < self.gpus_per_task <= 1 or float(self.gpus_per_task).is_integer()):
-            raise RtxError(f"--gpus-per-task must be a fraction in (0, 1] or a whole number (got {self.gpus_per_task})")
+        if self.gpus_per_task is not None and (self.gpus_per_task < 0 or self.gpus_per_task > 1
+                                               and not float(self.gpus_per_task).is_integer()):
+            raise RtxError(f"--gpus-per-task must be 0 (CPU tasks), a fraction up to 1 or a whole number "
+                           f"(got {self.gpus_per_task})")
         if self.cpus_per_task <= 0:
             raise RtxError(f"--cpus-per-task must be positive (got {self.cpus_per_task})")
 

@@ -126,3 +126,5 @@ def test_bad_grid_flag_values_are_one_line_errors(tmp_path: Path, capsys) -> Non
     assert "--max-group must be at least 1" in _one_line_error(capsys)
     assert main(["--cache", str(tmp_path), "finetune", "--preset", "tiny", "--gpus-per-task", "1.5"]) == 2
     assert "--gpus-per-task" in _one_line_error(capsys)
+    assert main(["--cache", str(tmp_path), "finetune", "--preset", "tiny", "--gpus-per-task", "-1"]) == 2
+    assert "--gpus-per-task must be 0" in _one_line_error(capsys)

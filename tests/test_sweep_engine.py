@@ -132,3 +132,13 @@ def test_task_gpus_come_from_the_flag_the_measured_memory_or_a_whole_gpu() -> No
     assert sweep.TaskResources(Settings(gpus_per_task=0.25), cluster_gpus=8).gpus(None, group) == 0.25
     if not torch.cuda.is_available():  # nothing to measure with: a whole GPU per task
         assert sweep.TaskResources(Settings(), cluster_gpus=8).gpus(None, group) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_default_executor_is_the_engine_and_records_the_same_runs(source_cache: Path) -> None:
+    """The CUDA default through the real sweep: the engine with its group size from free memory (fp32 tiny
+    grid; CUDA's convolution algorithms differ from the CPU's, so two test images of tolerance)."""
+    settings = Settings.from_env(device="cuda", progress=False)
+    assert settings.executor == "engine"
+    assert_executor_matches_in_process(source_cache, _tiny(), settings, acc_tol=2 * ONE_TEST_IMAGE)
