@@ -14,13 +14,16 @@ The stage itself (`compute.stages.finetune`) plans, subtracts what is done and r
 
 from __future__ import annotations
 
+import pickle
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 
+import torch
 from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
-from compute.engine import cells, run_engine
+from compute.engine import cell_key, cells, per_run_bytes, run_engine
 from compute.errors import RtxError, unknown_name
 from compute.finetune import FinetuneConfig, FinetuneResult, PrefixCache, finetune
 from compute.models import Classifier, load_checkpoint
@@ -116,8 +119,10 @@ def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], C
 
 
 # Ray: one task per group of runs that train together (a cell, or a `max_group` slice of one). Worker deaths are
-# retried by Ray (`max_retries`); a run whose task returned an error is retried once in a new task, unless
-# the error is an RtxError (bad input: the same every time); a second failure is recorded.
+# retried by Ray (`max_retries`); a group whose worker died on each attempt is split into one task per run, and a
+# lone run whose worker died on each attempt is recorded as failed. A run whose task returned an error is retried
+# once in a new task, unless the error is an RtxError (bad input: the same every time); a second failure is
+# recorded.
 RAY_SYSTEM_RETRIES = 1
 
 
@@ -143,8 +148,6 @@ def run_group_task(model: Classifier, group: list[tuple[FinetuneConfig, bool]],
     executor's numbers exactly; a CPU cluster's parallelism comes from running many tasks at once. Targets load
     through the registry on the worker, from `settings.data_root` (a folder every node can read).
     """
-    import torch
-
     on_gpu = torch.cuda.is_available()
     here = settings.replace(device=None, workers=1, progress=False, max_group=len(group))
     runner = EXECUTORS["engine" if on_gpu else "local"]
@@ -154,8 +157,6 @@ def run_group_task(model: Classifier, group: list[tuple[FinetuneConfig, bool]],
 
 def portable_error(err: BaseException) -> BaseException:
     """`err` if it survives pickling (it travels back from a Ray worker), else a RuntimeError with its text."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(err))
         return err
@@ -179,18 +180,12 @@ class TaskResources:
         self._bytes: dict[tuple, int] = {}
 
     def gpus(self, model: Classifier, group: list[tuple[FinetuneConfig, bool]]) -> float:
-        import torch
-
         if self.cluster_gpus <= 0:
             return 0
         if self.settings.gpus_per_task is not None:
             return self.settings.gpus_per_task
         if not torch.cuda.is_available():
             return 1
-        from dataclasses import replace
-
-        from compute.engine import cell_key, per_run_bytes
-
         cfg = group[0][0]
         probe = replace(cfg, source_checksum="", n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size), seed=0)
         key = cell_key(probe)
@@ -230,11 +225,12 @@ def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Cl
     pending: dict[object, tuple[list[tuple[FinetuneConfig, bool]], int]] = {}  # ref -> (group, attempt)
 
     def submit(group: list[tuple[FinetuneConfig, bool]], attempt: int) -> None:
-        model = sources(group[0][0].source)
-        if group[0][0].source not in models:
-            models[group[0][0].source] = ray.put(model)
+        name = group[0][0].source
+        model = sources(name)
+        if name not in models:
+            models[name] = ray.put(model)
         ref = task.options(num_gpus=resources.gpus(model, group), num_cpus=settings.cpus_per_task).remote(
-            models[group[0][0].source], group, settings)
+            models[name], group, settings)
         pending[ref] = (group, attempt)
 
     unsent: list[Outcome] = []
@@ -250,8 +246,12 @@ def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Cl
             group, attempt = pending.pop(done[0])
             try:
                 outcomes = dict(ray.get(done[0]))
-            except ray.exceptions.RayError as err:  # the worker died more than RAY_SYSTEM_RETRIES times
-                yield from ((cfg, err) for cfg, _ in group)
+            except ray.exceptions.RayError as err:  # its worker died on every one of Ray's attempts
+                if len(group) > 1:  # one run may be the cause: each run gets a task of its own
+                    for job in group:
+                        submit([job], attempt)
+                else:
+                    yield group[0][0], err
                 continue
             retry = []
             for cfg, keep in group:

@@ -1,8 +1,9 @@
 """The Ray executor on a local Ray bound to loopback: the local executor's numbers, recorded by the driver alone.
 
-One Ray for the module (starting one costs seconds). Its workers run `_crash_once_hook` at start: a run with
-seed CRASH_SEED kills its worker process (os._exit) the first time any worker trains it, once per marker file,
-so the retry of a task whose worker died can be tested without touching the code under test.
+One Ray for the module (starting one costs seconds). Its workers run `_faulty_hook` at start, which wraps
+`finetune` so that runs with some seeds misbehave, counting attempts per run in files (workers are processes):
+CRASH_ONCE kills its worker process (os._exit) on the first attempt, CRASH_ALWAYS on every attempt, FAIL_ONCE
+raises on the first attempt, FAIL_ALWAYS on every one. Nothing in the code under test knows about it.
 """
 
 from __future__ import annotations
@@ -24,39 +25,48 @@ from tests.helpers.fake_torchvision import write_mnist
 ray = pytest.importorskip("ray", reason="the Ray executor needs the [cluster] extra (installed by make test)")
 pytestmark = pytest.mark.slow
 
-CRASH_SEED = 7
+CRASH_ONCE, CRASH_ALWAYS, FAIL_ONCE, FAIL_ALWAYS = 7, 9, 10, 11
 RAY = Settings(executor="ray", progress=False)
 
 
-def _crash_once_hook() -> None:
+def _faulty_hook() -> None:
     """Runs in every Ray worker process at start (runtime_env's worker_process_setup_hook)."""
     import os
     from pathlib import Path
 
     import compute.sweep as sweep
 
-    marker, real = Path(os.environ["RTX_TEST_CRASH_MARKER"]), sweep.finetune
+    folder, real = Path(os.environ["RTX_TEST_ATTEMPTS"]), sweep.finetune
 
     def finetune(source, cfg, **kwargs):
-        if cfg.seed == CRASH_SEED and not marker.exists():
-            marker.touch()
-            os._exit(1)  # the worker process dies mid-task, as a node lost or an OOM kill would
+        log = folder / f"{cfg.source}-{cfg.n_train}-{cfg.seed}"
+        with log.open("a") as f:
+            f.write("x")
+        first = len(log.read_text()) == 1
+        if cfg.seed == CRASH_ALWAYS or cfg.seed == CRASH_ONCE and first:
+            os._exit(1)  # the worker process dies mid-task, as on a lost node or an OOM kill
+        if cfg.seed == FAIL_ALWAYS or cfg.seed == FAIL_ONCE and first:
+            raise RuntimeError(f"flaky run {cfg.seed}")
         return real(source, cfg, **kwargs)
 
     sweep.finetune = finetune
 
 
+def attempts(folder: Path, source: str, n_train: int, seed: int) -> int:
+    log = folder / f"{source}-{n_train}-{seed}"
+    return len(log.read_text()) if log.exists() else 0
+
+
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory: pytest.TempPathFactory):
-    """A local Ray on 127.0.0.1 with two CPUs; yields the crash marker's path."""
-    marker = tmp_path_factory.mktemp("ray") / "crashed"
+    """A local Ray on 127.0.0.1 with two CPUs; yields the folder where workers count attempts."""
+    folder = tmp_path_factory.mktemp("attempts")
     saved = {k: os.environ.get(k) for k in ("RAY_DISABLE_USAGE_STATS", "RAY_AUTH_MODE")}
     os.environ.update(RAY_DISABLE_USAGE_STATS="1", RAY_AUTH_MODE="disabled")
     ray.init(address="local", include_dashboard=False, num_cpus=2, _node_ip_address="127.0.0.1", log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": _crash_once_hook,
-                          "env_vars": {"RTX_TEST_CRASH_MARKER": str(marker)}})
+             runtime_env={"worker_process_setup_hook": _faulty_hook, "env_vars": {"RTX_TEST_ATTEMPTS": str(folder)}})
     try:
-        yield marker
+        yield folder
     finally:
         ray.shutdown()
         for k, v in saved.items():
@@ -89,13 +99,28 @@ def test_ray_records_the_local_executors_runs_and_resumes_across_executors(sourc
 
 
 def test_a_worker_killed_mid_task_is_retried_and_the_sweep_completes(source_cache: Path, local_ray: Path) -> None:
-    assert not local_ray.exists()
-    preset = _tiny(sizes=(20,), seeds=(CRASH_SEED, 8))
+    preset = _tiny(sizes=(20,), seeds=(CRASH_ONCE, 8))
     with CacheWriter(source_cache) as writer:
         counts = finetune_stage(preset, writer, RAY)
-    assert local_ray.exists(), "the first attempt should have killed its worker"
     assert counts == {"planned": 4, "cached": 0, "done": 4, "failed": 0}
-    assert set(CacheReader(source_cache).runs().seed) == {CRASH_SEED, 8}
+    for source in ("natural", "l2_1.5"):  # the first attempt killed its worker; Ray ran the task again
+        assert attempts(local_ray, source, 20, CRASH_ONCE) == 2 and attempts(local_ray, source, 20, 8) == 1
+
+
+def test_runs_that_fail_twice_are_recorded_with_their_error_and_the_rest_complete(source_cache: Path,
+                                                                                   local_ray: Path) -> None:
+    """One task of four runs whose first run kills its worker every time: Ray retries the task, then each run
+    gets a task of its own; the crashing run is recorded as failed, a run that raises twice too (with its error),
+    a run that raises once is retried in a new task and done, and the healthy run is done."""
+    preset = _tiny(sizes=(20,), seeds=(CRASH_ALWAYS, 12, FAIL_ONCE, FAIL_ALWAYS), sources=("natural",))
+    with CacheWriter(source_cache) as writer:
+        counts = finetune_stage(preset, writer, RAY)
+    assert counts == {"planned": 4, "cached": 0, "done": 2, "failed": 2}
+    runs = CacheReader(source_cache).runs().set_index("seed")
+    assert set(runs[runs.status == "done"].index) == {12, FAIL_ONCE}
+    assert runs.loc[FAIL_ALWAYS, "error"].startswith("RuntimeError: flaky run 11")
+    assert runs.loc[CRASH_ALWAYS, "error"].startswith("WorkerCrashedError")
+    assert [attempts(local_ray, "natural", 20, s) for s in (CRASH_ALWAYS, 12, FAIL_ONCE, FAIL_ALWAYS)] == [4, 1, 2, 2]
 
 
 def test_workers_read_targets_from_the_shared_data_root(source_cache: Path, local_ray, tmp_path: Path) -> None:
