@@ -43,7 +43,8 @@ from compute.data.augment import train_input  # noqa: E402
 from compute.data.registry import DATASETS, DatasetInfo, register  # noqa: E402
 from compute.data.transforms import to_model_input  # noqa: E402
 from compute.engine import RunGroup, group_size  # noqa: E402
-from compute.finetune import FinetuneConfig, autocast, default_device, prepare_model  # noqa: E402
+from compute.finetune import FinetuneConfig, autocast, prepare_model  # noqa: E402
+from compute.settings import resolve_device  # noqa: E402
 from compute.models import build_model  # noqa: E402
 from compute.presets import PAPER_SIZES, PAPER_TARGETS, paper_schedule  # noqa: E402
 
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scan-group", type=int, nargs="+", default=None, metavar="R",
                         help="only time small_resnet with these group sizes (how CPU_GROUP was chosen)")
     args = parser.parse_args(argv)
-    device = default_device(args.device)
+    device = resolve_device(args.device)
     if args.scan_group:
         scan_group(device, args.scan_group)
         return
