@@ -140,7 +140,8 @@ def test_paper_page_lines_up_table7_with_the_cache(monkeypatch, shared_cache: Pa
     assert set(here["n_train"]) == {100} and set(here["target"]) == {"mnist"}  # mnist5k counts as mnist
     l2 = here[here["model"] == "l2_eps3"]["acc"].iloc[0]
     assert l2 == pytest.approx(np.mean([synthetic_acc("l2_1.5", "mnist5k", 100, 3, i) for i in range(3)]))
-    table = at.dataframe[0].value
+    recipe, table = (frame.value for frame in at.dataframe)
+    assert {"augmentation", "frozen BatchNorm", "new FC layer"} <= set(recipe["setting"])  # the recipe, then Table 7
     assert len(table) == 4 * 60  # every Table 7 cell of the four ImageNet sources, matched or greyed
 
 

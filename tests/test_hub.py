@@ -11,6 +11,7 @@ import torch
 from compute.errors import RtxError
 from compute.models import build_model
 from compute.models.hub import parse_hub_uri, resolve_checkpoint
+from compute.paths import sidecar_path
 from compute.train_source import import_source
 
 REPO, REVISION = "madrylab/robust-imagenet-models", "3f04ac96136001cfe402022100728124cbe3fac5"
@@ -90,6 +91,6 @@ def test_import_source_from_the_hub_cache(offline_hub: Path, tmp_path: Path) -> 
     torch.save({"model": state, "epoch": 1}, buffer)
     _hub_cache(offline_hub, {"resnet50_l2_eps3.ckpt": buffer.read_bytes()})
     row = import_source(URI, "zoo_l2_3", None, "l2:3", 3, "imagenet", tmp_path / "cache")
-    assert row["arch"] == "small_resnet" and (tmp_path / "cache" / row["path"]).is_file()
-    assert row["meta"]["imported_from"] == URI  # the address, not the cache's blob path
-    assert json.loads((tmp_path / "cache" / row["path"]).with_suffix(".json").read_text())["format"] == "madry"
+    assert row.arch == "small_resnet" and (tmp_path / "cache" / row.path).is_file()
+    assert row.meta["imported_from"] == URI  # the address, not the cache's blob path
+    assert json.loads(sidecar_path(tmp_path / "cache" / row.path).read_text())["format"] == "madry"

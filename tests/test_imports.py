@@ -16,7 +16,8 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+# `__main__` modules run a program when imported (`python -m compute.cli`): they are entry points, not modules.
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if p.stem != "__main__"}
 
 
 def _imports(name: str, path: Path) -> set[str]:

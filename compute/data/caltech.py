@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from compute.data.folder import SplitRule
+from compute.data.types import data_root
 from compute.errors import RtxError
 
 CALTECH101_SPLIT = SplitRule(seed=0, test_fraction=None, train_per_class=30)
@@ -55,7 +56,6 @@ def categories_folder(root: Path, download: bool) -> Path:
 def load_caltech101(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The registry's loader: (images (N, 3, 128, 128), labels (N,), where) for one split."""
     from compute.data.folder import load_split, scan_folder
-    from compute.data.registry import data_root
 
     where = data_root(root)
     scan = scan_folder(categories_folder(where, download), CALTECH101_SPLIT, exclude=(BACKGROUND,), size=IMAGE_SIZE,

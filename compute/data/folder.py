@@ -30,17 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from compute.data.types import DatasetInfo
 from compute.errors import RtxError
-
-if TYPE_CHECKING:  # the registry imports this module lazily, and this one imports the registry lazily
-    from compute.data.registry import DatasetInfo
 
 PREFIX = "folder:"
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM")  # as app/uploads.py, the demo's uploads
@@ -317,8 +314,6 @@ def folder_loader(scan: FolderScan) -> Callable[[str, Path | None, bool], tuple[
 
 def folder_dataset(name: str) -> DatasetInfo:
     """`folder:PATH` -> the registry's DatasetInfo for that folder (scanned now: the structural errors show early)."""
-    from compute.data.registry import DatasetInfo
-
     scan = scan_folder(name[len(PREFIX):])
     return DatasetInfo(name, scan.classes, len(scan.files["train"]), len(scan.files["test"]), scan.channels,
                        scan.size, True, folder_loader(scan), split_rule=scan.layout, where=str(scan.root))

@@ -21,7 +21,6 @@ import os
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,54 +28,12 @@ import torch
 
 from compute.data import caltech
 from compute.data.caltech import CALTECH101_SPLIT, load_caltech101
+from compute.data.types import DatasetInfo, ImageSet, data_root
 from compute.data.variants import Variant, apply_variant, split_dataset_spec
 from compute.errors import RtxError, lookup, unknown_name
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """A split of a dataset held in memory."""
-
-    name: str
-    split: str
-    images: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
-    labels: torch.Tensor  # (N,) int64
-    classes: tuple[str, ...]
-    source: str  # where it was found, for `rtx status` and the explorer
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def size(self) -> int:
-        return int(self.images.shape[-1])
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the registry knows about a dataset before loading it (the paper's Table 6 for targets)."""
-
-    name: str
-    classes: tuple[str, ...]
-    train_size: int
-    test_size: int
-    channels: int
-    image_size: int
-    offline: bool
-    loader: Callable[[str, Path | None, bool], tuple[torch.Tensor, torch.Tensor, str]]
-    split_rule: str = "the dataset's own train/test split"
-    where: str = ""  # for datasets found at a path of their own (folder:PATH)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -169,16 +126,6 @@ def _load_digits(split: str, root: Path | None, download: bool) -> tuple[torch.T
     idx = np.sort(idx_train if split == "train" else idx_test)
     images = bunch.images[idx]  # (N, 8, 8) values 0..16
     return _as_images(images, 16.0), torch.as_tensor(bunch.target[idx].astype(np.int64)), "scikit-learn load_digits"
-
-
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Root for torchvision datasets: the one given (`Settings.data_root`, whose default is $RTX_DATA), else
-    <cache>/data."""
-    if root:
-        return Path(root).expanduser()
-    from compute.paths import cache_dir
-
-    return cache_dir() / "data"
 
 
 def _torchvision_loader(class_name: str) -> Callable[[str, Path | None, bool], tuple[torch.Tensor, torch.Tensor, str]]:

@@ -14,6 +14,7 @@ import pandas as pd
 from compute.cache import CacheReader, CacheWriter
 from compute.influence.derived import label_match_curve, top_k
 from compute.paths import artefact_path, job_key
+from compute.records import InfluenceRecord
 
 NOISE = 0.5  # standard deviation of the noise added to the first method's scores
 
@@ -43,12 +44,12 @@ def add_method(root: Path, method: str = "tracincp", exact: bool = False, noise:
                                  "rank": np.tile(np.arange(k), n_test), "train_pos": best.positions.reshape(-1),
                                  "score": best.scores.reshape(-1).astype(np.float64)})
             train_labels, test_labels = np.asarray(row["train_labels"]), np.asarray(row["test_labels"])
-            writer.record_influence({
-                **{name: row[name] for name in ("run_key", "cutoff", "n_train", "n_test", "train_indices",
-                                                 "test_indices", "train_labels", "test_labels", "test_pred")},
-                "key": key, "method": method, "matrix_path": str(path.relative_to(root)), "query_path": None,
-                "label_match": label_match_curve(matrix, train_labels, test_labels, len(row["label_match"])).tolist(),
-                "seconds": 0.1, "meta": {"synthetic": True, "exact": exact},
-            }, topk)
+            writer.record_influence(InfluenceRecord(
+                key=key, run_key=row["run_key"], method=method, cutoff=float(row["cutoff"]), n_train=int(row["n_train"]),
+                n_test=int(row["n_test"]), matrix_path=str(path.relative_to(root)), query_path=None,
+                **{name: [int(v) for v in row[name]] for name in ("train_indices", "test_indices", "train_labels", "test_labels",
+                                                      "test_pred")},
+                label_match=label_match_curve(matrix, train_labels, test_labels, len(row["label_match"])).tolist(),
+                seconds=0.1, meta={"synthetic": True, "exact": exact}), topk)
             keys.append(key)
     return keys
