@@ -266,3 +266,21 @@ def test_caltech101_layout_loads_with_30_per_class(tmp_path: Path, monkeypatch: 
     assert test.classes == caltech_module.CLASSES and "30 train images per class" in test.source
     train_scan = scan_folder(folder, caltech_module.CALTECH101_SPLIT, exclude=(caltech_module.BACKGROUND,))
     assert len(train_scan.files["train"]) == 30 * 101
+
+
+def test_cli_skip_bad_images_flag_fine_tunes_the_runs_bad_files_failed(
+        source_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`rtx finetune --targets folder:PATH` with bad files: every run is recorded as failed with the one-line reason
+    naming --skip-bad-images; the same command with the flag retries them on the readable images."""
+    from compute.cache import CacheReader
+    from compute.cli import main
+
+    monkeypatch.delenv(SKIP_ENV, raising=False)  # the flag sets it for this process: undone after the test
+    root = _with_bad_files(tmp_path / "pets")
+    argv = ["--cache", str(source_cache), "finetune", "--preset", "tiny", "--targets", _spec(root), "--sizes", "4",
+            "--epochs", "1", "--test-every", "1", "--workers", "1", "--device", "cpu", "--no-progress"]
+    assert main(argv) == 0 and "4 planned, 0 already cached, 0 run, 4 failed" in capsys.readouterr().out
+    failed = CacheReader(source_cache).runs("failed")
+    assert len(failed) == 4 and failed["error"].str.contains("--skip-bad-images").all()
+    assert main([*argv, "--skip-bad-images"]) == 0
+    assert "4 planned, 0 already cached, 4 run, 0 failed" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from compute.cli.args import (
     Command,
@@ -19,8 +20,11 @@ from compute.cli.args import (
 
 def settings_from_args(args: argparse.Namespace):
     """The run's `Settings` from the sweep flags (`add_sweep_arguments`), defaults from the environment."""
+    from compute.data import SKIP_BAD_IMAGES_ENV
     from compute.settings import Settings
 
+    if args.skip_bad_images:  # read where folder: targets are scanned, in this process and in worker processes alike
+        os.environ[SKIP_BAD_IMAGES_ENV] = "1"
     return Settings.from_env(executor=args.executor, address=args.address, device=args.device, workers=args.workers,
                              progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
                              checkpoint_dir=getattr(args, "checkpoint_dir", None),
@@ -66,6 +70,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-runs", type=int, help="stop after this many fine-tunes (resume later)")
     add_data_root(p)
     p.add_argument("--download", action="store_true", help="download missing torchvision targets first (needs internet)")
+    p.add_argument("--skip-bad-images", action="store_true", help="folder: targets: leave unreadable or non-image "
+                   "files out (listed in the dataset's source) instead of refusing the folder")
     add_grid_arguments(p)
 
 
