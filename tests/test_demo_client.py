@@ -193,7 +193,9 @@ def _load(n: int, distinct: int, tmp_path: Path, thumbs) -> list[Path]:
 def concurrent_answers(url: str, paths: list[Path], folder: Path, timeout: float = 240) -> tuple[list, list[str]]:
     """Submit every path at once through one client that downloads the result images (as a browser fetches
     them); returns (answers, errors): an answer or the error text of each request, in order."""
-    client = gradio_client.Client(url, verbose=False, download_files=str(folder))
+    # httpx's own read timeout (5 s by default) would count a request still queued behind 99 others on a busy
+    # machine as failed: the test is about broken responses, so the client waits as long as the job timeout
+    client = gradio_client.Client(url, verbose=False, download_files=str(folder), httpx_kwargs={"timeout": timeout})
     jobs = [client.submit(gradio_client.handle_file(str(p)), None, K, "auto", api_name="/neighbours") for p in paths]
     answers, errors = [], []
     for job in jobs:

@@ -52,6 +52,9 @@ def _faulty_hook() -> None:
     sweep.finetune = finetune
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
 def attempts(folder: Path, source: str, n_train: int, seed: int) -> int:
     log = folder / f"{source}-{n_train}-{seed}"
     return len(log.read_text()) if log.exists() else 0
@@ -64,7 +67,10 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory):
     saved = {k: os.environ.get(k) for k in ("RAY_DISABLE_USAGE_STATS", "RAY_AUTH_MODE")}
     os.environ.update(RAY_DISABLE_USAGE_STATS="1", RAY_AUTH_MODE="disabled")
     ray.init(address="local", include_dashboard=False, num_cpus=2, _node_ip_address="127.0.0.1", log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": _faulty_hook, "env_vars": {"RTX_TEST_ATTEMPTS": str(folder)}})
+             # PYTHONPATH: the hook lives in `tests`, which worker processes import by name (pytest put the repo root
+             # on this process's sys.path only; CI runs `make test` without PYTHONPATH)
+             runtime_env={"worker_process_setup_hook": _faulty_hook,
+                          "env_vars": {"RTX_TEST_ATTEMPTS": str(folder), "PYTHONPATH": str(REPO_ROOT)}})
     try:
         yield folder
     finally:
