@@ -488,7 +488,7 @@ class CacheReader(_PairedDeltas):
                 con = duckdb.connect()
                 con.execute(f"ATTACH '{snap}' AS cache (READ_ONLY)")
                 con.execute("USE cache")
-                version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+                version = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] or 0
                 break
             except duckdb.Error as err:  # the rename raced us; try again
                 if attempt == 19:

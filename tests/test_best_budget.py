@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from app.pairing import find_pairs, influence_cells, natural_sources
+from compute import best_budget
 from compute.cache import MIGRATIONS, CacheReader, CacheWriter, db_path, snapshot_path
 from compute.errors import RtxError
 from compute.presets import InfluenceSpec, get_preset
 from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
-from compute.stages import best_budget
 from tests.helpers.explorer_cache import INFLUENCE, SOURCES, write_explorer_cache
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from compute import best_budget
 from compute.cache import CacheWriter
 from compute.data import load_dataset
 from compute.errors import RtxError
@@ -43,7 +44,6 @@ from compute.presets import Preset
 from compute.records import InfluenceRecord, ThumbnailRecord
 from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
 from compute.settings import Settings, resolve_device
-from compute.stages import best_budget
 from compute.stages.sources import mark_analogue
 
 # Bump when a change to compute.influence changes stored results: it is part of every influence key.
