@@ -146,3 +146,29 @@ def test_a_snapshot_before_migration_2_gets_one_line_then_migrates_on_write(tmp_
     reader = CacheReader(tmp_path / "old")
     assert reader.source_models().set_index("name").at["natural", "kind"] == "natural"
     reader.close()
+
+
+def test_headline_robust_is_the_marked_analogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+
+    from app import data
+
+    root = write_explorer_cache(tmp_path / "cache")
+    monkeypatch.setenv("RTX_CACHE", str(root))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    assert data.headline_robust(data.snapshot()) == "l2_1.5"  # unmarked: the first L2 PGD(k>1) source by name
+    with CacheWriter(root) as writer:
+        writer.set_source_role("linf_0.1", ANALOGUE_ROLE)
+    assert data.headline_robust(data.snapshot()) == "linf_0.1"  # a new snapshot: the marked analogue
+    st.cache_resource.clear()
+
+
+def test_the_explorer_says_one_line_on_an_old_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    _old_cache(tmp_path / "old")
+    monkeypatch.setenv("RTX_CACHE", str(tmp_path / "old"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "explorer.py"), default_timeout=60).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "written by an older rtx" in at.error[0].value
