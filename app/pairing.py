@@ -72,7 +72,7 @@ class InfluenceCell(CellKey):
     def name(self, source: str) -> str:
         """'linf_4 · best budget': a member's source with its part in the comparison."""
         role = self.role_of.get(source, ("", ""))[0]
-        return f"{source} · {role}" if role else source
+        return f"{source} · {role}" if role and role != source else source  # not 'natural · natural'
 
     @property
     def compared(self) -> dict[str, str]:

@@ -43,8 +43,9 @@ class BestBudget:
     @property
     def note(self) -> str:
         """One line for the page: why this source is the best budget."""
-        return (f"best budget on {self.chosen_from}: {self.delta * 100:+.1f} points of final accuracy over natural "
-                f"(mean of {self.n_seeds} seeds, 95% CI {self.lo * 100:+.1f} to {self.hi * 100:+.1f})")
+        return (f"the highest mean robust-minus-natural final accuracy on {self.chosen_from}: "
+                f"{self.delta * 100:+.1f} points (mean of {self.n_seeds} seeds, 95% CI {self.lo * 100:+.1f} to "
+                f"{self.hi * 100:+.1f})")
 
     def meta(self) -> dict[str, Any]:
         return {"delta": self.delta, "lo": self.lo, "hi": self.hi, "n_seeds": self.n_seeds,

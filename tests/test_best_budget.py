@@ -29,7 +29,7 @@ def test_choose_takes_the_highest_mean_at_the_nearest_size_with_results() -> Non
     deltas = _deltas([("l2_0.22", 400, 0.01), ("linf_4", 400, 0.03), ("l2_1.5", 400, -0.02), ("l2_1.5", 100, 0.09)])
     best = best_budget.choose(deltas, "mnist5k", 400, 3)
     assert (best.source, best.n_train, best.delta) == ("linf_4", 400, 0.03)
-    assert best.chosen_from == "mnist5k n=400 blocks=3" and "+3.0 points" in best.note
+    assert best.chosen_from == "mnist5k n=400 blocks=3" and "on mnist5k n=400 blocks=3: +3.0 points" in best.note
     assert best_budget.choose(deltas, "mnist5k", 200, 3).n_train == 100  # nearest size with results
     assert best_budget.choose(deltas, "mnist5k", 250, 3).n_train == 400  # a tie goes to the larger size
     assert best_budget.choose(deltas, "digits", 400, 3) is None

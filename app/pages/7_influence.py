@@ -25,8 +25,8 @@ models = results.loc[list(keys.values())].reset_index().assign(source=list(keys)
 target = cell.target
 if cell.roles:
     st.caption("Compared: " + "; ".join(f"**{name}**" for name in keys) + ". "
-               + (f"The best budget is {cell.best_note}, from this cache's fine-tunes (the \"Which budget transfers "
-                  "best?\" page)." if cell.best_note else "No best budget recorded for this subset."))
+               + (f"The best budget has {cell.best_note}, among this cache's fine-tunes (the \"Which budget "
+                  "transfers best?\" page)." if cell.best_note else "No best budget recorded for this subset."))
 
 st.subheader("Influence of each training image on each test image (Fig. 7a)")
 with st.spinner("Sorting and pooling the influence matrices (once per snapshot)..."):

@@ -210,7 +210,7 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
             else:
                 by_source[chosen.source] = run
         if chosen is not None:
-            tqdm.write(f"[influence] {chosen.note}: {chosen.source}")
+            tqdm.write(f"[influence] best budget {chosen.source}: {chosen.note}")
             role = roles.get(chosen.source, {}).get("role")
             roles[chosen.source] = {"role": f"{role}, {BEST_ROLE}" if role else BEST_ROLE, "role_note": chosen.note,
                                     "best_budget": chosen.meta()}
