@@ -209,6 +209,7 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
                 chosen = None
             else:
                 by_source[chosen.source] = run
+                tqdm.write(f"[influence] best budget {chosen.source} on the influence subset: {why}")
         if chosen is not None:
             tqdm.write(f"[influence] best budget {chosen.source}: {chosen.note}")
             role = roles.get(chosen.source, {}).get("role")
