@@ -273,8 +273,9 @@ def browser_sessions(root: Path, sessions: int, write_every: float, rounds: int 
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("rtx explore did not come up") from None
                 time.sleep(0.5)
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(write_every)], env=env,
-                                  start_new_session=True)
+        if write_every > 0:  # 0: no writer (the baseline)
+            writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(write_every)], env=env,
+                                      start_new_session=True)
         pages = _titles()
 
         async def run_all() -> list[dict]:
@@ -295,16 +296,21 @@ def browser_sessions(root: Path, sessions: int, write_every: float, rounds: int 
                 proc.wait(timeout=30)
 
 
-def report_sessions(visits: pd.DataFrame, sessions: int, budget: float = 2.0) -> None:
-    """p50/p95/max per page of the second round (after each page's first load), and the error elements seen."""
+def report_sessions(visits: pd.DataFrame, sessions: int, baseline: pd.DataFrame, budget: float = 2.0) -> None:
+    """p50/p95/max per page of the second round (after each page's first load), and the error elements seen;
+    `baseline`: the same visits by one session with no writer, measured in the same run."""
     later = visits[visits["round"] > 1]
     table = later.groupby("page", sort=False)["seconds"].describe(percentiles=[0.5, 0.95])[["50%", "95%", "max"]]
     table.columns = ["p50_s", "p95_s", "max_s"]
     first = visits[visits["round"] == 1].groupby("page", sort=False)["seconds"].max().rename("first_load_max_s")
-    table = table.join(first)
+    alone = baseline[baseline["round"] > 1].groupby("page", sort=False)["seconds"].median().rename("alone_s")
+    table = table.join(first).join(alone)
+    table["p50_over_alone"] = table["p50_s"] / table["alone_s"]
     print(f"\n{sessions} browser sessions at once, a writer publishing meanwhile: seconds from the sidebar click to "
-          "the title and first chart/image (round 2, after each page's first load; first_load_max_s: round 1)")
+          "the title and first chart/image (round 2, after each page's first load; first_load_max_s: round 1; "
+          "alone_s: one session, no writer, same run)")
     print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     slow = table.index[table["max_s"] > budget].tolist()
     missing = int((~later["rendered"]).sum())
     print(f"error elements (stException) seen: {int(visits['errors'].sum())} over {len(visits)} page visits; "
@@ -328,7 +334,8 @@ def main() -> None:
                 shutil.copytree(args.cache, root)
             else:
                 build_demo(root)
-            report_sessions(browser_sessions(root, args.sessions, args.write_every), args.sessions)
+            baseline = browser_sessions(root, 1, 0.0)
+            report_sessions(browser_sessions(root, args.sessions, args.write_every), args.sessions, baseline)
         return
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import app.data, app.charts, app.paper, app.ui"], check=True,
