@@ -296,7 +296,8 @@ def browser_sessions(root: Path, sessions: int, write_every: float, rounds: int 
                 proc.wait(timeout=30)
 
 
-def report_sessions(visits: pd.DataFrame, sessions: int, baseline: pd.DataFrame, budget: float = 2.0) -> None:
+def report_sessions(visits: pd.DataFrame, sessions: int, baseline: pd.DataFrame, budget: float = 2.0,
+                    writer: bool = True) -> None:
     """p50/p95/max per page of the second round (after each page's first load), and the error elements seen;
     `baseline`: the same visits by one session with no writer, measured in the same run."""
     later = visits[visits["round"] > 1]
@@ -306,7 +307,7 @@ def report_sessions(visits: pd.DataFrame, sessions: int, baseline: pd.DataFrame,
     alone = baseline[baseline["round"] > 1].groupby("page", sort=False)["seconds"].median().rename("alone_s")
     table = table.join(first).join(alone)
     table["p50_over_alone"] = table["p50_s"] / table["alone_s"]
-    print(f"\n{sessions} browser sessions at once, a writer publishing meanwhile: seconds from the sidebar click to "
+    print(f"\n{sessions} browser sessions at once, {'a writer publishing meanwhile' if writer else 'no writer'}: seconds from the sidebar click to "
           "the title and first chart/image (round 2, after each page's first load; first_load_max_s: round 1; "
           "alone_s: one session, no writer, same run)")
     print(table.to_string(float_format=lambda v: f"{v:.2f}"))
@@ -323,7 +324,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build the caches under this folder and keep them (reused if present)")
     parser.add_argument("--sessions", type=int, help="serve the explorer and open this many browser sessions at once")
     parser.add_argument("--cache", type=Path, help="with --sessions: serve a copy of this cache (default: synthetic)")
-    parser.add_argument("--write-every", type=float, default=0.5, help="with --sessions: seconds between writes")
+    parser.add_argument("--write-every", type=float, default=0.5,
+                        help="with --sessions: seconds between writes (0: no writer)")
     args = parser.parse_args()
     if args.sessions:
         import shutil
@@ -335,7 +337,8 @@ def main() -> None:
             else:
                 build_demo(root)
             baseline = browser_sessions(root, 1, 0.0)
-            report_sessions(browser_sessions(root, args.sessions, args.write_every), args.sessions, baseline)
+            report_sessions(browser_sessions(root, args.sessions, args.write_every), args.sessions, baseline,
+                            writer=args.write_every > 0)
         return
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import app.data, app.charts, app.paper, app.ui"], check=True,
