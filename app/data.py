@@ -27,6 +27,7 @@ from app import pairing
 from app.charts import sorted_heatmap_frame
 from app.pairing import InfluenceCell
 from compute.cache import CacheReader, snapshot_path
+from compute.errors import RtxError
 from compute.paths import cache_dir
 
 FILL_COMMAND = "rtx precompute --preset demo"
@@ -60,10 +61,14 @@ def _token(reader: CacheReader) -> str:
 def snapshot() -> Snapshot:
     """The newest published snapshot of the cache in $RTX_CACHE (reopened if `rtx precompute` wrote since)."""
     root = str(cache_dir())
-    with _LOCK:
-        reader = _reader(root)
-        reader.reopen()
-        return Snapshot(root, _token(reader))
+    try:
+        with _LOCK:
+            reader = _reader(root)
+            reader.reopen()
+            return Snapshot(root, _token(reader))
+    except RtxError as err:  # e.g. a snapshot written by an older rtx (compute.cache.OLD_SCHEMA): say so, stop
+        st.error(str(err))
+        st.stop()
 
 
 def snapshot_changed(snap: Snapshot) -> bool:
@@ -159,9 +164,18 @@ def natural_source(snap: Snapshot) -> str | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
+def analogue_source(snap: Snapshot) -> str | None:
+    """The source the preset marked as the paper's analogue (compute.roles), None when none is marked."""
+    return _read(snap, lambda r: r.analogue_source())
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def headline_robust(snap: Snapshot) -> str | None:
-    """The robust source the paper's headline figures use (L2, PGD(k>1)) if it has runs, else any non-natural one."""
+    """"The" robust model of the pages: the paper analogue the preset marked, when it has runs; else (a cache
+    written before the mark) the first L2 PGD(k>1) source by name; else any non-natural one."""
     ran = set(final_summary(snap).get("source", pd.Series(dtype=str))) - {natural_source(snap)}
+    if (analogue := analogue_source(snap)) in ran:
+        return analogue
     sources = source_models(snap)
     if not sources.empty:
         l2 = sources[sources["name"].isin(ran) & (sources["kind"] == "pgd") & (sources["norm"] == "l2")

@@ -7,8 +7,11 @@ score). Grouping without the method merged `fast` and `tracincp` into one pair (
 heatmap picked at random); the method is therefore part of every key and every label here.
 
 `influence_cells` groups the cache's `influence_results()` rows into cells, robust sources first and the
-natural one last; `find_pairs` turns each cell into robust-vs-natural pairs (the demo's dropdown). Torch-free:
-pandas only, so the explorer never loads torch.
+natural one last; `find_pairs` turns each cell into robust-vs-natural pairs (the demo's dropdown). A cell is a
+natural baseline with one or more robust comparisons: the influence stage records each result's part (`role`:
+'paper analogue', 'best budget' with the reason it was chosen), and when it did, a cell compares natural with
+those (`InfluenceCell.compared`) and every label names the part. Torch-free: pandas only (compute.records holds
+the role names), so the explorer never loads torch.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from compute.roles import ANALOGUE_ROLE, BEST_ROLE
+
 CELL = ("target", "subset_size", "seed", "blocks", "method", "cutoff")  # what makes results comparable
+ROLE_ORDER = (ANALOGUE_ROLE, BEST_ROLE)  # robust members with a role come first, in this order
 
 
 def natural_sources(sources: pd.DataFrame) -> frozenset[str]:
@@ -53,8 +60,31 @@ class CellKey:
 class InfluenceCell(CellKey):
     """Influence results of one method on one fine-tuning subset, one per source model."""
 
-    members: tuple[tuple[str, str], ...]  # (source, influence key): robust sources by name, the natural one last
+    members: tuple[tuple[str, str], ...]  # (source, influence key): robust by role then name, the natural one last
     natural: str | None  # the natural member's source name, None when the cell has none
+    roles: tuple[tuple[str, str, str], ...] = ()  # (source, role, why) recorded by the influence stage
+
+    @property
+    def role_of(self) -> dict[str, tuple[str, str]]:
+        """source -> (role, why): 'paper analogue', 'best budget' (with the reason it was chosen), 'natural'."""
+        return {source: (role, note) for source, role, note in self.roles}
+
+    def name(self, source: str) -> str:
+        """'linf_4 · best budget': a member's source with its part in the comparison."""
+        role = self.role_of.get(source, ("", ""))[0]
+        return f"{source} · {role}" if role and role != source else source  # not 'natural · natural'
+
+    @property
+    def compared(self) -> dict[str, str]:
+        """source -> influence key of the models the comparison shows: natural, the paper analogue and the best
+        budget when the stage recorded roles (an earlier best budget drops out), else every member."""
+        roles = self.role_of
+        return {s: k for s, k in self.members if not roles or s in roles or s == self.natural}
+
+    @property
+    def best_note(self) -> str:
+        """Why the best budget was chosen ('' when the cell has none)."""
+        return next((note for _, role, note in self.roles if BEST_ROLE in role and note), "")
 
     @property
     def subset(self) -> tuple[str, int, int, int]:
@@ -87,10 +117,16 @@ class ModelPair(CellKey):
     natural_source: str
     robust_key: str  # influence keys
     natural_key: str
+    robust_role: str = ""  # 'paper analogue', 'best budget', ... ('' when the stage recorded none)
+    robust_note: str = ""  # why (the best budget's delta and where it was measured)
+
+    @property
+    def robust_name(self) -> str:
+        return f"{self.robust_source} ({self.robust_role})" if self.robust_role else self.robust_source
 
     @property
     def label(self) -> str:
-        return (f"{self.robust_source} vs {self.natural_source} · {self.subset_size} images · seed {self.seed} "
+        return (f"{self.robust_name} vs {self.natural_source} · {self.subset_size} images · seed {self.seed} "
                 f"· {self.blocks} blocks · {method_label(self.method, self.cutoff)}")
 
     def sides(self) -> tuple[tuple[str, str, str], ...]:
@@ -107,15 +143,27 @@ def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[Influ
     if results.empty:
         return []
     natural = set(natural)
+    results = results.assign(role=results.get("role"), role_note=results.get("role_note"))
     cells = []
     for keys, group in results.groupby(list(CELL), sort=True):
         target, size, seed, blocks, method, cutoff = keys
-        group = group.drop_duplicates("source").sort_values("source", key=lambda s: s.isin(natural), kind="stable")
+        group = group.drop_duplicates("source").sort_values("source")
+        order = group["source"].isin(natural) * 10 + group["role"].map(_role_rank).fillna(len(ROLE_ORDER))
+        group = group.iloc[np.argsort(order.to_numpy(), kind="stable")]
         members = tuple(zip(group["source"].astype(str), group["key"].astype(str), strict=True))
         nat = next((s for s, _ in members if s in natural), None)
+        roles = tuple((str(r.source), str(r.role), "" if pd.isna(r.role_note) else str(r.role_note))
+                      for r in group.itertuples() if isinstance(r.role, str) and r.role)
         cells.append(InfluenceCell(str(target), int(size), int(seed), int(blocks), str(method), float(cutoff),
-                                   members, nat))
+                                   members, nat, roles))
     return cells
+
+
+def _role_rank(role: object) -> float:
+    """Display order of a member: the paper analogue, then the best budget, then the rest."""
+    if not isinstance(role, str):
+        return float(len(ROLE_ORDER))
+    return float(next((i for i, r in enumerate(ROLE_ORDER) if r in role), len(ROLE_ORDER)))
 
 
 def find_pairs(cells: Sequence[InfluenceCell]) -> list[ModelPair]:
@@ -124,10 +172,12 @@ def find_pairs(cells: Sequence[InfluenceCell]) -> list[ModelPair]:
     for cell in cells:
         if cell.natural is None:
             continue
-        for source, key in cell.members:
+        roles = cell.role_of
+        for source, key in cell.compared.items():
             if source != cell.natural:
+                role, note = roles.get(source, ("", ""))
                 pairs.append(ModelPair(cell.target, cell.subset_size, cell.seed, cell.blocks, cell.method,
-                                       cell.cutoff, source, cell.natural, key, cell.keys[cell.natural]))
+                                       cell.cutoff, source, cell.natural, key, cell.keys[cell.natural], role, note))
     return pairs
 
 

@@ -12,6 +12,13 @@ indices are left out (the explorer never reads them; at paper size they would be
 
 `cold` = first render after a new snapshot (every st.cache_data read misses); `warm` = a rerun (cached).
 Budgets: 2 s per page on the demo cache, 5 s on the paper-sized one. Usage: python bench/explorer.py
+
+`--sessions 10 [--cache DIR]`: the served explorer under load instead (issue 14). `rtx explore` on a copy of DIR
+(default: a fresh demo-sized synthetic cache) while a writer process records a run every `--write-every` s
+into the same cache (publishing a snapshot each time, as `rtx precompute` does); N headless Chromium sessions
+open at once, each visits every page through the sidebar (round 1: the first load of each page), then every
+page again (round 2): the time from the click to the page's title and its first chart (or image) rendered,
+p50/p95/max per page over the sessions, and the number of Streamlit exception elements seen. Budget: 2 s.
 """
 
 from __future__ import annotations
@@ -180,10 +187,159 @@ def time_pages(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --- served explorer, N browser sessions, a writer publishing meanwhile ------------------------------------------
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # /work/shared/ENVIRONMENT.md
+RENDERED = ("() => document.querySelectorAll('.vega-embed canvas, .vega-embed svg.marks, "
+            "[data-testid=\"stImage\"] img').length > 0")
+WRITER = """
+import sys, time
+from pathlib import Path
+from compute.cache import CacheWriter
+from compute.records import CurvePoint, RunRecord
+with CacheWriter(Path(sys.argv[1]), publish_every=0.0) as writer:
+    for i in range(100_000):
+        run = RunRecord(f"load-{i}", "done", "natural", "load-writer", 10, i, 1, 3, {"i": i}, tuple(range(10)),
+                        final_test_acc=0.5)
+        writer.record_run(run, [CurvePoint(e, 0.1 * e, 1.0 / e) for e in (1, 2, 3)])
+        time.sleep(float(sys.argv[2]))
+"""
+
+
+def _titles() -> list[tuple[str, str]]:
+    """(sidebar label, page title) of every explorer page, the title read from the page's `st.title`."""
+    import re
+
+    from app.explorer import PAGES
+
+    app_dir = APP.parent
+    out = []
+    for path, label, _ in PAGES:
+        title = re.search(r'st\.title\("([^"]+)"\)', (app_dir / path).read_text())
+        out.append((label, title.group(1) if title else label))
+    return out
+
+
+async def _session(browser, base: str, pages: list[tuple[str, str]], rounds: int, timeout_ms: int) -> list[dict]:
+    """One browser session: the app once, then every page by its sidebar link, `rounds` times."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 1600})
+    rows = []
+    try:
+        await page.goto(f"{base}/")
+        await page.get_by_role("heading", name=pages[0][1]).wait_for(timeout=timeout_ms)
+        for rnd in range(1, rounds + 1):
+            for label, title in pages:
+                t0 = time.perf_counter()
+                await page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=label, exact=True).click()
+                ok = True
+                try:
+                    await page.get_by_role("heading", name=title).wait_for(timeout=timeout_ms)
+                    await page.wait_for_function(RENDERED, timeout=timeout_ms)
+                except Exception:  # noqa: BLE001  (a timeout is a result here, not a crash)
+                    ok = False
+                seconds = time.perf_counter() - t0
+                errors = await page.locator("[data-testid='stException']").count()
+                rows.append({"round": rnd, "page": label, "seconds": seconds, "rendered": ok, "errors": errors})
+    finally:
+        await page.close()
+    return rows
+
+
+def browser_sessions(root: Path, sessions: int, write_every: float, rounds: int = 2) -> pd.DataFrame:
+    """Serve `root`, start the writer, run `sessions` browser sessions at once; one row per page visit."""
+    import asyncio
+    import signal
+    import socket
+    import urllib.request
+
+    from playwright.async_api import async_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(APP.parents[1])}
+    server = subprocess.Popen([sys.executable, "-m", "compute.cli", "--cache", str(root), "explore", "--port",
+                               str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    writer = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("rtx explore did not come up") from None
+                time.sleep(0.5)
+        if write_every > 0:  # 0: no writer (the baseline)
+            writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(write_every)], env=env,
+                                      start_new_session=True)
+        pages = _titles()
+
+        async def run_all() -> list[dict]:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                try:
+                    results = await asyncio.gather(*[_session(browser, base, pages, rounds, 60_000)
+                                                     for _ in range(sessions)])
+                finally:
+                    await browser.close()
+            return [dict(r, session=i) for i, rows in enumerate(results) for r in rows]
+
+        return pd.DataFrame(asyncio.run(run_all()))
+    finally:
+        for proc in (writer, server):
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+
+
+def report_sessions(visits: pd.DataFrame, sessions: int, baseline: pd.DataFrame, budget: float = 2.0,
+                    writer: bool = True) -> None:
+    """p50/p95/max per page of the second round (after each page's first load), and the error elements seen;
+    `baseline`: the same visits by one session with no writer, measured in the same run."""
+    later = visits[visits["round"] > 1]
+    table = later.groupby("page", sort=False)["seconds"].describe(percentiles=[0.5, 0.95])[["50%", "95%", "max"]]
+    table.columns = ["p50_s", "p95_s", "max_s"]
+    first = visits[visits["round"] == 1].groupby("page", sort=False)["seconds"].max().rename("first_load_max_s")
+    alone = baseline[baseline["round"] > 1].groupby("page", sort=False)["seconds"].median().rename("alone_s")
+    table = table.join(first).join(alone)
+    table["p50_over_alone"] = table["p50_s"] / table["alone_s"]
+    print(f"\n{sessions} browser sessions at once, {'a writer publishing meanwhile' if writer else 'no writer'}: seconds from the sidebar click to "
+          "the title and first chart/image (round 2, after each page's first load; first_load_max_s: round 1; "
+          "alone_s: one session, no writer, same run)")
+    print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    slow = table.index[table["max_s"] > budget].tolist()
+    missing = int((~later["rendered"]).sum())
+    print(f"error elements (stException) seen: {int(visits['errors'].sum())} over {len(visits)} page visits; "
+          f"not rendered within 60 s: {missing}; every page within {budget:g} s after its first load: "
+          + ("yes" if not slow and not missing else "NO (" + ", ".join(slow) + ")"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="build the caches under this folder and keep them (reused if present)")
+    parser.add_argument("--sessions", type=int, help="serve the explorer and open this many browser sessions at once")
+    parser.add_argument("--cache", type=Path, help="with --sessions: serve a copy of this cache (default: synthetic)")
+    parser.add_argument("--write-every", type=float, default=0.5,
+                        help="with --sessions: seconds between writes (0: no writer)")
     args = parser.parse_args()
+    if args.sessions:
+        import shutil
+
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "cache"
+            if args.cache:
+                shutil.copytree(args.cache, root)
+            else:
+                build_demo(root)
+            baseline = browser_sessions(root, 1, 0.0)
+            report_sessions(browser_sessions(root, args.sessions, args.write_every), args.sessions, baseline,
+                            writer=args.write_every > 0)
+        return
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import app.data, app.charts, app.paper, app.ui"], check=True,
                    capture_output=True)

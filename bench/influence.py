@@ -13,8 +13,12 @@ uniform nor one-hot.
    (Hessian time ~ P^2, SVD ~ P^3, products with the dense pinv ~ P^2), printed as such.
 3. Query latency: one new image -> forward pass + product with the stored query matrix, at demo size
    (small_resnet, 400 training images, 128 features) and at the paper's (ResNet-50 at 224 px, 3,200 x 2,049).
+4. captum's ArnoldiInfluenceFunction (`--method arnoldi`) at demo size (400 train x 500 test, 128 features x 10
+   classes): time against the fast route in the same run, and the Spearman rank correlation of its scores with
+   the fast (exact) route's per test image, with the cut-off and with captum's fixed rank 50 alone.
 
     python bench/influence.py [--threads 2] [--sizes 64,128,256] [--skip-full] [--full-dense] [--cifar100]
+    python bench/influence.py --arnoldi-only
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import time
 import numpy as np
 import torch
 
+from app.influence_compare import spearman_per_test
 from compute.influence import FCProblem, QueryMatrix, influence_fast, influence_scores
+from compute.influence.arnoldi import arnoldi_query
 from compute.influence_index import InfluenceIndex
 from compute.influence.reference import autograd_gradients, autograd_hessian, svd_pinv
 from compute.models import build_model
@@ -118,6 +124,29 @@ def query_latency(arch: str, n_train: int, classes: int, repeats: int = 20) -> d
     return {**{k: statistics.median(v) for k, v in times.items()}, "mib": stored["query"].nbytes / 2**20}
 
 
+def arnoldi_rows(threads: int) -> None:
+    """Section 4: captum Arnoldi vs the fast route at demo size (both measured here, best of three)."""
+    problem, z_test, y_test, acc = synthetic_problem(128, n_train=400, n_test=500)
+    best = lambda fn: min((fn() for _ in range(3)), key=lambda r: r[1])  # noqa: E731  (result, seconds)
+
+    def timed(solve):
+        def run():
+            t0 = time.perf_counter()
+            query = solve()
+            return (query, influence_scores(query, z_test, y_test)), time.perf_counter() - t0
+        return run
+
+    (fast_q, fast_m), fast_s = best(timed(lambda: influence_fast(problem, CUTOFF)))
+    print(f"\n4. captum ArnoldiInfluenceFunction at demo size: 400 train x 500 test, d = 128, {CLASSES} classes "
+          f"(MEASURED, best of 3, {threads} thread(s)); train acc {acc:.2f}")
+    print(f"   fast route (exact): {fast_s:.2f} s, rank {fast_q.rank} above the cut-off {CUTOFF:g}")
+    for label, cutoff in (("arnoldi, cut-off", CUTOFF), ("arnoldi, rank 50 (captum alone)", 0.0)):
+        (query, matrix), seconds = best(timed(lambda c=cutoff: arnoldi_query(problem, c)))
+        rho = spearman_per_test(matrix.numpy(), fast_m.numpy())
+        print(f"   {label:<32} {seconds:5.2f} s ({seconds / fast_s:4.1f}x the fast route), rank {query.rank:>3}: "
+              f"Spearman with fast {np.nanmean(rho):.4f} +- {np.nanstd(rho):.4f} over {len(rho)} test images")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, the target machine)")
@@ -126,8 +155,12 @@ def main() -> None:
     parser.add_argument("--cifar100", action="store_true", help="also time 100 classes at d = 2,048 (iterative)")
     parser.add_argument("--full-dense", action="store_true",
                         help="also time the dense eigh at d = 2,048 (N = 18,441: minutes and 3 GB)")
+    parser.add_argument("--arnoldi-only", action="store_true", help="only section 4 (captum Arnoldi at demo size)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.arnoldi_only:
+        arnoldi_rows(args.threads)
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s]
     # Warm-up: first calls load LAPACK kernels and torch's forward-AD decompositions (seconds, once per process).
     problem, z_test, y_test, _ = synthetic_problem(16, n_train=50, n_test=50)
@@ -200,6 +233,7 @@ def main() -> None:
                   f"query {t['query'] * 1e3:7.1f} ms = forward {t['forward'] * 1e3:7.1f} ms + product "
                   f"{t['product'] * 1e3:6.2f} ms; goal < {goal * 1e3:.0f} ms: {verdict}")
     torch.set_num_threads(args.threads)
+    arnoldi_rows(args.threads)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 

@@ -29,8 +29,12 @@ from compute import records as rec
 from compute.errors import RtxError
 from compute.paths import DB_NAME, cache_dir
 from compute.records import constraint_columns, target_columns
+from compute.roles import ANALOGUE_ROLE
 
 SCHEMA_VERSION = 2
+# What a reader says about a snapshot written before the newest migration (it opens read-only, so cannot migrate).
+OLD_SCHEMA = ("the cache in {root} was written by an older rtx (schema v{version}, this one reads v{current}); run "
+              "any rtx command that writes to it, e.g. `rtx --cache {root} precompute --stages thumbnails`, to migrate it")
 
 
 def _migration_2(con: duckdb.DuckDBPyConnection) -> None:
@@ -152,7 +156,54 @@ def _interval_sql(source: str, group: str) -> str:
         ORDER BY {group}"""
 
 
-class CacheWriter:
+class _PairedDeltas:
+    """Seed-paired accuracy differences, for the reader (the explorer's pages) and the writer (the influence stage
+    picks the budget that transferred best from them). Needs `self.con`."""
+
+    con: duckdb.DuckDBPyConnection | None
+
+    def delta_summary(self, natural: str, which: str = "final") -> pd.DataFrame:
+        """Robust-minus-natural accuracy per cell, paired by seed (same seed = same subset), with 95% t-interval.
+
+        One row per (source, target, n_train, blocks[, epoch]) for every source other than `natural`.
+        """
+        return self._paired_delta(which, ["target", "n_train", "blocks"], "source",
+                                  "b.source = ? AND a.source <> ?", [natural, natural])
+
+    def _with_t(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run `sql` with a `t_quantiles(df, q)` relation of two-sided 95% Student-t quantiles."""
+        from scipy.stats import t as student_t
+
+        t_quantiles = pd.DataFrame({"df": range(1, 1001)})
+        t_quantiles["q"] = student_t.ppf(0.975, t_quantiles["df"])
+        self.con.register("t_quantiles", t_quantiles)
+        try:
+            return self.con.execute(sql, list(params)).df()
+        finally:
+            self.con.unregister("t_quantiles")
+
+    def _paired_delta(self, which: str, match: list[str], label: str | None, pairing: str,
+                      params: Sequence[Any]) -> pd.DataFrame:
+        """Mean and 95% t-interval over seeds of a.acc - b.acc, where runs a and b share `match` (+ epoch) and seed
+        and `pairing` (a WHERE clause on a and b) says which is which; `label` is a column of a kept in the output."""
+        if self.con is None:
+            return pd.DataFrame()
+        rows, epoch = _per_seed_rows(which)
+        cell = match + (["epoch"] if epoch else [])
+        group = ", ".join(([label] if label else []) + cell)
+        join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell, "seed"])
+        return self._with_t(
+            f"""
+            WITH per AS ({rows}),
+            paired AS (SELECT {', '.join('a.' + c for c in group.split(', '))}, a.seed, a.acc - b.acc AS acc
+                       FROM per a JOIN per b ON {join} WHERE {pairing})
+            {_interval_sql('paired', group)}
+            """,
+            params,
+        )
+
+
+class CacheWriter(_PairedDeltas):
     """The single writer. Use as a context manager; every `record_*` is one transaction."""
 
     def __init__(self, root: Path | None = None, publish_every: float = 1.0):
@@ -290,6 +341,29 @@ class CacheWriter:
             con.execute("INSERT OR REPLACE INTO thumbnails SELECT dataset, split, idx, label, png FROM thumbs_frame")
             con.unregister("thumbs_frame")
 
+    def set_source_role(self, name: str, role: str) -> None:
+        """Mark `name` as the source with `role` (e.g. 'paper analogue') in its meta, and no other source: the
+        preset says which robust source is the paper's analogue; the app reads it back (`analogue_source`)."""
+        with self.transaction() as con:
+            con.execute("UPDATE source_models SET meta = json_merge_patch(coalesce(meta, '{}'), '{\"role\": null}') "
+                        "WHERE json_extract_string(meta, '$.role') = ? AND name <> ?", [role, name])
+            con.execute("UPDATE source_models SET meta = json_merge_patch(coalesce(meta, '{}'), ?) WHERE name = ?",
+                        [json.dumps({"role": role}), name])
+
+    def set_influence_roles(self, run_keys: Sequence[str], method: str, cutoff: float,
+                            roles: dict[str, dict[str, Any]]) -> None:
+        """Which influence result plays which part in one comparison (`roles`: influence key -> {"role": ...,
+        "role_note": ...}): the roles of every other result of those runs, method and cut-off are cleared, so
+        the best budget of the latest influence stage is the only one labelled so."""
+        cleared = json.dumps({"role": None, "role_note": None, "best_budget": None})
+        with self.transaction() as con:
+            con.execute("UPDATE influence SET meta = json_merge_patch(coalesce(meta, '{}'), ?) "
+                        "WHERE list_contains(?, run_key) AND method = ? AND cutoff = ?",
+                        [cleared, list(run_keys), method, cutoff])
+            for key, patch in roles.items():
+                con.execute("UPDATE influence SET meta = json_merge_patch(coalesce(meta, '{}'), ?) WHERE key = ?",
+                            [json.dumps(patch), key])
+
     def source_row(self, name: str) -> rec.SourceRecord | None:
         """The recorded source `name` (meta parsed), or None."""
         frame = self._query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models WHERE name = ?", [name])
@@ -387,7 +461,7 @@ class CacheVersion:
     mtime_ns: int
 
 
-class CacheReader:
+class CacheReader(_PairedDeltas):
     """Read-only view of the latest published snapshot; `reopen()` picks up newer results."""
 
     def __init__(self, root: Path | None = None):
@@ -402,8 +476,7 @@ class CacheReader:
         if not snap.exists():
             return False
         stat = snap.stat()
-        version = CacheVersion(str(snap), stat.st_mtime_ns)
-        if version == self.version:
+        if CacheVersion(str(snap), stat.st_mtime_ns) == self.version:
             return False
         if self.con is not None:
             self.con.close()
@@ -415,12 +488,16 @@ class CacheReader:
                 con = duckdb.connect()
                 con.execute(f"ATTACH '{snap}' AS cache (READ_ONLY)")
                 con.execute("USE cache")
+                version = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] or 0
                 break
             except duckdb.Error as err:  # the rename raced us; try again
                 if attempt == 19:
                     raise RtxError(f"cannot open cache snapshot {snap}: {str(err).splitlines()[0]}") from err
                 time.sleep(0.05)
-        self.con, self.version = con, version
+        if version < SCHEMA_VERSION:  # read-only: it cannot migrate; a writer does on open
+            con.close()
+            raise RtxError(OLD_SCHEMA.format(root=self.root, version=version, current=SCHEMA_VERSION))
+        self.con, self.version = con, CacheVersion(str(snap), stat.st_mtime_ns)
         return True
 
     @property
@@ -489,30 +566,19 @@ class CacheReader:
         group = "source, target, n_train, blocks" + epoch
         return self._with_t(f"WITH per AS ({rows}) {_interval_sql('per', group)}")
 
-    def delta_summary(self, natural: str, which: str = "final") -> pd.DataFrame:
-        """Robust-minus-natural accuracy per cell, paired by seed (same seed = same subset), with 95% t-interval.
-
-        One row per (source, target, n_train, blocks[, epoch]) for every source other than `natural`.
-        """
-        return self._paired_delta(which, ["target", "n_train", "blocks"], "source",
-                                  "b.source = ? AND a.source <> ?", [natural, natural])
-
-    def _with_t(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Run `sql` with a `t_quantiles(df, q)` relation of two-sided 95% Student-t quantiles."""
-        from scipy.stats import t as student_t
-
-        t_quantiles = pd.DataFrame({"df": range(1, 1001)})
-        t_quantiles["q"] = student_t.ppf(0.975, t_quantiles["df"])
-        self.con.register("t_quantiles", t_quantiles)
-        try:
-            return self.con.execute(sql, list(params)).df()
-        finally:
-            self.con.unregister("t_quantiles")
+    def analogue_source(self) -> str | None:
+        """The source the preset names as the paper's analogue (`set_source_role`), None when none is marked."""
+        frame = self._query("SELECT name FROM source_models WHERE json_extract_string(meta, '$.role') = ? "
+                            "ORDER BY name LIMIT 1", [ANALOGUE_ROLE])
+        return None if frame.empty else str(frame["name"].iloc[0])
 
     def influence_results(self) -> pd.DataFrame:
+        """Every influence result with its run's cell and its part in the comparison (`role`: 'natural', 'paper
+        analogue', 'best budget', ...; `role_note`: why; NULL when the stage recorded none)."""
         return self._query(
             "SELECT i.key, i.run_key, i.method, i.cutoff, i.n_train, i.n_test, i.seconds, i.label_match, "
-            "r.source, r.target, r.n_train AS subset_size, r.seed, r.blocks, i.matrix_path, i.query_path "
+            "r.source, r.target, r.n_train AS subset_size, r.seed, r.blocks, i.matrix_path, i.query_path, "
+            "json_extract_string(i.meta, '$.role') AS role, json_extract_string(i.meta, '$.role_note') AS role_note "
             "FROM influence i JOIN runs r ON r.key = i.run_key ORDER BY r.target, r.source"
         )
 
@@ -557,26 +623,6 @@ class CacheReader:
         """
         return self._paired_delta(which, ["source", "target", "n_train"], None, "a.blocks = ? AND b.blocks = ?",
                                   [high, low])
-
-    def _paired_delta(self, which: str, match: list[str], label: str | None, pairing: str,
-                      params: Sequence[Any]) -> pd.DataFrame:
-        """Mean and 95% t-interval over seeds of a.acc - b.acc, where runs a and b share `match` (+ epoch) and seed
-        and `pairing` (a WHERE clause on a and b) says which is which; `label` is a column of a kept in the output."""
-        if self.con is None:
-            return pd.DataFrame()
-        rows, epoch = _per_seed_rows(which)
-        cell = match + (["epoch"] if epoch else [])
-        group = ", ".join(([label] if label else []) + cell)
-        join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell, "seed"])
-        return self._with_t(
-            f"""
-            WITH per AS ({rows}),
-            paired AS (SELECT {', '.join('a.' + c for c in group.split(', '))}, a.seed, a.acc - b.acc AS acc
-                       FROM per a JOIN per b ON {join} WHERE {pairing})
-            {_interval_sql('paired', group)}
-            """,
-            params,
-        )
 
     def thumbnail_summary(self) -> pd.DataFrame:
         """Images stored per (dataset, split) and how many labels they cover."""

@@ -37,6 +37,7 @@ from compute.errors import RtxError, unknown_name
 from compute.models import Classifier
 from compute.paths import job_key
 from compute.presets import FeatvizSpec
+from compute.settings import resolve_device
 
 CODE_VERSION = "featviz-2"  # part of every featviz key: bump when results change
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "assets" / "seeds"
@@ -113,7 +114,7 @@ def maximize(model: Classifier, seed: torch.Tensor, units: tuple[int, ...], step
     if steps < 0 or eps <= 0 or alpha <= 0:
         raise RtxError(f"need steps >= 0, eps > 0 and step_size > 0, got {steps}, {eps} and {alpha}")
     l2 = NORMS["l2"]
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model = model.to(device).eval().requires_grad_(False)
     index = torch.arange(len(units), device=device)
     unit_t = torch.tensor(units, device=device)

@@ -134,6 +134,9 @@ class Preset:
     influence: InfluenceSpec | None = None
     featviz: FeatvizSpec | None = None
     keep_models: bool = False
+    # The robust source that stands for the paper's model (its L2 eps 3 at the same strength per value): the
+    # sources stage marks it in the cache (source meta role 'paper analogue') and the app compares it with natural.
+    analogue: str | None = None
 
     def source(self, name: str) -> SourceSpec:
         return lookup("source model", {s.name: s for s in self.sources}, name)
@@ -257,6 +260,7 @@ ZOO_PRESET = Preset(
     (FinetuneGrid(targets=("cifar10", "svhn", "fmnist", "caltech101"), sizes=PAPER_SIZES[:5], seeds=(), blocks=(3,),
                   **PAPER_RECIPE),),  # the authors' recipe, as the paper preset
     natural="l2_0",
+    analogue="l2_3",  # the paper's own budget
 )
 
 # Cost plan (2 idle cores): the twelve sources are about 40 "natural-training equivalents" (PGD(k) costs k + 1)
@@ -276,6 +280,7 @@ PRESETS: dict[str, Preset] = {
         robustness_eps=("l2:1.5",),
         influence=InfluenceSpec("digits", 40, paper_seeds(1)[0], 1, ("l2_1.5", "natural"), n_test=60, top_k=5),
         featviz=FeatvizSpec(("natural", "l2_1.5"), seed_images=("chelsea",), steps=4, top_units=1),
+        analogue="l2_1.5",
     ),
     "demo": Preset(
         "demo",
@@ -300,6 +305,7 @@ PRESETS: dict[str, Preset] = {
         robustness_eps=("l2:0.5", "linf:8/255"),
         influence=InfluenceSpec("mnist5k", 400, paper_seeds(1)[0], 3, (DEMO_ANALOGUE, "natural"), n_test=500),
         featviz=FeatvizSpec(("natural", DEMO_ANALOGUE, "l2_1.5", "linf_8")),
+        analogue=DEMO_ANALOGUE,
     ),
     "paper": Preset(
         "paper",
@@ -315,6 +321,7 @@ PRESETS: dict[str, Preset] = {
         natural="natural",
         influence=InfluenceSpec("cifar10", 3_200, paper_seeds(1)[0], 3, ("l2_3", "natural"), n_test=10_000),
         featviz=FeatvizSpec(("natural", "l2_3")),
+        analogue="l2_3",
     ),
     "zoo": ZOO_PRESET,
 }

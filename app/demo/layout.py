@@ -66,7 +66,7 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
         with gr.Row():
             target_box = gr.Dropdown(targets, value=first_target, label="Target dataset", scale=1)
             pair_box = gr.Dropdown([p.label for p in backend.pairs_for(first_target)] if pair else [],
-                                   value=pair.label if pair else None, label="Models (robust vs natural, influence method)", scale=3)
+                                   value=pair.label if pair else None, label="Models (robust: paper analogue or best budget, vs natural; influence method)", scale=3)
             k_slider = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Neighbours (k)", scale=1)
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
@@ -158,8 +158,10 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
 def _header(pair: ModelPair | None, side: str) -> str:
     if pair is None:
         return f"### {side}"
-    source = pair.robust_source if side == "robust" else pair.natural_source
-    return f"### {side.capitalize()}: `{source}`"
+    if side != "robust":
+        return f"### {side.capitalize()}: `{pair.natural_source}`"
+    header = f"### Robust: `{pair.robust_source}`" + (f" ({pair.robust_role})" if pair.robust_role else "")
+    return header + (f"\n{pair.robust_note}" if pair.robust_note else "")
 
 
 def _gallery(examples: list[Example], files: ResultFiles) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""Influence: which training images drive each prediction, robust vs natural (Section 6: Fig. 7a, 7b and Fig. 6)."""
+"""Influence: which training images drive each prediction, natural vs the paper analogue and the best budget
+(Section 6: Fig. 7a, 7b and Fig. 6)."""
 
 import numpy as np
 import pandas as pd
@@ -18,9 +19,14 @@ subset = st.selectbox("fine-tuned subset (same target, images, seed and blocks)"
 methods = {c.method_label: c for c in cells if c.subset_label == subset}  # one cell per method and cut-off
 cell = methods[st.selectbox("influence method", list(methods), key="influence-method")]
 results = data.influence_results(snap).set_index("key")
-keys = cell.keys  # source -> influence key, robust first
-models = results.loc[list(keys.values())].reset_index()
+names = {src: cell.name(src) for src in cell.compared}  # source -> 'linf_4 · best budget'
+keys = {names[src]: key for src, key in cell.compared.items()}  # shown name -> influence key, natural last
+models = results.loc[list(keys.values())].reset_index().assign(source=list(keys))
 target = cell.target
+if cell.roles:
+    st.caption("Compared: " + "; ".join(f"**{name}**" for name in keys) + ". "
+               + (f"The best budget has {cell.best_note}, among this cache's fine-tunes (the \"Which budget "
+                  "transfers best?\" page)." if cell.best_note else "No best budget recorded for this subset."))
 
 st.subheader("Influence of each training image on each test image (Fig. 7a)")
 with st.spinner("Sorting and pooling the influence matrices (once per snapshot)..."):
@@ -97,8 +103,8 @@ if len(methods) < 2:
     st.caption(f"Only {cell.method_label} scored this subset; `rtx influence --method tracincp` (or another "
                "method) adds one to compare with.")
 else:
-    curves = pd.DataFrame([{"model": src, "method": label, "k": k + 1, "match": float(v)}
-                           for label, c in methods.items() for src, key in c.members
+    curves = pd.DataFrame([{"model": names.get(src, src), "method": label, "k": k + 1, "match": float(v)}
+                           for label, c in methods.items() for src, key in c.compared.items()
                            for k, v in enumerate(results.at[key, "label_match"] if results.at[key, "label_match"]
                                                  is not None else [])])
     st.altair_chart(influence_charts.methods_label_match(curves))
@@ -107,11 +113,11 @@ else:
     exact = {label: data.influence_exact(snap, c.members[0][1]) for label, c in methods.items()}
     baseline = exact_method(exact)
     tables = []
-    for src in keys:
+    for src, name in names.items():
         matrices = {label: data.influence_matrix(snap, c.keys[src]) for label, c in methods.items() if src in c.keys}
         matrices = {label: m for label, m in matrices.items() if m is not None}
         if baseline in matrices and len(matrices) > 1:
-            tables.append(compare_methods(matrices, baseline).assign(model=src))
+            tables.append(compare_methods(matrices, baseline).assign(model=name))
     if not tables:
         ui.empty_state(snap, "influence matrices of two methods on the same fine-tunes")
     else:

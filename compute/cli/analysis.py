@@ -59,7 +59,8 @@ def _featviz_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed-images", type=csv(), help="seed photos from assets/seeds, e.g. chelsea,coffee,rocket")
     p.add_argument("--units", type=csv(int), help="penultimate-layer units, e.g. 0,1,2")
     p.add_argument("--ascent-steps", type=int, help="gradient-ascent steps (default: the preset's)")
-    p.add_argument("--step-size", type=float, help="size of each ascent step (default: the preset's)")
+    p.add_argument("--step-size", type=float, help="L2 length of each ascent step inside the eps ball (default: the preset's, else the "
+                   "attacks' rule step_mult * eps / steps)")
     add_device(p)
 
 

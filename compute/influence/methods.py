@@ -13,6 +13,7 @@ import torch
 
 from compute.errors import lookup
 from compute.influence._fc import FCProblem, QueryMatrix, influence_scores
+from compute.influence.arnoldi import arnoldi_query
 from compute.influence.fast import influence_dense, influence_fast
 from compute.influence.iterative import influence_iterative
 from compute.influence.reference import reference_query
@@ -54,6 +55,8 @@ register(InfluenceMethod("dense", True, "closed-form Hessian in the reduced basi
                          influence_dense))
 register(InfluenceMethod("iterative", True, "Lanczos (ARPACK) on structured Hessian-vector products: eigenpairs above "
                          "the cut-off, never forms H", influence_iterative))
+register(InfluenceMethod("arnoldi", False, "captum ArnoldiInfluenceFunction on the FC layer: its top 50 Hessian "
+                         "eigenpairs by Arnoldi iteration, those above the cut-off kept", arnoldi_query))
 register(InfluenceMethod("tracincp", False, "captum TracInCPFast, final checkpoint, lr 1: g_t . g_j (H replaced by I)",
                          lambda problem, cutoff: identity_query(problem),
                          lambda problem, query, z, y: tracincp_matrix(problem, z, y)))

@@ -1,4 +1,5 @@
-"""The `influence` stage: for the preset's robust and natural fine-tunes of one subset, the train x test matrix,
+"""The `influence` stage: for the preset's fine-tunes of one subset (natural, the paper analogue, and the budget
+that transferred best on the target: `compute.stages.best_budget`), the train x test matrix,
 its per-test top-k, the label-match curve, the query matrix for on-demand queries, and thumbnails.
 
 Stored per result (key = job_key('influence', {run_key, method, cutoff, n_test, code})):
@@ -23,6 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from compute import best_budget
 from compute.cache import CacheWriter
 from compute.data import load_dataset
 from compute.errors import RtxError
@@ -40,7 +42,9 @@ from compute.models import load_checkpoint
 from compute.paths import artefact_path, job_key
 from compute.presets import Preset
 from compute.records import InfluenceRecord, ThumbnailRecord
+from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
 from compute.settings import Settings, resolve_device
+from compute.stages.sources import mark_analogue
 
 # Bump when a change to compute.influence changes stored results: it is part of every influence key.
 CODE_VERSION = "influence-1"
@@ -176,18 +180,44 @@ def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
 
 def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.device | None = None,
                     progress: bool = True, method: str = "fast", cutoff: float | None = None,
-                    data_root: str | None = None) -> None:
-    """Influence for each of `preset.influence.sources` fine-tuned on the same subset (robust vs natural)."""
+                    data_root: str | None = None, best: bool = True) -> None:
+    """Influence for each of `preset.influence.sources` fine-tuned on the same subset (the paper analogue vs
+    natural) and, with `best`, for the budget that transferred best on that target (`compute.stages.best_budget`);
+    each result's meta records its part (`role`) and, for the best budget, why it was chosen (`role_note`)."""
     spec = preset.influence
     if spec is None:
         return
     if cutoff is not None:
         spec = replace(spec, cutoff=cutoff)
     get_method(method)  # fail fast on a typo
+    mark_analogue(preset, writer)
     runs = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks)
     runs = runs[runs.model_path.notna()].drop_duplicates("source") if not runs.empty else runs
     by_source = {r["source"]: r for r in runs.to_dict("records")}
-    for source in tqdm(spec.sources, desc="influence", unit="model", disable=not progress):
+    roles = {s: {"role": NATURAL_ROLE if s == preset.natural else ANALOGUE_ROLE if s == preset.analogue else None}
+             for s in spec.sources}
+    sources = list(spec.sources)
+    chosen = best_budget.find(writer, spec, preset.natural) if best else None
+    if best and chosen is None:
+        tqdm.write(f"[influence] best budget not compared: no robust-minus-natural result on {spec.target} "
+                   f"blocks={spec.blocks} in the cache yet (run the finetune stage)")
+    elif chosen is not None:
+        if chosen.source not in by_source:
+            run, why = best_budget.ensure_run(preset, writer, spec, chosen.source, device, data_root)
+            if run is None:
+                tqdm.write(f"[influence] best budget {chosen.source} not compared: {why}")
+                chosen = None
+            else:
+                by_source[chosen.source] = run
+                tqdm.write(f"[influence] best budget {chosen.source} on the influence subset: {why}")
+        if chosen is not None:
+            tqdm.write(f"[influence] best budget {chosen.source}: {chosen.note}")
+            role = roles.get(chosen.source, {}).get("role")
+            roles[chosen.source] = {"role": f"{role}, {BEST_ROLE}" if role else BEST_ROLE, "role_note": chosen.note,
+                                    "best_budget": chosen.meta()}
+            sources += [chosen.source] if chosen.source not in sources else []
+    done: dict[str, str] = {}
+    for source in tqdm(sources, desc="influence", unit="model", disable=not progress):
         run = by_source.get(source)
         if run is None:
             tqdm.write(f"[influence] no fine-tune of {source} on {spec.target} n={spec.n_train} seed={spec.seed} "
@@ -196,3 +226,7 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
         job = InfluenceJob(run["key"], method, spec.cutoff, spec.n_test, spec.top_k)
         if run_influence(writer, run, job, device, data_root):
             tqdm.write(f"[influence] {source}: {job.key} ({method}, cut-off {spec.cutoff:g})")
+        done[source] = job.key
+    writer.set_influence_roles([r["key"] for r in by_source.values()], method, spec.cutoff,
+                               {key: {k: v for k, v in roles[s].items() if v is not None}
+                                for s, key in done.items() if roles.get(s, {}).get("role")})

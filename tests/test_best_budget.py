@@ -1,0 +1,174 @@
+"""Issue 14: the influence comparison is natural vs the paper analogue vs the budget that transferred best on the
+target (chosen from the cache's own results); the cache knows the analogue; old snapshots get a one-line message."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from app.pairing import find_pairs, influence_cells, natural_sources
+from compute import best_budget
+from compute.cache import MIGRATIONS, CacheReader, CacheWriter, db_path, snapshot_path
+from compute.errors import RtxError
+from compute.presets import InfluenceSpec, get_preset
+from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
+from tests.helpers.explorer_cache import INFLUENCE, SOURCES, write_explorer_cache
+
+
+def _deltas(rows: list[tuple[str, int, float]], target: str = "mnist5k", blocks: int = 3) -> pd.DataFrame:
+    return pd.DataFrame([{"source": s, "target": target, "n_train": n, "blocks": blocks, "n_seeds": 3, "mean": m,
+                          "sd": 0.01, "lo": m - 0.02, "hi": m + 0.02} for s, n, m in rows])
+
+
+def test_choose_takes_the_highest_mean_at_the_nearest_size_with_results() -> None:
+    deltas = _deltas([("l2_0.22", 400, 0.01), ("linf_4", 400, 0.03), ("l2_1.5", 400, -0.02), ("l2_1.5", 100, 0.09)])
+    best = best_budget.choose(deltas, "mnist5k", 400, 3)
+    assert (best.source, best.n_train, best.delta) == ("linf_4", 400, 0.03)
+    assert best.chosen_from == "mnist5k n=400 blocks=3" and "on mnist5k n=400 blocks=3: +3.0 points" in best.note
+    assert best_budget.choose(deltas, "mnist5k", 200, 3).n_train == 100  # nearest size with results
+    assert best_budget.choose(deltas, "mnist5k", 250, 3).n_train == 400  # a tie goes to the larger size
+    assert best_budget.choose(deltas, "digits", 400, 3) is None
+    assert best_budget.choose(deltas, "mnist5k", 400, 1) is None
+    assert best_budget.choose(pd.DataFrame(), "mnist5k", 400, 3) is None
+
+
+def test_best_budget_from_a_synthetic_cache_is_not_the_analogue(tmp_path: Path) -> None:
+    root = write_explorer_cache(tmp_path / "cache")
+    spec = InfluenceSpec(INFLUENCE["target"], INFLUENCE["n_train"], INFLUENCE["seed"], INFLUENCE["blocks"],
+                         ("linf_0.1", "natural"))
+    with CacheWriter(root) as writer:
+        writer.set_source_role("linf_0.1", ANALOGUE_ROLE)
+        best = best_budget.find(writer, spec, "natural")
+    bonus = {s[0]: s[4] for s in SOURCES}  # the synthetic seed noise averages to 0 over the three seeds
+    assert best.source == max((s for s in bonus if s != "natural"), key=bonus.get) == "l2_1.5"
+    assert best.delta == pytest.approx(bonus["l2_1.5"])
+    reader = CacheReader(root)
+    assert reader.analogue_source() == "linf_0.1"
+    reader.close()
+    with CacheWriter(root) as writer:  # marking another source moves the mark
+        writer.set_source_role("l2_1.5", ANALOGUE_ROLE)
+    reader = CacheReader(root)
+    assert reader.analogue_source() == "l2_1.5"
+    assert sum('"paper analogue"' in m for m in reader.source_models()["meta"]) == 1
+    reader.close()
+
+
+def test_recorded_roles_make_a_three_model_cell_labelled_with_the_reason(tmp_path: Path) -> None:
+    root = write_explorer_cache(tmp_path / "cache")
+    reader = CacheReader(root)
+    results = reader.influence_results()
+    reader.close()
+    assert results["role"].isna().all()  # nothing recorded: every member is compared, as before
+    keys = dict(zip(results["source"], results["key"], strict=True))
+    with CacheWriter(root) as writer:
+        writer.set_influence_roles(list(results["run_key"]), "fc-exact", 0.05, {
+            keys["natural"]: {"role": NATURAL_ROLE},
+            keys["l2_1.5"]: {"role": BEST_ROLE, "role_note": "best budget on mnist5k n=50 blocks=3: +6.0 points"}})
+    reader = CacheReader(root)
+    results = reader.influence_results()
+    sources = reader.source_models()
+    reader.close()
+    # a third (analogue) and a fourth (no role: e.g. an earlier best budget) member of the same cell, synthetic
+    extra = results[results["source"] == "natural"].assign(source="linf_0.1", key="k-analogue", role=ANALOGUE_ROLE,
+                                                           role_note=None)
+    stale = extra.assign(source="linf_0.2", key="k-stale", role=None)
+    cells = influence_cells(pd.concat([results, extra, stale]), natural_sources(sources))
+    cell = next(c for c in cells if c.target == INFLUENCE["target"])
+    assert list(cell.compared) == ["linf_0.1", "l2_1.5", "natural"]  # analogue, best budget, natural last
+    assert cell.name("l2_1.5") == "l2_1.5 · best budget" and "+6.0 points" in cell.best_note
+    pairs = find_pairs([cell])
+    assert [p.robust_source for p in pairs] == ["linf_0.1", "l2_1.5"]
+    assert [p.label.split(" vs ")[0] for p in pairs] == ["linf_0.1 (paper analogue)", "l2_1.5 (best budget)"]
+    assert pairs[1].robust_note.startswith("best budget on mnist5k")
+    with CacheWriter(root) as writer:  # a later stage's choice clears the earlier roles of those runs
+        writer.set_influence_roles(list(results["run_key"]), "fc-exact", 0.05, {keys["natural"]: {"role": "natural"}})
+    reader = CacheReader(root)
+    assert pd.isna(reader.influence_results().set_index("source").loc["l2_1.5", "role"])
+    reader.close()
+
+
+def test_tiny_stage_records_natural_and_the_analogue_as_best_budget(demo_cache: Path) -> None:
+    reader = CacheReader(demo_cache)
+    roles = reader.influence_results().set_index("source")["role"].to_dict()
+    assert reader.analogue_source() == get_preset("tiny").analogue == "l2_1.5"
+    reader.close()
+    assert roles["natural"] == NATURAL_ROLE
+    assert roles["l2_1.5"] == f"{ANALOGUE_ROLE}, {BEST_ROLE}"  # tiny has one robust source: it is both
+
+
+@pytest.mark.slow
+def test_best_budget_without_kept_weights_is_fine_tuned_again(source_cache: Path) -> None:
+    from compute.settings import Settings
+    from compute.stages import finetune as finetune_stage
+    from compute.stages.influence import influence_stage
+
+    tiny = get_preset("tiny")
+    spec = replace(tiny.influence, sources=("natural",), n_test=20)  # l2_1.5's fine-tune keeps no weights
+    preset = replace(tiny.with_overrides(sizes=(spec.n_train,), seeds=(spec.seed,)), influence=spec, analogue=None)
+    with CacheWriter(source_cache) as writer:
+        finetune_stage.run(preset, writer, Settings(progress=False))
+        before = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks).set_index("source")
+        assert pd.isna(before.at["l2_1.5", "model_path"])
+        influence_stage(preset, writer, progress=False)
+        after = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks).set_index("source")
+    assert after.at["l2_1.5", "key"] == before.at["l2_1.5", "key"] and pd.notna(after.at["l2_1.5", "model_path"])
+    reader = CacheReader(source_cache)
+    results = reader.influence_results().set_index("source")
+    runs = reader.runs("done").set_index("source")
+    reader.close()
+    assert results.at["l2_1.5", "role"] == BEST_ROLE and "digits n=40 blocks=1" in results.at["l2_1.5", "role_note"]
+    assert results.at["natural", "role"] == NATURAL_ROLE
+    assert len(runs.loc[["l2_1.5"]]) == 1  # the same run, recorded again with its weights
+
+
+def _old_cache(root: Path) -> None:
+    """A cache written before migration 2 (no `kind` column), database and snapshot."""
+    root.mkdir(parents=True)
+    con = duckdb.connect(str(db_path(root)))
+    con.execute(MIGRATIONS[0])
+    con.execute("CREATE TABLE schema_version (version INTEGER); INSERT INTO schema_version VALUES (1)")
+    con.execute("INSERT INTO source_models (name, constraint_, attack_steps) VALUES ('natural', 'none', 0)")
+    con.close()
+    shutil.copy(db_path(root), snapshot_path(root))
+
+
+def test_a_snapshot_before_migration_2_gets_one_line_then_migrates_on_write(tmp_path: Path) -> None:
+    _old_cache(tmp_path / "old")
+    with pytest.raises(RtxError, match=r"older rtx \(schema v1.*run any rtx command that writes") as err:
+        CacheReader(tmp_path / "old")
+    assert "\n" not in str(err.value)
+    CacheWriter(tmp_path / "old").close()  # any writer migrates and publishes
+    reader = CacheReader(tmp_path / "old")
+    assert reader.source_models().set_index("name").at["natural", "kind"] == "natural"
+    reader.close()
+
+
+def test_headline_robust_is_the_marked_analogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+
+    from app import data
+
+    root = write_explorer_cache(tmp_path / "cache")
+    monkeypatch.setenv("RTX_CACHE", str(root))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    assert data.headline_robust(data.snapshot()) == "l2_1.5"  # unmarked: the first L2 PGD(k>1) source by name
+    with CacheWriter(root) as writer:
+        writer.set_source_role("linf_0.1", ANALOGUE_ROLE)
+    assert data.headline_robust(data.snapshot()) == "linf_0.1"  # a new snapshot: the marked analogue
+    st.cache_resource.clear()
+
+
+def test_the_explorer_says_one_line_on_an_old_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    _old_cache(tmp_path / "old")
+    monkeypatch.setenv("RTX_CACHE", str(tmp_path / "old"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "explorer.py"), default_timeout=60).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "written by an older rtx" in at.error[0].value
