@@ -248,21 +248,24 @@ def sorted_heatmap_frame(matrix: np.ndarray, row_labels: np.ndarray, col_labels:
 
 
 _BARE = alt.Axis(labels=False, ticks=False, domain=False)
+HEATMAP_ROW_WIDTH = 600  # pixels the heatmap panels share (the explorer's content column minus the colour legend)
 
 
 def influence_heatmap(frame: pd.DataFrame) -> alt.Chart:
     """Fig. 7a: standardized influence (test rows x training columns, both sorted by label), one panel per model.
 
     `frame` is `heatmap_frame` output for the test x train matrix plus a `model` column; diverging colours
-    centred on zero, so well-defined dark blocks on the diagonal mean label-consistent influence.
+    centred on zero, so well-defined dark blocks on the diagonal mean label-consistent influence. Panels shrink
+    with the number of models so that three (natural, analogue, best budget) fit the page's content width.
     """
+    side = min(280, HEATMAP_ROW_WIDTH // max(frame["model"].nunique(), 1))
     return alt.Chart(frame).mark_rect().encode(
         x=alt.X("col_bin:O", title="training images (sorted by label)", axis=_BARE),
         y=alt.Y("row_bin:O", title="test images (sorted by label)", axis=_BARE),
         color=alt.Color("value:Q", title="influence / ‖I‖", scale=alt.Scale(scheme="purpleorange", domainMid=0)),
         tooltip=["model:N", alt.Tooltip("row_label:Q", title="test label"),
                  alt.Tooltip("col_label:Q", title="train label"), alt.Tooltip("value:Q", format=".3g")],
-    ).properties(width=280, height=280).facet(column=alt.Column("model:N", title=None))
+    ).properties(width=side, height=side).facet(column=alt.Column("model:N", title=None))
 
 
 def label_match_chart(frame: pd.DataFrame) -> alt.Chart:

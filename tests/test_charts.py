@@ -143,3 +143,11 @@ def test_comparison_lines_up_cells_and_computes_the_difference() -> None:
     assert len(cell) == 1 and cell["model"].iloc[0] == "l2_eps3" and cell["target"].iloc[0] == "mnist"
     assert cell["diff"].iloc[0] == pytest.approx(0.80 - 0.8383)  # here minus the paper's 83.83% (mnist, 100, L2)
     assert cell["arch"].iloc[0] == "small_resnet"
+
+
+@pytest.mark.parametrize("models", [("robust", "natural"), ("analogue", "best", "natural")])
+def test_influence_heatmap_panels_fit_the_content_width(models: tuple[str, ...]) -> None:
+    """Three models (natural, paper analogue, best budget) used to overflow the page: the panels share one width."""
+    cells = charts.heatmap_frame(np.ones((4, 4), np.float32), np.zeros(4, int), np.zeros(4, int))
+    spec = charts.influence_heatmap(pd.concat([cells.assign(model=m) for m in models])).to_dict()
+    assert len(models) * spec["spec"]["width"] <= charts.HEATMAP_ROW_WIDTH and spec["spec"]["width"] >= 150
