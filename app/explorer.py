@@ -2,10 +2,14 @@
 
 One page per question of Utrera et al., ICLR 2021; every page reads the cache in $RTX_CACHE read-only
 through `app.data`, so the explorer keeps working while `rtx precompute` writes, and a sidebar watcher
-reruns the app when a newer snapshot is published.
+redraws the page when a newer snapshot is published (at most every `MIN_REDRAW_SECONDS`: a precompute publishes
+about once a second, and redrawing every open session's charts that often kept a 2-core server and the browsers
+busy redrawing instead of answering clicks; measured with `bench/explorer.py --sessions 10`).
 """
 
 from __future__ import annotations
+
+import time
 
 import streamlit as st
 
@@ -24,19 +28,33 @@ PAGES = [  # (file, title, url path): one question each
     ("pages/8_featviz.py", "Feature visualization", "featviz"),
     ("pages/9_paper.py", "Paper vs here", "paper"),
 ]
-REFRESH_SECONDS = 5
+REFRESH_SECONDS = 5  # how often the watcher looks for a newer snapshot (a stat)
+MIN_REDRAW_SECONDS = 30  # how often, at most, it redraws the page for one
+
+
+def redraw_due(auto: bool, drawn_at: float, now: float) -> bool:
+    """Whether the watcher redraws a page that has new results: auto-refresh on and the last drawing old enough."""
+    return auto and now - drawn_at >= MIN_REDRAW_SECONDS
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def _watch(snap: data.Snapshot) -> None:
-    """Rerun the whole app when `rtx precompute` publishes a newer snapshot (a stat every few seconds)."""
-    if st.session_state.get("auto_refresh", True) and data.snapshot_changed(snap):
+    """Redraw the whole app when `rtx precompute` has published a newer snapshot; say so meanwhile."""
+    if not data.snapshot_changed(snap):
+        return
+    auto = st.session_state.get("auto_refresh", True)
+    if redraw_due(auto, st.session_state.get("drawn_at", 0.0), time.monotonic()):
+        st.rerun(scope="app")
+    st.caption("New results were published since this page was drawn"
+               + (f"; it redraws within {MIN_REDRAW_SECONDS} s." if auto else "."))
+    if st.button("Show new results", key="redraw_now"):
         st.rerun(scope="app")
 
 
 def main() -> None:
     st.set_page_config(page_title="Robust Transfer Explorer", layout="wide")
     snap = data.snapshot()
+    st.session_state["drawn_at"] = time.monotonic()
     pages = [st.Page(path, title=title, url_path=url, default=(i == 0)) for i, (path, title, url) in enumerate(PAGES)]
     page = st.navigation(pages)
     with st.sidebar:

@@ -15,7 +15,7 @@ Budgets: 2 s per page on the demo cache, 5 s on the paper-sized one. Usage: pyth
 
 `--sessions 10 [--cache DIR]`: the served explorer under load instead (issue 14). `rtx explore` on a copy of DIR
 (default: a fresh demo-sized synthetic cache) while a writer process records a run every `--write-every` s
-into the same cache (publishing a snapshot each time, as `rtx precompute` does); N headless Chromium sessions
+into the same cache (publishing a snapshot at most once a second: `rtx precompute`'s `CacheWriter`); N headless Chromium sessions
 open at once, each visits every page through the sidebar (round 1: the first load of each page), then every
 page again (round 2): the time from the click to the page's title and its first chart (or image) rendered,
 p50/p95/max per page over the sessions, and the number of Streamlit exception elements seen. Budget: 2 s.
@@ -197,13 +197,34 @@ import sys, time
 from pathlib import Path
 from compute.cache import CacheWriter
 from compute.records import CurvePoint, RunRecord
-with CacheWriter(Path(sys.argv[1]), publish_every=0.0) as writer:
+with CacheWriter(Path(sys.argv[1])) as writer:  # publishes as rtx precompute does
     for i in range(100_000):
         run = RunRecord(f"load-{i}", "done", "natural", "load-writer", 10, i, 1, 3, {"i": i}, tuple(range(10)),
                         final_test_acc=0.5)
         writer.record_run(run, [CurvePoint(e, 0.1 * e, 1.0 / e) for e in (1, 2, 3)])
         time.sleep(float(sys.argv[2]))
 """
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds this machine has spent busy since boot, all processes (Linux /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in open("/proc/stat").readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used so far by the live processes of process group `pgid` (Linux /proc)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields[2] = pgrp; 11, 12 = utime, stime
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _titles() -> list[tuple[str, str]]:
@@ -277,6 +298,7 @@ def browser_sessions(root: Path, sessions: int, write_every: float, rounds: int 
             writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(write_every)], env=env,
                                       start_new_session=True)
         pages = _titles()
+        busy0, server0 = _busy_cpu_seconds(), _group_cpu_seconds(server.pid)
 
         async def run_all() -> list[dict]:
             async with async_playwright() as p:
@@ -288,7 +310,11 @@ def browser_sessions(root: Path, sessions: int, write_every: float, rounds: int 
                     await browser.close()
             return [dict(r, session=i) for i, rows in enumerate(results) for r in rows]
 
-        return pd.DataFrame(asyncio.run(run_all()))
+        visits = pd.DataFrame(asyncio.run(run_all()))
+        visits.attrs["cpu"] = {"server": _group_cpu_seconds(server.pid) - server0,
+                               "writer": _group_cpu_seconds(writer.pid) if writer else 0.0,
+                               "all": _busy_cpu_seconds() - busy0}
+        return visits
     finally:
         for proc in (writer, server):
             if proc is not None:
@@ -312,6 +338,14 @@ def report_sessions(visits: pd.DataFrame, sessions: int, baseline: pd.DataFrame,
           "alone_s: one session, no writer, same run)")
     print(table.to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    cpu, n = visits.attrs.get("cpu"), len(visits)
+    if cpu:
+        rest = cpu["all"] - cpu["server"] - cpu["writer"]
+        print(f"CPU seconds while the sessions ran: explorer server {cpu['server']:.0f} ({cpu['server'] / n:.2f} per "
+              f"page visit), writer {cpu['writer']:.0f}, browsers and the rest {rest:.0f} ({rest / n:.2f} per visit). "
+              f"{sessions} visits at once need at least {sessions * cpu['all'] / n / os.cpu_count():.1f} s of this "
+              f"machine's {os.cpu_count()} cores; the server alone (one process, one GIL) "
+              f"{sessions * cpu['server'] / n:.1f} s")
     slow = table.index[table["max_s"] > budget].tolist()
     missing = int((~later["rendered"]).sum())
     print(f"error elements (stException) seen: {int(visits['errors'].sum())} over {len(visits)} page visits; "

@@ -190,8 +190,21 @@ def test_explorer_command_is_offline_local_and_prefixable() -> None:
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8600"
     assert flags["--server.baseUrlPath"] == "rtx/explorer"
     assert "--server.baseUrlPath" not in explorer_command(8600)
+    assert flags["--runner.postScriptGC"] == "false"  # a full GC after every rerun cost 0.1 s of the shared GIL
+    from streamlit import config
+
+    assert {flag[2:] for flag in flags} <= set(config.get_config_options())  # real option names, no typo
     args = build_parser().parse_args(["explore", "--port", "8600"])
     assert (args.host, args.port, args.base_url_path) == ("127.0.0.1", 8600, None)
+
+
+def test_watcher_redraws_new_results_at_most_every_min_redraw_seconds() -> None:
+    from app.explorer import MIN_REDRAW_SECONDS, REFRESH_SECONDS, redraw_due
+
+    assert REFRESH_SECONDS < MIN_REDRAW_SECONDS
+    assert redraw_due(True, drawn_at=100.0, now=100.0 + MIN_REDRAW_SECONDS)
+    assert not redraw_due(True, drawn_at=100.0, now=100.0 + MIN_REDRAW_SECONDS - 1)  # drawn too recently
+    assert not redraw_due(False, drawn_at=0.0, now=1e9)  # auto-refresh switched off: only the button redraws
 
 
 # --- two influence methods on one subset (issue 14: they were merged into one pair) ---------------------------
