@@ -208,7 +208,8 @@ with CacheWriter(Path(sys.argv[1])) as writer:  # publishes as rtx precompute do
 
 def _busy_cpu_seconds() -> float:
     """CPU seconds this machine has spent busy since boot, all processes (Linux /proc/stat)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in open("/proc/stat").readline().split()[1:9])
+    first = Path("/proc/stat").read_text().splitlines()[0]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first.split()[1:9])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
@@ -219,7 +220,7 @@ def _group_cpu_seconds(pgid: int) -> float:
         if not entry.isdigit():
             continue
         try:
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # the process ended meanwhile
             continue
         if int(fields[2]) == pgid:  # fields[2] = pgrp; 11, 12 = utime, stime
@@ -298,7 +299,8 @@ def browser_sessions(root: Path, sessions: int, write_every: float, rounds: int 
             writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(write_every)], env=env,
                                       start_new_session=True)
         pages = _titles()
-        busy0, server0 = _busy_cpu_seconds(), _group_cpu_seconds(server.pid)
+        groups = {"server": server.pid, "writer": writer.pid if writer else None}
+        before = {name: _group_cpu_seconds(pid) for name, pid in groups.items() if pid} | {"all": _busy_cpu_seconds()}
 
         async def run_all() -> list[dict]:
             async with async_playwright() as p:
@@ -311,9 +313,8 @@ def browser_sessions(root: Path, sessions: int, write_every: float, rounds: int 
             return [dict(r, session=i) for i, rows in enumerate(results) for r in rows]
 
         visits = pd.DataFrame(asyncio.run(run_all()))
-        visits.attrs["cpu"] = {"server": _group_cpu_seconds(server.pid) - server0,
-                               "writer": _group_cpu_seconds(writer.pid) if writer else 0.0,
-                               "all": _busy_cpu_seconds() - busy0}
+        after = {name: _group_cpu_seconds(pid) for name, pid in groups.items() if pid} | {"all": _busy_cpu_seconds()}
+        visits.attrs["cpu"] = {"writer": 0.0} | {name: after[name] - before[name] for name in before}
         return visits
     finally:
         for proc in (writer, server):
