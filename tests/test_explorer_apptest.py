@@ -198,6 +198,21 @@ def test_explorer_command_is_offline_local_and_prefixable() -> None:
     assert (args.host, args.port, args.base_url_path) == ("127.0.0.1", 8600, None)
 
 
+def test_streamlit_config_file_matches_rtx_explore_flags() -> None:
+    """`streamlit run app/explorer.py` from the repository root reads .streamlit/config.toml: the same settings."""
+    import tomllib
+
+    from compute.cli import explorer_command
+
+    argv = explorer_command(8600)
+    flags = dict(zip(argv[5::2], argv[6::2], strict=False))
+    config = tomllib.loads((Path(APP).parents[1] / ".streamlit" / "config.toml").read_text())
+    written = {f"--{section}.{name}": str(value).lower() for section, options in config.items()
+               for name, value in options.items()}
+    assert written and all(flags.get(flag) == value for flag, value in written.items()), (written, flags)
+    assert "--runner.postScriptGC" in written
+
+
 def test_watcher_redraws_new_results_at_most_every_min_redraw_seconds() -> None:
     from app.explorer import MIN_REDRAW_SECONDS, REFRESH_SECONDS, redraw_due
 
