@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import pairing
+from app import pairing, spectra
 from app.charts import sorted_heatmap_frame
 from app.pairing import InfluenceCell
 from compute.cache import CacheReader, snapshot_path
@@ -149,7 +149,14 @@ def thumbnails(snap: Snapshot, dataset: str, split: str, indices: tuple[int, ...
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def featviz(snap: Snapshot) -> pd.DataFrame:
-    return _read(snap, lambda r: r.featviz())
+    """The newest feature visualisation per (model, seed photo), PNGs included."""
+    return spectra.latest_featviz(_read(snap, lambda r: r.featviz()))
+
+
+@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
+def featviz_spectra(snap: Snapshot) -> pd.DataFrame:
+    """`spectra.featviz_spectra` of every visualisation in `featviz`, once per snapshot (a DCT per picture)."""
+    return spectra.featviz_spectra(featviz(snap), spectra.model_groups(source_models(snap)))
 
 
 # --- derived ---------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ with cols[3]:
 rows = cell[(cell["blocks"] == blocks) & (cell["n_train"] == n_train)]
 ui.stop_if(rows.empty, snap, f"paired runs on {target} with {n_train} images and {blocks} blocks")
 accuracy = budget.budget_accuracy(sources, robust, attack, natural)
-st.altair_chart(charts.budget_chart(rows, accuracy))
+ui.chart(charts.budget_chart, rows, accuracy)
 st.markdown(f"**What this cell says** ({target}, {n_train} training images, {blocks} fine-tuned blocks): "
             + budget.budget_summary(rows))
 ui.footer(f"Top: each robust source's final test accuracy minus {natural}'s on the same {target} subsets (paired by "

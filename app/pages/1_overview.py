@@ -28,7 +28,7 @@ robust = data.robustness(snap)
 if robust.empty:
     ui.empty_state(snap, "robustness evaluations")
 else:
-    st.altair_chart(charts.robustness_bars(robust))
+    ui.chart(charts.robustness_bars, robust)
     ui.footer(f"Accuracy of each source on its source test set under PGD attacks; {len(robust)} evaluations "
               f"of {robust['source'].nunique()} sources on {int(robust['n_images'].max())} images each.",
               robust, "robustness")

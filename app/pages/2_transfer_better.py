@@ -23,7 +23,7 @@ if rows.empty:
     st.warning("No runs match these filters; widen them.")
     st.stop()
 st.subheader("Test accuracy after fine-tuning (Fig. 2a)")
-st.altair_chart(charts.accuracy_vs_size(rows))
+ui.chart(charts.accuracy_vs_size, rows)
 ui.footer(f"Final test accuracy vs training images, {blocks} fine-tuned blocks; line = mean over seeds, band = 95% "
           f"t-interval; {ui.backing(rows)}.", rows, "accuracy_vs_size")
 
@@ -33,6 +33,6 @@ delta = delta[delta["target"].isin(targets) & delta["source"].isin(sources) & (d
     if not delta.empty else delta
 ui.stop_if(delta.empty, snap,
            "robust and natural runs on the same subsets (same target, size, seed and blocks)")
-st.altair_chart(charts.delta_vs_size(delta))
+ui.chart(charts.delta_vs_size, delta)
 ui.footer(f"Each source's accuracy minus {natural}'s on the same subset (paired by seed), mean and 95% t-interval; "
           f"above zero = transfers better. {ui.backing(delta)}.", delta, "delta_vs_size")

@@ -27,7 +27,7 @@ if rows.empty:
     st.warning("No learning curves match these filters; widen them.")
     st.stop()
 st.subheader(f"Test accuracy during fine-tuning on {n_train} images (Fig. 3a)")
-st.altair_chart(charts.accuracy_vs_epoch(rows))
+ui.chart(charts.accuracy_vs_epoch, rows)
 ui.footer(f"Test accuracy at each evaluated epoch, {blocks} fine-tuned blocks, {n_train} training images; mean and "
           f"95% t-interval over seeds; {ui.backing(rows)}.", rows, "accuracy_vs_epoch")
 
@@ -37,6 +37,6 @@ if not delta.empty:
     delta = delta[(delta["blocks"] == blocks) & (delta["n_train"] == n_train) & delta["target"].isin(targets)
                   & delta["source"].isin(sources)]
 ui.stop_if(delta.empty, snap, "paired robust and natural learning curves for this cell")
-st.altair_chart(charts.delta_vs_epoch(delta))
+ui.chart(charts.delta_vs_epoch, delta)
 ui.footer(f"Accuracy minus {natural}'s at the same epoch on the same subset (paired by seed); above zero = learns "
           f"faster. {ui.backing(delta)}.", delta, "delta_vs_epoch")

@@ -20,7 +20,7 @@ with right:
 
 rows = summary[(summary["source"] == source) & summary["target"].isin(targets)]
 st.subheader(f"Test accuracy of {source} per number of fine-tuned blocks (Fig. 4a)")
-st.altair_chart(charts.accuracy_by_blocks(rows))
+ui.chart(charts.accuracy_by_blocks, rows)
 ui.footer(f"Final test accuracy vs training images for each number of fine-tuned blocks (0 = FC layer only); mean "
           f"and 95% t-interval over seeds; {ui.backing(rows)}.", rows, "accuracy_by_blocks")
 
@@ -32,6 +32,6 @@ st.subheader(f"{high} blocks minus {low} (Fig. 4b)")
 delta = data.blocks_delta(snap, int(high), int(low))
 delta = delta[(delta["source"] == source) & delta["target"].isin(targets)] if not delta.empty else delta
 ui.stop_if(high == low or delta.empty, snap, f"runs of {source} with both {high} and {low} blocks on the same subsets")
-st.altair_chart(charts.delta_vs_size(delta, f"{high} minus {low} blocks"))
+ui.chart(charts.delta_vs_size, delta, f"{high} minus {low} blocks")
 ui.footer(f"Accuracy with {high} fine-tuned blocks minus with {low} on the same subset (paired by seed); above zero = "
           f"more blocks help. {ui.backing(delta)}.", delta, "blocks_delta")

@@ -36,7 +36,7 @@ fig5 = fig5[fig5["target"].isin(targets) & (fig5["blocks"] == blocks)] if not fi
 if fig5.empty:
     ui.empty_state(snap, "runs of an L2 and an L∞ source (or two L∞ budgets) on the same subsets")
 else:
-    st.altair_chart(charts.delta_vs_size(fig5, "accuracy difference"))
+    ui.chart(charts.delta_vs_size, fig5, "accuracy difference")
     ui.footer(f"First source's accuracy minus the second's on the same subsets (paired by seed), {blocks} blocks; "
               f"mean and 95% t-interval; {ui.backing(fig5)}.", fig5, "constraint_deltas")
 
@@ -46,6 +46,6 @@ if not fig8.empty:
     fig8 = fig8[fig8["target"].isin(targets) & (fig8["blocks"] == blocks)]
     fig8 = fig8.assign(source=fig8["source"].map(lambda s: labels.get(s, s)))
 ui.stop_if(fig8.empty, snap, "robust and natural runs on the same subsets")
-st.altair_chart(charts.delta_vs_size(fig8, "minus natural"))
+ui.chart(charts.delta_vs_size, fig8, "minus natural")
 ui.footer(f"Each source's accuracy minus {natural}'s on the same subsets, {blocks} blocks; PGD(k) = k attack steps "
           f"during source training, Gaussian = random noise of the same budget. {ui.backing(fig8)}.", fig8, "vs_natural")

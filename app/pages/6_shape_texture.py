@@ -30,7 +30,7 @@ with cols[3]:
 rows = cell[cell["source"].isin([robust, natural]) & (cell["blocks"] == blocks) & (cell["n_train"] == n_train)]
 ui.stop_if(rows.empty, snap, f"runs of {robust} and {natural} on {base} and its variants with these settings")
 st.subheader(f"Accuracy on {base} and its variants, {n_train} training images (Table 2 analogue)")
-st.altair_chart(charts.variant_bars(rows))
+ui.chart(charts.variant_bars, rows)
 ui.footer(f"Final test accuracy of {robust} and {natural}, {blocks} blocks; bar = mean over seeds, whisker = 95% "
           f"t-interval; {ui.backing(rows)}.", rows, "shape_texture")
 
@@ -38,6 +38,6 @@ delta = data.delta_summary(snap, natural, "final")
 delta = delta[(delta["source"] == robust) & delta["target"].isin(targets) & (delta["blocks"] == blocks)]
 ui.stop_if(delta.empty, snap, f"paired runs of {robust} and {natural} on the variants")
 st.subheader(f"{robust} minus {natural} on each variant, by training images")
-st.altair_chart(charts.delta_vs_size(delta))
+ui.chart(charts.delta_vs_size, delta)
 ui.footer(f"Robust minus natural accuracy on the same subsets (paired by seed); a line above the base target's means "
           f"the robust advantage grows when texture is removed. {ui.backing(delta)}.", delta, "shape_texture_delta")

@@ -34,7 +34,7 @@ with st.spinner("Sorting and pooling the influence matrices (once per snapshot).
 if heat.empty:
     ui.empty_state(snap, "influence matrices (the NPY files beside the database)")
 else:
-    st.altair_chart(charts.influence_heatmap(heat))
+    ui.chart(charts.influence_heatmap, heat)
     ui.footer(f"Test x training influence (rows and columns sorted by label, standardized by the matrix norm, "
               f"mean-pooled to {heat['row_bin'].max() + 1} x {heat['col_bin'].max() + 1} heat) of "
               f"{', '.join(keys)} fine-tuned on the same {cell.subset_size} {target} images, scored by "
@@ -44,7 +44,7 @@ else:
 st.subheader("How often do the top-k influential images share the test label? (Fig. 7b)")
 match = pd.DataFrame([{"model": src, "k": k + 1, "match": float(v)} for src, lm in
                       zip(models["source"], models["label_match"], strict=True) for k, v in enumerate(lm if lm is not None else [])])
-st.altair_chart(charts.label_match_chart(match))
+ui.chart(charts.label_match_chart, match)
 ui.footer(f"For k = 1..{len(match) // max(1, len(keys))}: the share of each test image's k most influential training "
           f"images that carry its label, averaged over {int(models['n_test'].iloc[0])} test images, per model "
           f"({cell.method_label}).",
@@ -107,7 +107,7 @@ else:
                            for label, c in methods.items() for src, key in c.compared.items()
                            for k, v in enumerate(results.at[key, "label_match"] if results.at[key, "label_match"]
                                                  is not None else [])])
-    st.altair_chart(influence_charts.methods_label_match(curves))
+    ui.chart(influence_charts.methods_label_match, curves)
     ui.footer("Label match (Fig. 7b) of each method, per model: the same fine-tunes, scored by each method.",
               curves, "label_match_by_method")
     exact = {label: data.influence_exact(snap, c.members[0][1]) for label, c in methods.items()}
@@ -124,7 +124,7 @@ else:
         table = pd.concat(tables, ignore_index=True)
         st.dataframe(table[["model", "method", "spearman", "spearman_sd", "n_test",
                             *[c for c in table.columns if c.startswith("overlap@")]]], hide_index=True)
-        st.altair_chart(influence_charts.methods_overlap(overlap_long(table)))
+        ui.chart(influence_charts.methods_overlap, overlap_long(table))
         said = " (exact)" if exact[baseline] else " (the stored result does not say whether it is exact)"
         ui.footer(f"Agreement with {baseline}{said}: Spearman rank correlation of each method's scores over the "
                   "training images, per test image (mean and standard deviation over test images), and the share "

@@ -13,7 +13,7 @@ st.markdown("Starting from a photo that is in neither dataset (the *seed*, in th
             "The number under each picture is the share of its spectral energy above half the Nyquist frequency: "
             "fine texture scores high, smooth shapes low.")
 snap = data.snapshot()
-viz = spectra.latest_featviz(data.featviz(snap))
+viz = data.featviz(snap)
 ui.stop_if(viz.empty, snap, "feature visualizations")
 
 left, right = st.columns(2)
@@ -26,10 +26,11 @@ if rows.empty:
     st.warning("Nothing matches these filters; widen them.")
     st.stop()
 
-spec = spectra.featviz_spectra(rows, spectra.model_groups(data.source_models(snap)))
+spec = data.featviz_spectra(snap)
+spec = spec[spec["model"].isin(models) & spec["seed_image"].isin(seeds)]
 summary = spectra.spectrum_summary(spec)
 st.subheader("How much fine texture? Robust vs natural")
-st.altair_chart(charts.featviz_spectrum_chart(spec, summary))
+ui.chart(charts.featviz_spectrum_chart, spec, summary)
 st.markdown("**What the numbers say:** " + spectra.spectrum_caption(spec))
 ui.footer(f"Share of each optimised image's spectral energy (2-D DCT, constant term left out) above half the Nyquist "
           f"frequency, measured at the resolution it was optimised at; dots = one seed photo × unit each, diamond and "
