@@ -2,9 +2,10 @@
 
 Why it is shaped like this:
 - `rtx precompute` publishes `rtx.snapshot.duckdb` atomically after each job; a reader sees new results only
-  after `reopen()`. `snapshot()` reopens on every rerun (a stat when nothing changed) and returns a
-  `Snapshot` whose token names the published file version; every read below is `st.cache_data` keyed on
-  it, so each aggregate is computed once per snapshot and a new snapshot refreshes pages without restart.
+  after `reopen()`. `snapshot()` reopens on a rerun (a stat when nothing changed; while a precompute keeps
+  publishing, at most every `ADOPT_SECONDS`) and returns a `Snapshot` whose token names the published file
+  version; every read below is `st.cache_data` keyed on it, so each aggregate is computed once per snapshot
+  and a new snapshot refreshes pages without restart.
 - One reader per cache directory is shared by all sessions (`st.cache_resource`); a DuckDB connection is
   not safe to use from several threads at once and `reopen()` swaps it, so every use holds `_LOCK`.
   Reads are aggregates computed in DuckDB (milliseconds) and then cached, so the lock is rarely contended.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +34,11 @@ from compute.paths import cache_dir
 
 FILL_COMMAND = "rtx precompute --preset demo"
 MAX_SNAPSHOTS = 32  # entries kept per read: a long precompute publishes often, old snapshots' results age out
+ADOPT_SECONDS = 10.0  # a newer snapshot replaces the one pages read at most this often (see `snapshot`)
 
 T = TypeVar("T")
 _LOCK = threading.Lock()
+_ADOPTED_AT: dict[str, float] = {}  # cache root -> when this server last adopted a snapshot
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,23 @@ def _token(reader: CacheReader) -> str:
     return f"{reader.version.path}@{reader.version.mtime_ns}" if reader.version.path else ""
 
 
-def snapshot() -> Snapshot:
-    """The newest published snapshot of the cache in $RTX_CACHE (reopened if `rtx precompute` wrote since)."""
+def snapshot(newest: bool = False) -> Snapshot:
+    """The published snapshot pages read: the newest one, adopted by this server at most every `ADOPT_SECONDS`
+    while `rtx precompute` keeps publishing, or at once when `newest` (the user asked for new results).
+
+    Why the wait: every adoption is a new key for every cached read below, so each page's aggregates and charts
+    are computed again; a precompute publishes about once a second, and recomputing on almost every click of
+    every session doubled the server's CPU per page visit (`bench/explorer.py --sessions` with its writer).
+    After a quiet spell the first read adopts a new snapshot at once (the wait counts from the last adoption).
+    """
     root = str(cache_dir())
     try:
         with _LOCK:
             reader = _reader(root)
-            reader.reopen()
+            now = time.monotonic()
+            if newest or now - _ADOPTED_AT.get(root, float("-inf")) >= ADOPT_SECONDS:
+                if reader.reopen() or (root not in _ADOPTED_AT and reader.version.path):  # (opened when created)
+                    _ADOPTED_AT[root] = now
             return Snapshot(root, _token(reader))
     except RtxError as err:  # e.g. a snapshot written by an older rtx (compute.cache.OLD_SCHEMA): say so, stop
         st.error(str(err))

@@ -48,12 +48,13 @@ def _watch(snap: data.Snapshot) -> None:
     st.caption("New results were published since this page was drawn"
                + (f"; it redraws within {MIN_REDRAW_SECONDS} s." if auto else "."))
     if st.button("Show new results", key="redraw_now"):
+        st.session_state["want_newest"] = True  # adopt the newest snapshot now, not within data.ADOPT_SECONDS
         st.rerun(scope="app")
 
 
 def main() -> None:
     st.set_page_config(page_title="Robust Transfer Explorer", layout="wide")
-    snap = data.snapshot()
+    snap = data.snapshot(newest=st.session_state.pop("want_newest", False))
     st.session_state["drawn_at"] = time.monotonic()
     pages = [st.Page(path, title=title, url_path=url, default=(i == 0)) for i, (path, title, url) in enumerate(PAGES)]
     page = st.navigation(pages)

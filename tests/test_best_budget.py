@@ -155,6 +155,7 @@ def test_headline_robust_is_the_marked_analogue(tmp_path: Path, monkeypatch: pyt
 
     root = write_explorer_cache(tmp_path / "cache")
     monkeypatch.setenv("RTX_CACHE", str(root))
+    monkeypatch.setattr(data, "ADOPT_SECONDS", 0.0)  # the second snapshot is read at once
     st.cache_data.clear()
     st.cache_resource.clear()
     assert data.headline_robust(data.snapshot()) == "l2_1.5"  # unmarked: the first L2 PGD(k>1) source by name

@@ -145,15 +145,20 @@ def test_paper_page_lines_up_table7_with_the_cache(monkeypatch, shared_cache: Pa
     assert len(table) == 4 * 60  # every Table 7 cell of the four ImageNet sources, matched or greyed
 
 
-def test_pages_pick_up_a_newer_snapshot_without_restart(monkeypatch, tiny_cache: Path) -> None:
-    at = open_page(monkeypatch, tiny_cache, "better")
-    assert "fmnist" not in at.multiselect(key="better-targets").options
-    with CacheWriter(tiny_cache) as writer:  # what `rtx precompute` does while the explorer is open
+def _publish_fmnist(root: Path, n_train: int = 20) -> None:
+    with CacheWriter(root) as writer:  # what `rtx precompute` does while the explorer is open
         for i, seed in enumerate(SEEDS):
             for source in ("natural", "l2_1.5"):
-                writer.record_run(RunRecord(f"new-{source}-{i}", "done", source, "fmnist", 20, seed, 3, 9,
+                writer.record_run(RunRecord(f"new-{source}-{n_train}-{i}", "done", source, "fmnist", n_train, seed, 3, 9,
                                             final_test_acc=0.5 + 0.1 * (source != "natural") + 0.01 * i),
                                   [CurvePoint(9, 0.5, 0.1)])
+
+
+def test_pages_pick_up_a_newer_snapshot_without_restart(monkeypatch, tiny_cache: Path) -> None:
+    monkeypatch.setattr("app.data.ADOPT_SECONDS", 0.0)  # adopt at once (the wait has its own test below)
+    at = open_page(monkeypatch, tiny_cache, "better")
+    assert "fmnist" not in at.multiselect(key="better-targets").options
+    _publish_fmnist(tiny_cache)
     at.run()
     assert "fmnist" in at.multiselect(key="better-targets").options
     accuracy, delta = chart_data(at)
@@ -161,8 +166,29 @@ def test_pages_pick_up_a_newer_snapshot_without_restart(monkeypatch, tiny_cache:
     assert new["mean"].iloc[0] == pytest.approx(0.1)
 
 
+def test_a_new_snapshot_waits_for_adopt_seconds_or_the_button(monkeypatch, tiny_cache: Path) -> None:
+    """While a precompute publishes every second, pages keep reading the adopted snapshot for ADOPT_SECONDS
+    (their cached reads stay valid); "Show new results" adopts the newest at once."""
+    monkeypatch.setattr("app.data.ADOPT_SECONDS", 3600.0)
+    at = open_page(monkeypatch, tiny_cache, "better")
+    _publish_fmnist(tiny_cache)
+    at.run()
+    assert "fmnist" not in at.multiselect(key="better-targets").options  # adopted less than ADOPT_SECONDS ago
+    assert at.button(key="redraw_now")  # the watcher says new results exist and offers them
+    at.button(key="redraw_now").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "fmnist" in at.multiselect(key="better-targets").options
+    monkeypatch.setattr("app.data.ADOPT_SECONDS", 0.0)  # the wait is over: a plain rerun adopts the next one
+    _publish_fmnist(tiny_cache, n_train=40)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "redraw_now" not in [b.key for b in at.button]  # nothing newer than what the page shows
+    assert 40 in set(chart_data(at)[0]["n_train"])
+
+
 def test_pages_keep_working_while_a_writer_publishes(monkeypatch, tiny_cache: Path) -> None:
     """A second process records a run and publishes a snapshot every 20 ms while pages rerun (rtx precompute)."""
+    monkeypatch.setattr("app.data.ADOPT_SECONDS", 0.0)  # every rerun reads the newest snapshot: the hard case
     at = open_page(monkeypatch, tiny_cache, "faster")
     proc = subprocess.Popen([sys.executable, "-m", "tests.helpers.slow_writer", str(tiny_cache), "40", "0.02"],
                             cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
