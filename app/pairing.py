@@ -165,13 +165,16 @@ class Comparison:
 
     @property
     def target(self) -> str:
+        """The target every model was fine-tuned on (one cell: one format, one set of thumbnails)."""
         return self.cell.target
 
     @property
     def method(self) -> str:
+        """The influence method that scored every side (the default comparison prefers 'fast')."""
         return self.cell.method
 
     def side(self, role: str) -> Side | None:
+        """The side playing `role` ('analogue', 'best_budget', 'natural'), None when the cell has none."""
         return next((s for s in self.sides if s.role == role), None)
 
 
