@@ -7,11 +7,11 @@ score). Grouping without the method merged `fast` and `tracincp` into one pair (
 heatmap picked at random); the method is therefore part of every key and every label here.
 
 `influence_cells` groups the cache's `influence_results()` rows into cells, robust sources first and the
-natural one last; `find_pairs` turns each cell into robust-vs-natural pairs (the demo's dropdown). A cell is a
-natural baseline with one or more robust comparisons: the influence stage records each result's part (`role`:
-'paper analogue', 'best budget' with the reason it was chosen), and when it did, a cell compares natural with
-those (`InfluenceCell.compared`) and every label names the part. Torch-free: pandas only (compute.records holds
-the role names), so the explorer never loads torch.
+natural one last; `comparisons` turns each cell into the models the demo shows side by side (its dropdown picks
+one). A cell is a natural baseline with one or more robust comparisons: the influence stage records each
+result's part (`role`: 'paper analogue', 'best budget' with the reason it was chosen), and when it did, a cell
+compares natural with those (`InfluenceCell.compared`) and every label names the part. Torch-free: pandas only
+(compute.roles holds the role names), so the explorer never loads torch.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from compute.roles import ANALOGUE_ROLE, BEST_ROLE
+from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
 
 CELL = ("target", "subset_size", "seed", "blocks", "method", "cutoff")  # what makes results comparable
 ROLE_ORDER = (ANALOGUE_ROLE, BEST_ROLE)  # robust members with a role come first, in this order
@@ -109,31 +109,6 @@ class InfluenceCell(CellKey):
         return dict(self.members)
 
 
-@dataclass(frozen=True)
-class ModelPair(CellKey):
-    """A robust and a natural fine-tune on the same subset, scored by the same method and cut-off."""
-
-    robust_source: str
-    natural_source: str
-    robust_key: str  # influence keys
-    natural_key: str
-    robust_role: str = ""  # 'paper analogue', 'best budget', ... ('' when the stage recorded none)
-    robust_note: str = ""  # why (the best budget's delta and where it was measured)
-
-    @property
-    def robust_name(self) -> str:
-        return f"{self.robust_source} ({self.robust_role})" if self.robust_role else self.robust_source
-
-    @property
-    def label(self) -> str:
-        return (f"{self.robust_name} vs {self.natural_source} · {self.subset_size} images · seed {self.seed} "
-                f"· {self.blocks} blocks · {method_label(self.method, self.cutoff)}")
-
-    def sides(self) -> tuple[tuple[str, str, str], ...]:
-        """(side, source, influence key) for the robust and the natural model, in display order."""
-        return (("robust", self.robust_source, self.robust_key), ("natural", self.natural_source, self.natural_key))
-
-
 def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[InfluenceCell]:
     """Group `CacheReader.influence_results()` rows by `CELL`; sorted by subset, then method and cut-off.
 
@@ -166,33 +141,92 @@ def _role_rank(role: object) -> float:
     return float(next((i for i, r in enumerate(ROLE_ORDER) if r in role), len(ROLE_ORDER)))
 
 
-def find_pairs(cells: Sequence[InfluenceCell]) -> list[ModelPair]:
-    """Every robust member of a cell against the cell's natural member (cells without one give no pair)."""
-    pairs = []
+MAX_ROBUST = 2  # robust models per comparison: the paper analogue and the best budget, beside natural
+
+
+@dataclass(frozen=True)
+class Side:
+    """One model of a comparison and the part it plays (issue 14), as the demo's column header and JSON show it."""
+
+    role: str  # key of the API's answer: 'analogue', 'best_budget', 'natural'; 'robust' where no role is recorded
+    source: str
+    key: str  # influence key
+    part: str  # 'paper analogue', 'best budget on mnist5k', 'paper analogue, best budget on digits', 'natural'
+    note: str = ""  # why (the best budget's delta and where it was measured)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the demo shows for one influence cell: its robust models side by side with the natural one (last)."""
+
+    cell: InfluenceCell
+    sides: tuple[Side, ...]  # the paper analogue, the best budget (when another model), natural
+    label: str  # the cell's label: target, subset and method (plus the robust sources when a cell is split)
+
+    @property
+    def target(self) -> str:
+        """The target every model was fine-tuned on (one cell: one format, one set of thumbnails)."""
+        return self.cell.target
+
+    @property
+    def method(self) -> str:
+        """The influence method that scored every side (the default comparison prefers 'fast')."""
+        return self.cell.method
+
+    def side(self, role: str) -> Side | None:
+        """The side playing `role` ('analogue', 'best_budget', 'natural'), None when the cell has none."""
+        return next((s for s in self.sides if s.role == role), None)
+
+
+def comparisons(cells: Sequence[InfluenceCell]) -> list[Comparison]:
+    """One comparison per cell with a natural and a robust member (`InfluenceCell.compared`).
+
+    With recorded roles a cell compares at most the paper analogue and the best budget with natural. A cell
+    without roles (a cache from before them) compares every member: it is split into comparisons of
+    `MAX_ROBUST` robust models each, their sources named in the label, so no model is dropped unsaid.
+    """
+    out = []
     for cell in cells:
         if cell.natural is None:
             continue
-        roles = cell.role_of
-        for source, key in cell.compared.items():
-            if source != cell.natural:
-                role, note = roles.get(source, ("", ""))
-                pairs.append(ModelPair(cell.target, cell.subset_size, cell.seed, cell.blocks, cell.method,
-                                       cell.cutoff, source, cell.natural, key, cell.keys[cell.natural], role, note))
-    return pairs
+        robust = [s for s in cell.compared if s != cell.natural]
+        chunks = [robust[i:i + MAX_ROBUST] for i in range(0, len(robust), MAX_ROBUST)]
+        for chunk in chunks:
+            label = cell.label if len(chunks) == 1 else f"{cell.label} · {', '.join(chunk)}"
+            out.append(Comparison(cell, _sides(cell, [*chunk, cell.natural]), label))
+    return out
 
 
-def default_pair(pairs: Sequence[ModelPair], preferred: Sequence[tuple[str, int, int, int, tuple[str, ...]]] = (),
-                 method: str = "fast") -> ModelPair | None:
-    """The first pair matching a preferred (target, subset size, seed, blocks, robust sources) cell, scored by
-    `method` when the cache has it; else the first pair of `method`; else the first pair."""
-    ranked = sorted(pairs, key=lambda p: p.method != method)  # stable: `method` first, order kept otherwise
+def _sides(cell: InfluenceCell, sources: Sequence[str]) -> tuple[Side, ...]:
+    """Each source with its role key (unique within the comparison: 'robust', 'robust_2', ...) and part."""
+    sides: list[Side] = []
+    for source in sources:
+        recorded, note = cell.role_of.get(source, ("", ""))
+        part = recorded or (NATURAL_ROLE if source == cell.natural else "robust")
+        base = "natural" if source == cell.natural else \
+            "analogue" if ANALOGUE_ROLE in part else "best_budget" if BEST_ROLE in part else "robust"
+        role, n = base, 1
+        while role in {s.role for s in sides}:
+            n += 1
+            role = f"{base}_{n}"
+        part = f"{part} on {cell.target}" if BEST_ROLE in part else part
+        sides.append(Side(role, source, cell.keys[source], part, note))
+    return tuple(sides)
+
+
+def default_comparison(choices: Sequence[Comparison],
+                       preferred: Sequence[tuple[str, int, int, int, tuple[str, ...]]] = (),
+                       method: str = "fast") -> Comparison | None:
+    """The first comparison of a preferred (target, subset size, seed, blocks, robust sources) cell, scored by
+    `method` when the cache has it; else the first of `method`; else the first."""
+    ranked = sorted(choices, key=lambda c: c.method != method)  # stable: `method` first, order kept otherwise
     for target, size, seed, blocks, sources in preferred:
-        for pair in ranked:
-            if (pair.target, pair.subset_size, pair.seed, pair.blocks) == (target, size, seed, blocks) \
-                    and pair.robust_source in sources:
-                return pair
+        for choice in ranked:
+            robust = {s.source for s in choice.sides[:-1]}  # natural is last
+            if choice.cell.subset == (target, size, seed, blocks) and robust & set(sources):
+                return choice
     return ranked[0] if ranked else None
 
 
-__all__ = ["CELL", "CellKey", "InfluenceCell", "ModelPair", "default_pair", "find_pairs", "influence_cells", "method_label",
-           "natural_sources", "subset_label"]
+__all__ = ["CELL", "MAX_ROBUST", "CellKey", "Comparison", "InfluenceCell", "Side", "comparisons", "default_comparison",
+           "influence_cells", "method_label", "natural_sources", "subset_label"]

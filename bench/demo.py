@@ -3,9 +3,10 @@
 Each of N uploads (the target's stored test images as PNG files, plus the shipped photos in assets/seeds/
 when present) is answered four ways, all in this process:
 
-- `query`:  the two `InfluenceIndex.query` calls alone (the baseline: the work that cannot be avoided)
+- `query`:  the `InfluenceIndex.query` calls alone, one per model of the default influence cell (2 or 3: the
+  paper analogue, the best budget, natural; the baseline: the work that cannot be avoided)
 - `decode`: `app.uploads.load_upload` alone (file -> tensor in the target's format)
-- `python`: `app.demo.neighbours`, the whole function behind the UI (decode, both queries, rendering)
+- `python`: `app.demo.neighbours`, the whole function behind the UI (decode, every query, rendering)
 - `client`: `gradio_client.Client.predict(..., api_name="/neighbours")` against the demo served on a free
   localhost port (queue, HTTP, pre/post-processing; output files are not downloaded)
 - `floor`:  the same upload through gradio_client to a trivial endpoint (file in, one string out) on a
@@ -89,7 +90,7 @@ def gradio_floor(files: list[Path]) -> list[float]:
 
 
 def neighbour_positions(details: dict) -> list[list[int]]:
-    return [[n["train_pos"] for n in m["neighbours"]] for m in details["models"]]
+    return [[n["train_pos"] for n in m["neighbours"]] for m in details["models"].values()]
 
 
 def concurrent_load(url: str, label: str, files: list[Path], expected: dict[Path, dict], folder: Path
@@ -137,25 +138,25 @@ def main() -> None:
     backend = DemoBackend.open(root)
     if backend.empty:
         raise SystemExit(f"no influence results in {root}; run `rtx precompute --preset demo` first")
-    pair = backend.default
-    print(f"cache {root}; pair {pair.target}: {pair.label}; start-up (load + warm) {time.perf_counter() - start:.2f} s; "
-          f"torch threads {torch.get_num_threads()}")
+    cell = backend.default
+    print(f"cache {root}; cell {cell.label} ({len(cell.sides)} models: {', '.join(s.source for s in cell.sides)}); "
+          f"start-up (load + warm) {time.perf_counter() - start:.2f} s; torch threads {torch.get_num_threads()}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        files = upload_files(backend, pair.target, args.uploads, Path(tmp))
+        files = upload_files(backend, cell.target, args.uploads, Path(tmp))
         photos = sum(1 for f in files if not f.name.startswith("test-"))
         print(f"{len(files)} uploads: {len(files) - photos} stored test images, {photos} photos")
-        fmt = backend.target_format(pair)
+        fmt = backend.target_format(cell)
         times: dict[str, list[float]] = {"query": [], "decode": [], "python": [], "client": []}
         answers = []
         for path in files:
             t0 = time.perf_counter()
             prepared = load_upload(path, fmt)
             t1 = time.perf_counter()
-            for _, _, key in pair.sides():
-                backend.index(key).query(prepared.batch, k=5)
+            for side in cell.sides:
+                backend.index(side.key).query(prepared.batch, k=5)
             t2 = time.perf_counter()
-            out = neighbours(backend, str(path), pair.label, 5)
+            out = neighbours(backend, str(path), cell.label, 5)
             t3 = time.perf_counter()
             times["decode"].append(t1 - t0)
             times["query"].append(t2 - t1)
@@ -170,19 +171,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)  # launch() sets the server's own count; keep the one asked for
         try:
             client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
-            client.predict(handle_file(str(files[0])), pair.label, 5, "auto", api_name="/neighbours")  # warm
+            client.predict(handle_file(str(files[0])), cell.label, 5, "auto", api_name="/neighbours")  # warm
             mismatches = 0
             load: dict[str, tuple[list[float], int, int]] = {}
             for path, expected in zip(files, answers, strict=True):
                 t0 = time.perf_counter()
-                out = client.predict(handle_file(str(path)), pair.label, 5, "auto", api_name="/neighbours")
+                out = client.predict(handle_file(str(path)), cell.label, 5, "auto", api_name="/neighbours")
                 times["client"].append(time.perf_counter() - t0)
                 mismatches += neighbour_positions(out[-1]) != neighbour_positions(expected)
             expected_of = dict(zip(files, answers, strict=True))
             for mode, batch in (("identical", [files[0]] * args.load), ("mixed", [files[i % len(files)]
                                                                                   for i in range(args.load)])):
                 if args.load:
-                    seconds, failed, wrong = concurrent_load(f"http://127.0.0.1:{port}/", pair.label, batch,
+                    seconds, failed, wrong = concurrent_load(f"http://127.0.0.1:{port}/", cell.label, batch,
                                                              expected_of, Path(tmp) / f"load-{mode}")
                     load[mode] = (seconds, failed, wrong)
         finally:

@@ -74,6 +74,30 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def demo_server(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory):
     """`rtx demo` on a free localhost port, in its own process (as `rtx serve` starts it); yields its URL."""
+    yield from _serve(demo_cache, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def three_model_cache(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo cache whose cell holds the paper analogue, a distinct best budget and natural."""
+    import shutil
+
+    from tests.helpers.three_models import add_best_budget
+
+    root = tmp_path_factory.mktemp("three-model-cache") / "cache"
+    shutil.copytree(demo_cache, root)
+    add_best_budget(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def three_model_server(three_model_cache: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`rtx demo` over `three_model_cache`; yields its URL."""
+    yield from _serve(three_model_cache, tmp_path_factory)
+
+
+def _serve(cache: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Start `rtx demo` over `cache` in its own process, yield its URL once it answers, stop it afterwards."""
     import os
     import subprocess
     import time
@@ -83,7 +107,7 @@ def demo_server(demo_cache: Path, tmp_path_factory: pytest.TempPathFactory):
 
     port = _free_port()
     log = tmp_path_factory.mktemp("demo-server") / "server.log"
-    env = {**os.environ, "RTX_CACHE": str(demo_cache), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "RTX_CACHE": str(cache), "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(demo_command(port), env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from app.pairing import find_pairs, influence_cells, natural_sources
+from app.pairing import comparisons, influence_cells, natural_sources
 from compute import best_budget
 from compute.cache import MIGRATIONS, CacheReader, CacheWriter, db_path, snapshot_path
 from compute.errors import RtxError
@@ -81,10 +81,13 @@ def test_recorded_roles_make_a_three_model_cell_labelled_with_the_reason(tmp_pat
     cell = next(c for c in cells if c.target == INFLUENCE["target"])
     assert list(cell.compared) == ["linf_0.1", "l2_1.5", "natural"]  # analogue, best budget, natural last
     assert cell.name("l2_1.5") == "l2_1.5 · best budget" and "+6.0 points" in cell.best_note
-    pairs = find_pairs([cell])
-    assert [p.robust_source for p in pairs] == ["linf_0.1", "l2_1.5"]
-    assert [p.label.split(" vs ")[0] for p in pairs] == ["linf_0.1 (paper analogue)", "l2_1.5 (best budget)"]
-    assert pairs[1].robust_note.startswith("best budget on mnist5k")
+    [shown] = comparisons([cell])  # the demo: one choice for the cell, three models side by side
+    assert shown.label == cell.label and "mnist5k" in shown.label and "fc-exact" in shown.label
+    assert [(s.role, s.source, s.part) for s in shown.sides] == [
+        ("analogue", "linf_0.1", "paper analogue"), ("best_budget", "l2_1.5", "best budget on mnist5k"),
+        ("natural", "natural", "natural")]
+    assert shown.side("best_budget").note.startswith("best budget on mnist5k") and not shown.side("analogue").note
+    assert [s.key for s in shown.sides] == ["k-analogue", keys["l2_1.5"], keys["natural"]]  # 'k-stale' is left out
     with CacheWriter(root) as writer:  # a later stage's choice clears the earlier roles of those runs
         writer.set_influence_roles(list(results["run_key"]), "fc-exact", 0.05, {keys["natural"]: {"role": "natural"}})
     reader = CacheReader(root)
@@ -99,6 +102,11 @@ def test_tiny_stage_records_natural_and_the_analogue_as_best_budget(demo_cache: 
     reader.close()
     assert roles["natural"] == NATURAL_ROLE
     assert roles["l2_1.5"] == f"{ANALOGUE_ROLE}, {BEST_ROLE}"  # tiny has one robust source: it is both
+    reader = CacheReader(demo_cache)
+    [shown] = comparisons(influence_cells(reader.influence_results(), natural_sources(reader.source_models())))
+    reader.close()
+    assert [(s.role, s.part) for s in shown.sides] == [("analogue", "paper analogue, best budget on digits"),
+                                                       ("natural", "natural")]  # two models, not the same one twice
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 
-from app.pairing import default_pair, find_pairs, influence_cells, natural_sources
+from app.pairing import MAX_ROBUST, comparisons, default_comparison, influence_cells, natural_sources
 
 
 def _results(methods: tuple[str, ...] = ("fast", "tracincp")) -> pd.DataFrame:
@@ -42,23 +42,36 @@ def test_cells_keep_methods_apart_and_put_natural_last() -> None:
     assert cells[1].subset_label == cells[2].subset_label
 
 
-def test_pairs_are_unique_per_method_and_cutoff() -> None:
+def test_comparisons_are_unique_per_method_and_cutoff() -> None:
     results = pd.concat([_results(), _results(("fast",)).assign(cutoff=1e-20, key=lambda f: f["key"] + "-tiny")])
-    pairs = find_pairs(influence_cells(results, natural_sources(SOURCES)))
-    assert len(pairs) == 2 * 3  # (l2_1.5, linf_0.1) x (fast 0.05, fast 1e-20, tracincp 0.05); digits has no robust
-    labels = [p.label for p in pairs]
+    choices = comparisons(influence_cells(results, natural_sources(SOURCES)))
+    assert len(choices) == 3  # fast 0.05, fast 1e-20, tracincp 0.05; digits has no robust member
+    labels = [c.label for c in choices]
     assert len(set(labels)) == len(labels)
-    assert all(p.method in p.label and f"{p.cutoff:g}" in p.label for p in pairs)
-    for pair in pairs:
-        assert pair.robust_key.startswith(pair.method) and pair.natural_key.startswith(pair.method)
+    assert all(c.method in c.label and f"{c.cell.cutoff:g}" in c.label and "mnist5k" in c.label for c in choices)
+    for choice in choices:  # no roles recorded: both robust members, then natural, each from this method
+        assert [s.source for s in choice.sides] == ["l2_1.5", "linf_0.1", "natural"]
+        assert [s.role for s in choice.sides] == ["robust", "robust_2", "natural"]
+        assert all(s.key.startswith(choice.method) for s in choice.sides)
 
 
-def test_default_pair_prefers_the_preset_cell_and_the_fast_method() -> None:
-    pairs = find_pairs(influence_cells(_results(("tracincp", "fast")), natural_sources(SOURCES)))
-    chosen = default_pair(pairs, [("mnist5k", 50, 7, 3, ("linf_0.1",))])
-    assert (chosen.robust_source, chosen.method) == ("linf_0.1", "fast")
-    assert default_pair(pairs).method == "fast"
-    assert default_pair([]) is None
+def test_a_cell_without_roles_and_more_robust_members_is_split_not_cut() -> None:
+    extra = _results(("fast",)).query("source == 'natural' and target == 'mnist5k'").assign(source="linf_0.2", key="fast-linf_0.2")
+    cells = influence_cells(pd.concat([_results(("fast",)), extra]), natural_sources(SOURCES))
+    choices = comparisons(cells)
+    assert [[s.source for s in c.sides] for c in choices] == [["l2_1.5", "linf_0.1", "natural"],
+                                                               ["linf_0.2", "natural"]]
+    assert all(len(c.sides) <= MAX_ROBUST + 1 for c in choices)
+    assert choices[1].label.endswith(" · linf_0.2") and choices[0].label.endswith(" · l2_1.5, linf_0.1")
+
+
+def test_default_comparison_prefers_the_preset_cell_and_the_fast_method() -> None:
+    choices = comparisons(influence_cells(_results(("tracincp", "fast")), natural_sources(SOURCES)))
+    chosen = default_comparison(choices, [("digits", 20, 7, 1, ("natural",)), ("mnist5k", 50, 7, 3, ("linf_0.1",))])
+    assert (chosen.target, chosen.method) == ("mnist5k", "fast")  # digits has no robust member: no comparison
+    assert chosen.side("natural").source == "natural" and chosen.side("best_budget") is None
+    assert default_comparison(choices).method == "fast"
+    assert default_comparison([]) is None
 
 
 def test_pairing_does_not_load_torch() -> None:

@@ -1,10 +1,10 @@
-"""The Gradio demo: upload, draw or pick an image; see which training images a robust and a natural model
-lean on for their prediction (the paper's Section 6, on demand).
+"""The Gradio demo: upload, draw or pick an image; see which training images the paper's robust analogue, the
+best-transferring budget and the natural model lean on for their prediction (the paper's Section 6, on demand).
 
 One job per module: `results` (answer types and their JSON), `backend` (cache reads at start-up, influence
 queries per request), `files` (result images written once, never rewritten), `handlers` (request ->
-`DemoOutputs`), `layout` (the Blocks), `launch` and `__main__` (serving; `python -m app.demo`). Pairs of
-models come from `app.pairing`, shared with the explorer.
+`DemoOutputs`), `layout` (the Blocks), `launch` and `__main__` (serving; `python -m app.demo`). Which models
+are compared comes from `app.pairing` (`Comparison`: one influence cell's models), shared with the explorer.
 """
 
 import os
@@ -17,8 +17,8 @@ from app.demo.handlers import OUTPUT_NAMES, DemoOutputs, neighbours, sketch_neig
 from app.demo.launch import launch  # noqa: E402
 from app.demo.layout import API_HELP, build_demo  # noqa: E402
 from app.demo.results import Explanation  # noqa: E402
-from app.pairing import ModelPair  # noqa: E402
+from app.pairing import Comparison, Side  # noqa: E402
 from app.uploads import FORMATS  # noqa: E402
 
-__all__ = ["API_HELP", "DEFAULT_K", "FORMATS", "MAX_K", "OUTPUT_NAMES", "DemoBackend", "DemoOutputs", "Explanation",
-           "ModelPair", "ResultFiles", "build_demo", "launch", "neighbours", "sketch_neighbours"]
+__all__ = ["API_HELP", "DEFAULT_K", "FORMATS", "MAX_K", "OUTPUT_NAMES", "Comparison", "DemoBackend", "DemoOutputs",
+           "Explanation", "ResultFiles", "Side", "build_demo", "launch", "neighbours", "sketch_neighbours"]

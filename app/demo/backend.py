@@ -1,8 +1,9 @@
 """The demo's backend: everything slow happens once, before the first request.
 
-At start-up the cache's influence results are paired (`app.pairing`, the same pairs the explorer shows),
-training thumbnails are read, and the default pair's `InfluenceIndex`es are loaded and warmed. A request
-only runs `InfluenceIndex.query` once per model: a forward pass and one product with the stored query
+At start-up the cache's influence results are grouped into cells (`app.pairing`, the same cells the explorer
+shows) and each cell into a comparison (the paper analogue, the best budget, natural), training thumbnails are
+read, and the default comparison's `InfluenceIndex`es are loaded and warmed. A request only runs
+`InfluenceIndex.query` once per model: a forward pass and one product with the stored query
 matrix, well under a second on a CPU. No database access at request time (DuckDB connections are not shared
 across the server's threads); lazy loads are guarded by one lock.
 """
@@ -21,7 +22,7 @@ import torch
 from PIL import Image
 
 from app.demo.results import Example, Explanation, Neighbour, SideResult
-from app.pairing import ModelPair, default_pair, find_pairs, influence_cells, natural_sources
+from app.pairing import Comparison, comparisons, default_comparison, influence_cells, natural_sources
 from app.uploads import PreparedImage, TargetFormat, open_image
 from compute.cache import CacheReader
 from compute.errors import RtxError
@@ -41,18 +42,18 @@ EMPTY_CACHE = ("The cache at `{root}` holds no influence results yet. Run `rtx p
 
 
 def preferred_cells() -> list[tuple[str, int, int, int, tuple[str, ...]]]:
-    """The presets' influence cells (demo first): the pair the page opens with when the cache has it."""
+    """The presets' influence cells (demo first): the comparison the page opens with when the cache has it."""
     specs = [get_preset(name).influence for name in ("demo", "tiny", "paper")]
     return [(s.target, s.n_train, s.seed, s.blocks, s.sources) for s in specs if s]
 
 
 @dataclass
 class DemoBackend:
-    """Holds what requests need in memory: pairs, thumbnails (PNG bytes), loaded influence indices."""
+    """Holds what requests need in memory: comparisons, thumbnails (PNG bytes), loaded influence indices."""
 
     root: Path
-    pairs: list[ModelPair]
-    default: ModelPair | None
+    comparisons: list[Comparison]
+    default: Comparison | None
     thumbs: dict[tuple[str, str], pd.DataFrame]  # (target, split) -> idx-indexed frame of label, png
     _indices: dict[str, InfluenceIndex] = field(default_factory=dict)
     _images: dict[tuple[str, str, int], Image.Image] = field(default_factory=dict)
@@ -64,37 +65,39 @@ class DemoBackend:
         reader = CacheReader(root)
         try:
             cells = influence_cells(reader.influence_results(), natural_sources(reader.source_models()))
-            pairs = find_pairs(cells)
+            choices = comparisons(cells)
             thumbs = {(target, split): reader.thumbnails(target, split)
-                      for target in sorted({p.target for p in pairs}) for split in ("train", "test")}
+                      for target in sorted({c.target for c in choices}) for split in ("train", "test")}
         finally:
             reader.close()
         thumbs = {key: frame.set_index("idx")[["label", "png"]] if not frame.empty else frame
                   for key, frame in thumbs.items()}
-        backend = cls(Path(root), pairs, default_pair(pairs, preferred_cells()), thumbs)
+        backend = cls(Path(root), choices, default_comparison(choices, preferred_cells()), thumbs)
         if warm and backend.default is not None:
             backend.warm(backend.default)
         return backend
 
     @property
     def empty(self) -> bool:
-        return not self.pairs
+        return not self.comparisons
 
     def targets(self) -> list[str]:
-        return sorted({p.target for p in self.pairs})
+        return sorted({c.target for c in self.comparisons})
 
-    def pairs_for(self, target: str | None) -> list[ModelPair]:
-        return [p for p in self.pairs if p.target == target]
+    def comparisons_for(self, target: str | None) -> list[Comparison]:
+        return [c for c in self.comparisons if c.target == target]
 
-    def pair(self, label: str | None) -> ModelPair:
+    def comparison(self, label: str | None) -> Comparison:
+        """The comparison whose label (the dropdown's, or the API's second input) is `label`; None: the default."""
         if self.empty:
             raise RtxError(EMPTY_CACHE.format(root=self.root))
         if not label:
             return self.default
-        for pair in self.pairs:
-            if pair.label == label:
-                return pair
-        raise RtxError(f"unknown model pair {label!r}; valid choices: " + " | ".join(p.label for p in self.pairs))
+        for choice in self.comparisons:
+            if choice.label == label:
+                return choice
+        raise RtxError(f"unknown influence cell {label!r}; valid choices: "
+                       + " | ".join(c.label for c in self.comparisons))
 
     def index(self, key: str) -> InfluenceIndex:
         with self._lock:
@@ -102,15 +105,16 @@ class DemoBackend:
                 self._indices[key] = InfluenceIndex.load(self.root, key)
             return self._indices[key]
 
-    def target_format(self, pair: ModelPair) -> TargetFormat:
-        index = self.index(pair.robust_key)
+    def target_format(self, comparison: Comparison) -> TargetFormat:
+        """The input every model of the comparison takes (one target, so one format)."""
+        index = self.index(comparison.sides[0].key)
         return TargetFormat(int(index.input_channels), int(index.native_size))
 
-    def warm(self, pair: ModelPair) -> None:
-        """Load both indices and run one query so the first user request pays no start-up cost."""
-        fmt = self.target_format(pair)
-        for _, _, key in pair.sides():
-            self.index(key).query(torch.zeros(1, fmt.channels, fmt.size, fmt.size), k=1)
+    def warm(self, comparison: Comparison) -> None:
+        """Load every model's index and run one query so the first user request pays no start-up cost."""
+        fmt = self.target_format(comparison)
+        for side in comparison.sides:
+            self.index(side.key).query(torch.zeros(1, fmt.channels, fmt.size, fmt.size), k=1)
 
     def thumbnail_png(self, target: str, split: str, idx: int) -> bytes | None:
         """The stored PNG bytes of one target image, None when the cache holds none."""
@@ -140,10 +144,10 @@ class DemoBackend:
 
     def _collect_examples(self, target: str | None, per_class: int = EXAMPLES_PER_CLASS) -> list[Example]:
         out: list[Example] = []
-        pairs = self.pairs_for(target)
+        choices = self.comparisons_for(target)
         frame = self.thumbs.get((target, "test"))
-        if pairs and frame is not None and not frame.empty:
-            classes = self.index(pairs[0].robust_key).classes
+        if choices and frame is not None and not frame.empty:
+            classes = self.index(choices[0].sides[0].key).classes
             chosen = frame.sort_index().groupby("label", sort=True).head(per_class).sort_values("label", kind="stable")
             for idx, label in chosen["label"].items():
                 name = classes[int(label)] if int(label) < len(classes) else str(label)
@@ -156,12 +160,12 @@ class DemoBackend:
                     log.warning("skipping %s: %s", path, err)
         return out
 
-    def explain(self, image: PreparedImage, pair: ModelPair, k: int = DEFAULT_K) -> Explanation:
-        """Both models' predictions and their k most influential training images for one prepared image."""
+    def explain(self, image: PreparedImage, comparison: Comparison, k: int = DEFAULT_K) -> Explanation:
+        """Every model's prediction and its k most influential training images for one prepared image."""
         start = time.perf_counter()
         sides = []
-        for side, source, key in pair.sides():
-            index = self.index(key)
+        for side in comparison.sides:
+            index = self.index(side.key)
             result = index.query(image.batch, k=k)[0]
             classes = tuple(str(c) for c in index.classes)
             predicted = int(result.predicted)
@@ -175,10 +179,10 @@ class DemoBackend:
             model_input = result.model_input
             model_input = model_input.detach().cpu().float().numpy() if hasattr(model_input, "detach") \
                 else np.asarray(model_input, np.float32)
-            sides.append(SideResult(side, source, key, model_input,
+            sides.append(SideResult(side, model_input,
                                     {c: float(p) for c, p in zip(classes, probs, strict=True)},
                                     predicted, classes[predicted], neighbours))
-        return Explanation(pair, image, tuple(sides), time.perf_counter() - start)
+        return Explanation(comparison, image, tuple(sides), time.perf_counter() - start)
 
 
 def _open_photo(path: Path) -> Image.Image:

@@ -1,7 +1,9 @@
 """The functions behind the page and the API: a request -> a `DemoOutputs`, every failure a message.
 
-`DemoOutputs` names the nine outputs once: the layout builds its components in `OUTPUT_NAMES` order and the
-handlers return `outputs.values()`, so adding an output is one field here, not three tuples kept in sync.
+`DemoOutputs` names the outputs once: status, summary, three model columns (view, top-3, gallery each; the
+paper analogue, the best budget, natural, in `Comparison.sides` order) and the JSON. The layout builds its
+components in `OUTPUT_NAMES` order and the handlers return `outputs.values()`, so adding an output is one field
+here, not three tuples kept in sync. A comparison of two models leaves the third column empty (the page hides it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from app.demo.backend import DEFAULT_K, EMPTY_CACHE, MAX_K, DemoBackend
 from app.demo.files import ResultFiles
 from app.demo.results import Explanation
+from app.pairing import MAX_ROBUST
 from app.uploads import PreparedImage, TargetFormat, load_upload, prepare_sketch
 from compute.errors import RtxError
 from compute.images import to_png
@@ -26,21 +29,26 @@ log = logging.getLogger(__name__)
 VIEW_SIZE = 112  # the model's input is shown nearest-upscaled to at least this many pixels
 MISSING_SIZE = 56
 PROMPT = "Upload an image, draw one, or click an example."
+COLUMNS = MAX_ROBUST + 1  # model columns: the paper analogue, the best budget, natural
 
 
 @dataclass(frozen=True)
 class DemoOutputs:
-    """What one request shows, in the page's (and the API's) output order. Images are file paths
-    (`ResultFiles`); galleries are (path, caption) lists; `details` is the JSON answer or {"error": ...}."""
+    """What one request shows, in the page's (and the API's) output order: column n (`model{n}_*`) is the
+    comparison's n-th model. Images are file paths (`ResultFiles`); galleries are (path, caption) lists;
+    `details` is the JSON answer (`models` keyed by role) or {"error": ...}."""
 
     status: str
     summary: str = ""
-    robust_view: str | None = None
-    robust_label: dict[str, float] | None = None
-    robust_gallery: list[tuple[str, str]] = field(default_factory=list)
-    natural_view: str | None = None
-    natural_label: dict[str, float] | None = None
-    natural_gallery: list[tuple[str, str]] = field(default_factory=list)
+    model1_view: str | None = None
+    model1_label: dict[str, float] | None = None
+    model1_gallery: list[tuple[str, str]] = field(default_factory=list)
+    model2_view: str | None = None
+    model2_label: dict[str, float] | None = None
+    model2_gallery: list[tuple[str, str]] = field(default_factory=list)
+    model3_view: str | None = None
+    model3_label: dict[str, float] | None = None
+    model3_gallery: list[tuple[str, str]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -63,36 +71,36 @@ def render(backend: DemoBackend, explanation: Explanation, files: ResultFiles) -
     mode = "" if image.original_mode == "sketch" else f" {image.original_mode}"
     status = (f"{what} {image.original_size[0]} x {image.original_size[1]}{mode}{notes}. "
               f"Answered in {explanation.seconds:.2f} s.")
-    per_side: dict[str, Any] = {}
-    for side in explanation.sides:
+    per_column: dict[str, Any] = {}
+    for column, side in enumerate(explanation.sides, start=1):
         gallery = []
         for n in side.neighbours:
-            png = backend.thumbnail_png(explanation.pair.target, "train", n.train_index) or _missing_png()
+            png = backend.thumbnail_png(explanation.comparison.target, "train", n.train_index) or _missing_png()
             mark = "✓ " if n.matches_prediction else ""
             gallery.append((files.png(png), f"{mark}{n.label_name} · {n.score:.2g}"))  # 2 digits fit; JSON has all
-        per_side[f"{side.side}_view"] = files.png(to_png(side.model_input, min_size=VIEW_SIZE))
-        per_side[f"{side.side}_label"] = dict(side.top(3))
-        per_side[f"{side.side}_gallery"] = gallery
-    return DemoOutputs(status, explanation.summary, details=explanation.as_json(), **per_side)
+        per_column[f"model{column}_view"] = files.png(to_png(side.model_input, min_size=VIEW_SIZE))
+        per_column[f"model{column}_label"] = dict(side.top(3))
+        per_column[f"model{column}_gallery"] = gallery
+    return DemoOutputs(status, explanation.summary, details=explanation.as_json(), **per_column)
 
 
 def _missing_png() -> bytes:
     return to_png(np.full((MISSING_SIZE, MISSING_SIZE), 0.5, np.float32))
 
 
-def _answer(backend: DemoBackend, prepare: Callable[[TargetFormat], PreparedImage], pair_label: str | None,
+def _answer(backend: DemoBackend, prepare: Callable[[TargetFormat], PreparedImage], cell_label: str | None,
             k: Any, notify: bool, files: ResultFiles | None) -> DemoOutputs:
     """Shared by uploads and drawings: every failure becomes a message (and a toast when `notify`), never a
     traceback."""
     try:
-        pair = backend.pair(pair_label)
+        comparison = backend.comparison(cell_label)
         k = min(MAX_K, max(1, int(float(k if k is not None else DEFAULT_K))))
-        prepared = prepare(backend.target_format(pair))
-        return render(backend, backend.explain(prepared, pair, k), files or ResultFiles())
+        prepared = prepare(backend.target_format(comparison))
+        return render(backend, backend.explain(prepared, comparison, k), files or ResultFiles())
     except RtxError as err:  # UploadError included
         message = str(err)
     except (TypeError, ValueError) as err:
-        message = f"bad request ({err}); send an image file, a model pair from the list and k between 1 and {MAX_K}"
+        message = f"bad request ({err}); send an image file, an influence cell from the list and k between 1 and {MAX_K}"
     except Exception:  # a bug: log it for the operator, tell the user something useful
         log.exception("demo request failed")
         message = "internal error while computing the neighbours; the server log has the details"
@@ -110,7 +118,7 @@ def _upload_path(image: Any) -> str | None:
     return str(getattr(image, "path", image))
 
 
-def neighbours(backend: DemoBackend, image: Any, pair_label: str | None = None, k: Any = DEFAULT_K,
+def neighbours(backend: DemoBackend, image: Any, cell_label: str | None = None, k: Any = DEFAULT_K,
                invert: str = "auto", notify: bool = False, files: ResultFiles | None = None) -> DemoOutputs:
     """An uploaded image (path or Gradio file payload) -> the page's outputs.
 
@@ -120,15 +128,15 @@ def neighbours(backend: DemoBackend, image: Any, pair_label: str | None = None, 
         if backend.empty:
             return DemoOutputs.message(EMPTY_CACHE.format(root=backend.root))
         return DemoOutputs(PROMPT)
-    return _answer(backend, lambda fmt: load_upload(path, fmt, invert=invert or "auto"), pair_label, k, notify,
+    return _answer(backend, lambda fmt: load_upload(path, fmt, invert=invert or "auto"), cell_label, k, notify,
                    files)
 
 
-def sketch_neighbours(backend: DemoBackend, sketch: Any, pair_label: str | None = None, k: Any = DEFAULT_K,
+def sketch_neighbours(backend: DemoBackend, sketch: Any, cell_label: str | None = None, k: Any = DEFAULT_K,
                       notify: bool = False, files: ResultFiles | None = None) -> DemoOutputs:
     """A Sketchpad value (its `composite` canvas) -> the same outputs as `neighbours`."""
     canvas = sketch.get("composite") if isinstance(sketch, dict) else sketch
-    return _answer(backend, lambda fmt: prepare_sketch(canvas, fmt), pair_label, k, notify, files)
+    return _answer(backend, lambda fmt: prepare_sketch(canvas, fmt), cell_label, k, notify, files)
 
 
-__all__ = ["OUTPUT_NAMES", "PROMPT", "DemoOutputs", "neighbours", "render", "sketch_neighbours"]
+__all__ = ["COLUMNS", "OUTPUT_NAMES", "PROMPT", "DemoOutputs", "neighbours", "render", "sketch_neighbours"]

@@ -1,7 +1,9 @@
 """The demo's page: Blocks, their events, and the text around them (no computation here).
 
-`build_demo(root)` lays out the inputs, the two models' outputs in `OUTPUT_NAMES` order and the API help; the
-same handler behind the UI is the API endpoint `/neighbours`. Requests run `CONCURRENCY` at a time.
+`build_demo(root)` lays out the inputs, one column per model of the chosen influence cell (the paper analogue,
+the best budget when it is another model, natural; an unused column is hidden) with outputs in `OUTPUT_NAMES`
+order, and the API help; the same handler behind the UI is the API endpoint `/neighbours`. Requests run
+`CONCURRENCY` at a time.
 """
 
 from __future__ import annotations
@@ -13,37 +15,42 @@ import gradio as gr
 
 from app.demo.backend import DEFAULT_K, EMPTY_CACHE, MAX_K, DemoBackend
 from app.demo.files import ResultFiles
-from app.demo.handlers import OUTPUT_NAMES, PROMPT, neighbours, sketch_neighbours
+from app.demo.handlers import COLUMNS, OUTPUT_NAMES, PROMPT, neighbours, sketch_neighbours
 from app.demo.results import Example
-from app.pairing import ModelPair
+from app.pairing import Comparison, Side
 from app.uploads import INVERT_CHOICES, MAX_BYTES, MAX_PIXELS
 from compute.errors import RtxError
 
 CONCURRENCY = 2  # requests computed at once (the target machine has 2 cores; one torch thread each)
 QUEUE_SIZE = 64
 THEME_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # local fonts: no request to Google Fonts
-# Gradio's gallery cells are at least 100 px wide: five neighbours would not fit a half-width column.
+# Gradio's gallery cells are at least 100 px wide: five neighbours would not fit a third-width column.
 CSS = """
 .thumbs .grid-container { grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)) !important; gap: 6px !important; }
 .thumbs .caption-label { max-width: 100% !important; font-size: 11px !important; padding: 1px 4px !important; }
+.model-header { min-height: 6.5em; }  /* the best budget's reason under its name: keep the columns' rows aligned */
+.model-header p { font-size: 12px !important; line-height: 1.35 !important; color: var(--body-text-color-subdued); }
 """
 
 
 INTRO = """# Which training images explain a prediction?
 Utrera et al. (ICLR 2021, Section 6) find that a model fine-tuned from an **adversarially robust** source
 bases its predictions on training images of the *same class* more often than one fine-tuned from a
-**natural** source. Upload, draw or pick an image: each model shows what it sees, what it predicts, and
-the training images with the largest influence (Koh & Liang's influence functions on the last layer);
-✓ marks neighbours whose label matches the prediction."""
+**natural** source. Upload, draw or pick an image: the paper's analogue of its robust source, the budget
+that transferred best on the target (chosen from this cache's results) and the natural source each show
+what they see, what they predict, and the training images with the largest influence (Koh & Liang's
+influence functions on the last layer); ✓ marks neighbours whose label matches the prediction."""
 
 API_HELP = """### API
-The function behind this page is the endpoint `/neighbours` (inputs: image file, model pair, k, invert).
+The function behind this page is the endpoint `/neighbours` (inputs: image file, influence cell, k, invert).
 ```python
 from gradio_client import Client, handle_file
 client = Client("http://127.0.0.1:7860/")
 status, summary, *_, details = client.predict(handle_file("digit.png"), None, 5, "auto", api_name="/neighbours")
-print(summary); print(details["models"][0]["neighbours"])   # None = the default model pair
+print(summary); print(details["models"]["natural"]["neighbours"])   # None = the default cell
 ```
+`details["models"]` holds every model of the cell, keyed by role: `analogue`, `best_budget` (when another model
+than the analogue), `natural`; each says its `source`, `part` and `note` (why it is the best budget).
 Bad input comes back as `status` starting with "⚠️" and `details == {"error": ...}`. Uploads: PNG, JPEG, GIF
 (first frame), BMP, WebP or TIFF up to {mb} MB and {mp} megapixels (larger images are refused, not
 downscaled); grey targets invert light-background images (invert="auto")."""
@@ -53,10 +60,10 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
     """The demo's Blocks over the cache at `root` (an empty cache gives a page that says how to fill it)."""
     backend = backend or DemoBackend.open(Path(root))
     files = ResultFiles()
-    pair = backend.default
+    chosen = backend.default
     targets = backend.targets()
-    first_target = pair.target if pair else None
-    grey = bool(pair) and backend.target_format(pair).channels == 1
+    first_target = chosen.target if chosen else None
+    grey = bool(chosen) and backend.target_format(chosen).channels == 1
 
     with gr.Blocks(title="Robust transfer: influential training images", analytics_enabled=False, fill_width=True,
                    delete_cache=(3600, 3600)) as demo:  # uploads older than an hour are deleted hourly
@@ -65,8 +72,9 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
             gr.Markdown(f"> ⚠️ {EMPTY_CACHE.format(root=backend.root)}", elem_id="empty-cache")
         with gr.Row():
             target_box = gr.Dropdown(targets, value=first_target, label="Target dataset", scale=1)
-            pair_box = gr.Dropdown([p.label for p in backend.pairs_for(first_target)] if pair else [],
-                                   value=pair.label if pair else None, label="Models (robust: paper analogue or best budget, vs natural; influence method)", scale=3)
+            cell_box = gr.Dropdown([c.label for c in backend.comparisons_for(first_target)] if chosen else [],
+                                   value=chosen.label if chosen else None, elem_id="cell", scale=3,
+                                   label="Influence cell (target · subset · method): its models side by side")
             k_slider = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Neighbours (k)", scale=1)
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
@@ -80,7 +88,7 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
                                               layers=False, transforms=(), elem_id="sketch",
                                               placeholder="Click the brush on the left, then draw a digit")
                         draw_button = gr.Button("Find neighbours of the drawing", variant="primary")
-                examples = gr.Gallery(_gallery(backend.examples(first_target), files) if pair else [], label="Examples",
+                examples = gr.Gallery(_gallery(backend.examples(first_target), files) if chosen else [], label="Examples",
                                       columns=6, height=220, allow_preview=False, object_fit="contain",
                                       format="png", elem_id="examples", elem_classes=["thumbs"])
                 invert_radio = gr.Radio(list(INVERT_CHOICES), value="auto",
@@ -89,20 +97,22 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
                 status = gr.Markdown(PROMPT, label="status", elem_id="status")
                 summary = gr.Markdown("", label="summary", elem_id="summary")
                 components: dict[str, gr.components.Component] = {"status": status, "summary": summary}
-                headers = []
+                headers, columns = [], []
                 with gr.Row():
-                    for side in ("robust", "natural"):
-                        with gr.Column(min_width=300):
-                            headers.append(gr.Markdown(_header(pair, side), elem_id=f"{side}-header"))
+                    for n, side in enumerate(_columns(chosen), start=1):
+                        with gr.Column(min_width=240, visible=side is not None, elem_id=f"model-{n}") as column:
+                            headers.append(gr.Markdown(_header(side), elem_id=f"model-{n}-header",
+                                                       elem_classes=["model-header"]))
                             with gr.Row():
                                 view = gr.Image(label="as the model sees it", type="numpy", format="png",
-                                                interactive=False, height=150, elem_id=f"{side}-view")
-                                label = gr.Label(num_top_classes=3, label="prediction", elem_id=f"{side}-label")
-                            gallery = gr.Gallery(label="most influential training images", columns=5, height=210,
+                                                interactive=False, height=150, elem_id=f"model-{n}-view")
+                                label = gr.Label(num_top_classes=3, label="prediction", elem_id=f"model-{n}-label")
+                            gallery = gr.Gallery(label="most influential training images", columns=5, height=230,
                                                  object_fit="contain", format="png", allow_preview=True,
-                                                 elem_id=f"{side}-gallery", elem_classes=["thumbs"])
-                            components.update({f"{side}_view": view, f"{side}_label": label,
-                                               f"{side}_gallery": gallery})
+                                                 elem_id=f"model-{n}-gallery", elem_classes=["thumbs"])
+                        columns.append(column)
+                        components.update({f"model{n}_view": view, f"model{n}_label": label,
+                                           f"model{n}_gallery": gallery})
         with gr.Accordion("Raw result (JSON)", open=False):
             details = gr.JSON(label="details", elem_id="details")
         components["details"] = details
@@ -110,34 +120,35 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
         with gr.Accordion("API and input rules", open=False):
             gr.Markdown(API_HELP.replace("{mb}", str(MAX_BYTES // 2**20)).replace("{mp}", str(MAX_PIXELS // 10**6)))
 
-        def on_image(image: Any, pair: str | None, k: Any, invert: str) -> tuple:
-            """The most influential training images for an uploaded image, for the robust and the natural model."""
-            return neighbours(backend, image, pair, k, invert, notify=True, files=files).values()
+        def on_image(image: Any, cell: str | None, k: Any, invert: str) -> tuple:
+            """The most influential training images for an uploaded image, for every model of the cell."""
+            return neighbours(backend, image, cell, k, invert, notify=True, files=files).values()
 
-        def on_sketch(sketch: Any, pair: str | None, k: Any) -> tuple:
+        def on_sketch(sketch: Any, cell: str | None, k: Any) -> tuple:
             """The same for a drawing (a Sketchpad value)."""
-            return sketch_neighbours(backend, sketch, pair, k, notify=True, files=files).values()
+            return sketch_neighbours(backend, sketch, cell, k, notify=True, files=files).values()
 
         def on_target(target_value: str) -> tuple:
-            pairs = backend.pairs_for(target_value)
-            if not pairs:
+            choices = backend.comparisons_for(target_value)
+            if not choices:
                 return gr.update(choices=[], value=None), [], gr.update(visible=False)
-            fmt = backend.target_format(pairs[0])
-            return (gr.update(choices=[p.label for p in pairs], value=pairs[0].label),
+            fmt = backend.target_format(choices[0])
+            return (gr.update(choices=[c.label for c in choices], value=choices[0].label),
                     _gallery(backend.examples(target_value), files), gr.update(visible=fmt.channels == 1))
 
-        def on_pair(pair_label: str | None) -> tuple:
+        def on_cell(cell_label: str | None) -> tuple:
+            """Each column's header, and only as many columns as the cell has models."""
             try:
-                chosen = backend.pair(pair_label)
+                sides = _columns(backend.comparison(cell_label))
             except RtxError:
-                chosen = None
-            return tuple(_header(chosen, side) for side in ("robust", "natural"))
+                sides = _columns(None)
+            return (*(_header(side) for side in sides), *(gr.update(visible=side is not None) for side in sides))
 
         def on_example(target_value: str, evt: gr.SelectData) -> str | None:
             items = backend.examples(target_value)
             return files.image(items[evt.index].image) if 0 <= evt.index < len(items) else None
 
-        inputs = [image_box, pair_box, k_slider, invert_radio]
+        inputs = [image_box, cell_box, k_slider, invert_radio]
         # preprocess=False: the handler decodes the upload itself (app.uploads), so a broken file gets our
         # message instead of Gradio's; uploaded paths are still confined to Gradio's upload folder.
         image_box.change(on_image, inputs, outputs, api_name="neighbours", preprocess=False,
@@ -145,23 +156,28 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
         for control in (k_slider, invert_radio):
             control.change(on_image, inputs, outputs, preprocess=False, trigger_mode="always_last",
                            api_visibility="private", concurrency_id="influence")
-        pair_box.change(on_pair, [pair_box], headers, api_visibility="private", queue=False).then(
+        cell_box.change(on_cell, [cell_box], headers + columns, api_visibility="private", queue=False).then(
             on_image, inputs, outputs, preprocess=False, api_visibility="private", concurrency_id="influence")
-        target_box.change(on_target, [target_box], [pair_box, examples, draw_tab], api_visibility="private")
+        target_box.change(on_target, [target_box], [cell_box, examples, draw_tab], api_visibility="private")
         examples.select(on_example, [target_box], [image_box], api_visibility="private")
-        draw_button.click(on_sketch, [sketch, pair_box, k_slider], outputs, api_name="neighbours_sketch",
+        draw_button.click(on_sketch, [sketch, cell_box, k_slider], outputs, api_name="neighbours_sketch",
                           concurrency_id="influence")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
-def _header(pair: ModelPair | None, side: str) -> str:
-    if pair is None:
-        return f"### {side}"
-    if side != "robust":
-        return f"### {side.capitalize()}: `{pair.natural_source}`"
-    header = f"### Robust: `{pair.robust_source}`" + (f" ({pair.robust_role})" if pair.robust_role else "")
-    return header + (f"\n{pair.robust_note}" if pair.robust_note else "")
+def _columns(comparison: Comparison | None) -> list[Side | None]:
+    """The model of each of the `COLUMNS` columns, None for a column the comparison leaves empty."""
+    sides = list(comparison.sides) if comparison else []
+    return sides + [None] * (COLUMNS - len(sides))
+
+
+def _header(side: Side | None) -> str:
+    """'### Best budget on mnist5k: `linf_0.1`' and, under it, why that budget."""
+    if side is None:
+        return ""
+    header = f"### {side.part[:1].upper()}{side.part[1:]}: `{side.source}`"
+    return header + (f"\n{side.note}" if side.note else "")
 
 
 def _gallery(examples: list[Example], files: ResultFiles) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from app.pairing import ModelPair
+from app.pairing import Comparison, Side
 from app.uploads import PreparedImage
 
 
@@ -28,9 +28,7 @@ class Neighbour:
 class SideResult:
     """One model's answer: what it saw, what it predicted, which training images drove it."""
 
-    side: str  # "robust" | "natural"
-    source: str
-    influence_key: str
+    side: Side  # which model, and the part it plays ('paper analogue', 'best budget on <target>', 'natural')
     model_input: np.ndarray  # (C, S, S) float in [0, 1], the image as the model sees it
     probabilities: dict[str, float]  # class name -> probability, every class
     predicted: int
@@ -47,39 +45,50 @@ class SideResult:
 
 @dataclass(frozen=True)
 class Explanation:
-    pair: ModelPair
+    comparison: Comparison
     image: PreparedImage
-    sides: tuple[SideResult, ...]
+    sides: tuple[SideResult, ...]  # in the comparison's order: robust models first, natural last
     seconds: float
 
     @property
     def summary(self) -> str:
-        """E.g. "robust (l2_1.5, predicts 7): 4 of 5 neighbours share the predicted label; natural (...): 2 of 5"."""
-        first, *rest = self.sides
-        parts = [f"**{first.side}** (`{first.source}`, predicts *{first.predicted_name}*): {first.matches} of "
-                 f"{len(first.neighbours)} neighbours share the predicted label"]
-        parts += [f"**{s.side}** (`{s.source}`, predicts *{s.predicted_name}*): {s.matches} of {len(s.neighbours)}"
-                  for s in rest]
+        """How often each model's neighbours share its predicted label, each robust model against natural, e.g.
+        "paper analogue (`l2_0.22`, predicts 7): 4 of 5 neighbours share the predicted label, 2 more than
+        natural; best budget on mnist5k (...): 3 of 5, 1 more; natural (`natural`, predicts 7): 2 of 5"."""
+        *robust, natural = self.sides
+        parts = []
+        for i, s in enumerate(robust):
+            diff = s.matches - natural.matches
+            versus = f"{abs(diff)} {'more' if diff > 0 else 'fewer'} than natural" if diff else "as many as natural"
+            parts.append(f"{_who(s)}: {s.matches} of {len(s.neighbours)}"
+                         f"{' neighbours share the predicted label' if i == 0 else ''}, {versus}")
+        parts.append(f"{_who(natural)}: {natural.matches} of {len(natural.neighbours)}")
         return "; ".join(parts)
 
     def as_json(self) -> dict[str, Any]:
-        """The API's structured answer: everything the UI shows, as plain numbers and strings."""
+        """The API's structured answer: everything the UI shows, as plain numbers and strings; `models` is keyed by
+        role ('analogue', 'best_budget', 'natural'), in the page's column order."""
         return {
-            "target": self.pair.target,
-            "pair": self.pair.label,
-            "method": self.pair.method,
+            "target": self.comparison.target,
+            "cell": self.comparison.label,
+            "method": self.comparison.method,
+            "cutoff": self.comparison.cell.cutoff,
             "image": {"width": self.image.original_size[0], "height": self.image.original_size[1],
                       "mode": self.image.original_mode, "notes": list(self.image.notes)},
             "seconds": round(self.seconds, 4),
-            "models": [{
-                "side": s.side, "source": s.source, "influence_key": s.influence_key, "predicted": s.predicted,
-                "predicted_label": s.predicted_name, "matches": s.matches,
+            "models": {s.side.role: {
+                "source": s.side.source, "part": s.side.part, "note": s.side.note, "influence_key": s.side.key,
+                "predicted": s.predicted, "predicted_label": s.predicted_name, "matches": s.matches,
                 "top3": [{"label": name, "probability": round(p, 6)} for name, p in s.top(3)],
                 "neighbours": [{"rank": n.rank, "train_pos": n.train_pos, "train_index": n.train_index,
                                 "label": n.label, "label_name": n.label_name, "score": n.score,
                                 "matches_prediction": n.matches_prediction} for n in s.neighbours],
-            } for s in self.sides],
+            } for s in self.sides},
         }
+
+
+def _who(result: SideResult) -> str:
+    return f"**{result.side.part}** (`{result.side.source}`, predicts *{result.predicted_name}*)"
 
 
 @dataclass(frozen=True)
