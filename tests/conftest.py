@@ -17,6 +17,19 @@ from compute.records import SourceRecord
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Put `sys.modules["__main__"]` back after each test. Streamlit's AppTest runs a script as `__main__` and
+    leaves it there; `AppTest.from_function`'s script is a temporary file that is then deleted, and every
+    worker process spawned later (compute.workers) re-runs the parent's `__main__` from its path, fails to find
+    it, dies, and is replaced by the pool: a suite that hangs in tests/test_workers.py."""
+    import sys
+
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 def record_random_source(writer: CacheWriter, name: str, seed: int, constraint: str = "none") -> None:
     """A randomly initialised small_resnet recorded as a source model (fast stand-in for a trained one)."""
     model = build_model("small_resnet", 10, seed=seed).eval()
