@@ -263,8 +263,9 @@ def _titles() -> list[tuple[str, str]]:
 
 
 def _script_finished_times(page, times: list[float]) -> None:
-    """Append the arrival time of every full-app `script_finished` message the server sends this page (the moment
-    the server has answered a click; fragment reruns of the sidebar watcher excluded)."""
+    """Append the arrival time of every full-app `script_finished` message this page receives (fragment reruns of
+    the sidebar watcher excluded): a session clicks again only after its previous run has finished, since the
+    drawing can be complete before the run is (the server's answer time itself comes from bench/server_clock)."""
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     def on_frame(payload: bytes | str) -> None:
@@ -299,9 +300,8 @@ async def _session(browser, base: str, pages: list[tuple[str, str]], rounds: int
                 seconds = time.perf_counter() - t0
                 while len(finished) == before and time.perf_counter() - t0 < timeout_ms / 1000:
                     await asyncio.sleep(0.01)  # the drawing can finish before the script: the next click waits
-                answered = finished[before] - t0 if len(finished) > before else float("nan")
                 errors = await page.locator("[data-testid='stException']").count()
-                rows.append({"round": rnd, "page": label, "seconds": seconds, "seen_s": answered, "rendered": ok,
+                rows.append({"round": rnd, "page": label, "seconds": seconds, "rendered": ok,
                              "errors": errors})
     finally:
         await page.close()
