@@ -6,6 +6,7 @@ exception element and no browser console error. Screenshots go to test-artifacts
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -57,6 +58,24 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
     raise TimeoutError(f"{url} not healthy after {timeout} s")
 
 
+@contextlib.contextmanager
+def _explore(root: Path, logs: Path) -> Iterator[str]:
+    """`rtx explore` over `root` on a free port under PREFIX; yields its base URL, stops it on exit."""
+    port = _free_port()
+    log = open(logs / "explore.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "compute.cli", "--cache", str(root), "explore", "--port", str(port),
+                             "--base-url-path", PREFIX], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own process group: teardown stops rtx and streamlit
+    base = f"http://127.0.0.1:{port}/{PREFIX}"
+    try:
+        _wait_healthy(f"{base}/_stcore/health", proc)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(base URL, cache root) of `rtx explore` serving a synthetic cache under PREFIX."""
@@ -67,19 +86,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
     root = write_explorer_cache(tmp_path_factory.mktemp("explorer") / "cache")
     add_method(root, "tracincp")  # a second influence method on the same fine-tunes: the methods-compared view
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("logs") / "explore.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "compute.cli", "--cache", str(root), "explore", "--port", str(port),
-                             "--base-url-path", PREFIX], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own process group: teardown stops rtx and streamlit
-    base = f"http://127.0.0.1:{port}/{PREFIX}"
-    try:
-        _wait_healthy(f"{base}/_stcore/health", proc)
+    with _explore(root, tmp_path_factory.mktemp("logs")) as base:
         yield base, root
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +205,20 @@ def test_an_open_page_refreshes_when_precompute_publishes(served: tuple[str, Pat
     finally:
         clicked.close()
         untouched.close()
+
+
+def test_a_deep_link_as_the_first_visit_of_a_fresh_server_opens_its_page(served: tuple[str, Path], browser,
+                                                                        tmp_path: Path) -> None:
+    """A shared link to a page (…/better) opened before anyone has visited a freshly started explorer shows
+    that page, without Streamlit's "Page not found" dialog (which a `pages/` folder beside the entry script
+    caused: Streamlit read it as a v1 page list with other URLs until the first run's st.navigation)."""
+    with _explore(served[1], tmp_path) as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        try:
+            page.goto(f"{base}/better")
+            page.get_by_role("heading", name=PAGES["better"][0]).wait_for(timeout=60_000)
+            page.wait_for_timeout(2_000)  # the dialog, when it comes, comes with the first run's page list
+            assert page.get_by_text("Page not found").count() == 0
+            assert page.url.rstrip("/").endswith(f"/{PREFIX}/better")
+        finally:
+            page.close()
