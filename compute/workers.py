@@ -4,7 +4,9 @@ Why processes: the models of the demo are small, and their convolutions do not g
 torch thread on a CPU (measured on 2 cores: 8.7 ms per fine-tuning step with 1 thread, 9.4 ms with 2),
 while two processes run side by side at full speed. The driver (the only process that writes the cache)
 receives each result as it finishes; Ctrl-C terminates the workers, and a worker whose driver was
-killed (kill -9) exits within a second.
+killed (kill -9) exits within a second. Workers that die while starting (before their first item: e.g. a
+`shared` object that cannot be rebuilt in a new process) would be replaced by the pool forever; after
+`START_FAILURES` such deaths the remaining items come back as errors saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ Task = Callable[[Any, Any, Report], Any]
 
 # Worker-process state, set once per process by `_init`.
 _STATE: dict[str, Any] = {}
+START_FAILURES = 3  # workers that die before their first item, after which process_map gives up
 
 
 def available_cores() -> int:
@@ -48,11 +51,14 @@ def process_map(task: Task, items: Iterable[Any], workers: int, shared: Any = No
     pool = ctx.Pool(max(1, min(workers, len(items))), _init, (task, shared, messages))
     bars: dict[int, tqdm] = {}
     running: dict[int, int] = {}  # worker pid -> index of the item it is on
+    started: set[int] = set()  # pids of workers that took an item
+    workers_seen: dict[int, Any] = {}  # pid -> the pool's Process object, every worker the pool has started
     pending = set(range(len(items)))
     try:
         results = pool.imap_unordered(_call, list(enumerate(items)), chunksize=1)
         while pending:
             _read_messages(messages, bars, running, pending, progress)
+            started.update(running)
             try:
                 index, outcome = results.next(timeout=0.2)
             except mp.TimeoutError:
@@ -60,6 +66,15 @@ def process_map(task: Task, items: Iterable[Any], workers: int, shared: Any = No
                     pending.discard(index)
                     yield items[index], RuntimeError("its worker process died while running it (killed, out of "
                                                      "memory or crashed); the sweep went on without it")
+                failed = _failed_starts(pool, workers_seen, started)
+                if len(failed) >= START_FAILURES:
+                    codes = ", ".join(str(code) for code in sorted(set(failed)))
+                    error = RuntimeError(f"worker processes died while starting ({len(failed)} times, exit code "
+                                         f"{codes}), before taking any item; run with --workers 1 to see the error "
+                                         "in this process")
+                    for index in sorted(pending):
+                        yield items[index], error
+                    return
                 continue
             pending.discard(index)
             yield items[index], outcome
@@ -88,6 +103,15 @@ def _lost(running: dict[int, int], pending: set[int]) -> list[int]:
             if index in pending:
                 lost.append(index)
     return lost
+
+
+def _failed_starts(pool: Any, seen: dict[int, Any], started: set[int]) -> list[int]:
+    """Exit codes of the pool's workers that exited without ever taking an item.
+
+    Reads the pool's list of worker processes (`Pool._pool`, the only place the pool keeps them) into `seen`,
+    so workers it has already replaced are still counted."""
+    seen.update((worker.pid, worker) for worker in list(getattr(pool, "_pool", [])) if worker.pid is not None)
+    return [w.exitcode for pid, w in seen.items() if w.exitcode is not None and pid not in started]
 
 
 def _init(task: Task, shared: Any, messages: Any) -> None:

@@ -20,3 +20,16 @@ def test_a_worker_that_dies_loses_only_its_item() -> None:
     assert sorted(outcomes) == list(range(6))
     assert isinstance(outcomes[1], RuntimeError) and "worker process died" in str(outcomes[1])
     assert {k: v for k, v in outcomes.items() if k != 1} == {0: 0, 2: 2, 3: 3, 4: 4, 5: 5}
+
+
+@pytest.mark.timeout(120)  # without the start-failure count the pool replaces dying workers forever
+def test_workers_that_die_while_starting_fail_the_items_in_one_message() -> None:
+    from compute.workers import START_FAILURES
+    from tests.helpers.worker_tasks import BreaksInWorkers
+
+    outcomes = dict(process_map(scale, range(4), workers=2, shared=BreaksInWorkers(), progress=False))
+    assert sorted(outcomes) == list(range(4))
+    for error in outcomes.values():
+        assert isinstance(error, RuntimeError)
+        assert "died while starting" in str(error) and "--workers 1" in str(error)
+    assert int(str(outcomes[0]).split("(")[1].split()[0]) >= START_FAILURES

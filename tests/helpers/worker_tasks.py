@@ -21,3 +21,16 @@ def die_on(item: int, fatal: int, report: Report) -> int:
         time.sleep(0.3)  # long enough for the driver to learn which item this worker is on
         os._exit(9)
     return item
+
+
+def _refuse_outside(driver: int) -> int:
+    if os.getpid() != driver:
+        raise RuntimeError("cannot be rebuilt in a worker process")
+    return driver
+
+
+class BreaksInWorkers:
+    """A `shared` object that unpickles in the driver but not in a spawned worker: every worker dies starting."""
+
+    def __reduce__(self) -> tuple:
+        return _refuse_outside, (os.getpid(),)
