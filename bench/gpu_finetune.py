@@ -6,7 +6,9 @@ Measured in one process on one device, printed as tables:
             step (frozen BatchNorm statistics drift, as in their code), the whole test set through the whole
             model at every evaluation; the augmentation runs on the device (theirs ran in CPU data workers).
    `engine-1 train-bn` / `engine-R train-bn`: compute.engine with the `paper` preset's recipe (bn_mode='train'),
-            1 run and R runs per call (vmap; `... loop`: the same R runs with strategy='loop'); `engine-R frozen-bn`: the frozen-statistics variant (cached prefix
+            1 run and R runs per call, with the engine's default strategy `auto` (the R column says which of vmap
+            and loop it picked); `engine-R train-bn vmap` / `... loop`: the same R runs with each strategy forced
+            (full size, or `--loop`); `engine-R frozen-bn`: the frozen-statistics variant (cached prefix
             activations for evaluation, and for training on grey targets, which have no augmentation).
    Colour rows use the `paper` augmentation on 3-channel 32x32 images; grey rows 1-channel 28x28 images, which
    the paper's recipe does not augment. Images are synthetic (random uint8): speed does not depend on content.
@@ -59,6 +61,7 @@ class Rate:
 
     train: float
     eval: float
+    strategy: str = ""  # the engine's strategy (what `auto` picked); "" for the naive loop
 
 
 def peak_tflops(device: torch.device) -> float | None:
@@ -130,7 +133,7 @@ def measure_naive(source: nn.Module, cfg: FinetuneConfig, device: torch.device, 
 
 
 def measure_engine(source: nn.Module, cfgs: list[FinetuneConfig], device: torch.device, epochs: int,
-                   strategy: str = "vmap") -> Rate:
+                   strategy: str = "auto") -> Rate:
     """compute.engine: `epochs` epochs timed after an untimed set-up and warm-up epoch (a run has 100 or 150 epochs
     to amortise its set-up); evaluation timed on its second call (the frozen-prefix cache fills once per cell)."""
     group = RunGroup(source, cfgs, device, strategy=strategy)
@@ -146,7 +149,7 @@ def measure_engine(source: nn.Module, cfgs: list[FinetuneConfig], device: torch.
     group.evaluate().tolist()
     eval_s = time.perf_counter() - start
     n, n_test = group.subset_dev.shape[1], len(group.test.labels)
-    return Rate(len(cfgs) * epochs * n / train_s, len(cfgs) * n_test / eval_s)
+    return Rate(len(cfgs) * epochs * n / train_s, len(cfgs) * n_test / eval_s, group.strategy)
 
 
 def forward_tflops(source: nn.Module, size: int, batch: int, device: torch.device, precision: str) -> tuple[float, float]:
@@ -264,14 +267,16 @@ def main(argv: list[str] | None = None) -> None:
                 seeds = [20_000_000 + 100_000 * i for i in range(count)]
                 rows.append((loop, kind, count, lambda k=blocks, b=bn, s=seeds, t=kind: measure_engine(
                     source, [cfg(t, k, b, seed) for seed in s], device, epochs)))
-        if not args.quick or args.loop:  # the engine's other strategy: a Python loop over the runs, dense convs
+        if not args.quick or args.loop:  # each strategy forced: grouped convolutions (vmap), dense ones (loop)
             seeds = [20_000_000 + 100_000 * i for i in range(r)]
-            rows.append(("engine-R train-bn loop", "colour", r, lambda k=blocks, s=seeds: measure_engine(
-                source, [cfg("colour", k, "train", seed) for seed in s], device, epochs, "loop")))
+            for strategy in ("vmap", "loop"):
+                rows.append((f"engine-R train-bn {strategy}", "colour", r, lambda k=blocks, s=seeds, st=strategy:
+                             measure_engine(source, [cfg("colour", k, "train", seed) for seed in s], device, epochs, st)))
         for loop, kind, count, measure in rows:
             rate = measure()
             rates[(loop, blocks, kind)] = rate
-            print(f"| {blocks} | {loop} | {kind} | {count} | {rate.train:.1f} | {rate.eval:.1f} |")
+            runs_cell = f"{count} ({rate.strategy})" if loop.startswith("engine-R") and loop.endswith("-bn") else count
+            print(f"| {blocks} | {loop} | {kind} | {runs_cell} | {rate.train:.1f} | {rate.eval:.1f} |")
         rates[("naive", blocks, "grey")] = replace(rates[("naive", blocks, "colour")])  # same model cost, no augmentation
 
     print("\nWhole-run seconds, EXTRAPOLATED from the rates above (colour target, 10,000 test images):")

@@ -6,7 +6,10 @@ BatchNorm statistics, subset, batch order and augmentation. One step is one call
 `torch.func.functional_call` on a template module with the runs' stacked tensors, `torch.func.vmap` over the
 run dimension (`strategy='vmap'`; vmap turns the runs' convolutions into grouped ones), or a Python loop over the
 runs' slices of the same stacked tensors (`strategy='loop'`: dense convolutions, R calls; same numbers).
-bench/gpu_finetune.py times both; which is faster depends on the device. The optimiser is one SGD over the stacked tensors: momentum and weight decay are elementwise
+Which is faster depends on the device and the cell (bench/gpu_finetune.py times both), so `strategy='auto'` (the
+default) times one training step of each on the group's first batch, with every piece of state that a step
+touches (BatchNorm statistics, the runs' generators, gradients) put back, and keeps the faster for the group;
+the choice is remembered per cell shape and group size in the process (`STRATEGY_CHOICES`). The optimiser is one SGD over the stacked tensors: momentum and weight decay are elementwise
 and all runs share the learning-rate schedule, so it is R independent SGDs. The loss is the sum of the runs'
 mean losses, whose gradient with respect to run r's weights is run r's own gradient.
 
@@ -74,7 +77,8 @@ from compute.models import Classifier
 from compute.records import CurvePoint
 from compute.settings import ENGINE_STRATEGIES, resolve_device
 
-STRATEGIES = ENGINE_STRATEGIES  # "vmap": one vmapped call over the runs; "loop": a Python loop over them (same numbers)
+STRATEGIES = ENGINE_STRATEGIES  # "auto" | "vmap" (one vmapped call over the runs) | "loop" (a loop over them)
+STRATEGY_CHOICES: dict[tuple, str] = {}  # what `auto` picked, per (cell without seed, runs, device): timed once
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
 EVAL_BATCH = 256
 Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
@@ -143,7 +147,7 @@ class RunGroup:
     """R runs of one cell: the template model, the stacked trainable state, and one step / one evaluation."""
 
     def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
-                 compile_prefix: bool = False, strategy: str = "vmap", data_root: str | None = None):
+                 compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None):
         if strategy not in STRATEGIES:
             raise RtxError(f"unknown engine strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")
         cfg = configs[0]
@@ -181,17 +185,62 @@ class RunGroup:
         self.optimizer = torch.optim.SGD(list(self.params.values()), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         self.scheduler = make_scheduler(cfg, self.optimizer)
-        if strategy == "vmap":
-            self.forward = vmap(self._call, in_dims=(0, 0, 0))
-            self.forward_shared = vmap(self._call, in_dims=(0, 0, None))
-        else:
-            self.forward, self.forward_shared = self._looped(shared=False), self._looped(shared=True)
         self.subset_dev = torch.stack([torch.as_tensor(s) for s in self.subsets]).to(device)  # (R, n)
         union, inverse = torch.unique(self.subset_dev, return_inverse=True)
         self.static = _static_prefix(cfg, self.train.images.shape[1]) and self._cache_fits(len(union))
         if self.static:  # prefix activations of the union of the subsets, once
             self.union_feats = self._prefix_batched(self.train.images[union])
             self.subset_rows = inverse  # (R, n) rows into union_feats
+        self.strategy = self._choose(strategy)
+        self.forward, self.forward_shared = self._forwards(self.strategy)
+
+    def _forwards(self, strategy: str) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+        """(training call with per-run inputs, evaluation call with inputs shared by the runs) of a strategy."""
+        if strategy == "vmap":
+            return vmap(self._call, in_dims=(0, 0, 0)), vmap(self._call, in_dims=(0, 0, None))
+        return self._looped(shared=False), self._looped(shared=True)
+
+    def _choose(self, strategy: str) -> str:
+        """`strategy`, or for 'auto' the faster of vmap and loop on this device and cell (timed once per process)."""
+        if strategy != "auto":
+            return strategy
+        if len(self.configs) == 1:
+            return "loop"  # one run: a plain call, nothing to vmap over
+        key = (cell_key(self.cfg), len(self.configs), str(self.device))
+        if key not in STRATEGY_CHOICES:
+            seconds = {name: self._time_step(name) for name in ("vmap", "loop")}
+            STRATEGY_CHOICES[key] = min(seconds, key=seconds.__getitem__)
+        return STRATEGY_CHOICES[key]
+
+    def _time_step(self, strategy: str, repeats: int = 2) -> float:
+        """Seconds of one training step (forward and backward on the first batch) with `strategy`, the best of
+        `repeats` after a warm-up; leaves the group as it found it (no optimiser step, BatchNorm statistics and
+        the runs' generators restored, gradients cleared), so the runs' numbers do not depend on the timing."""
+        forward, _ = self._forwards(strategy)
+        buffers = {k: v.clone() for k, v in self.buffers.items()}
+        states = [g.get_state() for g in self.generators]
+        rows = torch.arange(min(self.subset_dev.shape[1], self.cfg.batch_size), device=self.device)
+        rows = rows.expand(len(self.configs), -1)
+        best = float("inf")
+        for attempt in range(repeats + 1):
+            _sync(self.device)
+            start = time.perf_counter()
+            x = self._batch_inputs(rows)
+            with autocast(self.cfg, self.device):
+                logits = forward(self.params, self.buffers, x)
+            F.cross_entropy(logits.flatten(0, 1).float(),
+                            self.train.labels[self.subset_dev.gather(1, rows)].flatten()).backward()
+            _sync(self.device)
+            if attempt:  # the first call is a warm-up (kernel selection, allocator)
+                best = min(best, time.perf_counter() - start)
+        with torch.no_grad():
+            for k, v in buffers.items():
+                self.buffers[k].copy_(v)
+        for g, state in zip(self.generators, states, strict=True):
+            g.set_state(state)
+        for v in self.params.values():
+            v.grad = None
+        return best
 
     def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
               x: torch.Tensor) -> torch.Tensor:
@@ -309,7 +358,7 @@ class RunGroup:
 
 def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch.device,
                 keep: set[str] | frozenset[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
-                compile_prefix: bool = False, strategy: str = "vmap", data_root: str | None = None) -> list[FinetuneResult]:
+                compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None) -> list[FinetuneResult]:
     """Train the runs of one cell together; one FinetuneResult per run, in the order of `configs`."""
     start = time.perf_counter()
     group = RunGroup(source, configs, device, compile_prefix, strategy, data_root)
@@ -330,6 +379,11 @@ def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch
     seconds = (time.perf_counter() - start) / len(configs)
     return [FinetuneResult(c, group.subsets[r], curves[r], curves[r][-1].test_acc, losses[r], seconds, str(device),
                            group.run_model(r) if c.key in keep else None) for r, c in enumerate(configs)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -372,7 +426,7 @@ def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch
 def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
              keep: set[str] | frozenset[str] = frozenset(), max_group: int | None = None,
              on_epoch: Callable[[int, int], None] | None = None, compile_prefix: bool = False,
-             strategy: str = "vmap", data_root: str | None = None) -> Iterator[Outcome]:
+             strategy: str = "auto", data_root: str | None = None) -> Iterator[Outcome]:
     """Train one cell's runs in groups; yields (config, FinetuneResult or the error) per run as groups finish.
 
     Out of device memory: the group is split in halves and each half retried; a lone run that does not fit is
@@ -429,11 +483,11 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
         try:
             yield from run_cell(source, cell, getattr(options, "device", None), keep, getattr(options, "max_group", None),
                                 on_epoch=lambda epoch, _, b=bar: b.update(epoch - b.n),
-                                strategy=getattr(options, "engine_strategy", "vmap"),
+                                strategy=getattr(options, "engine_strategy", "auto"),
                                 data_root=getattr(options, "data_root", None))
         finally:
             bar.close()
 
 
-__all__ = ["CPU_GROUP", "DeviceData", "RunGroup", "cell_key", "cells", "device_data", "group_size", "run_cell",
+__all__ = ["CPU_GROUP", "STRATEGY_CHOICES", "DeviceData", "RunGroup", "cell_key", "cells", "device_data", "group_size", "run_cell",
            "run_engine", "train_group"]

@@ -15,7 +15,7 @@ import torch
 from compute.errors import RtxError
 from compute.workers import available_cores
 
-ENGINE_STRATEGIES = ("vmap", "loop")  # compute.engine.STRATEGIES (not imported: settings stays light)
+ENGINE_STRATEGIES = ("auto", "vmap", "loop")  # compute.engine.STRATEGIES (not imported: settings stays light)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Settings:
     this many fine-tunes; threads: torch CPU threads of this process (None: torch's choice); test_limit: evaluate
     fine-tunes on the first N test images only (None: the preset's choice).
     Engine and Ray (compute.sweep): max_group: runs of one cell trained together in one call (None: the engine's
-    choice, from free device memory on CUDA); engine_strategy: 'vmap' | 'loop' (compute.engine.STRATEGIES);
+    choice, from free device memory on CUDA); engine_strategy: 'auto' | 'vmap' | 'loop' (compute.engine.STRATEGIES);
     gpus_per_task: GPUs of one Ray task, fractional allowed (None: from the group's measured memory when the
     driver has a GPU, else 1 on a GPU cluster); cpus_per_task: CPUs of one Ray task.
     """
@@ -49,7 +49,7 @@ class Settings:
     threads: int | None = None
     test_limit: int | None = None
     max_group: int | None = None
-    engine_strategy: str = "vmap"
+    engine_strategy: str = "auto"
     gpus_per_task: float | None = None
     cpus_per_task: float = 1.0
 

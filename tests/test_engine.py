@@ -97,7 +97,8 @@ def test_engine_runs_equal_one_run_at_a_time(small_source, blocks: int, bn_mode:
     target = register_colour_target() if augment == "paper" else "digits"
     configs = [_engine_cfg(seed=s, blocks=blocks, bn_mode=bn_mode, augment=augment, target=target,
                            fc_init="normal", lr_schedule="step") for s in SEEDS]
-    engine = dict(run_cell(small_source, configs, device="cpu", keep={c.key for c in configs}, max_group=3))
+    engine = dict(run_cell(small_source, configs, device="cpu", keep={c.key for c in configs}, max_group=3,
+                           strategy="vmap"))
     for cfg in configs:
         ref, got = finetune(small_source, cfg, keep_model=True, device="cpu"), engine[cfg]
         assert not isinstance(got, BaseException), got
@@ -129,6 +130,32 @@ def test_loop_strategy_equals_one_run_at_a_time(small_source, bn_mode: str) -> N
         for name, value in ref_state.items():
             if value.is_floating_point():
                 assert torch.allclose(got_state[name], value, atol=1e-4, rtol=1e-3), name
+
+
+@pytest.mark.parametrize("bn_mode", ["frozen", "train"])
+def test_auto_strategy_times_both_once_and_leaves_the_runs_as_the_strategy_it_picked(small_source, monkeypatch,
+                                                                                    bn_mode: str) -> None:
+    """`auto` times a step of vmap and of loop on the group's first batch, then trains with the faster: the runs'
+    numbers are exactly those of that strategy forced (the timing steps leave BatchNorm statistics, generators and
+    gradients as they were), and a second group of the same cell reuses the choice without timing again."""
+    from compute import engine
+
+    timed: list[str] = []
+    time_step = engine.RunGroup._time_step
+    monkeypatch.setattr(engine.RunGroup, "_time_step", lambda self, name: timed.append(name) or time_step(self, name))
+    monkeypatch.setattr(engine, "STRATEGY_CHOICES", {})
+    configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target()) for s in SEEDS]
+    keep = {c.key for c in configs}
+    auto = dict(run_cell(small_source, configs, device="cpu", keep=keep, max_group=3, strategy="auto"))
+    assert sorted(timed) == ["loop", "vmap"]
+    (picked,) = engine.STRATEGY_CHOICES.values()
+    forced = dict(run_cell(small_source, configs, device="cpu", keep=keep, max_group=3, strategy=picked))
+    again = dict(run_cell(small_source, configs, device="cpu", keep=keep, max_group=3, strategy="auto"))
+    assert len(timed) == 2  # remembered per cell and group size
+    for cfg in configs:
+        assert auto[cfg].curve == forced[cfg].curve == again[cfg].curve
+        for name, value in forced[cfg].model.state_dict().items():
+            assert torch.equal(auto[cfg].model.state_dict()[name], value), name
 
 
 @pytest.mark.parametrize("bn_mode", ["frozen", "train"])

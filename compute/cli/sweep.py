@@ -88,7 +88,8 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-group", type=int, help="engine and ray: at most N runs of a cell train together "
                    "(default: from free device memory on CUDA, 8 on a CPU; ray: the whole cell)")
     p.add_argument("--engine-strategy", choices=ENGINE_STRATEGIES, help="engine: one vmapped call over the runs "
-                   "(vmap, default) or a loop over them (loop); same numbers")
+                   "(vmap), a loop over them (loop), or the faster of the two, timed on the first batch (auto, "
+                   "default); same numbers")
     p.add_argument("--gpus-per-task", type=float, help="ray: GPUs per task, fractions allowed, 0 for CPU tasks (default: the group's "
                    "measured memory over the GPU's when the driver has a GPU, else 1)")
     p.add_argument("--cpus-per-task", type=float, help="ray: CPUs per task (default 1)")
