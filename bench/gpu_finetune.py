@@ -19,6 +19,9 @@ Measured in one process on one device, printed as tables:
 4. The forward pass's achieved TFLOP/s (FLOPs counted by torch.utils.flop_counter) against the device's dense
    bf16 peak where known.
 
+`--compile` prints only the frozen-BatchNorm rows with and without torch.compile of the prefix (the engine's
+`compile_prefix`, `rtx precompute --compile`), and the compilation's cost on a cell's first group.
+
 `--quick` runs it at small sizes (input 64, 8 images, 2 runs) so the test suite can run it on a CPU in seconds;
 its figures say nothing about a GPU. Imports only torch, torchvision, numpy, tqdm and compute modules that import
 only those (the GPU machine has no duckdb/streamlit/pandas); tests/test_bench_gpu_finetune.py checks this.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -133,10 +137,10 @@ def measure_naive(source: nn.Module, cfg: FinetuneConfig, device: torch.device, 
 
 
 def measure_engine(source: nn.Module, cfgs: list[FinetuneConfig], device: torch.device, epochs: int,
-                   strategy: str = "auto") -> Rate:
+                   strategy: str = "auto", compile_prefix: bool = False) -> Rate:
     """compute.engine: `epochs` epochs timed after an untimed set-up and warm-up epoch (a run has 100 or 150 epochs
     to amortise its set-up); evaluation timed on its second call (the frozen-prefix cache fills once per cell)."""
-    group = RunGroup(source, cfgs, device, strategy=strategy)
+    group = RunGroup(source, cfgs, device, strategy=strategy, compile_prefix=compile_prefix)
     group.train_epoch().tolist()
     _sync(device)
     start = time.perf_counter()
@@ -220,6 +224,28 @@ def scan_group(device: torch.device, runs: list[int], n: int = 256, epochs: int 
           f"{n * epochs / seconds:8.1f} train img/s")
 
 
+def compare_compile(source: nn.Module, cfg: Callable[..., FinetuneConfig], runs: int, blocks: list[int],
+                    device: torch.device, epochs: int) -> None:
+    """The engine's frozen-BatchNorm rows with and without torch.compile of the prefix (`--compile`), and what the
+    first group of a cell pays to compile (set-up, warm-up epoch and first evaluation, compiled minus eager)."""
+    print("| blocks | target | R | train img/s eager | compiled | eval img/s eager | compiled | first-call s eager |"
+          " compiled |\n|---|---|---|---|---|---|---|---|---|")
+    for k in blocks:
+        for kind in ("colour", "grey"):
+            cfgs = [cfg(kind, k, "frozen", 20_000_000 + 100_000 * i) for i in range(runs)]
+            rates, first = {}, {}
+            for compiled in (False, True):
+                torch._dynamo.reset()  # each compiled row pays its own compilation, as a new process would
+                start = time.perf_counter()
+                group = RunGroup(source, cfgs, device, compile_prefix=compiled)
+                group.train_epoch().tolist()
+                group.evaluate().tolist()
+                first[compiled] = time.perf_counter() - start
+                rates[compiled] = measure_engine(source, cfgs, device, epochs, compile_prefix=compiled)
+            print(f"| {k} | {kind} | {runs} | {rates[False].train:.1f} | {rates[True].train:.1f} | "
+                  f"{rates[False].eval:.1f} | {rates[True].eval:.1f} | {first[False]:.1f} | {first[True]:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for a CPU (input 64, 8 images, 2 runs)")
@@ -228,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="blocks settings to time (the dry run needs all four for a whole-grid estimate)")
     parser.add_argument("--runs", type=int, default=None, help="R, runs per call (default: from free memory)")
     parser.add_argument("--loop", action="store_true", help="with --quick: also time the engine's loop strategy")
+    parser.add_argument("--compile", action="store_true", help="only compare the frozen-BatchNorm engine with and "
+                        "without torch.compile of the prefix (whether `rtx precompute --compile` pays here)")
     parser.add_argument("--scan-group", type=int, nargs="+", default=None, metavar="R",
                         help="only time small_resnet with these group sizes (how CPU_GROUP was chosen)")
     args = parser.parse_args(argv)
@@ -252,6 +280,10 @@ def main(argv: list[str] | None = None) -> None:
         return FinetuneConfig("bench", "x", names[kind], n, seed, blocks, epochs, 1, batch_size=batch,
                               augment="paper", bn_mode=bn_mode, fc_init="normal", lr_schedule="step", precision=prec)
 
+    if args.compile:
+        compare_compile(source, cfg, runs or group_size(source, cfg("colour", max(args.blocks), "frozen"), 64, device),
+                        args.blocks, device, epochs)
+        return
     rates: dict[tuple[str, int, str], Rate] = {}
     r_used: dict[int, int] = {}
     print(f"### {device_name}  (paste under this heading in bench/RESULTS.md: `rtx precompute --dry-run` reads these rows)")

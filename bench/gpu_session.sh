@@ -7,7 +7,9 @@
 # then two device calls (each well inside the 10-minute limit), naming `.whl` in carry:
 #     run(command="bash bench/gpu_session.sh bench", carry=[".whl"])   # bench/gpu_finetune.py at full size
 #     run(command="bash bench/gpu_session.sh tests", carry=[".whl"])   # pytest -m gpu: engine on CUDA vs CPU
-# Each writes what it prints under $OUT (bench.txt, gpu-tests.txt, gpu.txt); paste bench.txt's `### <device>`
+# and, with device time left, whether `--compile` pays (frozen-BatchNorm rows, eager vs compiled):
+#     run(command="bash bench/gpu_session.sh compile")
+# Each writes what it prints under $OUT (bench.txt, gpu-tests.txt, compile.txt, gpu.txt); paste bench.txt's `### <device>`
 # table into bench/RESULTS.md with the date. GPU_SESSION_QUICK=1 runs `bench` at CPU sizes (to try this script).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,13 +44,17 @@ bench)
         | tee -a "$OUT/gpu.txt"
     timeout 560 python3 bench/gpu_finetune.py ${GPU_SESSION_QUICK:+--quick --blocks 0} 2>&1 | tee "$OUT/bench.txt"
     ;;
+compile)
+    timeout 560 python3 bench/gpu_finetune.py --compile --blocks 3 9 ${GPU_SESSION_QUICK:+--quick} 2>&1 \
+        | tee "$OUT/compile.txt"
+    ;;
 tests)
     carried_wheels
     timeout 560 python3 -m pytest -q -p no:cacheprovider -m gpu -o addopts="-ra" \
         tests/test_engine.py tests/test_sweep_engine.py 2>&1 | tee "$OUT/gpu-tests.txt"
     ;;
 *)
-    echo "usage: bash bench/gpu_session.sh prepare|bench|tests (see the top of this file)" >&2
+    echo "usage: bash bench/gpu_session.sh prepare|bench|tests|compile (see the top of this file)" >&2
     exit 2
     ;;
 esac

@@ -39,7 +39,9 @@ What runs where:
   approximation is made.
 - CUDA: bf16 autocast when `precision='bf16'` (recorded in the key), channels_last; no host synchronisation
   inside a step (per-run losses summed on the device, read once per epoch); torch.compile of the shared
-  prefix behind `compile_prefix` (not measured yet: no GPU in the session that wrote this).
+  prefix behind `compile_prefix` (`--compile`; used only where the prefix is a fixed function, bn_mode
+  'frozen'; same numbers, tests/test_engine.py). Whether it pays on a GPU is what `bench/gpu_finetune.py
+  --compile` measures; off by default until it has (a compilation per cell shape costs seconds to minutes).
 - Group size: on CUDA from free memory (`torch.cuda.mem_get_info`) and a measured per-run peak; on a CPU
   `CPU_GROUP` (measured by bench/gpu_finetune.py). Out of memory splits a group in halves and retries them;
   a single run that still does not fit is returned as failed with the reason.
@@ -465,7 +467,7 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
                options: Any) -> Iterator[Outcome]:
     """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into cells, each cell by `run_cell`.
 
-    `options` needs `.device`; `.max_group`, `.engine_strategy`, `.data_root` and `.progress` are used when
+    `options` needs `.device`; `.max_group`, `.engine_strategy`, `.compile`, `.data_root` and `.progress` are used when
     present (`compute.settings.Settings` has them all). Outcomes come per group as it finishes, so the driver
     records every run of a group before the next group starts (kill -9 loses at most the group in flight).
     """
@@ -484,6 +486,7 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
             yield from run_cell(source, cell, getattr(options, "device", None), keep, getattr(options, "max_group", None),
                                 on_epoch=lambda epoch, _, b=bar: b.update(epoch - b.n),
                                 strategy=getattr(options, "engine_strategy", "auto"),
+                                compile_prefix=getattr(options, "compile", False),
                                 data_root=getattr(options, "data_root", None))
         finally:
             bar.close()

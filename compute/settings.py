@@ -31,6 +31,7 @@ class Settings:
     fine-tunes on the first N test images only (None: the preset's choice).
     Engine and Ray (compute.sweep): max_group: runs of one cell trained together in one call (None: the engine's
     choice, from free device memory on CUDA); engine_strategy: 'auto' | 'vmap' | 'loop' (compute.engine.STRATEGIES);
+    compile: torch.compile the engine's frozen prefix (BatchNorm `frozen` cells only; same numbers);
     gpus_per_task: GPUs of one Ray task, fractional allowed (None: from the group's measured memory when the
     driver has a GPU, else 1 on a GPU cluster); cpus_per_task: CPUs of one Ray task.
     """
@@ -50,6 +51,7 @@ class Settings:
     test_limit: int | None = None
     max_group: int | None = None
     engine_strategy: str = "auto"
+    compile: bool = False
     gpus_per_task: float | None = None
     cpus_per_task: float = 1.0
 

@@ -230,6 +230,34 @@ def test_run_engine_groups_jobs_into_cells_and_keeps_requested_models(small_sour
     assert [r.model is not None for _, r in outcomes] == [keep for _, keep in jobs]
 
 
+@pytest.mark.slow  # torch.compile's first call: about 20 s on a 2-core CPU
+def test_compiled_prefix_gives_the_same_numbers(small_source) -> None:
+    configs = [_engine_cfg(seed=s, bn_mode="frozen", augment="paper", target=register_colour_target())
+               for s in SEEDS[:2]]
+    eager = dict(run_cell(small_source, configs, device="cpu", max_group=2))
+    compiled = dict(run_cell(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
+    for cfg in configs:
+        for a, b in zip(compiled[cfg].curve, eager[cfg].curve, strict=True):
+            assert abs(a.train_loss - b.train_loss) < 1e-4 * max(1.0, abs(b.train_loss)), (a, b)
+            assert abs(a.test_acc - b.test_acc) <= 1 / 50 + 1e-9, (a, b)
+
+
+def test_the_compile_flag_reaches_the_engine(monkeypatch) -> None:
+    """`rtx precompute/finetune --compile` -> Settings.compile -> run_cell(compile_prefix=True)."""
+    from compute import engine
+    from compute.cli import build_parser
+    from compute.cli.sweep import settings_from_args
+
+    seen: list[bool] = []
+    monkeypatch.setattr(engine, "run_cell", lambda *a, compile_prefix=False, **kw: seen.append(compile_prefix) or [])
+    for flags, expected in (([], False), (["--compile"], True)):
+        args = build_parser().parse_args(["finetune", "--preset", "tiny", *flags])
+        settings = settings_from_args(args)
+        assert settings.compile is expected
+        list(engine.run_engine([(_engine_cfg(), False)], lambda name: None, settings))
+    assert seen == [False, True]
+
+
 def test_recipe_defaults_keep_the_keys_recorded_before_them() -> None:
     """Keys of default configs are what they were before the recipe fields existed (cache reuse, tiny fixture)."""
     from dataclasses import asdict

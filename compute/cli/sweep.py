@@ -30,7 +30,8 @@ def settings_from_args(args: argparse.Namespace):
                              checkpoint_dir=getattr(args, "checkpoint_dir", None),
                              trust_pickle=getattr(args, "trust_pickle", False), data_root=args.data_root,
                              download=args.download, test_limit=args.test_limit, max_group=args.max_group,
-                             engine_strategy=args.engine_strategy, gpus_per_task=args.gpus_per_task,
+                             engine_strategy=args.engine_strategy, compile=args.compile or None,
+                             gpus_per_task=args.gpus_per_task,
                              cpus_per_task=args.cpus_per_task)
 
 
@@ -90,6 +91,8 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine-strategy", choices=ENGINE_STRATEGIES, help="engine: one vmapped call over the runs "
                    "(vmap), a loop over them (loop), or the faster of the two, timed on the first batch (auto, "
                    "default); same numbers")
+    p.add_argument("--compile", action="store_true", help="engine: torch.compile the frozen prefix of BatchNorm-"
+                   "frozen cells (costs a compilation per cell shape; see bench/gpu_finetune.py --compile)")
     p.add_argument("--gpus-per-task", type=float, help="ray: GPUs per task, fractions allowed, 0 for CPU tasks (default: the group's "
                    "measured memory over the GPU's when the driver has a GPU, else 1)")
     p.add_argument("--cpus-per-task", type=float, help="ray: CPUs per task (default 1)")
