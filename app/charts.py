@@ -33,7 +33,27 @@ FACET_WIDTH = 230  # px per small multiple; three fit a wide Streamlit page
 FACET_HEIGHT = 170
 ACC_FORMAT = ".0%"
 DELTA_FORMAT = "+.1%"
-PALETTE = alt.Scale(scheme="tableau10")  # saturated categorical colours: lines and bands stay distinguishable
+PALETTE = alt.Scale(scheme="tableau10")  # saturated categorical colours, for few categories that are not sources
+NATURAL_COLOUR = "#3b3b3b"  # the natural (non-robust) model: the reference every robust line is compared with
+# tableau10 without its grey (taken by natural), then Carto's Bold: 19 distinguishable colours before any repeats
+CATEGORICAL = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+               "#7f3c8d", "#11a579", "#3969ac", "#f2b701", "#e73f74", "#80ba5a", "#e68310", "#008695", "#cf1c90",
+               "#f97b72")
+
+
+def is_natural(value: object) -> bool:
+    return str(value).lower().startswith("natural")
+
+
+def palette(values: pd.Series | list, order: list | None = None) -> alt.Scale:
+    """Colours for the categories in `values`: natural models dark grey, every other category its own colour.
+
+    A scheme alone (tableau10) repeats after ten categories, and the demo cache has twelve sources: `natural` and
+    the eleventh source came out the same blue. The domain is `order` (else the sorted categories), so the
+    legend keeps that order."""
+    domain = list(order) if order is not None else sorted(set(values), key=str)
+    others = iter(CATEGORICAL * (1 + len(domain) // len(CATEGORICAL)))
+    return alt.Scale(domain=domain, range=[NATURAL_COLOUR if is_natural(v) else next(others) for v in domain])
 
 
 def _x_size(log: bool = True) -> alt.X:
@@ -47,7 +67,7 @@ def _band_lines(frame: pd.DataFrame, x: alt.X, color: str, color_title: str, y_t
                 facet: str | None, facet_title: str = "", sort: list | None = None) -> alt.Chart:
     """Mean line + 95% band per `color`, optionally one small multiple per `facet` value."""
     fmt = DELTA_FORMAT if delta else ACC_FORMAT
-    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort, scale=PALETTE,
+    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort, scale=palette(frame[color], sort),
                           legend=alt.Legend(symbolOpacity=1))  # the band's 0.2 opacity would fade the legend
     tooltip = [alt.Tooltip(f"{color}:N", title=color_title), alt.Tooltip(x.to_dict()["field"], type="quantitative"),
                alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("lo:Q", format=".2%"), alt.Tooltip("hi:Q", format=".2%"),
@@ -99,7 +119,7 @@ def accuracy_by_blocks(summary: pd.DataFrame) -> alt.Chart:
 def variant_bars(frame: pd.DataFrame) -> alt.Chart:
     """Table 2: accuracy of each source on the base target and its low-res / low-pass variants, with 95% bars."""
     base = alt.Chart().encode(x=alt.X("source:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
-                              color=alt.Color("source:N", title="source model", scale=PALETTE))
+                              color=alt.Color("source:N", title="source model", scale=palette(frame["source"])))
     tooltip = ["target:N", "source:N", alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("n_seeds:Q", title="seeds")]
     layers = alt.layer(
         base.mark_bar().encode(y=alt.Y("mean:Q", title="test accuracy", axis=alt.Axis(format=ACC_FORMAT)),
@@ -117,7 +137,7 @@ def robustness_bars(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("source:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
         y=alt.Y("accuracy:Q", title="accuracy under attack", axis=alt.Axis(format=ACC_FORMAT)),
-        color=alt.Color("source:N", title="source model", scale=PALETTE),
+        color=alt.Color("source:N", title="source model", scale=palette(frame["source"])),
         tooltip=["source:N", "dataset:N", "attack:N", alt.Tooltip("accuracy:Q", format=".2%"), "n_images:Q"],
     ).properties(width=160, height=140).facet(facet=alt.Facet("attack:N", title="attack"), columns=4)
 
@@ -139,7 +159,8 @@ def budget_chart(deltas: pd.DataFrame, accuracy: pd.DataFrame) -> alt.VConcatCha
 
     `deltas` is `app.budget.budget_deltas` for one (target, n_train, blocks); `accuracy` `budget_accuracy`.
     """
-    color = alt.Color("family:N", title="source family", scale=PALETTE, legend=alt.Legend(symbolOpacity=1))
+    color = alt.Color("family:N", title="source family", legend=alt.Legend(symbolOpacity=1),
+                      scale=palette(pd.concat([deltas["family"], accuracy["family"]])))
     tooltip = ["source:N", "family:N", alt.Tooltip("eps:Q", format=".4g"), alt.Tooltip("mean:Q", format="+.2%"),
                alt.Tooltip("lo:Q", format="+.2%"), alt.Tooltip("hi:Q", format="+.2%"),
                alt.Tooltip("n_seeds:Q", title="seeds")]
@@ -178,7 +199,7 @@ def featviz_spectrum_chart(frame: pd.DataFrame, summary: pd.DataFrame) -> alt.La
     order = summary.sort_values(["group", "model"])["model"].tolist()
     x = alt.X("model:N", title=None, sort=order)
     y = alt.Y("hf:Q", title="energy above ½ Nyquist", axis=alt.Axis(format=ACC_FORMAT))
-    color = alt.Color("group:N", title="model", scale=PALETTE)
+    color = alt.Color("group:N", title="model", scale=palette(frame["group"]))
     points = alt.Chart(frame).mark_circle(size=40, opacity=0.55).encode(
         x=x, xOffset=alt.XOffset("seed_image:N"), y=y, color=color,
         tooltip=["model:N", "seed_image:N", "unit:Q", alt.Tooltip("hf:Q", format=".1%"),
@@ -274,7 +295,7 @@ def label_match_chart(frame: pd.DataFrame) -> alt.Chart:
         x=alt.X("k:Q", title="top-k influential training images", axis=alt.Axis(tickMinStep=1),
                 scale=alt.Scale(zero=False)),
         y=alt.Y("match:Q", title="label match", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=ACC_FORMAT)),
-        color=alt.Color("model:N", title="model", scale=PALETTE),
+        color=alt.Color("model:N", title="model", scale=palette(frame["model"])),
         tooltip=["model:N", "k:Q", alt.Tooltip("match:Q", format=".1%")],
     ).properties(width=360, height=220)
 
@@ -288,7 +309,7 @@ def paper_vs_here(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_line(point=True).encode(
         x=_x_size(),
         y=alt.Y("acc:Q", title="test accuracy", axis=alt.Axis(format=ACC_FORMAT), scale=alt.Scale(zero=False)),
-        color=alt.Color("model:N", title="source (paper name)", scale=PALETTE),
+        color=alt.Color("model:N", title="source (paper name)", scale=palette(frame["model"])),
         strokeDash=alt.StrokeDash("origin:N", title="from", sort=["here", "paper"]),
         tooltip=["target:N", "n_train:Q", "model:N", "origin:N", alt.Tooltip("acc:Q", format=".2%")],
     ).properties(width=FACET_WIDTH, height=FACET_HEIGHT).facet(facet=alt.Facet("target:N", title="target"), columns=3)

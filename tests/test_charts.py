@@ -54,6 +54,19 @@ def test_blocks_chart_colours_by_number_of_blocks_in_numeric_order() -> None:
     assert color["field"] == "blocks" and color["sort"] == ["1", "3", "9"]
 
 
+def test_every_source_gets_its_own_colour_and_natural_the_reference_grey() -> None:
+    """Twelve sources (the demo cache's count): tableau10 alone gave `natural` the same blue as an eleventh."""
+    sources = ["natural", *(f"l2_{e}" for e in (0.1, 0.22, 0.5, 1, 1.5)), *(f"linf_{e}" for e in (0.1, 2, 4, 8)),
+               "gaussian_0.0079", "pgd1_l2_0.22"]
+    frame = pd.concat([_summary(source=s) for s in sources])
+    scale = _layers(charts.accuracy_vs_size(frame).to_dict())[1]["encoding"]["color"]["scale"]
+    colours = dict(zip(scale["domain"], scale["range"], strict=True))
+    assert set(colours) == set(sources) and len(set(colours.values())) == len(sources)
+    assert colours["natural"] == charts.NATURAL_COLOUR
+    blocks = _layers(charts.accuracy_by_blocks(pd.concat([_summary(), _summary(blocks=9)])).to_dict())[1]
+    assert blocks["encoding"]["color"]["scale"]["domain"] == ["1", "3", "9"]  # the legend keeps numeric order
+
+
 def test_robustness_bars_call_clean_rows_clean() -> None:
     frame = pd.DataFrame({"source": ["natural", "natural"], "dataset": ["fmnist"] * 2, "norm": ["none", "l2"],
                           "eps": [0.0, 1.5], "steps": [0, 3], "accuracy": [0.9, 0.2], "n_images": [100, 100]})
