@@ -100,21 +100,25 @@ def concurrent_load(url: str, label: str, files: list[Path], expected: dict[Path
 
     client = Client(url, verbose=False, download_files=str(folder))
     done: dict[int, float] = {}
-    start = time.perf_counter()
-    jobs = []
-    for i, path in enumerate(files):
-        job = client.submit(handle_file(str(path)), label, 5, "auto", api_name="/neighbours")
-        job.future.add_done_callback(lambda _, i=i: done.setdefault(i, time.perf_counter()))
-        jobs.append((i, path, job))
     seconds, failed, wrong = [], 0, 0
-    for i, path, job in jobs:
-        try:
-            out = job.result(timeout=600)
-        except Exception:  # noqa: BLE001  (count every failure)
-            failed += 1
-            continue
-        seconds.append(done.get(i, time.perf_counter()) - start)
-        wrong += neighbour_positions(out[-1]) != neighbour_positions(expected[path])
+    previous, tempfile.tempdir = tempfile.tempdir, str(folder)  # gradio_client stages each download in a new
+    try:  # <tempdir>/<random hex>/ folder and leaves it behind: keep them in `folder`, not /tmp
+        start = time.perf_counter()
+        jobs = []
+        for i, path in enumerate(files):
+            job = client.submit(handle_file(str(path)), label, 5, "auto", api_name="/neighbours")
+            job.future.add_done_callback(lambda _, i=i: done.setdefault(i, time.perf_counter()))
+            jobs.append((i, path, job))
+        for i, path, job in jobs:
+            try:
+                out = job.result(timeout=600)
+            except Exception:  # noqa: BLE001  (count every failure)
+                failed += 1
+                continue
+            seconds.append(done.get(i, time.perf_counter()) - start)
+            wrong += neighbour_positions(out[-1]) != neighbour_positions(expected[path])
+    finally:
+        tempfile.tempdir = previous
     return seconds, failed, wrong
 
 

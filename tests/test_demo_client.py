@@ -7,6 +7,7 @@ best budget (`three_model_cache`: three models side by side)."""
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 from pathlib import Path
 
@@ -212,14 +213,19 @@ def concurrent_answers(url: str, paths: list[Path], folder: Path, timeout: float
     # httpx's own read timeout (5 s by default) would count a request still queued behind 99 others on a busy
     # machine as failed: the test is about broken responses, so the client waits as long as the job timeout
     client = gradio_client.Client(url, verbose=False, download_files=str(folder), httpx_kwargs={"timeout": timeout})
-    jobs = [client.submit(gradio_client.handle_file(str(p)), None, K, "auto", api_name="/neighbours") for p in paths]
     answers, errors = [], []
-    for job in jobs:
-        try:
-            answers.append(job.result(timeout=timeout))
-        except Exception as err:  # noqa: BLE001  (count every failure, whatever its type)
-            answers.append(None)
-            errors.append(f"{type(err).__name__}: {err}")
+    previous, tempfile.tempdir = tempfile.tempdir, str(folder)  # gradio_client stages every download in a new
+    try:  # <tempdir>/<random hex>/ and leaves that folder behind: 2,400 empty folders in /tmp per run otherwise
+        jobs = [client.submit(gradio_client.handle_file(str(p)), None, K, "auto", api_name="/neighbours")
+                for p in paths]
+        for job in jobs:
+            try:
+                answers.append(job.result(timeout=timeout))
+            except Exception as err:  # noqa: BLE001  (count every failure, whatever its type)
+                answers.append(None)
+                errors.append(f"{type(err).__name__}: {err}")
+    finally:
+        tempfile.tempdir = previous
     return answers, errors
 
 
