@@ -48,7 +48,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from compute.data.augment import train_input  # noqa: E402
 from compute.data.registry import DATASETS, DatasetInfo, register  # noqa: E402
 from compute.data.transforms import to_model_input  # noqa: E402
-from compute.engine import RunGroup, group_size  # noqa: E402
+from compute.engine import RunGroup, group_size, synchronize  # noqa: E402
 from compute.finetune import FinetuneConfig, autocast, prepare_model  # noqa: E402
 from compute.settings import resolve_device  # noqa: E402
 from compute.models import build_model  # noqa: E402
@@ -74,11 +74,6 @@ def peak_tflops(device: torch.device) -> float | None:
     name = torch.cuda.get_device_name(device)
     matches = [key for key in BF16_PEAK_TFLOPS if key in name]
     return BF16_PEAK_TFLOPS[max(matches, key=len)] if matches else None
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _synthetic_loader(channels: int, size: int, n_train: int, n_test: int):
@@ -114,7 +109,7 @@ def measure_naive(source: nn.Module, cfg: FinetuneConfig, device: torch.device, 
     start = 0.0
     for epoch in range(epochs + 1):  # epoch 0: warm-up, not timed (allocator, first-call overheads)
         if epoch == 1:
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
         order = torch.randperm(len(labels), generator=gen).to(device)
         for i in range(0, len(order), cfg.batch_size):
@@ -125,7 +120,7 @@ def measure_naive(source: nn.Module, cfg: FinetuneConfig, device: torch.device, 
             loss.backward()
             optimizer.step()
             float(loss.detach())  # the authors' loop reads the loss every step (a host sync)
-    _sync(device)
+    synchronize(device)
     train_s = time.perf_counter() - start
     model.eval()
     start = time.perf_counter()
@@ -142,11 +137,11 @@ def measure_engine(source: nn.Module, cfgs: list[FinetuneConfig], device: torch.
     to amortise its set-up); evaluation timed on its second call (the frozen-prefix cache fills once per cell)."""
     group = RunGroup(source, cfgs, device, strategy=strategy, compile_prefix=compile_prefix)
     group.train_epoch().tolist()
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(epochs):
         group.train_epoch().tolist()
-    _sync(device)
+    synchronize(device)
     train_s = time.perf_counter() - start
     group.evaluate().tolist()  # fills the frozen-prefix test cache (once per cell in a sweep)
     start = time.perf_counter()
@@ -171,11 +166,11 @@ def forward_tflops(source: nn.Module, size: int, batch: int, device: torch.devic
     cfg = FinetuneConfig("s", "x", "t", 1, 0, 0, 1, 1, precision=precision)
     with torch.no_grad(), autocast(cfg, device):
         model(x)  # warm-up
-        _sync(device)
+        synchronize(device)
         start, reps = time.perf_counter(), 3
         for _ in range(reps):
             model(x)
-        _sync(device)
+        synchronize(device)
     return gflop, gflop * batch * reps / (time.perf_counter() - start) / 1e3
 
 

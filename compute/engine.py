@@ -221,18 +221,12 @@ class RunGroup:
         forward, _ = self._forwards(strategy)
         buffers = {k: v.clone() for k, v in self.buffers.items()}
         states = [g.get_state() for g in self.generators]
-        rows = torch.arange(min(self.subset_dev.shape[1], self.cfg.batch_size), device=self.device)
-        rows = rows.expand(len(self.configs), -1)
         best = float("inf")
         for attempt in range(repeats + 1):
-            _sync(self.device)
+            synchronize(self.device)
             start = time.perf_counter()
-            x = self._batch_inputs(rows)
-            with autocast(self.cfg, self.device):
-                logits = forward(self.params, self.buffers, x)
-            F.cross_entropy(logits.flatten(0, 1).float(),
-                            self.train.labels[self.subset_dev.gather(1, rows)].flatten()).backward()
-            _sync(self.device)
+            _one_step(self, forward)
+            synchronize(self.device)
             if attempt:  # the first call is a warm-up (kernel selection, allocator)
                 best = min(best, time.perf_counter() - start)
         with torch.no_grad():
@@ -383,7 +377,8 @@ def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch
                            group.run_model(r) if c.key in keep else None) for r, c in enumerate(configs)]
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on a CPU. For timings, never inside a training step."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -407,12 +402,14 @@ def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device,
     return max(peak, 1)
 
 
-def _one_step(group: RunGroup) -> None:
-    n = group.subset_dev.shape[1]
-    rows = torch.arange(min(n, group.cfg.batch_size), device=group.device).unsqueeze(0)
+def _one_step(group: RunGroup, forward: Callable[..., torch.Tensor] | None = None) -> None:
+    """Forward and backward of every run on its subset's first batch (no optimiser step): a memory probe or a
+    timing. Draws from the runs' generators and updates BatchNorm statistics like a real step."""
+    rows = torch.arange(min(group.subset_dev.shape[1], group.cfg.batch_size), device=group.device)
+    rows = rows.expand(len(group.configs), -1)
     x = group._batch_inputs(rows)
     with autocast(group.cfg, group.device):
-        logits = group.forward(group.params, group.buffers, x)
+        logits = (forward or group.forward)(group.params, group.buffers, x)
     F.cross_entropy(logits.flatten(0, 1).float(), group.train.labels[group.subset_dev.gather(1, rows)].flatten()).backward()
 
 
@@ -492,5 +489,5 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
             bar.close()
 
 
-__all__ = ["CPU_GROUP", "STRATEGY_CHOICES", "DeviceData", "RunGroup", "cell_key", "cells", "device_data", "group_size", "run_cell",
-           "run_engine", "train_group"]
+__all__ = ["CPU_GROUP", "STRATEGY_CHOICES", "DeviceData", "RunGroup", "cell_key", "cells", "device_data", "group_size",
+           "run_cell", "run_engine", "synchronize", "train_group"]
