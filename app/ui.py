@@ -99,3 +99,16 @@ def pick_one(label: str, options: Sequence, preferred: Sequence = (), key: str |
 def blocks_picker(summary: pd.DataFrame, key: str) -> int:
     """Number of fine-tuned blocks; the paper's headline figures use 3."""
     return int(pick_one("fine-tuned blocks", sorted(summary["blocks"].unique()), (3,), key=key))
+
+
+def run_filters(frame: pd.DataFrame, key: str, widths: Sequence[int] = (2, 2, 1)) -> tuple[list, list, int, list]:
+    """Targets, source models and fine-tuned blocks side by side (widgets keyed `<key>-targets` ...), plus any
+    further columns of `widths` for the page's own pickers: (targets, sources, blocks, [extra columns])."""
+    columns = st.columns(list(widths))
+    with columns[0]:
+        targets = pick_many("targets", sorted(frame["target"].unique()), key=f"{key}-targets")
+    with columns[1]:
+        sources = pick_many("source models", sorted(frame["source"].unique()), key=f"{key}-sources")
+    with columns[2]:
+        blocks = blocks_picker(frame, key=f"{key}-blocks")
+    return targets, sources, blocks, columns[3:]

@@ -10,13 +10,7 @@ summary = data.final_summary(snap)
 natural = data.natural_source(snap)
 ui.stop_if(summary.empty, snap, "fine-tuned runs")
 
-left, mid, right = st.columns([2, 2, 1])
-with left:
-    targets = ui.pick_many("targets", sorted(summary["target"].unique()), key="better-targets")
-with mid:
-    sources = ui.pick_many("source models", sorted(summary["source"].unique()), key="better-sources")
-with right:
-    blocks = ui.blocks_picker(summary, key="better-blocks")
+targets, sources, blocks, _ = ui.run_filters(summary, "better")
 
 rows = summary[summary["target"].isin(targets) & summary["source"].isin(sources) & (summary["blocks"] == blocks)]
 if rows.empty:

@@ -10,13 +10,7 @@ curves = data.curve_summary(snap)
 natural = data.natural_source(snap)
 ui.stop_if(curves.empty, snap, "learning curves")
 
-left, mid, right, far = st.columns([2, 2, 1, 1])
-with left:
-    targets = ui.pick_many("targets", sorted(curves["target"].unique()), key="faster-targets")
-with mid:
-    sources = ui.pick_many("source models", sorted(curves["source"].unique()), key="faster-sources")
-with right:
-    blocks = ui.blocks_picker(curves, key="faster-blocks")
+targets, sources, blocks, (far,) = ui.run_filters(curves, "faster", (2, 2, 1, 1))
 with far:
     sizes = sorted(curves.loc[curves["blocks"] == blocks, "n_train"].unique())
     n_train = ui.pick_one("training images", sizes, (3200, sizes[len(sizes) // 2]), key="faster-size")
