@@ -1,19 +1,22 @@
 """What the `tiny` preset computes, in a small comparable form (tests/test_regression_tiny.py's fixtures).
 
-`collect(root)` reads a cache that `rtx precompute --preset tiny` filled: every source's clean accuracy,
-every robustness accuracy, every fine-tune's final numbers and learning curve (keyed by
-(source, target, n_train, seed, blocks), not by run key: keys change when config fields are added) and
-every influence result (matrix, label-match curve, test predictions), keyed by source.
-`write(root, folder)` records them. Re-record only when a change of results is intended, with
-`python -m tests.helpers.tiny_fixture EMPTY_DIR`: it runs the stages the test runs the way the test runs them
-(this process, one torch thread: PGD accuracies depend on the order of float reductions, so a cache built by
-`rtx precompute` with two threads can differ in the third decimal).
+`run_tiny(root)` runs the preset's recorded stages in this process with float64 as torch's
+default dtype: every model, activation, gradient and optimiser state is float64, so the results are the same on
+any x86-64 CPU to far below what the comparison checks (see the test's docstring). `collect(root)` reads the
+cache back: every source's clean accuracy, every robustness accuracy, every fine-tune's final numbers and
+learning curve (keyed by (source, target, n_train, seed, blocks), not by run key: keys change when config fields
+are added) and every influence result (matrix, label-match curve, test predictions), keyed by source.
+
+Re-record only when a change of results is intended, with `python -m tests.helpers.tiny_fixture EMPTY_DIR`
+(it writes tests/fixtures/tiny/), and say why in the test's docstring history.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import numpy as np
 from compute.cache import CacheReader
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
+STAGES = ("sources", "robustness", "finetune", "influence")
 
 
 def _run_id(row: Any) -> str:
@@ -69,20 +73,28 @@ def load(folder: Path = FIXTURES) -> tuple[dict[str, Any], dict[str, np.ndarray]
     return numbers, {s: np.load(folder / f"influence_{s}.npy") for s in numbers["influence"]}
 
 
-STAGES = ("sources", "robustness", "finetune", "influence")
+@contextlib.contextmanager
+def float64_default() -> Iterator[None]:
+    """torch's default dtype is float64 inside (new modules, parameters and float tensors), put back after."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def run_tiny(root: Path) -> None:
-    """The tiny preset's stages that have recorded results, in this process with one torch thread."""
-    import torch
-
+    """The tiny preset's stages that have recorded results, in this process (its torch threads), float64."""
     from compute.presets import get_preset
     from compute.settings import Settings
     from compute.stages import precompute
 
-    torch.set_num_threads(1)
     root.mkdir(parents=True, exist_ok=True)
-    precompute(get_preset("tiny"), root, Settings(progress=False), STAGES)
+    with float64_default():
+        precompute(get_preset("tiny"), root, Settings(progress=False), STAGES)
 
 
 if __name__ == "__main__":
