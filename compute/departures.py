@@ -33,7 +33,8 @@ DEPARTURES: tuple[Departure, ...] = (
         "and KMNIST 0.1801/0.3421, CIFAR and SVHN their own); a robust checkpoint overwrites them with its stored "
         "ImageNet values; the natural torchvision model has no file and keeps the target's",
         "paper/zoo: the authors' rule (a source whose weights file stored no statistics, i.e. a torchvision file, "
-        "takes the target's); tiny/demo: every source its own statistics",
+        "takes the target's; a target their code never used, its training split's mean/std); tiny/demo: every "
+        "source its own statistics",
         "normalisation='authors' | 'source' (--normalisation), in each run's key",
         "only the natural source's inputs: from the same state, one SGD step differs by 1.4x the update's size in "
         "layer4.2 and the BatchNorm statistics by up to 11.8 (issue 24); Table 7's natural baseline saw target "

@@ -10,15 +10,18 @@ and only these constants change. Two policies, `FinetuneConfig.normalisation` (i
   source is torchvision's weights (`pytorch_pretrained=True`, no file, nothing stored), so in Table 7 the natural
   baseline saw the target's statistics. Here: a source whose weights file stored no statistics
   (`Classifier.statistics_origin == 'architecture'`, e.g. a torchvision state dict) takes the target's
-  (`AUTHORS_TARGET_STATISTICS`); every other source keeps its own, exactly as in their code.
+  (`AUTHORS_TARGET_STATISTICS`; a target they never used gets its training split's own mean and std, the rule
+  their MNIST pair follows); every other source keeps its own, exactly as in their code.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
 
+from compute.data import load_dataset
 from compute.data.variants import split_dataset_spec
 from compute.errors import RtxError
 from compute.models import Classifier
@@ -56,12 +59,26 @@ AUTHORS_TARGET_STATISTICS: dict[str, Statistics] = {
 
 def target_statistics(target: str) -> Statistics:
     """The authors' constants for `target` (a variant such as `cifar10+lowres(8)` uses its base's, as their
-    downscaled datasets did); a one-line error for targets their code has none for."""
+    downscaled datasets did); for a target their code never saw (digits, `folder:`), its training split's own
+    per-channel mean and std, the rule behind their MNIST pair (`split_statistics`)."""
     base, _ = split_dataset_spec(target)
-    if base not in AUTHORS_TARGET_STATISTICS:
-        raise RtxError(f"the authors' code has no input statistics for target {base!r} (it has "
-                       f"{', '.join(sorted(AUTHORS_TARGET_STATISTICS))}); use --normalisation source")
-    return AUTHORS_TARGET_STATISTICS[base]
+    if base in AUTHORS_TARGET_STATISTICS:
+        return AUTHORS_TARGET_STATISTICS[base]
+    return split_statistics(base)
+
+
+@functools.lru_cache(maxsize=8)
+def split_statistics(target: str) -> Statistics:
+    """Mean and standard deviation of every pixel value of the training split, per channel (grey: repeated on 3).
+
+    Offline targets only: every torchvision target has the authors' constants, so none is read from a data root.
+    """
+    images = load_dataset(target, "train").images  # (N, C, H, W) in [0, 1]
+    flat = images.transpose(0, 1).reshape(images.shape[1], -1).double()  # (C, N H W)
+    mean, std = flat.mean(1).tolist(), flat.std(1, unbiased=False).tolist()
+    if len(mean) == 1:
+        return _grey(mean[0], std[0])
+    return Statistics(tuple(mean), tuple(std))
 
 
 def takes_target_statistics(model: Classifier, policy: str) -> bool:
