@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from compute.presets import PAPER_VS_HERE
+from compute.departures import DEPARTURES
 
 TABLE7 = Path(__file__).resolve().parents[1] / "assets" / "paper_table7.csv"
 PAPER_MODELS = ("natural", "l2_eps3", "linf_eps4_255", "linf_eps8_255")
@@ -70,6 +70,10 @@ def comparison(summary: pd.DataFrame, sources: pd.DataFrame, natural: str | None
     return merged.assign(diff=merged["here_acc"] - merged["paper_acc"])
 
 
-def recipe_table() -> pd.DataFrame:
-    """The fine-tuning recipe: the paper's text, the authors' code and this project's presets, one row per setting."""
-    return pd.DataFrame(list(PAPER_VS_HERE), columns=["setting", "paper (text)", "authors' code", "here"])
+def departures_table() -> pd.DataFrame:
+    """compute.departures.DEPARTURES as one row per setting: where the `paper` preset departs from the authors'
+    code first, then the settings where it follows the code and only the demo differs."""
+    rows = [{"setting": d.setting, "paper (text)": d.paper_text, "authors' code": d.authors_code, "here": d.here,
+             "option": d.option or "none (fixed)", "what it changes": d.effect,
+             "paper preset = code": "yes" if d.follows_code else "no"} for d in DEPARTURES]
+    return pd.DataFrame(rows).sort_values("paper preset = code", kind="stable").reset_index(drop=True)

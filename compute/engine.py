@@ -63,7 +63,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from compute.data import load_dataset, sample_subset, to_model_input
+from compute.data import load_dataset, to_model_input
 from compute.data.augment import PaperParams, apply_paper, as_float, draw_paper_params, to_device, train_input
 from compute.errors import RtxError
 from compute.finetune import (
@@ -73,6 +73,7 @@ from compute.finetune import (
     make_scheduler,
     new_fc,
     prepare_model,
+    run_subset,
     split_model,
 )
 from compute.models import Classifier
@@ -156,8 +157,7 @@ class RunGroup:
         self.configs, self.cfg, self.device = configs, cfg, device
         self.train = device_data(cfg.target, "train", device, data_root=data_root)
         self.test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
-        self.subsets = [sample_subset(self.train.labels.cpu(), cfg.n_train or len(self.train.labels), c.seed)
-                        for c in configs]
+        self.subsets = [run_subset(c, self.train.labels.cpu()) for c in configs]
         self.generators = [torch.Generator().manual_seed(c.seed) for c in configs]
         model = prepare_model(source, cfg, self.train.num_classes, device)
         if device.type == "cuda":
@@ -319,7 +319,7 @@ class RunGroup:
         correct = torch.zeros(len(self.configs), device=self.device)
         labels = self.test.labels
         key = (self.cfg.source_checksum, self.cfg.target, self.cfg.blocks, self.size, self.cfg.test_limit,
-               self.cfg.precision, str(self.device))
+               self.cfg.precision, str(self.device), self.cfg.normalisation)
         if self.cfg.bn_mode == "frozen" and (key in _PREFIX or self._cache_fits(len(labels))):
             feats = _remember(_PREFIX, key, lambda: self._prefix_batched(self.test.images), capacity=2)
             chunks = ((feats[i:i + EVAL_BATCH].float(), labels[i:i + EVAL_BATCH])

@@ -15,8 +15,10 @@ Recipe options (each in the run's key; at the defaults below they are left out o
 they existed still match): `augment` ('legacy' this project's first augmentation, 'none', 'paper' the authors'
 per-target transforms: compute.data.augment), `fc_init` ('uniform' | 'normal': N(0, 1) weight, zero bias, the
 authors'), `lr_schedule` ('thirds' | 'step': StepLR(epochs // 3, 0.1), the authors'), `precision` ('fp32' |
-'bf16' autocast), `input_size` (None = the architecture's). compute.presets.PAPER_VS_HERE says which the `paper`
-preset uses and why.
+'bf16' autocast), `input_size` (None = the architecture's), `sampler` ('per-label' the paper's text | 'authors'
+numpy RandomState choice: compute.data.sampler), `normalisation` ('source' | 'authors': the target's statistics
+for a source whose file stored none: compute.normalisation). compute.departures says which the `paper` preset
+uses and what each choice changes.
 
 Implementations, from reference to fast (the many-runs-at-once engine is compute.engine):
 - `feature_cache=False`: every step runs the whole model on the (augmented) images: the naive loop.
@@ -42,8 +44,10 @@ from torch import nn
 
 from compute.data import load_dataset, sample_subset, to_model_input
 from compute.data.augment import train_input
+from compute.data.sampler import SAMPLERS
 from compute.errors import RtxError
 from compute.models import Classifier
+from compute.normalisation import NORMALISATIONS, apply_normalisation
 from compute.paths import job_key
 from compute.records import CurvePoint, RunRecord
 from compute.settings import resolve_device
@@ -57,7 +61,8 @@ LR_SCHEDULES = ("thirds", "step")
 PRECISIONS = ("fp32", "bf16")
 # Recipe fields added after keys were first recorded: they enter the key only when they differ from these
 # defaults, so every run recorded before them keeps its key (and the tiny/demo results stay as they are).
-RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32", "input_size": None}
+RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32", "input_size": None,
+                   "sampler": "per-label", "normalisation": "source"}
 EVAL_BATCH = 512  # test images per forward pass of the whole model
 EVAL_BATCH_FEATURES = 1024  # cached prefix activations per forward pass of the trainable suffix
 
@@ -86,6 +91,8 @@ class FinetuneConfig:
     lr_schedule: str = "thirds"  # 'thirds' (lr / 10 at 1/3 and 2/3) | 'step' (StepLR(epochs // 3, 0.1): the authors')
     precision: str = "fp32"  # 'fp32' | 'bf16' (autocast; the engine's CUDA default for the paper preset)
     input_size: int | None = None  # None = the architecture's (224 for ResNet-50); smaller only for CPU smoke tests
+    sampler: str = "per-label"  # 'per-label' (one image per label first: the paper's text) | 'authors' (RandomState)
+    normalisation: str = "source"  # 'source' (its own statistics) | 'authors' (target's when its file stored none)
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, bool):  # configs recorded before augment became a policy name
@@ -104,7 +111,8 @@ class FinetuneConfig:
 
         for name, value, valid in (("augment", self.augment, POLICIES), ("bn_mode", self.bn_mode, BN_MODES),
                                    ("fc_init", self.fc_init, FC_INITS), ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
-                                   ("precision", self.precision, PRECISIONS)):
+                                   ("precision", self.precision, PRECISIONS), ("sampler", self.sampler, SAMPLERS),
+                                   ("normalisation", self.normalisation, NORMALISATIONS)):
             if value not in valid:
                 raise RtxError(f"unknown {name} {value!r}; valid choices: {', '.join(valid)}")
         if not 0 <= self.blocks <= num_blocks:
@@ -191,10 +199,18 @@ def autocast(cfg: FinetuneConfig, device: torch.device) -> contextlib.AbstractCo
     return contextlib.nullcontext()
 
 
+def run_subset(cfg: FinetuneConfig, labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The run's training subset: `cfg.n_train` images of the split with these labels by `cfg.sampler`, seeded by
+    `cfg.seed` (every image for n_train None). The order is the sampler's, and the batch order indexes it."""
+    return sample_subset(labels, cfg.n_train, cfg.seed, cfg.sampler)
+
+
 def prepare_model(source: Classifier, cfg: FinetuneConfig, num_classes: int, device: torch.device) -> Classifier:
-    """Copy the source, re-initialise FC (seeded, per `cfg.fc_init`), freeze all but FC and the last `cfg.blocks` blocks."""
+    """Copy the source, set its input statistics per `cfg.normalisation`, re-initialise FC (seeded, per
+    `cfg.fc_init`), freeze all but FC and the last `cfg.blocks` blocks."""
     model = copy.deepcopy(source).to(device)
     cfg.validate(len(model.blocks()))
+    apply_normalisation(model, cfg.target, cfg.normalisation)
     if cfg.input_size is not None:
         model.input_size = cfg.input_size
     new_fc(model, cfg, num_classes)
@@ -258,7 +274,7 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
     test_images, test_labels = test.images, test.labels
     if cfg.test_limit:
         test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]
-    subset = sample_subset(train.labels, cfg.n_train or len(train), cfg.seed)
+    subset = run_subset(cfg, train.labels)
     model = prepare_model(source, cfg, len(train.classes), dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -271,7 +287,7 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
     if cfg.feature_cache:
         # channels_last makes the small convolutions of the trainable blocks ~1.4x faster on CPU
         model.to(memory_format=torch.channels_last)
-        cache_id = (cfg.source_checksum, cfg.target, cfg.blocks, model.input_size, str(dev))
+        cache_id = (cfg.source_checksum, cfg.target, cfg.blocks, model.input_size, str(dev), cfg.normalisation)
         full_train = prefix_cache.get((*cache_id, "train"), lambda: _channels_last(
             _run_batched(prefix, train.images, model.input_size, dev)))
         inputs = full_train[torch.as_tensor(subset, device=dev)]

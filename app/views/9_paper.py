@@ -9,8 +9,12 @@ st.title("The paper's numbers vs this cache")
 snap = data.snapshot()
 summary, sources = data.final_summary(snap), data.source_models(snap)
 table = paper.paper_table()
-with st.expander("Recipe: the paper's text, the authors' code, and here"):
-    st.dataframe(paper.recipe_table(), hide_index=True)
+st.subheader("Every departure: the paper's text, the authors' code, and here")
+departures = paper.departures_table()
+st.dataframe(departures, hide_index=True)
+st.caption(f"{(departures['paper preset = code'] == 'no').sum()} settings of the `paper` preset depart from the code "
+           "behind Table 7 (listed first, with what each changes); in the others it does what that code does, and "
+           "'option' names the switch that selects the paper text's or the demo's behaviour instead.")
 if summary.empty or sources.empty:
     ui.empty_state(snap, "fine-tuned runs to compare with")
     st.dataframe(table, hide_index=True)

@@ -14,7 +14,9 @@ def _influence_arguments(p: argparse.ArgumentParser) -> None:
     add_preset(p)
     p.add_argument("--method", default="fast", help=f"one of: {', '.join(method_names())} (default fast)")
     p.add_argument("--cutoff", type=float, help="relative eigenvalue cut-off of the pseudo-inverse (default: the "
-                   "preset's, 5e-2 as the authors' script; the paper's text says 1e-20)")
+                   "preset's, 5e-2 as the authors' script; the paper's text says 1e-20). Every exact method also drops the "
+                   "Hessian's null space (fast/dense by their reduced basis, reference below eps * size), so 0 and "
+                   "1e-20 give the exact pseudo-inverse")
     p.add_argument("--n-test", type=int, help="score the first N test images (default: the preset's)")
     p.add_argument("--top-k", type=int, help="most influential training images stored per test image")
     p.add_argument("--sources", type=csv(), help="override the preset's sources, e.g. l2_1.5,natural")

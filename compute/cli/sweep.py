@@ -42,7 +42,8 @@ def preset_from_args(args: argparse.Namespace, settings):
 
     preset = get_preset(args.preset).with_overrides(
         targets=args.targets, sizes=args.sizes, seeds=args.seeds, blocks=args.blocks, sources=args.sources,
-        epochs=args.epochs, test_every=args.test_every, precision=args.precision,
+        epochs=args.epochs, test_every=args.test_every, precision=args.precision, sampler=args.sampler,
+        normalisation=args.normalisation,
     )
     if settings.download and not args.dry_run:  # a dry run does no work, downloads included
         for target in sorted({t for grid in preset.grids for t in grid.targets}):
@@ -78,12 +79,20 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     """The paper grid's flags: test limit, precision, dry run, engine groups, Ray task resources."""
+    from compute.data.sampler import SAMPLERS
     from compute.finetune import PRECISIONS
+    from compute.normalisation import NORMALISATIONS
     from compute.settings import ENGINE_STRATEGIES
 
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images (recorded in each run's key)")
     p.add_argument("--precision", choices=PRECISIONS, help="fp32, or bf16 autocast (recorded in each run's key; "
                    "default: the preset's, bf16 for paper)")
+    p.add_argument("--sampler", choices=SAMPLERS, help="training subsets: numpy RandomState choice as the authors' "
+                   "code (authors), or one image per label first as the paper's text (per-label); recorded in each "
+                   "run's key (default: the preset's, authors for paper)")
+    p.add_argument("--normalisation", choices=NORMALISATIONS, help="input statistics: a source whose file stored "
+                   "none (torchvision's natural ResNet-50) takes the target's, as the authors' code (authors), or every "
+                   "source its own (source); recorded in each run's key (default: the preset's, authors for paper)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, image passes, device-hours from "
                    "bench/RESULTS.md) and the missing inputs, then exit without work")
     p.add_argument("--max-group", type=int, help="engine and ray: at most N runs of a cell train together "

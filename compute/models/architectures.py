@@ -70,6 +70,10 @@ class Classifier(nn.Module):
         self.input_size = input_size
         self.normalize = Normalize(mean, std)
         self.net = net
+        # Where `normalize`'s mean/std came from: 'architecture' (the ArchSpec's defaults: a freshly built model,
+        # or a weights file that stored none, such as a torchvision state dict) or 'checkpoint' (stored with the
+        # weights: our files, MadryLab's). The authors' normalisation rule reads it (compute.normalisation).
+        self.statistics_origin = "architecture"
 
     @property
     def fc(self) -> nn.Linear:

@@ -47,7 +47,20 @@ def _load_own(path: Path) -> tuple[Classifier, CheckpointInfo]:
         raise RtxError(f"{path}: corrupt or truncated checkpoint ({err}); delete it and re-create it") from err
     model = build_model(meta["arch"], int(meta["num_classes"]), int(meta["input_size"]))
     load_state(model, state, path)
+    model.statistics_origin = statistics_origin(meta)
     return model, CheckpointInfo(meta["arch"], int(meta["num_classes"]), int(meta["input_size"]), "rtx", meta)
+
+
+def statistics_origin(meta: dict[str, Any]) -> str:
+    """Whether the file this model was converted from stored its input statistics (compute.normalisation).
+
+    A converted source's sidecar carries the loader's answer ('statistics'); sidecars written before it existed
+    are read by format: a torchvision state dict stores none, everything else (ours, MadryLab's) does.
+    """
+    recorded = meta.get("statistics")
+    if recorded in ("checkpoint", "architecture"):
+        return recorded
+    return "architecture" if meta.get("format") == "torchvision" else "checkpoint"
 
 
 def load_checkpoint(path: str | Path, arch: str | None = None, num_classes: int | None = None,

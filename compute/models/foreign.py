@@ -8,6 +8,8 @@ Formats recognised (all read with `torch.load(weights_only=True)` unless the cal
   AttackerModel's keys: `module.model.*` (the network we keep), `module.attacker.model.*` (a second reference
   to the same network, dropped) and `module.normalizer.new_mean/new_std` (the input normalisation: copied into
   our Classifier's normaliser, so a model trained with other constants still sees the same inputs).
+  `CheckpointInfo.meta['statistics']` and `Classifier.statistics_origin` say whether the file stored them
+  ('checkpoint') or the architecture's defaults were filled in ('architecture': every torchvision file).
 - A whole pickled `nn.Module`, only with `trust_pickle=True`.
 
 Every failure is a one-line `RtxError` naming the file and what to do.
@@ -144,6 +146,7 @@ def load_foreign(path: Path, arch: str | None, num_classes: int | None,
         num_classes = int(fc.shape[0])
     model = build_model(arch, num_classes)
     full = {f"net.{k}": v for k, v in state.items()}
+    extra["statistics"] = "checkpoint" if "normalizer" in extra else "architecture"
     mean, std = extra.pop("normalizer", (model.normalize.mean, model.normalize.std))
     try:
         full["normalize.mean"] = mean.reshape(model.normalize.mean.shape).to(model.normalize.mean.dtype)
@@ -152,5 +155,6 @@ def load_foreign(path: Path, arch: str | None, num_classes: int | None,
         raise RtxError(f"{path}: normalizer mean/std of shape {tuple(mean.shape)} do not fit {arch}'s 3 channels; "
                        "check the file") from err
     load_state(model, full, path)
+    model.statistics_origin = extra["statistics"]
     meta = {"source_file": path.name, **extra}
     return model.eval(), CheckpointInfo(arch, num_classes, model.input_size, fmt, meta)
