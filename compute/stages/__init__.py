@@ -59,8 +59,17 @@ def get_stage(name: str) -> Stage:
     return lookup("stage", STAGES, name)
 
 
-def precompute(preset: Preset, root: Path, settings: Settings, stages: Iterable[str] | None = None) -> None:
-    """Run the preset's stages (all, or those named, always in registry order); each resumes from the cache."""
+@dataclass(frozen=True)
+class StageTime:
+    """How long one stage of a precompute took (wall clock), for bench/precompute.py and the log line."""
+    stage: str
+    seconds: float
+
+
+def precompute(preset: Preset, root: Path, settings: Settings,
+               stages: Iterable[str] | None = None) -> list[StageTime]:
+    """Run the preset's stages (all, or those named, always in registry order); each resumes from the cache.
+    Returns each stage's wall-clock time, in the order run."""
     wanted = set(stage_names() if stages is None else stages)
     for name in wanted:
         if name not in STAGES:
@@ -68,6 +77,7 @@ def precompute(preset: Preset, root: Path, settings: Settings, stages: Iterable[
     start = time.perf_counter()
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    times = []
     with CacheWriter(root) as writer:
         for stage in STAGES.values():
             if stage.name not in wanted:
@@ -75,5 +85,7 @@ def precompute(preset: Preset, root: Path, settings: Settings, stages: Iterable[
             t0 = time.perf_counter()
             tqdm.write(f"[{stage.name}] starting")
             stage.run(preset, writer, settings)
-            tqdm.write(f"[{stage.name}] done in {time.perf_counter() - t0:.1f} s")
+            times.append(StageTime(stage.name, time.perf_counter() - t0))
+            tqdm.write(f"[{stage.name}] done in {times[-1].seconds:.1f} s")
     tqdm.write(f"precompute {preset.name}: {time.perf_counter() - start:.1f} s; cache at {root}")
+    return times
