@@ -8,9 +8,13 @@ Deltas get a zero rule: above it, the first model of the difference transfers be
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import altair as alt
 import numpy as np
 import pandas as pd
+
+from compute.roles import NATURAL_ROLE, TABLE7_NATURAL
 
 __all__ = [
     "accuracy_by_blocks",
@@ -41,19 +45,23 @@ CATEGORICAL = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b",
                "#f97b72")
 
 
-def is_natural(value: object) -> bool:
-    return str(value).lower().startswith("natural")
+def natural_values(frame: pd.DataFrame, field: str) -> frozenset:
+    """The `field` values of the rows whose `role` column says natural (compute.roles; `app.data.with_roles` adds
+    it): the categories drawn in NATURAL_COLOUR. Decided by the recorded role, never by a category's name."""
+    if "role" not in frame or field not in frame:
+        return frozenset()
+    return frozenset(frame.loc[frame["role"] == NATURAL_ROLE, field])
 
 
-def palette(values: pd.Series | list, order: list | None = None) -> alt.Scale:
-    """Colours for the categories in `values`: natural models dark grey, every other category its own colour.
+def palette(values: pd.Series | list, order: list | None = None, natural: Collection = frozenset()) -> alt.Scale:
+    """Colours for the categories in `values`: the `natural` ones dark grey, every other its own colour.
 
     A scheme alone (tableau10) repeats after ten categories, and the demo cache has twelve sources: `natural` and
     the eleventh source came out the same blue. The domain is `order` (else the sorted categories), so the
     legend keeps that order."""
     domain = list(order) if order is not None else sorted(set(values), key=str)
     others = iter(CATEGORICAL * (1 + len(domain) // len(CATEGORICAL)))
-    return alt.Scale(domain=domain, range=[NATURAL_COLOUR if is_natural(v) else next(others) for v in domain])
+    return alt.Scale(domain=domain, range=[NATURAL_COLOUR if v in natural else next(others) for v in domain])
 
 
 def _x_size(log: bool = True) -> alt.X:
@@ -67,7 +75,7 @@ def _band_lines(frame: pd.DataFrame, x: alt.X, color: str, color_title: str, y_t
                 facet: str | None, facet_title: str = "", sort: list | None = None) -> alt.Chart:
     """Mean line + 95% band per `color`, optionally one small multiple per `facet` value."""
     fmt = DELTA_FORMAT if delta else ACC_FORMAT
-    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort, scale=palette(frame[color], sort),
+    color_enc = alt.Color(f"{color}:N", title=color_title, sort=sort, scale=palette(frame[color], sort, natural_values(frame, color)),
                           legend=alt.Legend(symbolOpacity=1))  # the band's 0.2 opacity would fade the legend
     tooltip = [alt.Tooltip(f"{color}:N", title=color_title), alt.Tooltip(x.to_dict()["field"], type="quantitative"),
                alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("lo:Q", format=".2%"), alt.Tooltip("hi:Q", format=".2%"),
@@ -119,7 +127,8 @@ def accuracy_by_blocks(summary: pd.DataFrame) -> alt.Chart:
 def variant_bars(frame: pd.DataFrame) -> alt.Chart:
     """Table 2: accuracy of each source on the base target and its low-res / low-pass variants, with 95% bars."""
     base = alt.Chart().encode(x=alt.X("source:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
-                              color=alt.Color("source:N", title="source model", scale=palette(frame["source"])))
+                              color=alt.Color("source:N", title="source model",
+                                              scale=palette(frame["source"], natural=natural_values(frame, "source"))))
     tooltip = ["target:N", "source:N", alt.Tooltip("mean:Q", format=".2%"), alt.Tooltip("n_seeds:Q", title="seeds")]
     layers = alt.layer(
         base.mark_bar().encode(y=alt.Y("mean:Q", title="test accuracy", axis=alt.Axis(format=ACC_FORMAT)),
@@ -137,7 +146,8 @@ def robustness_bars(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("source:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
         y=alt.Y("accuracy:Q", title="accuracy under attack", axis=alt.Axis(format=ACC_FORMAT)),
-        color=alt.Color("source:N", title="source model", scale=palette(frame["source"])),
+        color=alt.Color("source:N", title="source model",
+                        scale=palette(frame["source"], natural=natural_values(frame, "source"))),
         tooltip=["source:N", "dataset:N", "attack:N", alt.Tooltip("accuracy:Q", format=".2%"), "n_images:Q"],
     ).properties(width=160, height=140).facet(facet=alt.Facet("attack:N", title="attack"), columns=4)
 
@@ -160,7 +170,8 @@ def budget_chart(deltas: pd.DataFrame, accuracy: pd.DataFrame) -> alt.VConcatCha
     `deltas` is `app.budget.budget_deltas` for one (target, n_train, blocks); `accuracy` `budget_accuracy`.
     """
     color = alt.Color("family:N", title="source family", legend=alt.Legend(symbolOpacity=1),
-                      scale=palette(pd.concat([deltas["family"], accuracy["family"]])))
+                      scale=palette(pd.concat([deltas["family"], accuracy["family"]]),
+                                    natural={NATURAL_ROLE}))  # app.budget names natural's family by its role
     tooltip = ["source:N", "family:N", alt.Tooltip("eps:Q", format=".4g"), alt.Tooltip("mean:Q", format="+.2%"),
                alt.Tooltip("lo:Q", format="+.2%"), alt.Tooltip("hi:Q", format="+.2%"),
                alt.Tooltip("n_seeds:Q", title="seeds")]
@@ -174,8 +185,8 @@ def budget_chart(deltas: pd.DataFrame, accuracy: pd.DataFrame) -> alt.VConcatCha
             y="mean:Q", shape=alt.Shape("family:N", title="source family"), tooltip=tooltip),
         alt.Chart().mark_rule(color="grey", strokeDash=[4, 4]).encode(y=alt.datum(0)),
     ).properties(width=520, height=240)
-    robust = accuracy[accuracy["family"] != "natural"]
-    natural = accuracy[accuracy["family"] == "natural"]
+    robust = accuracy[accuracy["family"] != NATURAL_ROLE]
+    natural = accuracy[accuracy["family"] == NATURAL_ROLE]
     dash = alt.StrokeDash("measure:N", title="source accuracy", sort=["clean"])
     acc_tooltip = ["source:N", "family:N", "measure:N", alt.Tooltip("eps:Q", format=".4g"),
                    alt.Tooltip("accuracy:Q", format=".1%"), "n_images:Q"]
@@ -199,7 +210,7 @@ def featviz_spectrum_chart(frame: pd.DataFrame, summary: pd.DataFrame) -> alt.La
     order = summary.sort_values(["group", "model"])["model"].tolist()
     x = alt.X("model:N", title=None, sort=order)
     y = alt.Y("hf:Q", title="energy above ½ Nyquist", axis=alt.Axis(format=ACC_FORMAT))
-    color = alt.Color("group:N", title="model", scale=palette(frame["group"]))
+    color = alt.Color("group:N", title="model", scale=palette(frame["group"], natural={NATURAL_ROLE}))  # role groups
     points = alt.Chart(frame).mark_circle(size=40, opacity=0.55).encode(
         x=x, xOffset=alt.XOffset("seed_image:N"), y=y, color=color,
         tooltip=["model:N", "seed_image:N", "unit:Q", alt.Tooltip("hf:Q", format=".1%"),
@@ -295,7 +306,7 @@ def label_match_chart(frame: pd.DataFrame) -> alt.Chart:
         x=alt.X("k:Q", title="top-k influential training images", axis=alt.Axis(tickMinStep=1),
                 scale=alt.Scale(zero=False)),
         y=alt.Y("match:Q", title="label match", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format=ACC_FORMAT)),
-        color=alt.Color("model:N", title="model", scale=palette(frame["model"])),
+        color=alt.Color("model:N", title="model", scale=palette(frame["model"], natural=natural_values(frame, "model"))),
         tooltip=["model:N", "k:Q", alt.Tooltip("match:Q", format=".1%")],
     ).properties(width=360, height=220)
 
@@ -309,7 +320,7 @@ def paper_vs_here(frame: pd.DataFrame) -> alt.Chart:
     return alt.Chart(frame).mark_line(point=True).encode(
         x=_x_size(),
         y=alt.Y("acc:Q", title="test accuracy", axis=alt.Axis(format=ACC_FORMAT), scale=alt.Scale(zero=False)),
-        color=alt.Color("model:N", title="source (paper name)", scale=palette(frame["model"])),
+        color=alt.Color("model:N", title="source (paper name)", scale=palette(frame["model"], natural={TABLE7_NATURAL})),
         strokeDash=alt.StrokeDash("origin:N", title="from", sort=["here", "paper"]),
         tooltip=["target:N", "n_train:Q", "model:N", "origin:N", alt.Tooltip("acc:Q", format=".2%")],
     ).properties(width=FACET_WIDTH, height=FACET_HEIGHT).facet(facet=alt.Facet("target:N", title="target"), columns=3)

@@ -31,6 +31,7 @@ from app.pairing import InfluenceCell
 from compute.cache import CacheReader, snapshot_path
 from compute.errors import RtxError
 from compute.paths import cache_dir
+from compute.roles import SourceRoles
 
 FILL_COMMAND = "rtx precompute --preset demo"
 MAX_SNAPSHOTS = 32  # entries kept per read: a long precompute publishes often, old snapshots' results age out
@@ -117,19 +118,28 @@ def run_counts(snap: Snapshot) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def robustness(snap: Snapshot) -> pd.DataFrame:
-    return _read(snap, lambda r: r.robustness())
+    """Each source's accuracy under each attack, with its `role` (`with_roles`)."""
+    return with_roles(_read(snap, lambda r: r.robustness()), source_roles(snap))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def final_summary(snap: Snapshot) -> pd.DataFrame:
-    """Mean and 95% interval of final accuracy per (source, target, n_train, blocks)."""
-    return _read(snap, lambda r: r.final_summary())
+    """Mean and 95% interval of final accuracy per (source, target, n_train, blocks), with the source's `role`."""
+    return with_roles(_read(snap, lambda r: r.final_summary()), source_roles(snap))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def curve_summary(snap: Snapshot) -> pd.DataFrame:
-    """Mean and 95% interval of accuracy per (source, target, n_train, blocks, epoch)."""
-    return _read(snap, lambda r: r.curve_summary())
+    """Mean and 95% interval of accuracy per (source, target, n_train, blocks, epoch), with the source's `role`."""
+    return with_roles(_read(snap, lambda r: r.curve_summary()), source_roles(snap))
+
+
+def with_roles(frame: pd.DataFrame, roles: SourceRoles, column: str = "source") -> pd.DataFrame:
+    """`frame` with a `role` column: the part its `column`'s source plays ('natural', 'paper analogue' or None),
+    what the charts colour by (app.charts.palette) and what a page's CSV says."""
+    if frame.empty or column not in frame:
+        return frame
+    return frame.assign(role=frame[column].map(roles.role_of))
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
@@ -170,40 +180,37 @@ def featviz(snap: Snapshot) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def featviz_spectra(snap: Snapshot) -> pd.DataFrame:
     """`spectra.featviz_spectra` of every visualisation in `featviz`, once per snapshot (a DCT per picture)."""
-    return spectra.featviz_spectra(featviz(snap), spectra.model_groups(source_models(snap)))
+    viz = featviz(snap)
+    return spectra.featviz_spectra(viz, spectra.model_groups(source_roles(snap), viz.get("model", ())))
 
 
 # --- derived ---------------------------------------------------------------------------------------------------
 # Every fact about a source or a target below comes from the columns compute records (schema 2: a source's kind,
 # norm, eps, steps; a run's base_dataset and variant), never from re-parsing its constraint or target text.
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
+def source_roles(snap: Snapshot) -> SourceRoles:
+    """Which source is natural, the paper analogue and each Table 7 column (compute.roles): recorded by the
+    sources stage, or derived once from a cache written before it recorded them. Every page reads roles here."""
+    return _read(snap, lambda r: r.source_roles())
+
+
 def natural_source(snap: Snapshot) -> str | None:
-    """The natural reference source of the cache's runs (kind 'natural'; the first by name if several)."""
-    ran = set(final_summary(snap).get("source", pd.Series(dtype=str)))
-    natural = sorted(pairing.natural_sources(source_models(snap)) & ran)
-    return natural[0] if natural else None
+    """The natural reference source when it has runs (None otherwise: no robust-minus-natural to show)."""
+    natural = source_roles(snap).natural
+    return natural if natural in set(final_summary(snap).get("source", pd.Series(dtype=str))) else None
 
 
-@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def analogue_source(snap: Snapshot) -> str | None:
-    """The source the preset marked as the paper's analogue (compute.roles), None when none is marked."""
-    return _read(snap, lambda r: r.analogue_source())
+    """The robust source that plays the paper's L2 eps 3 (compute.roles), None when the cache has none."""
+    return source_roles(snap).analogue
 
 
-@st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def headline_robust(snap: Snapshot) -> str | None:
-    """"The" robust model of the pages: the paper analogue the preset marked, when it has runs; else (a cache
-    written before the mark) the first L2 PGD(k>1) source by name; else any non-natural one."""
+    """"The" robust model of the pages: the paper analogue when it has runs, else the first other robust source
+    with runs by name."""
     ran = set(final_summary(snap).get("source", pd.Series(dtype=str))) - {natural_source(snap)}
-    if (analogue := analogue_source(snap)) in ran:
-        return analogue
-    sources = source_models(snap)
-    if not sources.empty:
-        l2 = sources[sources["name"].isin(ran) & (sources["kind"] == "pgd") & (sources["norm"] == "l2")
-                     & (sources["steps"].fillna(0) > 1)]
-        if not l2.empty:
-            return str(l2["name"].iloc[0])
-    return min(ran) if ran else None
+    analogue = analogue_source(snap)
+    return analogue if analogue in ran else min(ran) if ran else None
 
 
 def source_label(row: pd.Series) -> str:
@@ -238,7 +245,7 @@ def influence_results(snap: Snapshot) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
 def influence_cells(snap: Snapshot) -> list[InfluenceCell]:
     """Influence results grouped as `app.pairing` does for the demo: one cell per subset, method and cut-off."""
-    return pairing.influence_cells(influence_results(snap), pairing.natural_sources(source_models(snap)))
+    return pairing.influence_cells(influence_results(snap), source_roles(snap).naturals)
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)

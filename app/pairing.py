@@ -28,13 +28,6 @@ CELL = ("target", "subset_size", "seed", "blocks", "method", "cutoff")  # what m
 ROLE_ORDER = (ANALOGUE_ROLE, BEST_ROLE)  # robust members with a role come first, in this order
 
 
-def natural_sources(sources: pd.DataFrame) -> frozenset[str]:
-    """Names of the naturally trained sources in a `source_models()` frame: its recorded `kind` column."""
-    if sources.empty or "name" not in sources:
-        return frozenset()
-    return frozenset(sources.loc[sources["kind"] == "natural", "name"].astype(str))
-
-
 def method_label(method: str, cutoff: float) -> str:
     """'fast, cut-off 0.05': how a method is named in every label."""
     return f"{method}, cut-off {cutoff:g}"
@@ -112,7 +105,7 @@ class InfluenceCell(CellKey):
 def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[InfluenceCell]:
     """Group `CacheReader.influence_results()` rows by `CELL`; sorted by subset, then method and cut-off.
 
-    `natural` names the naturally trained sources (`natural_sources`). A cell holding one source twice (the
+    `natural` names the natural reference (`compute.roles.SourceRoles.naturals`). A cell holding one source twice (the
     same run scored twice with one method) keeps the first row.
     """
     if results.empty:
@@ -229,4 +222,4 @@ def default_comparison(choices: Sequence[Comparison],
 
 
 __all__ = ["CELL", "MAX_ROBUST", "CellKey", "Comparison", "InfluenceCell", "Side", "comparisons", "default_comparison",
-           "influence_cells", "method_label", "natural_sources", "subset_label"]
+           "influence_cells", "method_label", "subset_label"]

@@ -9,24 +9,21 @@ Pure DataFrame functions, tested without Streamlit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from compute.roles import NATURAL_ROLE, SourceRoles
 from compute.spectrum import png_high_frequency_share
 
 __all__ = ["featviz_spectra", "latest_featviz", "model_groups", "spectrum_caption", "spectrum_summary"]
 
 
-def model_groups(sources: pd.DataFrame) -> dict[str, str]:
-    """Source name -> 'natural' or 'robust' (from the `kind` column where the cache has it, else `constraint_`)."""
-    if sources.empty:
-        return {}
-    if "kind" in sources.columns:
-        natural = sources["kind"].fillna("natural") == "natural"
-    else:
-        natural = sources["constraint_"].fillna("none") == "none"
-    return {str(n): ("natural" if nat else "robust") for n, nat in zip(sources["name"], natural, strict=True)}
+def model_groups(roles: SourceRoles, models: Iterable[str]) -> dict[str, str]:
+    """Model name -> 'natural' (the cache's natural reference, compute.roles) or 'robust'."""
+    return {str(m): NATURAL_ROLE if roles.role_of(m) == NATURAL_ROLE else "robust" for m in models}
 
 
 def latest_featviz(viz: pd.DataFrame) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from compute import records as rec
 from compute.errors import RtxError
 from compute.paths import DB_NAME, cache_dir
 from compute.records import constraint_columns, target_columns
-from compute.roles import ANALOGUE_ROLE
+from compute.roles import SourceFacts, SourceRoles, read_roles
 
 SCHEMA_VERSION = 2
 # What a reader says about a snapshot written before the newest migration (it opens read-only, so cannot migrate).
@@ -341,14 +341,15 @@ class CacheWriter(_PairedDeltas):
             con.execute("INSERT OR REPLACE INTO thumbnails SELECT dataset, split, idx, label, png FROM thumbs_frame")
             con.unregister("thumbs_frame")
 
-    def set_source_role(self, name: str, role: str) -> None:
-        """Mark `name` as the source with `role` (e.g. 'paper analogue') in its meta, and no other source: the
-        preset says which robust source is the paper's analogue; the app reads it back (`analogue_source`)."""
+    def set_source_roles(self, roles: SourceRoles) -> None:
+        """Record which source plays which part (compute.roles: `role` and `table7` in each source's meta),
+        clearing every earlier record: the preset of the latest sources stage decides (`source_roles` reads it)."""
         with self.transaction() as con:
-            con.execute("UPDATE source_models SET meta = json_merge_patch(coalesce(meta, '{}'), '{\"role\": null}') "
-                        "WHERE json_extract_string(meta, '$.role') = ? AND name <> ?", [role, name])
-            con.execute("UPDATE source_models SET meta = json_merge_patch(coalesce(meta, '{}'), ?) WHERE name = ?",
-                        [json.dumps({"role": role}), name])
+            con.execute("UPDATE source_models SET meta = json_merge_patch(coalesce(meta, '{}'), ?)",
+                        [json.dumps({"role": None, "table7": None})])
+            for name, patch in roles.meta().items():
+                con.execute("UPDATE source_models SET meta = json_merge_patch(coalesce(meta, '{}'), ?) WHERE name = ?",
+                            [json.dumps(patch), name])
 
     def set_influence_roles(self, run_keys: Sequence[str], method: str, cutoff: float,
                             roles: dict[str, dict[str, Any]]) -> None:
@@ -566,11 +567,15 @@ class CacheReader(_PairedDeltas):
         group = "source, target, n_train, blocks" + epoch
         return self._with_t(f"WITH per AS ({rows}) {_interval_sql('per', group)}")
 
-    def analogue_source(self) -> str | None:
-        """The source the preset names as the paper's analogue (`set_source_role`), None when none is marked."""
-        frame = self._query("SELECT name FROM source_models WHERE json_extract_string(meta, '$.role') = ? "
-                            "ORDER BY name LIMIT 1", [ANALOGUE_ROLE])
-        return None if frame.empty else str(frame["name"].iloc[0])
+    def source_roles(self) -> SourceRoles:
+        """Which source is natural, the paper analogue and each Table 7 column: as the sources stage recorded
+        them, or derived once from an older cache's columns (compute.roles.read_roles)."""
+        frame = self._query("SELECT name, kind, norm, eps, steps, meta::VARCHAR AS meta FROM source_models "
+                            "ORDER BY name")
+        return read_roles([SourceFacts(str(r.name), None if pd.isna(r.kind) else str(r.kind),
+                                       None if pd.isna(r.norm) else str(r.norm), None if pd.isna(r.eps) else float(r.eps),
+                                       0 if pd.isna(r.steps) else int(r.steps), _meta(r.meta))
+                           for r in frame.itertuples()])
 
     def influence_results(self) -> pd.DataFrame:
         """Every influence result with its run's cell and its part in the comparison (`role`: 'natural', 'paper

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from compute.data.sampler import paper_seeds
 from compute.errors import lookup
+from compute.roles import TABLE7_LINF_LARGE, TABLE7_LINF_SMALL, SourceRoles
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,19 @@ class Preset:
     influence: InfluenceSpec | None = None
     featviz: FeatvizSpec | None = None
     keep_models: bool = False
-    # The robust source that stands for the paper's model (its L2 eps 3 at the same strength per value): the
-    # sources stage marks it in the cache (source meta role 'paper analogue') and the app compares it with natural.
+    # The robust source that stands for the paper's model (its L2 eps 3 at the same strength per value): it plays
+    # Table 7's 'l2_eps3' column, as `natural` plays 'natural'.
     analogue: str | None = None
+    # (source, Table 7 column) for the other sources that play one: the Linf columns (compute.roles). The sources
+    # stage records every role in the cache (`roles`); the explorer, the demo and the influence stage read it there.
+    table7: tuple[tuple[str, str], ...] = ()
 
     def source(self, name: str) -> SourceSpec:
         return lookup("source model", {s.name: s for s in self.sources}, name)
+
+    def roles(self) -> SourceRoles:
+        """Which source plays natural, the paper analogue and each Table 7 column, as this preset states them."""
+        return SourceRoles.declared(self.natural, self.analogue, self.table7, (s.name for s in self.sources))
 
     def with_overrides(self, **axes: object) -> Preset:
         """Replace grid axes given on the CLI (`--targets`, `--sizes`, ...) in every grid; None leaves an axis alone."""
@@ -188,6 +196,9 @@ DEMO_SOURCES = (
     _pgd("gaussian_0.0079", "gaussian:0.0079", 0, "Gaussian noise, sigma 0.22/28 (Section 7 at the paper's budget)"),
 )
 DEMO_ANALOGUE = "l2_0.22"  # the robust source compared with natural on every target
+# The sources that play Table 7's Linf columns in the demo, zoo and paper presets: 4/255 and 8/255 (Linf budgets are
+# per pixel already, so the demo's play the paper's as they are).
+LINF_TABLE7 = (("linf_4", TABLE7_LINF_SMALL), ("linf_8", TABLE7_LINF_LARGE))
 
 # 2,048 images x 1 epoch (16 SGD steps): seconds, yet the L2 model already keeps clearly more PGD accuracy.
 # Written out (not derived from the demo ladder) because its results are a regression fixture.
@@ -255,6 +266,7 @@ ZOO_PRESET = Preset(
                   **PAPER_RECIPE),),  # the authors' recipe, as the paper preset
     natural="l2_0",
     analogue="l2_3",  # the paper's own budget
+    table7=LINF_TABLE7,
 )
 
 # Cost plan (2 idle cores): the twelve sources are about 40 "natural-training equivalents" (PGD(k) costs k + 1)
@@ -302,6 +314,7 @@ PRESETS: dict[str, Preset] = {
         influence=InfluenceSpec("mnist5k", 400, paper_seeds(1)[0], 3, (DEMO_ANALOGUE, "natural"), n_test=500),
         featviz=FeatvizSpec(("natural", DEMO_ANALOGUE, "l2_1.5", "linf_8")),
         analogue=DEMO_ANALOGUE,
+        table7=LINF_TABLE7,
     ),
     "paper": Preset(
         "paper",
@@ -318,6 +331,7 @@ PRESETS: dict[str, Preset] = {
         influence=InfluenceSpec("cifar10", 3_200, paper_seeds(1)[0], 3, ("l2_3", "natural"), n_test=10_000),
         featviz=FeatvizSpec(("natural", "l2_3")),
         analogue="l2_3",
+        table7=LINF_TABLE7,
     ),
     "zoo": ZOO_PRESET,
 }

@@ -75,7 +75,7 @@ def tiny_cache(tmp_path: Path) -> Path:
     return write_explorer_cache(tmp_path / "cache")
 
 
-# --- demo (app/demo.py): a real tiny influence pair, and the demo served from it --------------------------
+# --- demo (app/demo/): a real tiny influence pair, and the demo served from it --------------------------
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real cache from `rtx precompute --preset tiny`, restricted to what the demo reads: the sources, the

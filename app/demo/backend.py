@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from app.demo.results import Example, Explanation, Neighbour, SideResult
-from app.pairing import Comparison, comparisons, default_comparison, influence_cells, natural_sources
+from app.pairing import Comparison, comparisons, default_comparison, influence_cells
 from app.uploads import PreparedImage, TargetFormat, open_image
 from compute.cache import CacheReader
 from compute.errors import RtxError
@@ -64,7 +64,7 @@ class DemoBackend:
     def open(cls, root: Path, warm: bool = True) -> DemoBackend:
         reader = CacheReader(root)
         try:
-            cells = influence_cells(reader.influence_results(), natural_sources(reader.source_models()))
+            cells = influence_cells(reader.influence_results(), reader.source_roles().naturals)
             choices = comparisons(cells)
             thumbs = {(target, split): reader.thumbnails(target, split)
                       for target in sorted({c.target for c in choices}) for split in ("train", "test")}

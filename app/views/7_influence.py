@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import charts, data, influence_charts, ui
 from app.influence_compare import compare_methods, exact_method, overlap_long
+from compute.roles import NATURAL_ROLE
 
 PER_PAGE = 6  # test images per grid page
 st.title("Which training images influence a prediction?")
@@ -42,7 +43,9 @@ else:
               heat, "influence_heatmap")
 
 st.subheader("How often do the top-k influential images share the test label? (Fig. 7b)")
-match = pd.DataFrame([{"model": src, "k": k + 1, "match": float(v)} for src, lm in
+shown_natural = names.get(cell.natural)  # its `role` draws it in the natural grey (app.charts.natural_values)
+match = pd.DataFrame([{"model": src, "role": NATURAL_ROLE if src == shown_natural else None, "k": k + 1,
+                       "match": float(v)} for src, lm in
                       zip(models["source"], models["label_match"], strict=True) for k, v in enumerate(lm if lm is not None else [])])
 ui.chart(charts.label_match_chart, match)
 ui.footer(f"For k = 1..{len(match) // max(1, len(keys))}: the share of each test image's k most influential training "

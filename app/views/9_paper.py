@@ -21,10 +21,10 @@ if summary.empty or sources.empty:
     ui.footer(f"The paper's Table 7 ({ui.CITATION}), accuracy as a fraction.", table, "paper_table7")
     st.stop()
 
-natural = data.natural_source(snap)
+roles = data.source_roles(snap)
 blocks = ui.blocks_picker(summary, key="paper-blocks")
-compared = paper.comparison(summary, sources, natural, blocks)
-mapping = paper.paper_columns(sources, natural)
+compared = paper.comparison(summary, sources, roles, blocks)
+mapping = roles.columns
 arch = sources.set_index("name")["arch"]
 st.info("The paper fine-tuned ImageNet ResNet-50s (3 blocks); this cache's runs come from the sources listed here, "
         "so expect the trend, not the numbers, to agree. Source mapping: "

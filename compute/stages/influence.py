@@ -1,5 +1,5 @@
 """The `influence` stage: for the preset's fine-tunes of one subset (natural, the paper analogue, and the budget
-that transferred best on the target: `compute.stages.best_budget`), the train x test matrix,
+that transferred best on the target: `compute.best_budget`), the train x test matrix,
 its per-test top-k, the label-match curve, the query matrix for on-demand queries, and thumbnails.
 
 Stored per result (key = job_key('influence', {run_key, method, cutoff, n_test, code})):
@@ -42,9 +42,9 @@ from compute.models import load_checkpoint
 from compute.paths import artefact_path, job_key
 from compute.presets import Preset
 from compute.records import InfluenceRecord, ThumbnailRecord
-from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
+from compute.roles import BEST_ROLE
 from compute.settings import Settings, resolve_device
-from compute.stages.sources import mark_analogue
+from compute.stages.sources import record_roles
 
 # Bump when a change to compute.influence changes stored results: it is part of every influence key.
 CODE_VERSION = "influence-1"
@@ -182,7 +182,7 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
                     progress: bool = True, method: str = "fast", cutoff: float | None = None,
                     data_root: str | None = None, best: bool = True) -> None:
     """Influence for each of `preset.influence.sources` fine-tuned on the same subset (the paper analogue vs
-    natural) and, with `best`, for the budget that transferred best on that target (`compute.stages.best_budget`);
+    natural) and, with `best`, for the budget that transferred best on that target (`compute.best_budget`);
     each result's meta records its part (`role`) and, for the best budget, why it was chosen (`role_note`)."""
     spec = preset.influence
     if spec is None:
@@ -190,12 +190,12 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
     if cutoff is not None:
         spec = replace(spec, cutoff=cutoff)
     get_method(method)  # fail fast on a typo
-    mark_analogue(preset, writer)
+    record_roles(preset, writer)
     runs = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks)
     runs = runs[runs.model_path.notna()].drop_duplicates("source") if not runs.empty else runs
     by_source = {r["source"]: r for r in runs.to_dict("records")}
-    roles = {s: {"role": NATURAL_ROLE if s == preset.natural else ANALOGUE_ROLE if s == preset.analogue else None}
-             for s in spec.sources}
+    part = preset.roles().role_of  # the roles the sources stage records (compute.roles), from the same preset
+    roles = {s: {"role": part(s)} for s in spec.sources}
     sources = list(spec.sources)
     chosen = best_budget.find(writer, spec, preset.natural) if best else None
     if best and chosen is None:
