@@ -11,12 +11,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from app.pairing import comparisons, influence_cells, natural_sources
+from app.pairing import comparisons, influence_cells
 from compute import best_budget
 from compute.cache import MIGRATIONS, CacheReader, CacheWriter, db_path, snapshot_path
 from compute.errors import RtxError
 from compute.presets import InfluenceSpec, get_preset
-from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
+from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE, SourceRoles
 from tests.helpers.explorer_cache import INFLUENCE, SOURCES, write_explorer_cache
 
 
@@ -42,18 +42,18 @@ def test_best_budget_from_a_synthetic_cache_is_not_the_analogue(tmp_path: Path) 
     spec = InfluenceSpec(INFLUENCE["target"], INFLUENCE["n_train"], INFLUENCE["seed"], INFLUENCE["blocks"],
                          ("linf_0.1", "natural"))
     with CacheWriter(root) as writer:
-        writer.set_source_role("linf_0.1", ANALOGUE_ROLE)
+        writer.set_source_roles(SourceRoles("natural", "linf_0.1"))
         best = best_budget.find(writer, spec, "natural")
     bonus = {s[0]: s[4] for s in SOURCES}  # the synthetic seed noise averages to 0 over the three seeds
     assert best.source == max((s for s in bonus if s != "natural"), key=bonus.get) == "l2_1.5"
     assert best.delta == pytest.approx(bonus["l2_1.5"])
     reader = CacheReader(root)
-    assert reader.analogue_source() == "linf_0.1"
+    assert reader.source_roles().analogue == "linf_0.1"
     reader.close()
-    with CacheWriter(root) as writer:  # marking another source moves the mark
-        writer.set_source_role("l2_1.5", ANALOGUE_ROLE)
+    with CacheWriter(root) as writer:  # recording other roles moves the mark
+        writer.set_source_roles(SourceRoles("natural", "l2_1.5"))
     reader = CacheReader(root)
-    assert reader.analogue_source() == "l2_1.5"
+    assert reader.source_roles().analogue == "l2_1.5"
     assert sum('"paper analogue"' in m for m in reader.source_models()["meta"]) == 1
     reader.close()
 
@@ -71,13 +71,13 @@ def test_recorded_roles_make_a_three_model_cell_labelled_with_the_reason(tmp_pat
             keys["l2_1.5"]: {"role": BEST_ROLE, "role_note": "best budget on mnist5k n=50 blocks=3: +6.0 points"}})
     reader = CacheReader(root)
     results = reader.influence_results()
-    sources = reader.source_models()
+    natural = reader.source_roles().naturals
     reader.close()
     # a third (analogue) and a fourth (no role: e.g. an earlier best budget) member of the same cell, synthetic
     extra = results[results["source"] == "natural"].assign(source="linf_0.1", key="k-analogue", role=ANALOGUE_ROLE,
                                                            role_note=None)
     stale = extra.assign(source="linf_0.2", key="k-stale", role=None)
-    cells = influence_cells(pd.concat([results, extra, stale]), natural_sources(sources))
+    cells = influence_cells(pd.concat([results, extra, stale]), natural)
     cell = next(c for c in cells if c.target == INFLUENCE["target"])
     assert list(cell.compared) == ["linf_0.1", "l2_1.5", "natural"]  # analogue, best budget, natural last
     assert cell.name("l2_1.5") == "l2_1.5 · best budget" and "+6.0 points" in cell.best_note
@@ -98,12 +98,13 @@ def test_recorded_roles_make_a_three_model_cell_labelled_with_the_reason(tmp_pat
 def test_tiny_stage_records_natural_and_the_analogue_as_best_budget(demo_cache: Path) -> None:
     reader = CacheReader(demo_cache)
     roles = reader.influence_results().set_index("source")["role"].to_dict()
-    assert reader.analogue_source() == get_preset("tiny").analogue == "l2_1.5"
+    assert reader.source_roles().analogue == get_preset("tiny").analogue == "l2_1.5"
+    assert {s for s, r in roles.items() if ANALOGUE_ROLE in r} == {reader.source_roles().analogue}  # one decision
     reader.close()
     assert roles["natural"] == NATURAL_ROLE
     assert roles["l2_1.5"] == f"{ANALOGUE_ROLE}, {BEST_ROLE}"  # tiny has one robust source: it is both
     reader = CacheReader(demo_cache)
-    [shown] = comparisons(influence_cells(reader.influence_results(), natural_sources(reader.source_models())))
+    [shown] = comparisons(influence_cells(reader.influence_results(), reader.source_roles().naturals))
     reader.close()
     assert [(s.role, s.part) for s in shown.sides] == [("analogue", "paper analogue, best budget on digits"),
                                                        ("natural", "natural")]  # two models, not the same one twice
@@ -166,9 +167,9 @@ def test_headline_robust_is_the_marked_analogue(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(data, "ADOPT_SECONDS", 0.0)  # the second snapshot is read at once
     st.cache_data.clear()
     st.cache_resource.clear()
-    assert data.headline_robust(data.snapshot()) == "l2_1.5"  # unmarked: the first L2 PGD(k>1) source by name
+    assert data.headline_robust(data.snapshot()) == "l2_1.5"  # unrecorded: derived, the L2 PGD(k>1) nearest eps 3
     with CacheWriter(root) as writer:
-        writer.set_source_role("linf_0.1", ANALOGUE_ROLE)
+        writer.set_source_roles(SourceRoles("natural", "linf_0.1"))
     assert data.headline_robust(data.snapshot()) == "linf_0.1"  # a new snapshot: the marked analogue
     st.cache_resource.clear()
 

@@ -10,6 +10,7 @@ import pytest
 
 from app import charts, paper
 from compute.influence.derived import sorted_standardized
+from compute.roles import SourceFacts, SourceRoles, derive_roles
 
 
 def _summary(**extra) -> pd.DataFrame:
@@ -58,7 +59,7 @@ def test_every_source_gets_its_own_colour_and_natural_the_reference_grey() -> No
     """Twelve sources (the demo cache's count): tableau10 alone gave `natural` the same blue as an eleventh."""
     sources = ["natural", *(f"l2_{e}" for e in (0.1, 0.22, 0.5, 1, 1.5)), *(f"linf_{e}" for e in (0.1, 2, 4, 8)),
                "gaussian_0.0079", "pgd1_l2_0.22"]
-    frame = pd.concat([_summary(source=s) for s in sources])
+    frame = pd.concat([_summary(source=s, role=SourceRoles("natural").role_of(s)) for s in sources])
     scale = _layers(charts.accuracy_vs_size(frame).to_dict())[1]["encoding"]["color"]["scale"]
     colours = dict(zip(scale["domain"], scale["range"], strict=True))
     assert set(colours) == set(sources) and len(set(colours.values())) == len(sources)
@@ -136,21 +137,28 @@ def test_table7_reads_as_fractions_with_every_cell() -> None:
     assert row["paper_acc"].iloc[0] == pytest.approx(0.8756)
 
 
-def test_sources_map_to_table7_columns_by_role() -> None:
-    assert paper.paper_columns(SOURCES, "natural") == {
+def facts(sources: pd.DataFrame, meta: dict | None = None) -> list[SourceFacts]:
+    """What CacheReader.source_roles reads from a source_models frame (no roles recorded unless `meta` says)."""
+    return [SourceFacts(r.name, r.kind, r.norm, r.eps, int(r.steps), (meta or {}).get(r.name, {}))
+            for r in sources.itertuples()]
+
+
+def test_an_older_cache_maps_its_sources_to_table7_columns_as_before() -> None:
+    """derive_roles (a cache whose sources stage recorded no roles) keeps the mapping "Paper vs here" made then."""
+    assert derive_roles(facts(SOURCES)).columns == {
         "natural": "natural", "l2_1.5": "l2_eps3", "linf_0.1": "linf_eps4_255", "linf_0.2": "linf_eps8_255"}
     imagenet = with_columns(pd.DataFrame({"name": ["nat", "l2_3", "linf_8", "linf_4"], "arch": ["resnet50"] * 4,
                                           "constraint_": ["none", "l2:3", "linf:8/255", "linf:4/255"],
                                           "attack_steps": [0, 20, 20, 20]}))
-    assert paper.paper_columns(imagenet, "nat") == {"nat": "natural", "l2_3": "l2_eps3", "linf_4": "linf_eps4_255",
-                                                    "linf_8": "linf_eps8_255"}
+    assert derive_roles(facts(imagenet)).columns == {"nat": "natural", "l2_3": "l2_eps3", "linf_4": "linf_eps4_255",
+                                                     "linf_8": "linf_eps8_255"}
 
 
 def test_comparison_lines_up_cells_and_computes_the_difference() -> None:
     summary = pd.DataFrame({"source": ["l2_1.5", "l2_1.5", "gaussian_0.054"], "target": ["mnist5k", "mnist5k", "mnist5k"],
                             "n_train": [100, 100, 100], "blocks": [3, 1, 3], "n_seeds": [3, 3, 3],
                             "mean": [0.80, 0.70, 0.75], "sd": [0.01] * 3, "lo": [0.78, 0.68, 0.7], "hi": [0.82, 0.72, 0.8]})
-    compared = paper.comparison(summary, SOURCES, "natural", blocks=3)
+    compared = paper.comparison(summary, SOURCES, derive_roles(facts(SOURCES)), blocks=3)
     assert len(compared) == 4 * 60
     cell = compared.dropna(subset=["here_acc"])
     assert len(cell) == 1 and cell["model"].iloc[0] == "l2_eps3" and cell["target"].iloc[0] == "mnist"

@@ -8,6 +8,7 @@ import pandas as pd
 
 from app import charts, spectra
 from compute.images import to_png
+from compute.roles import SourceRoles
 
 SMOOTH = np.outer(np.sin(np.linspace(0, np.pi, 28)), np.sin(np.linspace(0, np.pi, 28)))
 
@@ -26,13 +27,11 @@ def _viz(robust_noisy: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SOURCES = pd.DataFrame({"name": ["natural", "l2_0.22"], "kind": ["natural", "pgd"], "constraint_": ["none", "l2:0.22"]})
-
-
 def test_spectra_follow_the_pictures_and_the_caption_follows_the_numbers() -> None:
-    groups = spectra.model_groups(SOURCES)
+    groups = spectra.model_groups(SourceRoles("natural", "l2_0.22"), ["natural", "l2_0.22"])
     assert groups == {"natural": "natural", "l2_0.22": "robust"}
-    assert spectra.model_groups(SOURCES.drop(columns=["kind"])) == groups
+    assert spectra.model_groups(SourceRoles("l2_0.22"), ["natural", "l2_0.22"]) == {  # the role decides, not the name
+        "natural": "robust", "l2_0.22": "natural"}
     frame = spectra.featviz_spectra(_viz(robust_noisy=False), groups)
     assert len(frame) == 8 and (frame["seed_hf"] < 0.01).all()
     assert (frame.loc[frame["group"] == "natural", "hf"] > 0.5).all()

@@ -6,7 +6,8 @@ import sys
 
 import pandas as pd
 
-from app.pairing import MAX_ROBUST, comparisons, default_comparison, influence_cells, natural_sources
+from app.pairing import MAX_ROBUST, comparisons, default_comparison, influence_cells
+from compute.roles import SourceRoles
 
 
 def _results(methods: tuple[str, ...] = ("fast", "tracincp")) -> pd.DataFrame:
@@ -20,19 +21,11 @@ def _results(methods: tuple[str, ...] = ("fast", "tracincp")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SOURCES = pd.DataFrame({"name": ["natural", "l2_1.5", "linf_0.1"], "constraint_": ["none", "l2:1.5", "linf:0.1"],
-                        "kind": ["natural", "pgd", "pgd"]})
-
-
-def test_natural_sources_read_the_kind_column() -> None:
-    assert natural_sources(SOURCES) == {"natural"}
-    relabelled = SOURCES.assign(kind=["pgd", "natural", "pgd"])  # the recorded kind decides, not the text
-    assert natural_sources(relabelled) == {"l2_1.5"}
-    assert natural_sources(pd.DataFrame()) == frozenset()
+NATURAL = SourceRoles("natural", "l2_1.5").naturals  # the natural reference, as CacheReader.source_roles reads it
 
 
 def test_cells_keep_methods_apart_and_put_natural_last() -> None:
-    cells = influence_cells(_results(), natural_sources(SOURCES))
+    cells = influence_cells(_results(), NATURAL)
     assert [(c.target, c.method) for c in cells] == [("digits", "fast"), ("mnist5k", "fast"), ("mnist5k", "tracincp")]
     fast = cells[1]
     assert list(fast.keys) == ["l2_1.5", "linf_0.1", "natural"] and fast.natural == "natural"
@@ -44,7 +37,7 @@ def test_cells_keep_methods_apart_and_put_natural_last() -> None:
 
 def test_comparisons_are_unique_per_method_and_cutoff() -> None:
     results = pd.concat([_results(), _results(("fast",)).assign(cutoff=1e-20, key=lambda f: f["key"] + "-tiny")])
-    choices = comparisons(influence_cells(results, natural_sources(SOURCES)))
+    choices = comparisons(influence_cells(results, NATURAL))
     assert len(choices) == 3  # fast 0.05, fast 1e-20, tracincp 0.05; digits has no robust member
     labels = [c.label for c in choices]
     assert len(set(labels)) == len(labels)
@@ -57,7 +50,7 @@ def test_comparisons_are_unique_per_method_and_cutoff() -> None:
 
 def test_a_cell_without_roles_and_more_robust_members_is_split_not_cut() -> None:
     extra = _results(("fast",)).query("source == 'natural' and target == 'mnist5k'").assign(source="linf_0.2", key="fast-linf_0.2")
-    cells = influence_cells(pd.concat([_results(("fast",)), extra]), natural_sources(SOURCES))
+    cells = influence_cells(pd.concat([_results(("fast",)), extra]), NATURAL)
     choices = comparisons(cells)
     assert [[s.source for s in c.sides] for c in choices] == [["l2_1.5", "linf_0.1", "natural"],
                                                                ["linf_0.2", "natural"]]
@@ -66,7 +59,7 @@ def test_a_cell_without_roles_and_more_robust_members_is_split_not_cut() -> None
 
 
 def test_default_comparison_prefers_the_preset_cell_and_the_fast_method() -> None:
-    choices = comparisons(influence_cells(_results(("tracincp", "fast")), natural_sources(SOURCES)))
+    choices = comparisons(influence_cells(_results(("tracincp", "fast")), NATURAL))
     chosen = default_comparison(choices, [("digits", 20, 7, 1, ("natural",)), ("mnist5k", 50, 7, 3, ("linf_0.1",))])
     assert (chosen.target, chosen.method) == ("mnist5k", "fast")  # digits has no robust member: no comparison
     assert chosen.side("natural").source == "natural" and chosen.side("best_budget") is None
