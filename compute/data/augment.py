@@ -65,11 +65,12 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def draw_paper_params(n: int, generator: torch.Generator) -> PaperParams:
-    """Draw a batch's parameters from `generator`, always in the same order (crop, flip, jitter, order, angle)."""
+    """Draw a batch's parameters from `generator`, always in the same order (crop, flip, jitter, order, angle);
+    explicit dtypes, so the draws do not depend on torch's default dtype (float64 in the engine's tests)."""
     crop = torch.randint(0, 2 * PAD + 1, (n, 2), generator=generator)
     flip = torch.rand(n, generator=generator) < 0.5
-    factors = 1 - JITTER + 2 * JITTER * torch.rand(n, 3, generator=generator)
-    order = torch.rand(n, 3, generator=generator).argsort(dim=1)
+    factors = 1 - JITTER + 2 * JITTER * torch.rand(n, 3, generator=generator, dtype=torch.float32)
+    order = torch.rand(n, 3, generator=generator, dtype=torch.float32).argsort(dim=1)
     angle = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * MAX_DEGREES
     return PaperParams(crop, flip, factors, order, angle)
 
@@ -120,14 +121,14 @@ _GEOMETRY: dict[tuple[int, str], _Geometry] = {}
 def _geometry(size: int, device: torch.device) -> _Geometry:
     key = (size, str(device))
     if key not in _GEOMETRY:
-        line = torch.linspace((1.0 - size) * 0.5, (size - 1.0) * 0.5, steps=size)
-        base = torch.empty(1, size, size, 3)
+        line = torch.linspace((1.0 - size) * 0.5, (size - 1.0) * 0.5, steps=size, dtype=torch.float32)
+        base = torch.empty(1, size, size, 3, dtype=torch.float32)
         base[..., 0].copy_(line)
         base[..., 1].copy_(line.unsqueeze(-1))
         base[..., 2].fill_(1)
         span = torch.arange(size)
         _GEOMETRY[key] = _Geometry(span.to(device), span.flip(0).to(device), base.view(1, size * size, 3).to(device),
-                                   torch.full((2,), 0.5 * size).to(device))
+                                   torch.full((2,), 0.5 * size, dtype=torch.float32).to(device))
     return _GEOMETRY[key]
 
 
