@@ -97,17 +97,13 @@ from compute.finetune import (
 )
 from compute.models import Classifier
 from compute.records import CurvePoint
-from compute.settings import ENGINE_STRATEGIES, resolve_device
+from compute.settings import BF16_PARTS, ENGINE_STRATEGIES, resolve_device
 
 STRATEGIES = ENGINE_STRATEGIES  # "auto" | "vmap" (one vmapped call over the runs) | "loop" (a loop over them)
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
 EVAL_BATCH = 256
 PROBE_TEST_LIMIT = EVAL_BATCH  # the memory probe evaluates one batch: an evaluation's peak is one batch's
 Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
-# What runs in bf16 under precision='bf16' (for the "Paper vs here" page; compute.finetune.Fp32Linear, autocast).
-BF16_PARTS = ("convolutions and BatchNorm layers of the whole network (bf16 autocast), in training and in "
-              "evaluation, and the cached frozen-prefix activations; the last Linear layer, the softmax "
-              "cross-entropy loss, the weights, their gradients and the SGD update stay in fp32")
 # Out-of-memory messages: PyTorch's caching allocator, and cuBLAS / cuDNN failing to allocate their workspaces
 # (raised as plain RuntimeErrors that would otherwise fail the whole group).
 OOM_MARKERS = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
