@@ -41,7 +41,7 @@ What runs where:
   weights shared and every BatchNorm buffer stacked per run.
 - Evaluation (eval mode, never augmented). `frozen`: exact with cached prefix activations: the test images'
   prefix activations are computed once per (source checksum, target, blocks, input size, test_limit,
-  precision, device) and each evaluation runs only the vmapped suffix. Cached activations (test, and training
+  precision, device, dtype) and each evaluation runs only the vmapped suffix. Cached activations (test, and training
   ones of a static prefix) are kept only when they fit a quarter of free device memory; otherwise the prefix
   runs per batch (same numbers). Caches are written into one preallocated tensor (no list of batches and a
   concatenation: half the peak). `train`: the frozen blocks' running statistics differ per run and drift every
@@ -185,9 +185,9 @@ def cells(configs: Iterable[FinetuneConfig]) -> list[list[FinetuneConfig]]:
     return list(groups.values())
 
 
-def _test_key(cfg: FinetuneConfig, size: int, device: torch.device) -> tuple:
+def _test_key(cfg: FinetuneConfig, size: int, device: torch.device, dtype: torch.dtype) -> tuple:
     """The test images' cached prefix activations are shared by every cell with this key (`_PREFIX`)."""
-    return cfg.source_checksum, cfg.target, cfg.blocks, size, cfg.test_limit, cfg.precision, str(device)
+    return cfg.source_checksum, cfg.target, cfg.blocks, size, cfg.test_limit, cfg.precision, str(device), str(dtype)
 
 
 def _static_prefix(cfg: FinetuneConfig, channels: int) -> bool:
@@ -508,11 +508,11 @@ class RunGroup:
         return self._model_input(to_model_input(as_float(self.test.images[start:end]), self.size))
 
     def _test_cache(self) -> torch.Tensor:
-        key = _test_key(self.cfg, self.size, self.device)
+        key = _test_key(self.cfg, self.size, self.device, self.dtype)
         return _remember(_PREFIX, key, lambda: self._prefix_batched(self.test.images), capacity=2)
 
     def _test_cached(self) -> bool:
-        key = _test_key(self.cfg, self.size, self.device)
+        key = _test_key(self.cfg, self.size, self.device, self.dtype)
         return self.cfg.bn_mode == "frozen" and (key in _PREFIX or self._cache_fits(len(self.test.labels)))
 
     @torch.no_grad()
@@ -622,7 +622,7 @@ def _one_step(group: RunGroup, forward: Callable[..., torch.Tensor] | None = Non
 
 
 def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs: int, device: torch.device,
-                       data_root: str | None = None) -> int:
+                       data_root: str | None = None, dtype: torch.dtype = torch.float32) -> int:
     """Device bytes of the prefix caches that a group of `runs` runs of this cell will add (shared by its runs, so
     not in the per-run figure): the test images' activations (`frozen`, unless already cached) and the union of
     the subsets' (a static prefix), each only when it fits a quarter of free memory, as RunGroup decides."""
@@ -631,7 +631,7 @@ def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs:
     free = free_bytes(device)
     train = device_data(cfg.target, "train", device, data_root=data_root)
     test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
-    caches = [] if _test_key(cfg, size, device) in _PREFIX else [len(test.labels)]
+    caches = [] if _test_key(cfg, size, device, dtype) in _PREFIX else [len(test.labels)]
     if _static_prefix(cfg, train.images.shape[1]):
         caches.append(min(runs * (cfg.n_train or len(train.labels)), len(train.labels)))
     return sum(probe.prefix_image * images for images in caches if probe.prefix_image * images <= free // 4)
@@ -645,7 +645,8 @@ def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch
         return max(1, min(runs, CPU_GROUP))
     probe = memory_probe(source, cfg, device, data_root)
     size = cfg.input_size or source.input_size
-    usable = free_bytes(device) - shared_cache_bytes(cfg, size, probe, runs, device, data_root)
+    usable = free_bytes(device) - shared_cache_bytes(cfg, size, probe, runs, device, data_root,
+                                                     next(source.parameters()).dtype)
     return max(1, min(runs, int(0.8 * usable // probe.per_run)))
 
 

@@ -17,9 +17,18 @@ from compute.data.augment import apply_paper, draw_paper_params, train_input
 from compute.engine import run_cell
 from compute.finetune import finetune
 from compute.models import build_model
-from tests.helpers.engine_cases import SEEDS, engine_cfg, float64, register_colour_target
+from tests.helpers.engine_cases import (
+    SEEDS,
+    engine_cfg,
+    float64,
+    register_colour_target,
+    small_source_model,
+    source64_model,
+)
 
 _engine_cfg = engine_cfg
+small_source = pytest.fixture(scope="module")(small_source_model)
+source64 = pytest.fixture(scope="module")(source64_model)
 # Tolerances of float64 comparisons (measured on an Intel Xeon with AVX-512 and under ATEN_CPU_CAPABILITY=default):
 # - weights and BatchNorm statistics after 3 epochs agree to 4e-15 of each tensor's largest value; rtol 1e-9 leaves
 #   a 1e5 margin for chaotic growth, and dropping weight decay (5e-4 x lr 0.1 per step) moves weights by ~1e-5.
@@ -76,17 +85,6 @@ def test_paper_augmentation_draws_from_the_run_generator_only() -> None:
 
 
 # --- the engine equals one run at a time ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def small_source() -> torch.nn.Module:
-    return build_model("small_resnet", 7, seed=3).eval()
-
-
-@pytest.fixture(scope="module")
-def source64() -> torch.nn.Module:
-    with float64():
-        return build_model("small_resnet", 7, seed=3).eval()
-
-
 def assert_same_run(got, ref) -> None:
     """Two float64 runs of one config agree (tolerances at the top of this file)."""
     assert not isinstance(got, BaseException), got
@@ -393,7 +391,7 @@ def test_shared_caches_are_accounted_once_per_group_not_per_run(small_source, mo
     assert shared_cache_bytes(frozen, 28, probe, 100, cpu) == 10 * (50 + 1437)  # the union: at most digits' 1,437
     assert shared_cache_bytes(_engine_cfg(augment="legacy"), 28, probe, 3, cpu) == 10 * 50  # test cache only
     assert shared_cache_bytes(_engine_cfg(bn_mode="train"), 28, probe, 3, cpu) == 0  # nothing cached in `train`
-    engine._PREFIX[engine._test_key(frozen, 28, cpu)] = torch.zeros(1)  # already cached: costs nothing new
+    engine._PREFIX[engine._test_key(frozen, 28, cpu, torch.float32)] = torch.zeros(1)  # already cached: costs nothing new
     assert shared_cache_bytes(frozen, 28, probe, 3, cpu) == 10 * 3 * 40
 
 

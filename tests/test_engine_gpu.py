@@ -14,9 +14,10 @@ import torch
 
 from compute.engine import RunGroup, free_bytes, run_cell
 from compute.finetune import FinetuneConfig
-from compute.models import build_model
-from tests.helpers.engine_cases import SEEDS, engine_cfg, float64, register_colour_target
+from tests.helpers import engine_cases as cases
 
+small_source = pytest.fixture(scope="module")(cases.small_source_model)
+source64 = pytest.fixture(scope="module")(cases.source64_model)
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 # float64 on two devices: cuDNN's and the CPU's convolution algorithms sum in different orders; after 3 epochs
 # that stays ~1e-13 relative (float64 rounding 1e-16 amplified as on the CPU, tests/test_engine.py), while a logic
@@ -34,15 +35,9 @@ def no_tf32():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
-@pytest.fixture(scope="module")
-def small_source() -> torch.nn.Module:
-    return build_model("small_resnet", 7, seed=3).eval()
-
-
-@pytest.fixture(scope="module")
-def source64() -> torch.nn.Module:
-    with float64():
-        return build_model("small_resnet", 7, seed=3).eval()
+def _colour_cfgs(**kw) -> list[FinetuneConfig]:
+    """Three runs (seeds) of one cell on the offline colour target with the authors' augmentation."""
+    return [cases.engine_cfg(seed=s, augment="paper", target=cases.register_colour_target(), **kw) for s in cases.SEEDS]
 
 
 def _close(got, ref) -> None:
@@ -59,9 +54,9 @@ def _close(got, ref) -> None:
 @pytest.mark.parametrize("bn_mode", ["frozen", "train"])
 @pytest.mark.parametrize("strategy", ["vmap", "loop"])
 def test_cuda_engine_matches_the_cpu_engine_in_float64(source64, bn_mode: str, strategy: str) -> None:
-    configs = [engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target()) for s in SEEDS]
+    configs = _colour_cfgs(bn_mode=bn_mode)
     keep = {c.key for c in configs}
-    with float64():
+    with cases.float64():
         cpu = dict(run_cell(source64, configs, device="cpu", max_group=3, keep=keep, strategy=strategy))
         gpu = dict(run_cell(source64, configs, device="cuda", max_group=3, keep=keep, strategy=strategy))
     for c in configs:
@@ -70,9 +65,9 @@ def test_cuda_engine_matches_the_cpu_engine_in_float64(source64, bn_mode: str, s
 
 @pytest.mark.numerics
 def test_cuda_many_runs_at_once_equal_one_at_a_time_in_float64(source64) -> None:
-    configs = [engine_cfg(seed=s, bn_mode="train", augment="paper", target=register_colour_target()) for s in SEEDS]
+    configs = _colour_cfgs(bn_mode="train")
     keep = {c.key for c in configs}
-    with float64():
+    with cases.float64():
         together = dict(run_cell(source64, configs, device="cuda", max_group=3, keep=keep, strategy="vmap"))
         alone = dict(run_cell(source64, configs, device="cuda", max_group=1, keep=keep))
     for c in configs:
@@ -85,8 +80,7 @@ def test_cuda_bf16_vmap_reaches_the_convolutions_and_agrees_with_the_loop(small_
     functorch's BatchNorm rule may turn activations fp32 between them. Convolutions must run in bf16 in both
     strategies; over one epoch (3 steps: rounding cannot grow far) vmap and loop agree to bf16's precision
     (8 significant bits, 0.4%: losses to 5%, at most 3 of 50 test images flip), and bf16 agrees with fp32 as well."""
-    configs = [engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target(),
-                          precision="bf16", epochs=1, test_every=1) for s in SEEDS]
+    configs = _colour_cfgs(bn_mode=bn_mode, precision="bf16", epochs=1, test_every=1)
     dtypes: dict[str, set[torch.dtype]] = {}
     results = {}
     for strategy in ("vmap", "loop"):
@@ -112,8 +106,7 @@ def test_cuda_bf16_vmap_reaches_the_convolutions_and_agrees_with_the_loop(small_
 
 @pytest.mark.parametrize("bn_mode", ["frozen", "train"])
 def test_cuda_training_epoch_never_synchronises_the_host(small_source, bn_mode: str) -> None:
-    configs = [engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target(),
-                          precision="bf16") for s in SEEDS]
+    configs = _colour_cfgs(bn_mode=bn_mode, precision="bf16")
     group = RunGroup(small_source, configs, torch.device("cuda"))
     group.train_epoch().tolist()  # warm-up: allocator, cuDNN autotuning, the augmentation's per-size constants
     torch.cuda.set_sync_debug_mode("error")

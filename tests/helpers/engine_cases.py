@@ -13,6 +13,7 @@ import torch
 
 from compute.data.registry import DATASETS, DatasetInfo, register
 from compute.finetune import FinetuneConfig
+from compute.models import build_model
 
 SEEDS = (20_000_000, 20_100_000, 20_200_000)
 
@@ -50,3 +51,14 @@ def float64() -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(old)
+
+
+# The engine's test modules make these their module-scoped fixtures (`small_source`, `source64`).
+def small_source_model() -> torch.nn.Module:
+    return build_model("small_resnet", 7, seed=3).eval()
+
+
+def source64_model() -> torch.nn.Module:
+    """The same architecture in float64 (its own initialisation: float64 draws)."""
+    with float64():
+        return small_source_model()
