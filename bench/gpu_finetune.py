@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"From {args.extrapolate}: {meta.get('line', '')}")
         extrapolate(rows, meta.get("device_name", "device"))
         return
-    deadline = STARTED + args.deadline if args.deadline else math.inf
+    deadline = STARTED + args.deadline if args.deadline is not None else math.inf
     device = resolve_device(args.device)
     if args.scan_group:
         scan_group(device, args.scan_group)
