@@ -1,60 +1,69 @@
 #!/usr/bin/env bash
-# Issue 11's GPU figures in as few device calls as possible (the device tool: /work/.library/device/README.md).
-#
-# The GPU machine has python3 with torch 2.11 / torchvision 0.26, pytest, pandas and safetensors, but no duckdb
-# (tests/conftest.py and the sweep tests need it) and no network. So, on this machine, once:
-#     bash bench/gpu_session.sh prepare          # duckdb's wheel for the device's Python 3.12 into .whl/ (ignored)
-# then two device calls (each well inside the 10-minute limit), naming `.whl` in carry:
-#     run(command="bash bench/gpu_session.sh bench", carry=[".whl"])   # bench/gpu_finetune.py at full size
-#     run(command="bash bench/gpu_session.sh tests", carry=[".whl"])   # pytest -m gpu: engine on CUDA vs CPU
-# and, with device time left, whether `--compile` pays (frozen-BatchNorm rows, eager vs compiled):
-#     run(command="bash bench/gpu_session.sh compile")
-# Each writes what it prints under $OUT (bench.txt, gpu-tests.txt, compile.txt, gpu.txt); paste bench.txt's `### <device>`
-# table into bench/RESULTS.md with the date. GPU_SESSION_QUICK=1 runs `bench` at CPU sizes (to try this script).
+# The whole GPU session in ONE device call (the device tool: /work/.library/device/README.md):
+#     run(command="bash bench/gpu_session.sh all", timeout_s=560)
+# A GPU comes for about 15 minutes in all, 1-2 of them to start it, and it is released 30 s after each command,
+# so everything happens in this one command, inside an internal deadline (GPU_SESSION_DEADLINE, 480 s):
+#   1. env.txt: the device, driver, python, torch, torchvision;
+#   2. gpu-tests.txt: `pytest -m gpu` first (correctness before speed): tests/test_engine_gpu.py, which needs no
+#      conftest and no duckdb (the GPU machine has torch, torchvision, numpy, tqdm and pytest, not duckdb);
+#   3. bench.txt + rates.jsonl: bench/gpu_finetune.py at full size, blocks 0 and 9 first, then 3, then 1 as time
+#      allows; each row guarded against out-of-memory and appended to rates.jsonl as it is measured; rows the
+#      deadline cuts are named;
+#   4. extrapolation.txt: whole runs and the paper's grid in device-hours from whatever rows were measured
+#      (a separate process: it runs even when the measurement was killed).
+# Everything lands in $OUT (the device tool brings it back; /tmp/gpu_out when unset). Paste bench.txt's
+# `### <device>` table into bench/RESULTS.md with the date. Nothing is installed.
+#     GPU_SESSION_QUICK=1 bash bench/gpu_session.sh all     # the same path at CPU sizes (--quick), to try it here
+#     bash bench/gpu_session.sh compile                     # extra, if device time is left: does --compile pay?
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu-session}
+OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-
-carried_wheels() {  # install what was carried, without the network; the device's own torch stays
-    if compgen -G ".whl/*.whl" >/dev/null; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-            .whl/*.whl || exit 1
-        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-    fi
-}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+PY=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}  # the project venv when there is one
+DEADLINE=${GPU_SESSION_DEADLINE:-480}
+START=$(date +%s)
+QUICK=${GPU_SESSION_QUICK:+--quick}
+left() { echo $((DEADLINE - ($(date +%s) - START))); }
 
 case "${1:-}" in
-prepare)
-    exclude=$(git rev-parse --git-path info/exclude)  # ignored here, still carried by `carry`
-    mkdir -p "$(dirname "$exclude")"
-    grep -qx "/.whl/" "$exclude" 2>/dev/null || echo "/.whl/" >>"$exclude"
-    version=$(.venv/bin/python -c "import duckdb; print(duckdb.__version__)") || { echo "run make setup first" >&2; exit 1; }
-    .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d .whl "duckdb==$version"
-    ls -l .whl
-    ;;
-bench)
-    carried_wheels
-    { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true; } \
-        | tee "$OUT/gpu.txt"
-    python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" \
-        | tee -a "$OUT/gpu.txt"
-    timeout 560 python3 bench/gpu_finetune.py ${GPU_SESSION_QUICK:+--quick --blocks 0} 2>&1 | tee "$OUT/bench.txt"
+all)
+    {
+        date -u +"%Y-%m-%dT%H:%M:%SZ"
+        nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>&1 || true
+        $PY -c "import sys, torch, torchvision; print('python', sys.version.split()[0], '| torch', torch.__version__,
+'| torchvision', torchvision.__version__, '| cuda', torch.version.cuda, torch.cuda.is_available(),
+'|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
+    } 2>&1 | tee "$OUT/env.txt"
+    # 2. correctness first; at most 150 s of the deadline
+    timeout $(( $(left) < 150 ? $(left) : 150 )) $PY -m pytest --noconftest -p no:cacheprovider -q -m gpu \
+        -o addopts="-ra" tests/test_engine_gpu.py 2>&1 | tee "$OUT/gpu-tests.txt"
+    echo "pytest exit: ${PIPESTATUS[0]}" | tee -a "$OUT/gpu-tests.txt"
+    # 3. rates: no row starts later than 30 s before the deadline (the extrapolation's margin, with torch's import
+    #    on a busy machine) or when the longest row so far would not end before it; the timeout is the backstop
+    budget=$(( $(left) - 30 ))
+    rm -f "$OUT/rates.jsonl"
+    if (( budget > 30 )); then
+        timeout "$budget" $PY bench/gpu_finetune.py $QUICK --blocks 0 9 3 1 --deadline $(( budget - 5 )) \
+            --rows "$OUT/rates.jsonl" 2>&1 | tee "$OUT/bench.txt"
+        status=${PIPESTATUS[0]}
+        (( status == 124 )) && echo "bench: killed at the deadline; the rows above were kept" | tee -a "$OUT/bench.txt"
+    else
+        echo "bench: no time left after the tests (${budget} s): not run" | tee "$OUT/bench.txt"
+    fi
+    # 4. extrapolations from whatever was measured
+    if [[ -s "$OUT/rates.jsonl" ]]; then
+        $PY bench/gpu_finetune.py --extrapolate "$OUT/rates.jsonl" 2>&1 | tee "$OUT/extrapolation.txt"
+    else
+        echo "no rows measured: nothing to extrapolate" | tee "$OUT/extrapolation.txt"
+    fi
+    echo "session: $(( $(date +%s) - START )) s of the ${DEADLINE} s deadline; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
     ;;
 compile)
-    timeout 560 python3 bench/gpu_finetune.py --compile --blocks 3 9 ${GPU_SESSION_QUICK:+--quick} 2>&1 \
-        | tee "$OUT/compile.txt"
-    ;;
-tests)
-    carried_wheels
-    timeout 560 python3 -m pytest -q -p no:cacheprovider -m gpu -o addopts="-ra" \
-        tests/test_engine.py tests/test_sweep_engine.py 2>&1 | tee "$OUT/gpu-tests.txt"
+    timeout $(( $(left) )) $PY bench/gpu_finetune.py --compile --blocks 3 9 $QUICK 2>&1 | tee "$OUT/compile.txt"
     ;;
 *)
-    echo "usage: bash bench/gpu_session.sh prepare|bench|tests|compile (see the top of this file)" >&2
+    echo "usage: bash bench/gpu_session.sh all|compile (see the top of this file)" >&2
     exit 2
     ;;
 esac

@@ -7,16 +7,24 @@ BatchNorm statistics, subset, batch order and augmentation. One step is one call
 run dimension (`strategy='vmap'`; vmap turns the runs' convolutions into grouped ones), or a Python loop over the
 runs' slices of the same stacked tensors (`strategy='loop'`: dense convolutions, R calls; same numbers).
 Which is faster depends on the device and the cell (bench/gpu_finetune.py times both), so `strategy='auto'` (the
-default) times one training step of each on the group's first batch, with every piece of state that a step
-touches (BatchNorm statistics, the runs' generators, gradients) put back, and keeps the faster for the group;
-the choice is remembered per cell shape and group size in the process (`STRATEGY_CHOICES`). The optimiser is one SGD over the stacked tensors: momentum and weight decay are elementwise
-and all runs share the learning-rate schedule, so it is R independent SGDs. The loss is the sum of the runs'
-mean losses, whose gradient with respect to run r's weights is run r's own gradient.
+default) times one training step and one evaluation batch of each on the group's first batch, with every piece
+of state that a step touches (BatchNorm statistics, the runs' generators, gradients) put back in a `finally`, and
+keeps the one whose (steps x step time + evaluation batches x batch time) is smaller for the cell. A candidate
+that runs out of memory drops out (the other is used; both: the group is halved). Timings are remembered per
+cell shape (`STRATEGY_TIMINGS`: architecture, blocks, BatchNorm mode, batch, input size, precision, augmentation,
+channels, R, device; not the target, n or the source, which do not change a step's shape). Why measured and not
+guessed: on CUDA, functorch's BatchNorm rule in train mode reshapes (R, B, C, H, W) to (B, R*C, H, W), copying
+between channels_last and contiguous at each of ResNet-50's 53 BatchNorm layers, while grouped convolutions save
+R - 1 kernel launches per layer; which wins depends on R, the blocks and the GPU.
+The optimiser is one SGD over the stacked tensors: momentum and weight decay are elementwise and all runs share
+the learning-rate schedule, so it is R independent SGDs. The loss is the sum of the runs' mean losses, whose
+gradient with respect to run r's weights is run r's own gradient.
 
 Same numbers as one run at a time (`compute.finetune.finetune`, the reference), up to float rounding
-(tests/test_engine.py): each run has its own `torch.Generator` seeded by its seed and uses it exactly as
-`finetune` does: one `randperm` per epoch for the batch order, then per batch the augmentation's draws
-(compute.data.augment). The FC layer is initialised by `compute.finetune.new_fc` from the run's seed.
+(tests/test_engine.py compares them in float64): each run has its own `torch.Generator` seeded by its seed and
+uses it exactly as `finetune` does: one `randperm` per epoch for the batch order, then per batch the
+augmentation's draws (compute.data.augment). The FC layer is initialised by `compute.finetune.new_fc` from the
+run's seed. The engine computes in the source model's dtype (float32; float64 in the tests).
 
 What runs where:
 - Data: a target's images go to the device once per process (`device_data`), as uint8 when they are exact
@@ -25,33 +33,45 @@ What runs where:
 - `bn_mode='frozen'`: the prefix (normaliser, stem, frozen blocks) is in eval mode, a fixed function shared by
   every run: one prefix call on the R runs' batches concatenated, then the vmapped trainable suffix. Without
   random augmentation of the prefix's input (`augment='none'`, or `paper` on a grey target) the prefix's
-  training activations are computed once for the union of the runs' subsets and reused every epoch.
+  training activations are computed once for the union of the runs' subsets and reused every epoch. With 0
+  blocks fine-tuned the prefix's output is average-pooled before it is kept (2,048 values per image instead of
+  2,048 x 7 x 7; the suffix's pooling of a 1 x 1 map is the identity, so the numbers do not change).
 - `bn_mode='train'` (the authors'): the whole model is in train mode, so each run's frozen BatchNorm layers
   use batch statistics and update running statistics of their own: the whole model is vmapped, with frozen
   weights shared and every BatchNorm buffer stacked per run.
 - Evaluation (eval mode, never augmented). `frozen`: exact with cached prefix activations: the test images'
   prefix activations are computed once per (source checksum, target, blocks, input size, test_limit,
-  precision, device) and each evaluation runs only the vmapped suffix. Cached activations (test, and training
+  precision, device, dtype) and each evaluation runs only the vmapped suffix. Cached activations (test, and training
   ones of a static prefix) are kept only when they fit a quarter of free device memory; otherwise the prefix
-  runs per batch (same numbers). `train`: the frozen blocks' running
-  statistics differ per run and drift every step, so a cache would be wrong; the engine evaluates the whole
-  model, vmapped over the runs (each with its own running statistics), on shared test batches. Exact; no
-  approximation is made.
-- CUDA: bf16 autocast when `precision='bf16'` (recorded in the key), channels_last; no host synchronisation
-  inside a step (per-run losses summed on the device, read once per epoch); torch.compile of the shared
-  prefix behind `compile_prefix` (`--compile`; used only where the prefix is a fixed function, bn_mode
-  'frozen'; same numbers, tests/test_engine.py). Whether it pays on a GPU is what `bench/gpu_finetune.py
-  --compile` measures; off by default until it has (a compilation per cell shape costs seconds to minutes).
-- Group size: on CUDA from free memory (`torch.cuda.mem_get_info`) and a measured per-run peak; on a CPU
-  `CPU_GROUP` (measured by bench/gpu_finetune.py). Out of memory splits a group in halves and retries them;
-  a single run that still does not fit is returned as failed with the reason.
+  runs per batch (same numbers). Caches are written into one preallocated tensor (no list of batches and a
+  concatenation: half the peak). `train`: the frozen blocks' running statistics differ per run and drift every
+  step, so a cache would be wrong; the engine evaluates the whole model, vmapped over the runs (each with its
+  own running statistics), on shared test batches. Exact; no approximation is made.
+- CUDA: bf16 autocast when `precision='bf16'` (recorded in the key) for the convolutions and BatchNorm layers,
+  training and evaluation alike; the last Linear (compute.finetune.Fp32Linear) and the loss stay in fp32
+  (`BF16_PARTS` says so for the "Paper vs here" page). channels_last; cuDNN autotuning on
+  (`torch.backends.cudnn.benchmark`: a cell's shapes repeat for hundreds of steps); no host synchronisation
+  inside a step (per-run losses summed on the device, read once per epoch; augmentation constants built once per
+  size). torch.compile of the shared prefix behind `compile_prefix` (`--compile`; used only where the prefix is a
+  fixed function, bn_mode 'frozen'; same numbers, tests/test_engine.py); a compilation that fails falls back to
+  the eager prefix with one warning. Whether compiling pays on a GPU is what `bench/gpu_finetune.py --compile`
+  measures; off by default until it has (a compilation per cell shape costs seconds to minutes).
+- Group size: on CUDA from free memory (free plus what PyTorch holds reserved but unallocated) less the cell's
+  shared prefix caches, over a per-run peak measured once per cell shape (`memory_probe`, with a one-batch test
+  set and no caches); on a CPU `CPU_GROUP` (measured by bench/gpu_finetune.py). Out of memory (CUDA's, cuBLAS's
+  or cuDNN's allocation failures) splits a group in halves and retries them, after the failed group's memory
+  is released; a single run that still does not fit is returned as failed with the reason.
 - `FinetuneResult.wall_seconds` of a run trained in a group is the group's wall time divided by its size.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
+import math
 import time
+import traceback
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -78,13 +98,37 @@ from compute.finetune import (
 )
 from compute.models import Classifier
 from compute.records import CurvePoint
-from compute.settings import ENGINE_STRATEGIES, resolve_device
+from compute.settings import BF16_PARTS, ENGINE_STRATEGIES, resolve_device
 
 STRATEGIES = ENGINE_STRATEGIES  # "auto" | "vmap" (one vmapped call over the runs) | "loop" (a loop over them)
-STRATEGY_CHOICES: dict[tuple, str] = {}  # what `auto` picked, per (cell without seed, runs, device): timed once
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
 EVAL_BATCH = 256
+PROBE_TEST_LIMIT = EVAL_BATCH  # the memory probe evaluates one batch: an evaluation's peak is one batch's
 Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
+# Out-of-memory messages: PyTorch's caching allocator, and cuBLAS / cuDNN failing to allocate their workspaces
+# (raised as plain RuntimeErrors that would otherwise fail the whole group).
+OOM_MARKERS = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Seconds of one training step (forward + backward of every run) and of one evaluation batch."""
+
+    train: float
+    eval: float
+
+
+@dataclass(frozen=True)
+class MemoryProbe:
+    """Device bytes of one run (a training step's and an evaluation batch's peak, caches excluded) and of one
+    image's cached prefix activation (shared by the runs of a cell)."""
+
+    per_run: int
+    prefix_image: int
+
+
+STRATEGY_TIMINGS: dict[tuple, dict[str, StepTimes | None]] = {}  # shape key -> per strategy (None: out of memory)
+MEMORY_PROBES: dict[tuple, MemoryProbe] = {}  # probe key (`probe_key`) -> measured, once per process
 
 
 @dataclass(frozen=True)
@@ -98,6 +142,7 @@ class DeviceData:
 
 _DATA: OrderedDict[tuple, DeviceData] = OrderedDict()
 _PREFIX: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_COMPILE_FAILED: list[str] = []  # the first compilation failure of this process (then every prefix runs eagerly)
 
 
 def _remember(store: OrderedDict, key: tuple, make: Callable[[], Any], capacity: int = 4) -> Any:
@@ -141,32 +186,109 @@ def cells(configs: Iterable[FinetuneConfig]) -> list[list[FinetuneConfig]]:
     return list(groups.values())
 
 
+def _test_key(cfg: FinetuneConfig, size: int, device: torch.device, dtype: torch.dtype) -> tuple:
+    """The test images' cached prefix activations are shared by every cell with this key (`_PREFIX`)."""
+    return (cfg.source_checksum, cfg.target, cfg.blocks, size, cfg.test_limit, cfg.precision, cfg.normalisation,
+            str(device), str(dtype))
+
+
 def _static_prefix(cfg: FinetuneConfig, channels: int) -> bool:
     """True when the prefix's training input never changes between epochs (no random augmentation)."""
     return cfg.bn_mode == "frozen" and (cfg.augment == "none" or (cfg.augment == "paper" and channels == 1))
 
 
+def is_oom(err: BaseException) -> bool:
+    """Whether `err` says the device ran out of memory (PyTorch's allocator, cuBLAS or cuDNN workspaces)."""
+    return isinstance(err, torch.OutOfMemoryError) or any(m in str(err).lower() for m in OOM_MARKERS)
+
+
+def release_memory(device: torch.device) -> None:
+    """Give cached device memory back after an out-of-memory error. Call it after the `except` block: while the
+    exception (and its traceback, whose frames hold the failed group's tensors) lives, nothing can be freed."""
+    gc.collect()  # frames in reference cycles with the traceback
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def free_bytes(device: torch.device) -> int:
+    """Device memory a new group can use: the driver's free memory plus what PyTorch's caching allocator holds
+    reserved but unallocated (`mem_get_info` counts that as used: after a cell whose group took 60 GB, the next
+    cell would see 15 GB free and get a quarter of the runs); 4 GiB on a CPU (the caches' budget there)."""
+    if device.type != "cuda":
+        return 4 << 30
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on a CPU. For timings, never inside a training step."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _CompiledOrEager:
+    """torch.compile(module), or the module itself once compilation has failed in this process.
+
+    Inductor can fail to compile on some machines (e.g. `BackendCompilerFailed` under
+    ATEN_CPU_CAPABILITY=default); the prefix is the same function eagerly, so the runs go on with one warning
+    instead of failing with an exception object in place of their results."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
+        if not _COMPILE_FAILED:
+            try:
+                self.compiled = torch.compile(module)
+            except Exception as err:  # torch.compile itself refused (e.g. an unsupported Python)
+                self._failed(err)
+
+    def _failed(self, err: BaseException) -> None:
+        self.compiled = None
+        if not _COMPILE_FAILED:  # said once per process
+            first_line = (str(err).strip().splitlines() or [""])[0][:300]
+            _COMPILE_FAILED.append(f"{type(err).__name__}: {first_line}")
+            warnings.warn(f"torch.compile of the engine's prefix failed ({_COMPILE_FAILED[0]}); the prefix runs "
+                          "eagerly from now on (same numbers, no compilation speed-up)", RuntimeWarning, stacklevel=2)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None and not _COMPILE_FAILED:
+            try:
+                return self.compiled(x)
+            except Exception as err:
+                if is_oom(err):
+                    raise
+                self._failed(err)
+        return self.module(x)
+
+
 class RunGroup:
-    """R runs of one cell: the template model, the stacked trainable state, and one step / one evaluation."""
+    """R runs of one cell: the template model, the stacked trainable state, and one step / one evaluation.
+
+    `keep_activations=False` never caches prefix activations (the memory probe: the caches are shared by a
+    cell's runs and accounted for separately)."""
 
     def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
-                 compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None):
+                 compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None,
+                 keep_activations: bool = True):
         if strategy not in STRATEGIES:
             raise RtxError(f"unknown engine strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")
         cfg = configs[0]
-        self.configs, self.cfg, self.device = configs, cfg, device
+        self.configs, self.cfg, self.device, self.keep_activations = configs, cfg, device, keep_activations
         self.train = device_data(cfg.target, "train", device, data_root=data_root)
         self.test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
         self.subsets = [run_subset(c, self.train.labels.cpu()) for c in configs]
         self.generators = [torch.Generator().manual_seed(c.seed) for c in configs]
         model = prepare_model(source, cfg, self.train.num_classes, device)
         if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # a cell's shapes repeat for hundreds of steps: autotune once
             model.to(memory_format=torch.channels_last)
         self.model = model
+        self.dtype = next(model.parameters()).dtype  # float32 (float64 in the tests); autocast may lower it
         self.size = model.input_size
         prefix, suffix = split_model(model, cfg.blocks)
         self.prefix = prefix.eval()
-        self.prefix_fn = torch.compile(prefix) if compile_prefix else prefix
+        self.pool = model.net.avgpool if cfg.blocks == 0 else None  # 0 blocks: keep pooled activations
+        self.prefix_fn: Callable[[torch.Tensor], torch.Tensor] = _CompiledOrEager(prefix) if compile_prefix else prefix
         # the module whose tensors are stacked per run: the suffix, or the whole model when frozen BN drifts
         self.module = suffix if cfg.bn_mode == "frozen" else nn.Sequential(prefix, suffix)
         self.module.train()
@@ -202,42 +324,83 @@ class RunGroup:
             return vmap(self._call, in_dims=(0, 0, 0)), vmap(self._call, in_dims=(0, 0, None))
         return self._looped(shared=False), self._looped(shared=True)
 
+    # --- the `auto` strategy ----------------------------------------------------------------------------------
+    def shape_key(self) -> tuple:
+        """What a step's cost depends on: the shapes and the work of a step, not which target, subset or source."""
+        cfg = self.cfg
+        return (self.model.arch, cfg.blocks, cfg.bn_mode, min(cfg.batch_size, self.subset_dev.shape[1]), self.size,
+                cfg.precision, cfg.augment, self.train.images.shape[1], self.static, len(self.configs),
+                str(self.device))
+
     def _choose(self, strategy: str) -> str:
-        """`strategy`, or for 'auto' the faster of vmap and loop on this device and cell (timed once per process)."""
+        """`strategy`, or for 'auto' the cheaper of vmap and loop for this cell on this device."""
         if strategy != "auto":
             return strategy
         if len(self.configs) == 1:
             return "loop"  # one run: a plain call, nothing to vmap over
-        key = (cell_key(self.cfg), len(self.configs), str(self.device))
-        if key not in STRATEGY_CHOICES:
-            seconds = {name: self._time_step(name) for name in ("vmap", "loop")}
-            STRATEGY_CHOICES[key] = min(seconds, key=seconds.__getitem__)
-        return STRATEGY_CHOICES[key]
+        key = self.shape_key()
+        if key not in STRATEGY_TIMINGS:
+            STRATEGY_TIMINGS[key] = {name: self._measure(name) for name in ("vmap", "loop")}
+        costs = {name: self._cell_seconds(t) for name, t in STRATEGY_TIMINGS[key].items() if t is not None}
+        if not costs:
+            raise torch.OutOfMemoryError(f"out of memory: neither engine strategy fits {len(self.configs)} runs")
+        return min(costs, key=costs.__getitem__)
 
-    def _time_step(self, strategy: str, repeats: int = 2) -> float:
-        """Seconds of one training step (forward and backward on the first batch) with `strategy`, the best of
-        `repeats` after a warm-up; leaves the group as it found it (no optimiser step, BatchNorm statistics and
-        the runs' generators restored, gradients cleared), so the runs' numbers do not depend on the timing."""
-        forward, _ = self._forwards(strategy)
+    def _cell_seconds(self, times: StepTimes) -> float:
+        """Seconds of this cell's training steps and evaluation batches at `times` (what `auto` minimises: in
+        the faithful recipe evaluation dominates for small n)."""
+        n, cfg = self.subset_dev.shape[1], self.cfg
+        steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+        batches = len(cfg.eval_epochs()) * math.ceil(len(self.test.labels) / EVAL_BATCH)
+        return steps * times.train + batches * times.eval
+
+    def _measure(self, strategy: str) -> StepTimes | None:
+        """`_time_step`, or None when `strategy` runs out of device memory (released before returning)."""
+        try:
+            return self._time_step(strategy)
+        except Exception as err:
+            if not is_oom(err):
+                raise
+        release_memory(self.device)  # outside the except: the traceback (holding the trial's tensors) is gone
+        return None
+
+    def _time_step(self, strategy: str, repeats: int = 2) -> StepTimes:
+        """Seconds of one training step (forward and backward on the first batch) and of one evaluation batch
+        with `strategy`, the best of `repeats` after a warm-up; leaves the group as it found it (no optimiser
+        step; BatchNorm statistics, the runs' generators, gradients and train mode restored in a `finally`, so
+        even a trial that fails leaves nothing behind), so the runs' numbers do not depend on the timing."""
+        forward, shared = self._forwards(strategy)
         buffers = {k: v.clone() for k, v in self.buffers.items()}
         states = [g.get_state() for g in self.generators]
+        try:
+            train = self._best_of(lambda: _one_step(self, forward), repeats)
+            x = self._eval_inputs(0, cached=False)  # the prefix part is the same for both strategies
+            self.module.eval()
+            with torch.no_grad():
+                evaluate = self._best_of(lambda: self._logits(shared, x), repeats)
+            return StepTimes(train, evaluate)
+        finally:
+            self.module.train()
+            with torch.no_grad():
+                for k, v in buffers.items():
+                    self.buffers[k].copy_(v)
+            for g, state in zip(self.generators, states, strict=True):
+                g.set_state(state)
+            for v in self.params.values():
+                v.grad = None
+
+    def _best_of(self, work: Callable[[], Any], repeats: int) -> float:
         best = float("inf")
         for attempt in range(repeats + 1):
             synchronize(self.device)
             start = time.perf_counter()
-            _one_step(self, forward)
+            work()
             synchronize(self.device)
             if attempt:  # the first call is a warm-up (kernel selection, allocator)
                 best = min(best, time.perf_counter() - start)
-        with torch.no_grad():
-            for k, v in buffers.items():
-                self.buffers[k].copy_(v)
-        for g, state in zip(self.generators, states, strict=True):
-            g.set_state(state)
-        for v in self.params.values():
-            v.grad = None
         return best
 
+    # --- the model calls --------------------------------------------------------------------------------------
     def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
               x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, {**self.frozen, **params, **buffers}, (x,))
@@ -250,6 +413,13 @@ class RunGroup:
                                            x if shared else x[r]) for r in range(len(self.configs))])
         return run
 
+    def _logits(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """(R, B, K) logits in the model's dtype: the network under autocast, its last Linear in fp32
+        (compute.finetune.Fp32Linear: N(0, 1) FC weights give logits of +-30-100, where bf16's spacing is 0.125-0.5)."""
+        with autocast(self.cfg, self.device):
+            return forward(self.params, self.buffers, x).to(self.dtype)
+
+    # --- prefix activations -----------------------------------------------------------------------------------
     def _cache_fits(self, images: int) -> bool:
         """Whether prefix activations of `images` images fit a quarter of free device memory (4 GiB on a CPU).
 
@@ -257,28 +427,46 @@ class RunGroup:
         in bf16. When they do not fit, the prefix runs per batch instead (same numbers, more work)."""
         if images == 0:
             return True
+        if not self.keep_activations:
+            return False
+        return self.prefix_image_bytes() * images <= free_bytes(self.device) // 4
+
+    def prefix_image_bytes(self) -> int:
+        """Bytes of one image's kept prefix activation (pooled with 0 blocks)."""
         sample = self._prefix_batched(self.train.images[:1])
-        need = sample.numel() * sample.element_size() * images
-        limit = torch.cuda.mem_get_info(self.device)[0] // 4 if self.device.type == "cuda" else 4 << 30
-        return need <= limit
+        return sample.numel() * sample.element_size()
+
+    def _prefix_out(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs (B, 3, S, S) -> the prefix's activations as kept (autocast's dtype; pooled in the model's
+        dtype with 0 blocks, exactly as the suffix would pool them)."""
+        with torch.no_grad(), autocast(self.cfg, self.device):
+            out = self.prefix_fn(self._model_input(x))
+        return self.pool(out.to(self.dtype)) if self.pool is not None else out
 
     @torch.no_grad()
     def _prefix_batched(self, images: torch.Tensor) -> torch.Tensor:
-        out = []
-        with autocast(self.cfg, self.device):
-            for i in range(0, len(images), EVAL_BATCH):
-                out.append(self.prefix_fn(self._model_input(to_model_input(as_float(images[i:i + EVAL_BATCH]),
-                                                                           self.size))))
-        return torch.cat(out)
+        """Prefix activations of stored images (N, C, h, w), written batch by batch into one preallocated tensor
+        (a list of batches and a concatenation would hold both: twice the peak)."""
+        out: torch.Tensor | None = None
+        for i in range(0, len(images), EVAL_BATCH):
+            part = self._prefix_out(to_model_input(as_float(images[i:i + EVAL_BATCH]), self.size))
+            if out is None:
+                layout = torch.channels_last if part.ndim == 4 and self.device.type == "cuda" else torch.contiguous_format
+                out = torch.empty((len(images), *part.shape[1:]), dtype=part.dtype, device=part.device,
+                                  memory_format=layout)
+            out[i:i + len(part)] = part
+        assert out is not None, "no images"
+        return out
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and x.ndim == 4 else x
 
+    # --- training and evaluation ------------------------------------------------------------------------------
     def _batch_inputs(self, rows: torch.Tensor) -> torch.Tensor:
         """(R, B) subset positions -> model inputs: prefix activations (frozen) or images (train), (R, B, ...)."""
         r, b = rows.shape
         if self.static:
-            feats = self.union_feats[self.subset_rows.gather(1, rows)].float()  # bf16 under autocast -> fp32
+            feats = self.union_feats[self.subset_rows.gather(1, rows)].to(self.dtype)  # bf16 under autocast -> fp32
             return feats.view(r, b, *self.union_feats.shape[1:])
         images = self.train.images[self.subset_dev.gather(1, rows)].flatten(0, 1)  # (R * B, C, h, w)
         if self.cfg.augment == "paper" and images.shape[1] == 3:
@@ -287,10 +475,10 @@ class RunGroup:
         else:
             x = torch.cat([train_input(images[i * b:(i + 1) * b], self.cfg.augment, self.size, g)
                            for i, g in enumerate(self.generators)])
-        x = self._model_input(x)
-        if self.cfg.bn_mode == "frozen":
-            with torch.no_grad(), autocast(self.cfg, self.device):
-                x = self.prefix_fn(x).float()  # the vmapped suffix takes fp32 (its convolutions autocast again)
+        if self.cfg.bn_mode == "frozen":  # the vmapped suffix takes the model's dtype (its convolutions autocast again)
+            x = self._prefix_out(x).to(self.dtype)
+        else:
+            x = self._model_input(x)
         return x.view(r, b, *x.shape[1:])
 
     def train_epoch(self) -> torch.Tensor:
@@ -302,8 +490,7 @@ class RunGroup:
             rows = orders[:, i:i + bs]  # (R, B)
             x = self._batch_inputs(rows)
             y = self.train.labels[self.subset_dev.gather(1, rows)]  # (R, B)
-            with autocast(self.cfg, self.device):
-                logits = self.forward(self.params, self.buffers, x)  # (R, B, K)
+            logits = self._logits(self.forward, x)  # (R, B, K)
             losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape).mean(1)
             self.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
@@ -312,29 +499,36 @@ class RunGroup:
         self.scheduler.step()
         return total / n
 
+    def _eval_inputs(self, start: int, cached: bool) -> torch.Tensor:
+        """Test images [start, start + EVAL_BATCH) as the evaluation call takes them: prefix activations
+        (`frozen`; from the cache when `cached`) or model inputs (`train`)."""
+        end = start + EVAL_BATCH
+        if self.cfg.bn_mode == "frozen":
+            feats = self._test_cache()[start:end] if cached else self._prefix_batched(self.test.images[start:end])
+            return feats.to(self.dtype)
+        return self._model_input(to_model_input(as_float(self.test.images[start:end]), self.size))
+
+    def _test_cache(self) -> torch.Tensor:
+        key = _test_key(self.cfg, self.size, self.device, self.dtype)
+        return _remember(_PREFIX, key, lambda: self._prefix_batched(self.test.images), capacity=2)
+
+    def _test_cached(self) -> bool:
+        key = _test_key(self.cfg, self.size, self.device, self.dtype)
+        return self.cfg.bn_mode == "frozen" and (key in _PREFIX or self._cache_fits(len(self.test.labels)))
+
     @torch.no_grad()
     def evaluate(self) -> torch.Tensor:
         """Test accuracy of every run (R,) on the device, in eval mode (see the module docstring)."""
         self.module.eval()
-        correct = torch.zeros(len(self.configs), device=self.device)
-        labels = self.test.labels
-        key = (self.cfg.source_checksum, self.cfg.target, self.cfg.blocks, self.size, self.cfg.test_limit,
-               self.cfg.precision, str(self.device), self.cfg.normalisation)
-        if self.cfg.bn_mode == "frozen" and (key in _PREFIX or self._cache_fits(len(labels))):
-            feats = _remember(_PREFIX, key, lambda: self._prefix_batched(self.test.images), capacity=2)
-            chunks = ((feats[i:i + EVAL_BATCH].float(), labels[i:i + EVAL_BATCH])
-                      for i in range(0, len(feats), EVAL_BATCH))
-        elif self.cfg.bn_mode == "frozen":  # too large to keep: the prefix per test batch
-            chunks = ((self._prefix_batched(self.test.images[i:i + EVAL_BATCH]).float(), labels[i:i + EVAL_BATCH])
-                      for i in range(0, len(labels), EVAL_BATCH))
-        else:
-            chunks = ((self._model_input(to_model_input(as_float(self.test.images[i:i + EVAL_BATCH]), self.size)),
-                       labels[i:i + EVAL_BATCH]) for i in range(0, len(labels), EVAL_BATCH))
-        for x, y in chunks:
-            with autocast(self.cfg, self.device):
-                logits = self.forward_shared(self.params, self.buffers, x)  # (R, b, K)
-            correct += (logits.argmax(-1) == y).sum(1)
-        self.module.train()
+        try:
+            correct = torch.zeros(len(self.configs), device=self.device)
+            labels = self.test.labels
+            cached = self._test_cached()
+            for i in range(0, len(labels), EVAL_BATCH):
+                logits = self._logits(self.forward_shared, self._eval_inputs(i, cached))  # (R, b, K)
+                correct += (logits.argmax(-1) == labels[i:i + EVAL_BATCH]).sum(1)
+        finally:
+            self.module.train()
         return correct / len(labels)
 
     def run_model(self, r: int) -> Classifier:
@@ -377,29 +571,46 @@ def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch
                            group.run_model(r) if c.key in keep else None) for r, c in enumerate(configs)]
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA); a no-op on a CPU. For timings, never inside a training step."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def probe_key(source: Classifier, cfg: FinetuneConfig, device: torch.device) -> tuple:
+    """What one run's memory depends on: architecture, blocks, BatchNorm mode, batch, input size, precision (and
+    the augmentation and target channels, which decide whether the prefix runs in the step)."""
+    from compute.data.registry import DATASETS
+
+    info = DATASETS.get(cfg.target)
+    return (source.arch, cfg.blocks, cfg.bn_mode, min(cfg.batch_size, cfg.n_train or cfg.batch_size),
+            cfg.input_size or source.input_size, cfg.precision, cfg.augment, info.channels if info else None, str(device))
 
 
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+def memory_probe(source: Classifier, cfg: FinetuneConfig, device: torch.device,
+                 data_root: str | None = None) -> MemoryProbe:
+    """Peak device memory of one run's training step and evaluation batch, measured with a throwaway one-run
+    group on one batch and a `PROBE_TEST_LIMIT`-image test set without caches (CUDA only); once per `probe_key`."""
+    key = probe_key(source, cfg, device)
+    if key not in MEMORY_PROBES:
+        MEMORY_PROBES[key] = _measure_memory(source, cfg, device, data_root)
+    return MEMORY_PROBES[key]
 
 
-def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None) -> int:
-    """Peak device memory of one run's training step, measured with a throwaway one-run group (CUDA only)."""
+def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None) -> MemoryProbe:
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    probe = RunGroup(source, [replace(cfg, epochs=1)], device, data_root=data_root)
+    small = replace(cfg, epochs=1, test_limit=min(cfg.test_limit or PROBE_TEST_LIMIT, PROBE_TEST_LIMIT),
+                    n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size))
+    probe = RunGroup(source, [small], device, strategy="loop", data_root=data_root, keep_activations=False)
     _one_step(probe)
     probe.evaluate()
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before
+    image = probe.prefix_image_bytes() if cfg.bn_mode == "frozen" else 0
     del probe
-    torch.cuda.empty_cache()
-    return max(peak, 1)
+    release_memory(device)
+    return MemoryProbe(max(peak, 1), image)
+
+
+def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None) -> int:
+    """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by a cell's runs excluded."""
+    return memory_probe(source, cfg, device, data_root).per_run
 
 
 def _one_step(group: RunGroup, forward: Callable[..., torch.Tensor] | None = None) -> None:
@@ -407,19 +618,37 @@ def _one_step(group: RunGroup, forward: Callable[..., torch.Tensor] | None = Non
     timing. Draws from the runs' generators and updates BatchNorm statistics like a real step."""
     rows = torch.arange(min(group.subset_dev.shape[1], group.cfg.batch_size), device=group.device)
     rows = rows.expand(len(group.configs), -1)
-    x = group._batch_inputs(rows)
-    with autocast(group.cfg, group.device):
-        logits = (forward or group.forward)(group.params, group.buffers, x)
+    logits = group._logits(forward or group.forward, group._batch_inputs(rows))
     F.cross_entropy(logits.flatten(0, 1).float(), group.train.labels[group.subset_dev.gather(1, rows)].flatten()).backward()
+
+
+def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs: int, device: torch.device,
+                       data_root: str | None = None, dtype: torch.dtype = torch.float32) -> int:
+    """Device bytes of the prefix caches that a group of `runs` runs of this cell will add (shared by its runs, so
+    not in the per-run figure): the test images' activations (`frozen`, unless already cached) and the union of
+    the subsets' (a static prefix), each only when it fits a quarter of free memory, as RunGroup decides."""
+    if cfg.bn_mode != "frozen" or probe.prefix_image == 0:
+        return 0
+    free = free_bytes(device)
+    train = device_data(cfg.target, "train", device, data_root=data_root)
+    test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
+    caches = [] if _test_key(cfg, size, device, dtype) in _PREFIX else [len(test.labels)]
+    if _static_prefix(cfg, train.images.shape[1]):
+        caches.append(min(runs * (cfg.n_train or len(train.labels)), len(train.labels)))
+    return sum(probe.prefix_image * images for images in caches if probe.prefix_image * images <= free // 4)
 
 
 def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch.device,
                data_root: str | None = None) -> int:
-    """How many runs share a call: from free memory and a measured per-run peak on CUDA, `CPU_GROUP` on a CPU."""
+    """How many runs share a call: on CUDA, 80% of free memory less the cell's shared caches over the measured
+    per-run peak; `CPU_GROUP` on a CPU."""
     if device.type != "cuda":
         return max(1, min(runs, CPU_GROUP))
-    free, _ = torch.cuda.mem_get_info(device)
-    return max(1, min(runs, int(0.8 * free // per_run_bytes(source, cfg, device, data_root))))
+    probe = memory_probe(source, cfg, device, data_root)
+    size = cfg.input_size or source.input_size
+    usable = free_bytes(device) - shared_cache_bytes(cfg, size, probe, runs, device, data_root,
+                                                     next(source.parameters()).dtype)
+    return max(1, min(runs, int(0.8 * usable // probe.per_run)))
 
 
 def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
@@ -428,8 +657,9 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
              strategy: str = "auto", data_root: str | None = None) -> Iterator[Outcome]:
     """Train one cell's runs in groups; yields (config, FinetuneResult or the error) per run as groups finish.
 
-    Out of device memory: the group is split in halves and each half retried; a lone run that does not fit is
-    yielded with an RtxError saying so. Any other error fails the group's runs with that error.
+    Out of device memory: the group's memory is released, then it is split in halves and each half retried; a
+    lone run that does not fit is yielded with an RtxError saying so. Any other error fails the group's runs
+    with that error (its traceback's frames cleared, so the failed group's tensors are not kept alive by it).
     """
     if not configs:
         return
@@ -441,14 +671,19 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
     pending = [configs[i:i + size] for i in range(0, len(configs), size)]
     while pending:
         group = pending.pop(0)
+        failure: BaseException | None = None
         try:
             results = train_group(source, group, dev, keep, on_epoch, compile_prefix, strategy, data_root)
         except Exception as err:
-            if not _is_oom(err):
-                yield from ((c, err) for c in group)
-                continue
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+            if not is_oom(err):
+                traceback.clear_frames(err.__traceback__)
+                failure = err
+            results = None
+        if failure is not None:
+            yield from ((c, failure) for c in group)
+            continue
+        if results is None:  # out of memory; the exception and its frames are gone here
+            release_memory(dev)
             if len(group) > 1:
                 half = len(group) // 2
                 pending[:0] = [group[:half], group[half:]]
@@ -489,5 +724,7 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
             bar.close()
 
 
-__all__ = ["CPU_GROUP", "STRATEGY_CHOICES", "DeviceData", "RunGroup", "cell_key", "cells", "device_data", "group_size",
-           "run_cell", "run_engine", "synchronize", "train_group"]
+__all__ = ["BF16_PARTS", "CPU_GROUP", "MEMORY_PROBES", "STRATEGY_TIMINGS", "DeviceData", "MemoryProbe", "RunGroup",
+           "StepTimes", "cell_key", "cells", "device_data", "free_bytes", "group_size", "is_oom", "memory_probe",
+           "per_run_bytes", "release_memory", "run_cell", "run_engine", "shared_cache_bytes", "synchronize",
+           "train_group"]

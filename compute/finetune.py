@@ -167,17 +167,28 @@ def split_model(model: Classifier, blocks: int) -> tuple[nn.Sequential, nn.Seque
     return prefix, suffix
 
 
+class Fp32Linear(nn.Linear):
+    """nn.Linear that computes in its weights' dtype under autocast (issue 20, item 6): the authors' N(0, 1) FC
+    gives logits of +-30-100, where bf16's spacing is 0.125-0.5. Same as nn.Linear without autocast, and the
+    same state dict."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias)
+
+
 def new_fc(model: Classifier, cfg: FinetuneConfig, num_classes: int) -> None:
     """Replace `model`'s FC layer for the target, initialised per `cfg.fc_init` from a generator seeded by the run.
 
     'uniform': nn.Linear's default bound 1/sqrt(features) for weight and bias (what this project did first);
     'normal': weight ~ N(0, 1), bias 0, as the authors' code does (`nn.init.normal_`, standard deviation 1).
+    The layer is an `Fp32Linear`: it stays in fp32 under bf16 autocast.
     """
     generator = torch.Generator().manual_seed(cfg.seed)
+    model.reset_fc(num_classes, generator if cfg.fc_init == "uniform" else None)
+    model.net.fc.__class__ = Fp32Linear  # fp32 under bf16 autocast; nothing else changes
     if cfg.fc_init == "uniform":
-        model.reset_fc(num_classes, generator)
         return
-    model.reset_fc(num_classes)
     with torch.no_grad():
         weight = torch.empty(model.fc.weight.shape).normal_(0.0, 1.0, generator=generator)
         model.fc.weight.copy_(weight)

@@ -16,6 +16,13 @@ from compute.errors import RtxError
 from compute.workers import available_cores
 
 ENGINE_STRATEGIES = ("auto", "vmap", "loop")  # compute.engine.STRATEGIES (not imported: settings stays light)
+# What runs in bf16 under precision='bf16' (the paper preset on CUDA), for the "Paper vs here" page: autocast
+# (compute.finetune.autocast) lowers the convolutions, and compute.finetune.Fp32Linear keeps the last Linear in fp32
+# (issue 20, item 6). Here and not in compute.engine, which the app would otherwise import with all it needs.
+BF16_PARTS = ("convolutions run in bf16 (autocast), in training and in evaluation, and the activations between "
+              "them are bf16 (BatchNorm normalises them with fp32 statistics and parameters; the engine keeps its "
+              "cached frozen-prefix activations in bf16); the last Linear layer and the softmax cross-entropy loss "
+              "run in fp32, and the weights, their gradients and the SGD update stay fp32")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, data, paper, ui
+from compute.settings import BF16_PARTS
 
 st.title("The paper's numbers vs this cache")
 snap = data.snapshot()
@@ -52,3 +53,6 @@ st.dataframe(shown, hide_index=True, column_config={
 ui.footer(f"Every Table 7 cell ({ui.CITATION}); {len(matched)} of {len(compared)} have runs here with {blocks} "
           "blocks (listed first; the others show – here). Accuracy in percent; interval = 95% t-interval over seeds.",
           compared, "paper_vs_here")
+
+st.markdown("**Arithmetic.** Runs with `precision='bf16'` (the paper preset's default on a GPU; the paper does not "
+            f"state its own, and the authors' code ran fp32): {BF16_PARTS}. The precision is part of every run's key.")

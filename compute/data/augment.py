@@ -65,18 +65,19 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def draw_paper_params(n: int, generator: torch.Generator) -> PaperParams:
-    """Draw a batch's parameters from `generator`, always in the same order (crop, flip, jitter, order, angle)."""
+    """Draw a batch's parameters from `generator`, always in the same order (crop, flip, jitter, order, angle);
+    explicit dtypes, so the draws do not depend on torch's default dtype (float64 in the engine's tests)."""
     crop = torch.randint(0, 2 * PAD + 1, (n, 2), generator=generator)
     flip = torch.rand(n, generator=generator) < 0.5
-    factors = 1 - JITTER + 2 * JITTER * torch.rand(n, 3, generator=generator)
-    order = torch.rand(n, 3, generator=generator).argsort(dim=1)
+    factors = 1 - JITTER + 2 * JITTER * torch.rand(n, 3, generator=generator, dtype=torch.float32)
+    order = torch.rand(n, 3, generator=generator, dtype=torch.float32).argsort(dim=1)
     angle = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * MAX_DEGREES
     return PaperParams(crop, flip, factors, order, angle)
 
 
-def as_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (0..255) or float (0..1) images -> float32 in [0, 1]."""
-    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+def as_float(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (0..255) or float (0..1) images -> `dtype` (float32 unless a float64 model asks) in [0, 1]."""
+    return images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
@@ -85,53 +86,82 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return r.mul(GREY_WEIGHTS[0]).add_(g, alpha=GREY_WEIGHTS[1]).add_(b, alpha=GREY_WEIGHTS[2]).unsqueeze(1)
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
-    """torchvision's _blend with a per-image ratio (N, 1, 1, 1): ratio * x + (1 - ratio) * other, clamped."""
-    return (x * ratio + other * (1.0 - ratio)).clamp_(0, 1)
-
-
 def _jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Brightness, contrast, saturation in each image's own order; (N, 3, H, W) -> same."""
+    """Brightness, contrast, saturation in each image's own order; (N, 3, H, W) -> same.
+
+    Each of the three is torchvision's `_blend(x, other, f) = clamp(f * x + (1 - f) * other, 0, 1)` with its own
+    `other`: 0 (brightness), the image's mean grey (contrast), its per-pixel grey (saturation). So a step is ONE
+    blend per image, with `other` chosen by that image's operation at this step: 3 blends per image, where
+    computing all three operations at every step and selecting took 9 (issue 20, item 9)."""
     f = factors.to(x.device).view(-1, 3, 1, 1, 1)  # (N, 3 ops, 1, 1, 1)
-    order = order.to(x.device)
+    op = order.to(x.device).view(-1, 3, 1, 1, 1)  # (N, 3 steps, 1, 1, 1)
     for step in range(3):
-        op = order[:, step].view(-1, 1, 1, 1)
-        brightness = (x * f[:, 0]).clamp(0, 1)
-        contrast = _blend(x, _grey(x).mean(dim=(1, 2, 3), keepdim=True), f[:, 1])
-        saturation = _blend(x, _grey(x), f[:, 2])
-        x = torch.where(op == 0, brightness, torch.where(op == 1, contrast, saturation))
+        this = op[:, step]  # (N, 1, 1, 1)
+        ratio = f.gather(1, op[:, step:step + 1]).squeeze(1)  # (N, 1, 1, 1): the factor of this step's operation
+        grey = _grey(x)  # (N, 1, H, W)
+        other = torch.where(this == 2, grey, grey.mean(dim=(1, 2, 3), keepdim=True) * (this == 1))
+        x = (x * ratio + other * (1.0 - ratio)).clamp_(0, 1)
     return x
 
 
-def _rotation_grid(angle: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
-    """Sampling grid (N, S, S, 2) of torchvision's rotate (centre, no expand), built as its `_affine_grid` does."""
+@dataclass(frozen=True)
+class _Geometry:
+    """Per-size constants of the sampling grids, built once per (size, device) so that a training step makes no
+    tensor from Python values on the device (each such tensor is a blocking host-to-device copy)."""
+
+    span: torch.Tensor  # (S,) int64: 0 .. S - 1
+    flipped: torch.Tensor  # (S,) int64: S - 1 .. 0
+    base: torch.Tensor  # (1, S * S, 3): torchvision's `_affine_grid` base (pixel centres, homogeneous)
+    scale: torch.Tensor  # (2,): S / 2, from pixels to grid_sample's [-1, 1]
+
+
+_GEOMETRY: dict[tuple[int, str], _Geometry] = {}
+
+
+def _geometry(size: int, device: torch.device) -> _Geometry:
+    key = (size, str(device))
+    if key not in _GEOMETRY:
+        line = torch.linspace((1.0 - size) * 0.5, (size - 1.0) * 0.5, steps=size, dtype=torch.float32)
+        base = torch.empty(1, size, size, 3, dtype=torch.float32)
+        base[..., 0].copy_(line)
+        base[..., 1].copy_(line.unsqueeze(-1))
+        base[..., 2].fill_(1)
+        span = torch.arange(size)
+        _GEOMETRY[key] = _Geometry(span.to(device), span.flip(0).to(device), base.view(1, size * size, 3).to(device),
+                                   torch.full((2,), 0.5 * size, dtype=torch.float32).to(device))
+    return _GEOMETRY[key]
+
+
+def _rotation_grid(angle: torch.Tensor, geometry: _Geometry) -> torch.Tensor:
+    """Sampling grid (N, S, S, 2) of torchvision's rotate (centre, no expand), built as its `_affine_grid` does;
+    `angle` (N,) on the device."""
+    size = len(geometry.span)
     rot = torch.deg2rad(-angle)  # torchvision passes -angle to its inverse affine matrix
     cos, sin = torch.cos(rot), torch.sin(rot)
     zero = torch.zeros_like(cos)
-    theta = torch.stack([cos, sin, zero, -sin, cos, zero], 1).view(-1, 2, 3).float().to(device)  # (N, 2, 3)
-    base = torch.empty(1, size, size, 3, device=device)
-    base[..., 0].copy_(torch.linspace((1.0 - size) * 0.5, (size - 1.0) * 0.5, steps=size, device=device))
-    base[..., 1].copy_(torch.linspace((1.0 - size) * 0.5, (size - 1.0) * 0.5, steps=size, device=device).unsqueeze(-1))
-    base[..., 2].fill_(1)
-    scale = torch.tensor([0.5 * size, 0.5 * size], device=device)
-    rescaled = theta.transpose(1, 2) / scale  # (N, 3, 2)
-    return base.view(1, size * size, 3).expand(len(angle), -1, -1).bmm(rescaled).view(-1, size, size, 2)
+    theta = torch.stack([cos, sin, zero, -sin, cos, zero], 1).view(-1, 2, 3).float()  # (N, 2, 3)
+    rescaled = theta.transpose(1, 2) / geometry.scale  # (N, 3, 2)
+    return geometry.base.expand(len(angle), -1, -1).bmm(rescaled).view(-1, size, size, 2)
 
 
 def apply_paper(images: torch.Tensor, params: PaperParams, size: int) -> torch.Tensor:
-    """The authors' colour-target transforms on a batch; (N, 3, h, w) uint8 or float -> (N, 3, S, S) float."""
+    """The authors' colour-target transforms on a batch; (N, 3, h, w) uint8 or float -> (N, 3, S, S) float32.
+
+    Crop and flip are one gather (each output column reads column `left + j`, or `left + S - 1 - j` when flipped,
+    of the zero-padded image); the rotation is a second, nearest-neighbour sample after the jitter. It cannot join
+    the first: ColorJitter's contrast blends with the mean grey of the whole cropped image (after the operations
+    before it, whose clamps are not linear), which the rotated image no longer holds, and the rotation's zero fill
+    must stay zero through the jitter."""
     x = to_model_input(as_float(images), size)  # Resize(S), bilinear
     n, dev = x.shape[0], x.device
     params = params.to(dev)
+    geometry = _geometry(size, dev)
     padded = F.pad(x, (PAD, PAD, PAD, PAD))  # (N, 3, S + 8, S + 8), zero fill
-    span = torch.arange(size, device=dev)
-    crop = params.crop
-    rows = (crop[:, 0:1] + span).view(n, size, 1)  # (N, S, 1)
-    cols = (crop[:, 1:2] + span).view(n, 1, size)  # (N, 1, S)
-    x = padded[torch.arange(n, device=dev).view(n, 1, 1), :, rows, cols].permute(0, 3, 1, 2)  # (N, 3, S, S)
-    x = torch.where(params.flip.view(n, 1, 1, 1), x.flip(-1), x)
-    x = _jitter(x, params.factors, params.order)
-    grid = _rotation_grid(params.angle, size, dev)
+    rows = (params.crop[:, 0:1] + geometry.span).view(n, size, 1)  # (N, S, 1)
+    cols = params.crop[:, 1:2] + torch.where(params.flip.view(n, 1), geometry.flipped, geometry.span)  # (N, S)
+    x = padded[torch.arange(n, device=dev).view(n, 1, 1), :, rows, cols.view(n, 1, size)].permute(0, 3, 1, 2)
+    x = _jitter(x, params.factors, params.order)  # (N, 3, S, S)
+    grid = _rotation_grid(params.angle, geometry)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False).contiguous()
 
 
