@@ -51,7 +51,9 @@ def neighbours_strip(tiles: Sequence[tuple[bytes, str, str, bool]]) -> bytes:
         draw.text((x + 2, TILE + 2), _fit(label, TILE - 4, draw), fill=colour, font=_font())
         draw.text((x + 2, TILE + 2 + FONT_SIZE + 2), _fit(score, TILE - 4, draw), fill=(90, 90, 90), font=_font())
     out = io.BytesIO()
-    strip.save(out, format="PNG", optimize=False)
+    # zlib's fastest level: the default (6) made a strip of five noisy 28 px tiles take 15-18 ms instead of 12-14
+    # (this machine, shared) for a file 13% smaller
+    strip.save(out, format="PNG", compress_level=1)
     return out.getvalue()
 
 
