@@ -127,7 +127,7 @@ def concurrent_load(url: str, label: str, files: list[Path], expected: dict[Path
                 out = job.result(timeout=600)
             except Exception as err:  # noqa: BLE001  (count every failure)
                 if not failed:
-                    print(f"  first failure of {label!r} load: {type(err).__name__}: {str(err)[:200]}")
+                    print(f"  first failed request: {type(err).__name__}: {str(err)[:200]}")
                 failed += 1
                 continue
             seconds.append(done.get(i, time.perf_counter()) - start)

@@ -279,8 +279,7 @@ def test_image_builds_serves_and_reuses_its_cache(tmp_path: Path) -> None:
         print(f"\ndocker: build {built:.0f} s, image {size / 1e9:.2f} GB, rtx --help {help_seconds:.1f} s, "
               f"first start (precompute + serve) {served.seconds:.0f} s, restart {again.seconds:.0f} s")
     finally:
-        for container in (first, second):
-            _docker("rm", "-f", container, check=False)
+        for container in (first, second):  # -v: also the anonymous volumes the image's VOLUME lines made
+            _docker("rm", "-f", "-v", container, check=False)
         _docker("volume", "rm", "-f", volume, check=False)
-        _docker("rmi", "-f", IMAGE, check=False, timeout=300)
-        _docker("builder", "prune", "-f", check=False, timeout=300)  # the build cache (the venv layer: GBs)
+        _docker("rmi", "-f", IMAGE, check=False, timeout=300)  # with its untagged build layers (the venv: GBs)
