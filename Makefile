@@ -43,4 +43,4 @@ bench: setup
 # The Docker image built and served for real (tests/test_docker.py, marker `docker`; about 10-20 min, 7 GB while
 # it runs, removed after). Without Docker Hub: `scripts/make_base_image.sh` and RTX_DOCKER_BASE=rtx-base:bookworm.
 docker-test: setup $(CHROME)
-	$(BIN)/python -m pytest -q -s -m docker tests/test_docker.py
+	RTX_DOCKER_TEST=1 $(BIN)/python -m pytest -q -s -m docker tests/test_docker.py
