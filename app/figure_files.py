@@ -15,7 +15,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import vl_convert as vlc
 from PIL import Image, PngImagePlugin
 
 from compute.cache import snapshot_path
@@ -59,6 +58,8 @@ def _png_with(png: bytes, line: str) -> bytes:
 
 def render(spec: dict[str, Any], fmt: str, line: str) -> bytes:
     """The Vega-Lite `spec` (an Altair chart's `to_dict()`, data inline) as `fmt` bytes, provenance embedded."""
+    import vl_convert as vlc  # here, not at import: the explorer's pages import this module on every run
+
     if fmt == "svg":
         return _svg_with(vlc.vegalite_to_svg(spec), line).encode()
     if fmt == "png":
