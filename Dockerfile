@@ -15,7 +15,15 @@ COPY compute ./compute
 COPY app ./app
 COPY assets ./assets
 COPY scripts ./scripts
+# PyPI's Linux torch wheel pulls the CUDA libraries (~5 GB) even for a CPU image; a CPU-only torch index
+# (--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu) installs torch/torchvision from there first,
+# at the versions pyproject.toml pins (README, "Docker": untested here, that index is not reachable from our machines).
+ARG TORCH_INDEX_URL=""
 RUN python3.11 -m venv .venv \
+ && if [ -n "${TORCH_INDEX_URL}" ]; then \
+      grep -oE '"torch(vision)?==[^"]+"' pyproject.toml | tr -d '"' \
+        | xargs .venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}"; \
+    fi \
  && .venv/bin/pip install --no-cache-dir -e . \
  && touch .venv/.installed
 COPY docker/entrypoint.sh docker/

@@ -8,7 +8,7 @@ FMNIST  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 CHROME  := /usr/bin/chromium
 export RTX_CACHE ?= $(CURDIR)/cache
 
-.PHONY: demo test setup system explore lint bench clean-cache
+.PHONY: demo test setup system explore lint bench clean-cache docker-test
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,3 +45,8 @@ lint: setup
 
 bench: setup
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# The Docker image built and served for real (tests/test_docker.py, marker `docker`; about 10-20 min, 7 GB while
+# it runs, removed after). Without Docker Hub: `scripts/make_base_image.sh` and RTX_DOCKER_BASE=rtx-base:bookworm.
+docker-test: setup $(CHROME)
+	RTX_DOCKER_TEST=1 $(BIN)/python -m pytest -q -s -m docker tests/test_docker.py

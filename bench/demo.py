@@ -16,7 +16,13 @@ when present) is answered four ways, all in this process:
   number that failed and the number whose neighbours differ from the Python function's (issue 14: before the
   content-addressed result files, 41-63 of 100 identical requests failed)
 
-    python bench/demo.py [--cache DIR] [--uploads 50] [--threads 1] [--load 100]
+- `server`: (--server-load N, instead of the above) the server's side of the load, measured as bench/explorer.py
+  measures the explorer's: `rtx demo`'s process on its own clock (its CPU seconds from /proc, per answer), the
+  gradio_client threads of this process in SCHED_IDLE (they get only what the server leaves: a stand-in for
+  users' own machines), N requests mixed over the uploads submitted at once, every result image downloaded;
+  answers/second = N over the wall time to the last answer, i.e. what the server sustains on this machine
+
+    python bench/demo.py [--cache DIR] [--uploads 50] [--threads 1] [--load 100] [--server-load 200]
 
 The target is 1 s per answer on 2 CPU cores for the demo cache (`rtx precompute --preset demo`).
 """
@@ -25,10 +31,15 @@ from __future__ import annotations
 
 import compute  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch starts its threads)
 import argparse
+import os
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +48,10 @@ import torch
 from app.demo import DemoBackend, launch, neighbours
 from app.demo.backend import PHOTO_SUFFIXES
 from app.uploads import load_upload
+from compute.cli import demo_command
 from compute.featviz import SEEDS_DIR
 from compute.paths import cache_dir
+from explorer import _idle_priority, _process_cpu_seconds  # bench/explorer.py: the explorer bench's clocks
 
 
 def free_port() -> int:
@@ -112,7 +125,9 @@ def concurrent_load(url: str, label: str, files: list[Path], expected: dict[Path
         for i, path, job in jobs:
             try:
                 out = job.result(timeout=600)
-            except Exception:  # noqa: BLE001  (count every failure)
+            except Exception as err:  # noqa: BLE001  (count every failure)
+                if not failed:
+                    print(f"  first failed request: {type(err).__name__}: {str(err)[:200]}")
                 failed += 1
                 continue
             seconds.append(done.get(i, time.perf_counter()) - start)
@@ -120,6 +135,58 @@ def concurrent_load(url: str, label: str, files: list[Path], expected: dict[Path
     finally:
         tempfile.tempdir = previous
     return seconds, failed, wrong
+
+
+def _serve(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`rtx demo`'s server process (python -m app.demo) over `root` on a free port; (process, base URL) once up."""
+    port = free_port()
+    proc = subprocess.Popen(demo_command(port), env={**os.environ, "RTX_CACHE": str(root)}, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the demo server exited ({proc.returncode}):\n{log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}gradio_api/info", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit(f"the demo server did not answer within 300 s:\n{log.read_text()[-2000:]}")
+
+
+def server_load(root: Path, label: str, files: list[Path], expected: dict[Path, dict], n: int, folder: Path,
+                profile: Path | None = None) -> None:
+    """The server's CPU per answer on its own clock and the answers/second it sustains, clients at idle priority;
+    `profile`: py-spy's collapsed stacks of the server during the load (`--profile PATH`; needs ptrace rights)."""
+    proc, url = _serve(root, folder / "server.log")
+    spy = None
+    try:
+        _idle_priority(os.getpid())  # this process's threads, and (inherited) every client thread started below
+        concurrent_load(url, label, files[:4], expected, folder / "warm")  # imports, first-request costs
+        if profile:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid), "-f",
+                                    "raw", "-o", str(profile), "-r", "100", "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu = _process_cpu_seconds(proc.pid)
+        batch = [files[i % len(files)] for i in range(n)]
+        seconds, failed, wrong = concurrent_load(url, label, batch, expected, folder / "load")
+        cpu = _process_cpu_seconds(proc.pid) - cpu
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(timeout=60)
+        proc.terminate()
+        proc.wait(timeout=60)
+    answered = len(seconds)
+    wall = max(seconds) if seconds else float("nan")
+    compute_part = statistics.mean(e["seconds"] for e in expected.values())
+    print(f"server {n} requests at once (clients in SCHED_IDLE): {answered} answered, {failed} failed, {wrong} wrong; "
+          f"server CPU {cpu:.1f} s = {cpu / max(1, answered):.3f} s per answer (the model part alone, in-process: "
+          f"{compute_part:.3f} s); {answered / wall:.2f} answers/s here (last answer after {wall:.1f} s; "
+          f"CPU-bound, {os.cpu_count()} cores would sustain {os.cpu_count() * answered / cpu:.1f}/s); "
+          f"p50 {statistics.median(seconds):.1f} s, p95 {float(np.percentile(seconds, 95)):.1f} s from submit")
 
 
 def summarise(name: str, seconds: list[float], baseline: float | None) -> str:
@@ -135,6 +202,10 @@ def main() -> None:
     parser.add_argument("--load", type=int, default=100, help="concurrent requests of the load test (0: skip it)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1, as the demo server runs: 2 requests at once on 2 cores)")
+    parser.add_argument("--server-load", type=int, default=0,
+                        help="instead of the other measurements: N requests at once to `rtx demo` in its own process, "
+                             "measured on the server's clock with the clients at idle priority")
+    parser.add_argument("--profile", type=Path, help="with --server-load: py-spy's collapsed stacks of the server here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = args.cache or cache_dir()
@@ -151,6 +222,10 @@ def main() -> None:
         photos = sum(1 for f in files if not f.name.startswith("test-"))
         print(f"{len(files)} uploads: {len(files) - photos} stored test images, {photos} photos")
         fmt = backend.target_format(cell)
+        if args.server_load:
+            expected = {path: neighbours(backend, str(path), cell.label, 5).details for path in files}
+            server_load(root, cell.label, files, expected, args.server_load, Path(tmp), args.profile)
+            return
         times: dict[str, list[float]] = {"query": [], "decode": [], "python": [], "client": []}
         answers = []
         for path in files:

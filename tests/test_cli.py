@@ -29,7 +29,7 @@ def options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 
 def test_registry_is_what_the_parser_offers() -> None:
-    assert set(subparsers()) == set(registry()) and len(registry()) == 12
+    assert set(subparsers()) == set(registry()) and len(registry()) == 13
 
 
 @pytest.mark.parametrize("command", list(registry()))

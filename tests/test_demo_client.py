@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from app.demo import OUTPUT_NAMES, DemoBackend, build_demo, neighbours
+from app.demo.composite import TILE
 from app.demo.handlers import COLUMNS
 from compute.cache import CacheReader
 from compute.cli import build_parser, demo_command
@@ -250,7 +251,7 @@ def test_hundred_concurrent_requests_all_succeed(demo_server: str, demo_cache: P
         for n in (1, 2):  # the two models' "as the model sees it" images and galleries, downloaded
             assert Image.open(out[f"model{n}_view"]).size[0] >= 8
             gallery = out[f"model{n}_gallery"]
-            assert len(gallery) == K and all(Image.open(item["image"]).size[0] > 0 for item in gallery)
+            assert len(gallery) == 1 and Image.open(gallery[0]["image"]).size[0] >= K * TILE  # k neighbours, one file
         assert out["model3_view"] is None and out["model3_gallery"] == []  # a two-model cell
 
 
@@ -332,7 +333,8 @@ def test_three_model_cell_in_process(three_model_cache: Path, demo_cache: Path, 
     # the best budget is the natural model under another name: its column is computed from its own result
     same = ("predicted", "matches", "neighbours")
     assert {k: models["best_budget"][k] for k in same} == {k: models["natural"][k] for k in same}
-    assert out.model3_view and len(out.model3_gallery) == K and out.model3_label
+    assert out.model3_view and len(out.model3_gallery) == 1 and out.model3_gallery[0][1].count("#") == K
+    assert out.model3_label
     assert [g[1] for g in out.model2_gallery] == [g[1] for g in out.model3_gallery]
     # the summary compares each robust model's label match with natural's
     for side in ("analogue", "best_budget"):
@@ -359,7 +361,7 @@ def test_api_returns_every_side_keyed_by_role(three_model_server: str, three_mod
             {k: want["models"][role][k] for k in ("source", "part", "note", "influence_key", "predicted")}
         assert [n["train_pos"] for n in model["neighbours"]] == [n["train_pos"] for n in want["models"][role]["neighbours"]]
     for n in (1, 2, 3):
-        assert out[f"model{n}_view"] and len(out[f"model{n}_gallery"]) == K
+        assert out[f"model{n}_view"] and len(out[f"model{n}_gallery"]) == 1  # the k neighbours as one picture
     assert out["model3_label"]["label"] == got["models"]["natural"]["predicted_label"]
     canvas = np.zeros((280, 280, 4), np.uint8)
     canvas[40:240, 130:150] = (0, 0, 0, 255)

@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 
 from app.demo.backend import DEFAULT_K, EMPTY_CACHE, MAX_K, DemoBackend
+from app.demo.composite import neighbours_strip
 from app.demo.files import ResultFiles
 from app.demo.results import Explanation
 from app.pairing import MAX_ROBUST
@@ -35,7 +36,8 @@ COLUMNS = MAX_ROBUST + 1  # model columns: the paper analogue, the best budget, 
 @dataclass(frozen=True)
 class DemoOutputs:
     """What one request shows, in the page's (and the API's) output order: column n (`model{n}_*`) is the
-    comparison's n-th model. Images are file paths (`ResultFiles`); galleries are (path, caption) lists;
+    comparison's n-th model. Images are file paths (`ResultFiles`); a gallery is one (path, caption) item, the
+model's k neighbours as one picture (`composite.neighbours_strip`), an empty list for an unused column;
     `details` is the JSON answer (`models` keyed by role) or {"error": ...}."""
 
     status: str
@@ -73,14 +75,17 @@ def render(backend: DemoBackend, explanation: Explanation, files: ResultFiles) -
               f"Answered in {explanation.seconds:.2f} s.")
     per_column: dict[str, Any] = {}
     for column, side in enumerate(explanation.sides, start=1):
-        gallery = []
+        tiles, captions = [], []
         for n in side.neighbours:
             png = backend.thumbnail_png(explanation.comparison.target, "train", n.train_index) or _missing_png()
             mark = "✓ " if n.matches_prediction else ""
-            gallery.append((files.png(png), f"{mark}{n.label_name} · {n.score:.2g}"))  # 2 digits fit; JSON has all
+            tiles.append((png, n.label_name, f"#{n.rank + 1} · {n.score:.2g}", n.matches_prediction))
+            captions.append(f"#{n.rank + 1} {mark}{n.label_name} · {n.score:.2g}")  # 2 digits fit; the JSON has all
         per_column[f"model{column}_view"] = files.png(to_png(side.model_input, min_size=VIEW_SIZE))
         per_column[f"model{column}_label"] = dict(side.top(3))
-        per_column[f"model{column}_gallery"] = gallery
+        # one picture of the k neighbours, not k files: app/demo/composite.py says why
+        per_column[f"model{column}_gallery"] = [(files.png(neighbours_strip(tiles)), "   ".join(captions))] \
+            if tiles else []
     return DemoOutputs(status, explanation.summary, details=explanation.as_json(), **per_column)
 
 

@@ -24,9 +24,10 @@ from compute.errors import RtxError
 CONCURRENCY = 2  # requests computed at once (the target machine has 2 cores; one torch thread each)
 QUEUE_SIZE = 64
 THEME_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # local fonts: no request to Google Fonts
-# Gradio's gallery cells are at least 100 px wide: five neighbours would not fit a third-width column.
+# Each model's gallery holds one picture, its k neighbours side by side (app/demo/composite.py): one cell as wide
+# as the column.
 CSS = """
-.thumbs .grid-container { grid-template-columns: repeat(auto-fill, minmax(84px, 1fr)) !important; gap: 6px !important; }
+.thumbs .grid-container { grid-template-columns: 1fr !important; gap: 6px !important; }
 .thumbs .caption-label { max-width: 100% !important; font-size: 11px !important; padding: 1px 4px !important; }
 .model-header { min-height: 6.5em; }  /* the best budget's reason under its name: keep the columns' rows aligned */
 .model-header p { font-size: 12px !important; line-height: 1.35 !important; color: var(--body-text-color-subdued); }
@@ -107,7 +108,7 @@ def build_demo(root: Path, backend: DemoBackend | None = None) -> gr.Blocks:
                                 view = gr.Image(label="as the model sees it", type="numpy", format="png",
                                                 interactive=False, height=150, elem_id=f"model-{n}-view")
                                 label = gr.Label(num_top_classes=3, label="prediction", elem_id=f"model-{n}-label")
-                            gallery = gr.Gallery(label="most influential training images", columns=5, height=230,
+                            gallery = gr.Gallery(label="most influential training images", columns=1, height=230,
                                                  object_fit="contain", format="png", allow_preview=True,
                                                  elem_id=f"model-{n}-gallery", elem_classes=["thumbs"])
                         columns.append(column)

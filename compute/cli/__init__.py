@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from compute.cli import analysis, info, serving, sources, sweep
+from compute.cli import analysis, figures, info, serving, sources, sweep
 from compute.cli.args import Command
 from compute.cli.processes import demo_command, explorer_command, require_free_port, supervise
 from compute.errors import RtxError
 
-GROUPS = (info, sweep, serving, analysis, sources)  # the order of `rtx --help`
+GROUPS = (info, sweep, serving, analysis, sources, figures)  # the order of `rtx --help`
 
 
 def registry() -> dict[str, Command]:
