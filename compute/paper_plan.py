@@ -1,7 +1,8 @@
 """The `paper` preset before any work: are its inputs there, and what will it cost (`--dry-run`)?
 
-`check_paper_inputs` lists every missing or wrong checkpoint file and missing dataset file in one go (`check_inputs`
-raises them as one RtxError; the CLI runs it for every preset before any work), each with where the paper got it
+`check_paper_inputs` lists every missing or wrong checkpoint file and missing dataset file in one go
+(compute.validation.check_before_work raises them, with the plan's other problems, as one RtxError; the CLI runs it
+for every preset before any work), each with where the paper got it
 and the flag that fixes it. `plan_summary` prints the plan (runs, training and evaluation image passes per target
 and blocks setting) and a device-hour estimate from the rates `bench/gpu_finetune.py` measured on this device and
 recorded in bench/RESULTS.md ("no measured rate for this device" otherwise: nothing is guessed).
@@ -106,15 +107,6 @@ def check_paper_inputs(preset: Preset, checkpoint_dir: str | os.PathLike | None,
     return problems
 
 
-def check_inputs(preset: Preset, checkpoint_dir: str | os.PathLike, settings: Settings,
-                 recorded: Iterable[str] = ()) -> None:
-    """Raise one RtxError listing every problem `check_paper_inputs` finds (before any work starts)."""
-    problems = check_paper_inputs(preset, checkpoint_dir, settings.data_root, recorded, settings.trust_pickle)
-    if problems:
-        raise RtxError(f"{preset.name}: {len(problems)} input(s) missing or wrong: " + "; ".join(
-            f"({i}) {p}" for i, p in enumerate(problems, 1)))
-
-
 def device_name(device: str | None = None) -> str:
     """The name bench/RESULTS.md files rates under: the CUDA device's name, else 'CPU'."""
     import torch
@@ -198,25 +190,3 @@ def plan_summary(configs: list[FinetuneConfig], device_name: str, path: Path = R
         lines.append(f"estimated {total_h:.1f} {device_name}-hours from the rates measured in {path.name}"
                      + (" (blocks settings without a measured rate left out)" if unknown else ""))
     return "\n".join(lines)
-
-
-def preflight(preset: Preset, root: Path, settings: Settings, dry_run: bool = False,
-              sources: bool = True) -> str | None:
-    """What `rtx precompute`/`finetune` do before any work: check every input of `preset` (one RtxError listing
-    all problems), or with `dry_run` return the plan text (problems listed in it) and check nothing else.
-
-    Sources the cache at `root` already records are not checked again (the sources stage skips them); with
-    `sources` False none are (`rtx finetune`, which needs them in the cache, says so itself)."""
-    from compute.cache import CacheReader
-    from compute.train_source import checkpoint_folder
-
-    rows = CacheReader(root).source_models()
-    recorded = dict(zip(rows.get("name", []), rows.get("checksum", []), strict=True))
-    if not sources:
-        recorded = {spec.name: recorded.get(spec.name, "planned") for spec in preset.sources}
-    folder = checkpoint_folder(root, settings.checkpoint_dir)
-    if dry_run:
-        problems = check_paper_inputs(preset, folder, settings.data_root, recorded, settings.trust_pickle)
-        return dry_run_text(preset, settings, recorded, problems)
-    check_inputs(preset, folder, settings, recorded)
-    return None

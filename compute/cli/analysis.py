@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from compute.cli.args import Command, add_device, add_preset, csv, root
+from compute.cli.values import NAME, NON_NEGATIVE, POSITIVE, Choice, Real
 from compute.errors import RtxError
 
 
@@ -12,13 +13,13 @@ def _influence_arguments(p: argparse.ArgumentParser) -> None:
     from compute.influence import method_names
 
     add_preset(p)
-    p.add_argument("--method", default="fast", help=f"one of: {', '.join(method_names())} (default fast)")
-    p.add_argument("--cutoff", type=float, help="relative eigenvalue cut-off of the pseudo-inverse (default: the "
+    p.add_argument("--method", default="fast", type=Choice("influence method", method_names), help=f"one of: {', '.join(method_names())} (default fast)")
+    p.add_argument("--cutoff", type=Real(0, 1, hi_open=True), help="relative eigenvalue cut-off of the pseudo-inverse (default: the "
                    "preset's, 5e-2 as the authors' script; the paper's text says 1e-20)")
-    p.add_argument("--n-test", type=int, help="score the first N test images (default: the preset's)")
-    p.add_argument("--top-k", type=int, help="most influential training images stored per test image")
-    p.add_argument("--sources", type=csv(), help="override the preset's sources, e.g. l2_1.5,natural")
-    p.add_argument("--runs", type=csv(), help="instead of the preset's cell, these fine-tune run keys")
+    p.add_argument("--n-test", type=POSITIVE, help="score the first N test images (default: the preset's)")
+    p.add_argument("--top-k", type=POSITIVE, help="most influential training images stored per test image")
+    p.add_argument("--sources", type=csv(NAME), help="override the preset's sources, e.g. l2_1.5,natural")
+    p.add_argument("--runs", type=csv(NAME), help="instead of the preset's cell, these fine-tune run keys")
     add_device(p)
 
 
@@ -53,13 +54,19 @@ def cmd_influence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_names() -> list[str]:
+    from compute.featviz import seed_names
+
+    return seed_names()
+
+
 def _featviz_arguments(p: argparse.ArgumentParser) -> None:
     add_preset(p)
-    p.add_argument("--sources", type=csv(), help="source models (default: the preset's)")
-    p.add_argument("--seed-images", type=csv(), help="seed photos from assets/seeds, e.g. chelsea,coffee,rocket")
-    p.add_argument("--units", type=csv(int), help="penultimate-layer units, e.g. 0,1,2")
-    p.add_argument("--ascent-steps", type=int, help="gradient-ascent steps (default: the preset's)")
-    p.add_argument("--step-size", type=float, help="L2 length of each ascent step inside the eps ball (default: the preset's, else the "
+    p.add_argument("--sources", type=csv(NAME), help="source models (default: the preset's)")
+    p.add_argument("--seed-images", type=csv(Choice("seed image", _seed_names)), help="seed photos from assets/seeds, e.g. chelsea,coffee,rocket")
+    p.add_argument("--units", type=csv(NON_NEGATIVE), help="penultimate-layer units, e.g. 0,1,2")
+    p.add_argument("--ascent-steps", type=POSITIVE, help="gradient-ascent steps (default: the preset's)")
+    p.add_argument("--step-size", type=Real(0, lo_open=True), help="L2 length of each ascent step inside the eps ball (default: the preset's, else the "
                    "attacks' rule step_mult * eps / steps)")
     add_device(p)
 
