@@ -76,16 +76,21 @@ def _size_problems(facts: TargetFacts, sizes: Iterable[int | None], flag: str) -
 
 
 def _block_problems(blocks: Iterable[int], sources: Iterable[str], archs: Mapping[str, str], flag: str) -> list[str]:
-    by_arch: dict[str, list[str]] = {}
-    for source in sources:
-        if source in archs:  # an unknown source is reported as such
-            by_arch.setdefault(archs[source], []).append(source)
     problems = []
-    for arch, names in by_arch.items():
+    for arch, names in _by_arch(sources, archs).items():
         count = arch_shape(arch)[0]
         problems += [f"blocks {b} ({flag}): {_names('source', names)} ({arch}) {'has' if len(names) == 1 else 'have'} "
                      f"{count} blocks; use 0 to {count}" for b in blocks if not 0 <= b <= count]
     return problems
+
+
+def _by_arch(sources: Iterable[str], archs: Mapping[str, str]) -> dict[str, list[str]]:
+    """Architecture -> the sources of it (an unknown source is left out: it is reported as such)."""
+    grouped: dict[str, list[str]] = {}
+    for source in dict.fromkeys(sources):
+        if source in archs:
+            grouped.setdefault(archs[source], []).append(source)
+    return grouped
 
 
 def _names(kind: str, names: list[str]) -> str:
@@ -98,6 +103,18 @@ def _source_problems(names: Iterable[str], archs: Mapping[str, str], flag: str, 
         return []
     known = f"valid choices: {', '.join(sorted(archs))}" if archs else "the cache holds none"
     return [f"unknown {_names('source model', unknown)} ({flag}; {known}); {missing_hint}"]
+
+
+def subset_problems(spec: str, sizes: Iterable[int | None], flag: str) -> list[str]:
+    """A dataset spec and subset sizes of it (e.g. a custom source's --dataset and --train-size)."""
+    found = target_facts(spec)
+    return [found] if isinstance(found, str) else _size_problems(found, sizes, flag)
+
+
+def source_problems(names: Iterable[str], preset: Preset, flag: str) -> list[str]:
+    """Names that must be sources of `preset` (e.g. `rtx train-source --only`)."""
+    return _source_problems(names, {s.name: s.arch for s in preset.sources}, flag,
+                           f"{flag} selects sources of the {preset.name} preset")
 
 
 def grid_problems(preset: Preset, archs: Mapping[str, str], missing_hint: str) -> list[str]:
@@ -152,10 +169,10 @@ def featviz_problems(spec: FeatvizSpec, archs: Mapping[str, str], missing_hint: 
     problems = _source_problems(spec.sources, archs, "--sources", missing_hint)
     problems += [f"{unknown_name('seed image', name, seed_names())} (--seed-images)" for name in spec.seed_images
                  if name not in seed_names()]
-    for source in (s for s in spec.sources if s in archs):
-        features = arch_shape(archs[source])[1]
-        problems += [f"unit {u} (--units): source {source!r} ({archs[source]}) has {features} penultimate units; "
-                     f"use 0 to {features - 1}" for u in spec.units if not 0 <= u < features]
+    for arch, names in _by_arch(spec.sources, archs).items():
+        features = arch_shape(arch)[1]
+        problems += [f"unit {u} (--units): {_names('source', names)} ({arch}) {'has' if len(names) == 1 else 'have'} "
+                     f"{features} penultimate units; use 0 to {features - 1}" for u in spec.units if not 0 <= u < features]
     if spec.steps < 1:
         problems.append(f"ascent steps {spec.steps} (--ascent-steps) must be at least 1")
     if spec.step_size is not None and not spec.step_size > 0:
@@ -242,4 +259,4 @@ def raise_problems(subject: str, problems: list[str]) -> None:
 
 __all__ = ["MISSING_SOURCE_HINT", "TargetFacts", "arch_shape", "check_before_work", "data_root_problems",
            "featviz_problems", "grid_problems", "influence_problems", "plan_problems", "raise_problems",
-           "recorded_sources", "source_architectures", "target_facts"]
+           "recorded_sources", "source_architectures", "source_problems", "subset_problems", "target_facts"]

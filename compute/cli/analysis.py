@@ -37,21 +37,44 @@ def cmd_influence(args: argparse.Namespace) -> int:
     spec = preset.influence or InfluenceSpec("", 0, 0, 0, ())
     changes = {"n_test": args.n_test, "top_k": args.top_k, "cutoff": args.cutoff, "sources": args.sources}
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    if not args.runs and preset.influence is None:
+        raise RtxError(f"preset {args.preset!r} names no influence runs; pass --runs KEY[,KEY]")
+    check_influence(preset, spec, root(args), args.runs)
     with CacheWriter(root(args)) as writer:
         if args.runs:
             for key in args.runs:
                 run = writer.done_run(key)
-                if run is None:
-                    raise RtxError(f"no completed run {key!r} in the cache; `rtx status` lists what it holds")
                 job = InfluenceJob(key, args.method, spec.cutoff, spec.n_test, spec.top_k)
                 computed = run_influence(writer, run, job, args.device)
                 print(f"{key} -> {job.key} ({'computed' if computed else 'already in the cache'})")
-        elif preset.influence is None:
-            raise RtxError(f"preset {args.preset!r} names no influence runs; pass --runs KEY[,KEY]")
         else:
             influence_stage(replace(preset, influence=spec), writer, device=args.device,
                             progress=not args.no_progress, method=args.method)
     return 0
+
+
+def check_influence(preset, spec, cache, runs: tuple[str, ...] | None) -> None:
+    """Before any work: the runs named exist (done) in the cache, or the preset's pair is a valid plan."""
+    from compute.cache import CacheReader
+    from compute.validation import (
+        influence_problems,
+        raise_problems,
+        recorded_sources,
+        source_architectures,
+    )
+
+    if runs:
+        reader = CacheReader(cache)
+        try:
+            missing = [key for key in runs if (reader.run(key) or {}).get("status") != "done"]
+        finally:
+            reader.close()
+        problems = [f"no completed run {key!r} in the cache (--runs); `rtx status` lists what it holds"
+                    for key in missing]
+    else:
+        recorded = {name: arch for name, (arch, _) in recorded_sources(cache).items()}
+        problems = influence_problems(spec, source_architectures(preset, recorded), "run `rtx precompute` first")
+    raise_problems(preset.name, problems)
 
 
 def _seed_names() -> list[str]:
@@ -78,12 +101,15 @@ def cmd_featviz(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.presets import FeatvizSpec, get_preset
     from compute.stages.featviz import featviz_stage
+    from compute.validation import featviz_problems, raise_problems, recorded_sources
 
     preset = get_preset(args.preset)
     spec = preset.featviz or FeatvizSpec(sources=(preset.natural,))
     changes = {"sources": args.sources, "seed_images": args.seed_images, "units": args.units,
                "steps": args.ascent_steps, "step_size": args.step_size}
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    recorded = {name: arch for name, (arch, _) in recorded_sources(root(args)).items()}
+    raise_problems(preset.name, featviz_problems(spec, recorded, "run `rtx precompute --stages sources` first"))
     with CacheWriter(root(args)) as writer:
         featviz_stage(replace(preset, featviz=spec), writer, device=args.device, progress=not args.no_progress)
     return 0

@@ -61,12 +61,16 @@ def cmd_train_source(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.presets import SourceSpec, get_preset
     from compute.train_source import ensure_source, sources_stage
+    from compute.validation import raise_problems, source_problems, subset_problems
 
+    if args.name and args.only:
+        raise RtxError("--only selects sources of a preset; drop it when training a custom source with --name")
+    preset = get_preset(args.preset)
+    raise_problems(args.name or preset.name, subset_problems(args.dataset, [args.train_size], "--train-size")
+                   if args.name else source_problems(args.only or (), preset, "--only"))
     apply_threads(args)
     with CacheWriter(root(args)) as writer:
         if args.name:
-            if args.only:
-                raise RtxError("--only selects sources of a preset; drop it when training a custom source with --name")
             from compute.attacks import parse_constraint
 
             is_pgd = parse_constraint(args.constraint, max(args.steps or 1, 1)).kind == "pgd"
@@ -80,7 +84,7 @@ def cmd_train_source(args: argparse.Namespace) -> int:
             from compute.settings import Settings
 
             settings = Settings.from_env(checkpoint_dir=args.checkpoint_dir)
-            sources_stage(get_preset(args.preset), writer, device=args.device, progress=not args.no_progress,
+            sources_stage(preset, writer, device=args.device, progress=not args.no_progress,
                           checkpoint_dir=settings.checkpoint_dir, trust_pickle=args.trust_pickle, only=args.only)
     return 0
 
