@@ -26,6 +26,7 @@ import pandas as pd
 
 from compute import paths
 from compute import records as rec
+from compute.cache_diagnosis import open_error, snapshot_error
 from compute.errors import RtxError
 from compute.paths import DB_NAME, cache_dir
 from compute.records import constraint_columns, target_columns
@@ -210,19 +211,15 @@ class CacheWriter(_PairedDeltas):
         self.root = root or cache_dir()
         self.publish_every = publish_every
         self._last_publish = 0.0
-        try:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.con = None
+        try:  # a lock held by another process, or a file DuckDB cannot read: compute.cache_diagnosis tells which
             self.con = duckdb.connect(str(db_path(self.root)))
-        except duckdb.IOException as err:
-            raise RtxError(
-                f"cannot open {db_path(self.root)} for writing ({str(err).splitlines()[0]}); "
-                "another `rtx` command is writing: wait for it or stop it"
-            ) from err
+            _migrate(self.con)
         except duckdb.Error as err:
-            raise RtxError(
-                f"{db_path(self.root)} is not a readable DuckDB file ({str(err).splitlines()[0]}); "
-                "move it away and re-run (completed results are also in the snapshot)"
-            ) from err
-        _migrate(self.con)
+            if self.con is not None:
+                self.con.close()
+            raise open_error(self.root, err) from err
         self.publish(force=True)
 
     def __enter__(self) -> CacheWriter:
@@ -492,7 +489,7 @@ class CacheReader(_PairedDeltas):
                 break
             except duckdb.Error as err:  # the rename raced us; try again
                 if attempt == 19:
-                    raise RtxError(f"cannot open cache snapshot {snap}: {str(err).splitlines()[0]}") from err
+                    raise snapshot_error(self.root, err) from err
                 time.sleep(0.05)
         if version < SCHEMA_VERSION:  # read-only: it cannot migrate; a writer does on open
             con.close()
