@@ -107,6 +107,19 @@ DONE_RUN_SQL = (
     "FROM runs WHERE status = 'done' AND key = ?"
 )
 
+# The runs every page and listing sees: a failed row is left out once a run of the same job completed after it (same
+# config but for the source's checksum: the source was retrained or re-imported, so the key changed). A later success
+# with the same key needs nothing here: it replaces the failed row itself (INSERT OR REPLACE on the key).
+LIVE_RUNS = """(SELECT * FROM runs f WHERE f.status <> 'failed' OR NOT EXISTS (
+    SELECT 1 FROM runs d WHERE d.status = 'done' AND d.source = f.source AND d.target = f.target AND d.seed = f.seed
+    AND d.blocks = f.blocks AND d.n_train IS NOT DISTINCT FROM f.n_train AND d.created >= f.created
+    AND json_merge_patch(d.config, '{"source_checksum": null}')::VARCHAR
+        = json_merge_patch(f.config, '{"source_checksum": null}')::VARCHAR))"""
+FAILED_RUNS_SQL = (
+    f"SELECT key, source, target, n_train, seed, blocks, split_part(error, ' | ', 1) AS error, created "
+    f"FROM {LIVE_RUNS} AS runs WHERE status = 'failed' ORDER BY created"
+)
+
 TABLES = ("source_models", "runs", "epoch_metrics", "robustness", "influence", "influence_topk", "featviz", "thumbnails")
 
 
@@ -387,6 +400,14 @@ class CacheWriter(_PairedDeltas):
         row = self.con.execute("SELECT count(*) FROM thumbnails WHERE dataset = ? AND split = ?", [dataset, split])
         return row.fetchone()[0] > 0
 
+    def clear_failed(self) -> int:
+        """Delete every failed run (they are retried by the next sweep either way); returns how many there were."""
+        with self.transaction() as con:
+            failed = con.execute("SELECT count(*) FROM runs WHERE status = 'failed'").fetchone()[0]
+            con.execute("DELETE FROM epoch_metrics WHERE run_key IN (SELECT key FROM runs WHERE status = 'failed')")
+            con.execute("DELETE FROM runs WHERE status = 'failed'")
+        return int(failed)
+
     def done_keys(self) -> set[str]:
         """Keys of runs that completed (failed runs are retried)."""
         return {r[0] for r in self.con.execute("SELECT key FROM runs WHERE status = 'done'").fetchall()}
@@ -516,7 +537,8 @@ class CacheReader(_PairedDeltas):
         """Rows per table (the `rtx status` and overview page summary)."""
         if self.con is None:
             return pd.DataFrame({"table": list(TABLES), "rows": [0] * len(TABLES)})
-        sql = " UNION ALL ".join(f"SELECT '{t}' AS table, count(*) AS rows FROM {t}" for t in TABLES)
+        sql = " UNION ALL ".join(f"SELECT '{t}' AS table, count(*) AS rows FROM {LIVE_RUNS if t == 'runs' else t}"
+                                 for t in TABLES)
         return self._query(sql)
 
     def source_models(self) -> pd.DataFrame:
@@ -525,9 +547,14 @@ class CacheReader(_PairedDeltas):
     def runs(self, status: str | None = None) -> pd.DataFrame:
         where = "WHERE status = ?" if status else ""
         return self._query(
-            f"SELECT * EXCLUDE (config, subset_indices), config::VARCHAR AS config FROM runs {where} ORDER BY created",
+            f"SELECT * EXCLUDE (config, subset_indices), config::VARCHAR AS config FROM {LIVE_RUNS} AS runs {where} "
+            "ORDER BY created",
             [status] if status else [],
         )
+
+    def failed_runs(self) -> pd.DataFrame:
+        """Failed runs no later run superseded, oldest first, with the first line of each error (`rtx status --failed`)."""
+        return self._query(FAILED_RUNS_SQL)
 
     def run(self, key: str) -> dict[str, Any] | None:
         frame = self._query("SELECT *, config::VARCHAR AS config_json FROM runs WHERE key = ?", [key])
@@ -610,7 +637,7 @@ class CacheReader(_PairedDeltas):
             "SELECT source, target, status, count(*) AS runs, count(DISTINCT seed) AS seeds, "
             "min(n_train) AS min_n_train, max(n_train) AS max_n_train, "
             "string_agg(DISTINCT blocks::VARCHAR, ',' ORDER BY blocks::VARCHAR) AS blocks "
-            "FROM runs GROUP BY source, target, status ORDER BY source, target, status"
+            f"FROM {LIVE_RUNS} AS runs GROUP BY source, target, status ORDER BY source, target, status"
         )
 
     def blocks_delta_summary(self, high: int, low: int, which: str = "final") -> pd.DataFrame:

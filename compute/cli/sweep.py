@@ -162,7 +162,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return 0
     with CacheWriter(root(args)) as writer:
         counts = finetune_stage(checked[0], writer, checked[1])
-    print(f"{counts['planned']} planned, {counts['cached']} already cached, {counts['done']} run, {counts['failed']} failed")
+    print(counts.line())
     return 0
 
 
