@@ -70,8 +70,8 @@ def lock_error(root: Path, err: BaseException) -> RtxError:
     holder = _HOLDER.search(str(err))
     who = f"process {holder['pid']} ({holder['program']})" if holder else "another process"
     stop = f" (kill {holder['pid']})" if holder else ""
-    return RtxError(f"cannot open {db} for writing: {who} holds its lock, most likely another `rtx` command "
-                    f"writing to this cache; wait for it to finish or stop it{stop}")
+    return RtxError(f"cannot open {db} for writing: {who} holds its lock: another `rtx` command is writing to "
+                    f"this cache; wait for it to finish or stop it{stop}")
 
 
 def open_error(root: Path, err: BaseException) -> RtxError:

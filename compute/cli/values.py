@@ -170,8 +170,8 @@ class Text(ValueType):
         if not text.strip():
             raise _reject("the value is empty", self.expects)
         why = self.check(text) if self.check else None
-        if why:  # the check's own message says what would be right (the valid choices, the forms)
-            raise argparse.ArgumentTypeError(why)
+        if why:  # a registry miss lists the valid choices itself; anything else also says what the flag takes
+            raise argparse.ArgumentTypeError(why if "valid choices" in why else f"{why}; expected {self.what}")
         return text
 
 
@@ -271,7 +271,7 @@ def _host_problem(text: str) -> str | None:
     except ValueError:
         if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", text):
             return None
-        return f"{text!r} is not a host; expected a host name or an IP address, e.g. 127.0.0.1 or 0.0.0.0"
+        return f"{text!r} is not a host name or an IP address (e.g. 127.0.0.1, or 0.0.0.0 for every interface)"
 
 
 CONSTRAINT = Text("constraint: none, l2:EPS, linf:EPS (e.g. linf:4/255) or gaussian:SIGMA", _constraint_problem)
