@@ -217,14 +217,6 @@ def plan_problems(preset: Preset, archs: Mapping[str, str], stages: Collection[s
     return list(dict.fromkeys(problems))  # a problem shared by several grids is listed once
 
 
-def data_root_problems(settings: Settings) -> list[str]:
-    """A data root that was named but is not there (a typo, unless --download is to create it)."""
-    root = settings.data_root
-    if root and not settings.download and not Path(root).expanduser().is_dir():
-        return [f"data root {root} (--data-root or $RTX_DATA) does not exist; fix the path, or pass --download"]
-    return []
-
-
 def check_before_work(preset: Preset, root: Path, settings: Settings, stages: Collection[str], dry_run: bool = False,
                       train_sources: bool = True) -> str | None:
     """What `rtx precompute`/`finetune` do before any work: every problem of the plan and its inputs in one
@@ -238,7 +230,7 @@ def check_before_work(preset: Preset, root: Path, settings: Settings, stages: Co
 
     recorded = recorded_sources(root)
     archs = source_architectures(preset if train_sources else None, {n: a for n, (a, _) in recorded.items()})
-    problems = plan_problems(preset, archs, stages) + data_root_problems(settings)
+    problems = plan_problems(preset, archs, stages)
     checksums = {name: checksum for name, (_, checksum) in recorded.items()}
     if not train_sources:  # only datasets: the sources come from the cache, checked above
         checksums = {spec.name: checksums.get(spec.name, "planned") for spec in preset.sources}
@@ -257,6 +249,6 @@ def raise_problems(subject: str, problems: list[str]) -> None:
         raise problems_error(subject, problems)
 
 
-__all__ = ["MISSING_SOURCE_HINT", "TargetFacts", "arch_shape", "check_before_work", "data_root_problems",
+__all__ = ["MISSING_SOURCE_HINT", "TargetFacts", "arch_shape", "check_before_work",
            "featviz_problems", "grid_problems", "influence_problems", "plan_problems", "raise_problems",
            "recorded_sources", "source_architectures", "source_problems", "subset_problems", "target_facts"]

@@ -179,7 +179,6 @@ def test_all_problems_of_a_plan_come_in_one_message(tiny_sources: Path, capsys) 
     (["train-source", "--name", "mine", "--dataset", "digits", "--train-size", "5000"], ["--train-size", "1437"]),
     (["train-source", "--preset", "tiny", "--only", "nosuch"], ["--only", "'nosuch'"]),
     (["finetune", "--preset", "demo"], ["unknown source models", "l2_0.22", "rtx precompute --stages sources"]),
-    (["finetune", "--preset", "tiny", "--data-root", MISSING], [MISSING, "--download"]),
 ])
 def test_plan_problems_of_other_commands(argv: list[str], words: list[str], tiny_sources: Path, capsys) -> None:
     before = fingerprint(tiny_sources)

@@ -104,7 +104,7 @@ def add_threads(p: argparse.ArgumentParser) -> None:
 
 
 def add_checkpoint_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint-dir", type=PathValue("folder"), help="folder with a preset's checkpoint files (paper: resnet50-0676ba61.pth, "
+    p.add_argument("--checkpoint-dir", type=PathValue("folder", must_exist=False), help="folder with a preset's checkpoint files (paper: resnet50-0676ba61.pth, "
                    "imagenet_l2_3_0.pt, imagenet_linf_4.pt, imagenet_linf_8.pt); default $RTX_CHECKPOINTS or "
                    "<cache>/checkpoints")
 
