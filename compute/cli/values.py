@@ -227,7 +227,10 @@ class GpuShare(ValueType):
     expects = "0, a fraction up to 1 or a whole number up to 1024"
 
     def parse(self, text: str) -> float:
-        value = Real(0, 1024).parse(text)
+        try:
+            value = Real(0, 1024).parse(text)
+        except argparse.ArgumentTypeError as err:
+            raise _reject(str(err).split(";")[0], self.expects) from None
         if value > 1 and not value.is_integer():
             raise _reject(f"{text!r} is more than one GPU but not a whole number", self.expects)
         return value
