@@ -22,7 +22,6 @@ from compute.cli.values import (
     Choice,
     Listed,
     PathValue,
-    SubsetSize,
     ValueType,
 )
 from compute.errors import RtxError
@@ -58,11 +57,6 @@ class RtxParser(argparse.ArgumentParser):
 def csv(kind: ValueType = NAME) -> Listed:
     """'a,b,,c' -> (kind('a'), kind('b'), kind('c')); at least one item."""
     return Listed(kind)
-
-
-def size(text: str) -> int | None:
-    """A subset size: an integer >= 1, or 'all' (None)."""
-    return SubsetSize().parse(text)
 
 
 def root(args: argparse.Namespace) -> Path:
@@ -135,4 +129,4 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 __all__ = ["PRESET", "Command", "RtxParser", "UsageError", "add_checkpoint_dir", "add_data_root", "add_device",
            "add_host", "add_preset", "add_serving", "add_threads", "add_trust_pickle", "apply_threads", "csv",
-           "no_arguments", "root", "size"]
+           "no_arguments", "root"]
