@@ -75,7 +75,7 @@ def _size_problems(facts: TargetFacts, sizes: Iterable[int | None], flag: str) -
     return problems
 
 
-def _block_problems(blocks: Iterable[int], sources: Iterable[str], archs: Mapping[str, str], flag: str) -> list[str]:
+def _block_problems(blocks: Iterable[int], sources: Iterable[str], archs: Mapping[str, str | None], flag: str) -> list[str]:
     problems = []
     for arch, names in _by_arch(sources, archs).items():
         count = arch_shape(arch)[0]
@@ -84,12 +84,13 @@ def _block_problems(blocks: Iterable[int], sources: Iterable[str], archs: Mappin
     return problems
 
 
-def _by_arch(sources: Iterable[str], archs: Mapping[str, str]) -> dict[str, list[str]]:
+def _by_arch(sources: Iterable[str], archs: Mapping[str, str | None]) -> dict[str, list[str]]:
     """Architecture -> the sources of it (an unknown source is left out: it is reported as such)."""
     grouped: dict[str, list[str]] = {}
     for source in dict.fromkeys(sources):
-        if source in archs:
-            grouped.setdefault(archs[source], []).append(source)
+        arch = archs.get(source)
+        if arch is not None:
+            grouped.setdefault(arch, []).append(source)
     return grouped
 
 
@@ -97,12 +98,20 @@ def _names(kind: str, names: list[str]) -> str:
     return f"{kind} {names[0]!r}" if len(names) == 1 else f"{kind}s {', '.join(map(repr, names))}"
 
 
-def _source_problems(names: Iterable[str], archs: Mapping[str, str], flag: str, missing_hint: str) -> list[str]:
-    unknown = [name for name in dict.fromkeys(names) if name not in archs]
-    if not unknown:
-        return []
-    known = f"valid choices: {', '.join(sorted(archs))}" if archs else "the cache holds none"
-    return [f"unknown {_names('source model', unknown)} ({flag}; {known}); {missing_hint}"]
+def _source_problems(names: Iterable[str], archs: Mapping[str, str | None], flag: str, missing_hint: str) -> list[str]:
+    """Names not in `archs` are unknown; names whose architecture is None are the preset's but not in the cache."""
+    names = list(dict.fromkeys(names))
+    unknown = [name for name in names if name not in archs]
+    absent = [name for name in names if name in archs and archs[name] is None]
+    known = [name for name, arch in archs.items() if arch is not None]
+    holds = f"the cache holds {', '.join(sorted(known))}" if known else "the cache holds none"
+    problems = []
+    if unknown:
+        problems.append(f"unknown {_names('source model', unknown)} ({flag}; valid choices: "
+                        f"{', '.join(sorted(archs))}); {missing_hint}")
+    if absent:
+        problems.append(f"source models missing from the cache: {', '.join(absent)} ({flag}; {holds}); {missing_hint}")
+    return problems
 
 
 def subset_problems(spec: str, sizes: Iterable[int | None], flag: str) -> list[str]:
@@ -117,7 +126,7 @@ def source_problems(names: Iterable[str], preset: Preset, flag: str) -> list[str
                            f"{flag} selects sources of the {preset.name} preset")
 
 
-def grid_problems(preset: Preset, archs: Mapping[str, str], missing_hint: str) -> list[str]:
+def grid_problems(preset: Preset, archs: Mapping[str, str | None], missing_hint: str) -> list[str]:
     """Every problem of the preset's fine-tuning grids; `archs` maps each source a run may use to its architecture."""
     problems: list[str] = []
     facts: dict[str, TargetFacts | str] = {}
@@ -144,7 +153,7 @@ def _axis_problems(grid: FinetuneGrid) -> list[str]:
             if value is not None and value < 1]
 
 
-def influence_problems(spec: InfluenceSpec, archs: Mapping[str, str], missing_hint: str) -> list[str]:
+def influence_problems(spec: InfluenceSpec, archs: Mapping[str, str | None], missing_hint: str) -> list[str]:
     """The influence pair: its target, subset size, blocks and sources, and the solve's cut-off, n-test, top-k."""
     problems = _source_problems(spec.sources, archs, "--sources", missing_hint)
     found = target_facts(spec.target)
@@ -162,7 +171,7 @@ def influence_problems(spec: InfluenceSpec, archs: Mapping[str, str], missing_hi
     return problems
 
 
-def featviz_problems(spec: FeatvizSpec, archs: Mapping[str, str], missing_hint: str) -> list[str]:
+def featviz_problems(spec: FeatvizSpec, archs: Mapping[str, str | None], missing_hint: str) -> list[str]:
     """Feature visualisation: its sources, seed photos, units (below each source's feature count) and steps."""
     from compute.featviz import seed_names
 
@@ -180,11 +189,11 @@ def featviz_problems(spec: FeatvizSpec, archs: Mapping[str, str], missing_hint: 
     return problems
 
 
-def source_architectures(preset: Preset | None, recorded: Mapping[str, str]) -> dict[str, str]:
-    """Source name -> architecture of every source a plan may use: those the cache records (`recorded`, name ->
-    arch), then the preset's (trained or loaded by the sources stage)."""
-    declared = {s.name: s.arch for s in preset.sources} if preset is not None else {}
-    return {**declared, **recorded}
+def source_architectures(preset: Preset, recorded: Mapping[str, str], train: bool = True) -> dict[str, str | None]:
+    """Source name -> architecture of every source a plan may name: those the cache records (`recorded`, name ->
+    arch) and the preset's; with `train` False (the work uses only what the cache holds), a preset source the cache
+    lacks maps to None (compute.validation reports it missing from the cache)."""
+    return {**{s.name: s.arch if train else None for s in preset.sources}, **recorded}
 
 
 def recorded_sources(root: Path) -> dict[str, tuple[str, str]]:
@@ -205,7 +214,7 @@ def recorded_sources(root: Path) -> dict[str, tuple[str, str]]:
 MISSING_SOURCE_HINT = "run `rtx precompute --stages sources` (or `rtx train-source`) first"
 
 
-def plan_problems(preset: Preset, archs: Mapping[str, str], stages: Collection[str]) -> list[str]:
+def plan_problems(preset: Preset, archs: Mapping[str, str | None], stages: Collection[str]) -> list[str]:
     """Every structural problem of running `stages` of `preset` with the sources `archs` (name -> arch)."""
     problems: list[str] = []
     if "finetune" in stages:
@@ -229,7 +238,7 @@ def check_before_work(preset: Preset, root: Path, settings: Settings, stages: Co
     from compute.train_source import checkpoint_folder
 
     recorded = recorded_sources(root)
-    archs = source_architectures(preset if train_sources else None, {n: a for n, (a, _) in recorded.items()})
+    archs = source_architectures(preset, {n: a for n, (a, _) in recorded.items()}, train_sources)
     problems = plan_problems(preset, archs, stages)
     checksums = {name: checksum for name, (_, checksum) in recorded.items()}
     if not train_sources:  # only datasets: the sources come from the cache, checked above
@@ -237,8 +246,7 @@ def check_before_work(preset: Preset, root: Path, settings: Settings, stages: Co
     inputs = check_paper_inputs(preset, checkpoint_folder(root, settings.checkpoint_dir), settings.data_root,
                                 checksums, settings.trust_pickle)
     if dry_run and not problems:
-        return dry_run_text(preset, settings, {**checksums, **{n: "planned" for n in archs if n not in checksums}},
-                            inputs)
+        return dry_run_text(preset, settings, {**{n: "planned" for n in archs}, **checksums}, inputs)
     raise_problems(preset.name, problems + inputs)
     return None
 

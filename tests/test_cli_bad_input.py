@@ -178,7 +178,8 @@ def test_all_problems_of_a_plan_come_in_one_message(tiny_sources: Path, capsys) 
     (["featviz", "--preset", "tiny", "--units", "0,500"], ["unit 500", "128 penultimate units"]),
     (["train-source", "--name", "mine", "--dataset", "digits", "--train-size", "5000"], ["--train-size", "1437"]),
     (["train-source", "--preset", "tiny", "--only", "nosuch"], ["--only", "'nosuch'"]),
-    (["finetune", "--preset", "demo"], ["unknown source models", "l2_0.22", "rtx precompute --stages sources"]),
+    (["finetune", "--preset", "demo"], ["source models missing from the cache: l2_0.1", "holds l2_1.5, natural",
+                                      "rtx precompute --stages sources"]),
 ])
 def test_plan_problems_of_other_commands(argv: list[str], words: list[str], tiny_sources: Path, capsys) -> None:
     before = fingerprint(tiny_sources)

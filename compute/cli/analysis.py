@@ -101,7 +101,7 @@ def cmd_featviz(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.presets import FeatvizSpec, get_preset
     from compute.stages.featviz import featviz_stage
-    from compute.validation import featviz_problems, raise_problems, recorded_sources
+    from compute.validation import featviz_problems, raise_problems, recorded_sources, source_architectures
 
     preset = get_preset(args.preset)
     spec = preset.featviz or FeatvizSpec(sources=(preset.natural,))
@@ -109,7 +109,8 @@ def cmd_featviz(args: argparse.Namespace) -> int:
                "steps": args.ascent_steps, "step_size": args.step_size}
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
     recorded = {name: arch for name, (arch, _) in recorded_sources(root(args)).items()}
-    raise_problems(preset.name, featviz_problems(spec, recorded, "run `rtx precompute --stages sources` first"))
+    archs = source_architectures(preset, recorded, train=False)
+    raise_problems(preset.name, featviz_problems(spec, archs, "run `rtx precompute --stages sources` first"))
     with CacheWriter(root(args)) as writer:
         featviz_stage(replace(preset, featviz=spec), writer, device=args.device, progress=not args.no_progress)
     return 0
