@@ -120,6 +120,17 @@ def subset_problems(spec: str, sizes: Iterable[int | None], flag: str) -> list[s
     return [found] if isinstance(found, str) else _size_problems(found, sizes, flag)
 
 
+def pgd_steps_problems(constraint: str, steps: int | None) -> list[str]:
+    """A PGD constraint trained with 0 attack steps (--steps 0 means 'no attack': only for none or gaussian)."""
+    from compute.attacks import parse_constraint
+
+    try:
+        parse_constraint(constraint, 1 if steps is None else steps)
+    except RtxError as err:
+        return [str(err)]
+    return []
+
+
 def source_problems(names: Iterable[str], preset: Preset, flag: str) -> list[str]:
     """Names that must be sources of `preset` (e.g. `rtx train-source --only`)."""
     return _source_problems(names, {s.name: s.arch for s in preset.sources}, flag,
@@ -258,5 +269,5 @@ def raise_problems(subject: str, problems: list[str]) -> None:
 
 
 __all__ = ["MISSING_SOURCE_HINT", "TargetFacts", "arch_shape", "check_before_work",
-           "featviz_problems", "grid_problems", "influence_problems", "plan_problems", "raise_problems",
+           "featviz_problems", "grid_problems", "influence_problems", "pgd_steps_problems", "plan_problems", "raise_problems",
            "recorded_sources", "source_architectures", "source_problems", "subset_problems", "target_facts"]

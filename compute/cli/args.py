@@ -51,7 +51,7 @@ class RtxParser(argparse.ArgumentParser):
     the whole usage first), raised as `UsageError` so `main` returns 2 and in-process callers can catch it."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+        raise UsageError(f"rtx: error: {message} (see `{self.prog} --help`)")
 
 
 def csv(kind: ValueType = NAME) -> Listed:

@@ -45,7 +45,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="small_resnet", type=ARCH, help="architecture of a custom source (default small_resnet)")
     p.add_argument("--dataset", default="fmnist", type=DATASET, help="training dataset of a custom source (default fmnist)")
     p.add_argument("--constraint", default="none", type=CONSTRAINT, help="none, l2:EPS, linf:EPS (e.g. linf:4/255) or gaussian:SIGMA")
-    p.add_argument("--steps", type=POSITIVE, help="k of PGD(k) adversarial training (default 3; 1 = PGD(1))")
+    p.add_argument("--steps", type=NON_NEGATIVE, help="k of PGD(k) adversarial training (default 3; 1 = PGD(1); "
+                   "0 only for none or gaussian)")
     p.add_argument("--epochs", type=POSITIVE, default=2, help="training epochs of a custom source (default 2)")
     p.add_argument("--train-size", type=POSITIVE, help="train on a seeded subset of N images (default: all)")
     p.add_argument("--batch-size", type=POSITIVE, default=128, help="SGD batch size (default 128, the paper's)")
@@ -61,13 +62,14 @@ def cmd_train_source(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.presets import SourceSpec, get_preset
     from compute.train_source import ensure_source, sources_stage
-    from compute.validation import raise_problems, source_problems, subset_problems
+    from compute.validation import pgd_steps_problems, raise_problems, source_problems, subset_problems
 
     if args.name and args.only:
         raise RtxError("--only selects sources of a preset; drop it when training a custom source with --name")
     preset = get_preset(args.preset)
     raise_problems(args.name or preset.name, subset_problems(args.dataset, [args.train_size], "--train-size")
-                   if args.name else source_problems(args.only or (), preset, "--only"))
+                   + pgd_steps_problems(args.constraint, args.steps) if args.name
+                   else source_problems(args.only or (), preset, "--only"))
     apply_threads(args)
     with CacheWriter(root(args)) as writer:
         if args.name:
