@@ -10,13 +10,16 @@ recorded in bench/RESULTS.md ("no measured rate for this device" otherwise: noth
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from compute.data.registry import DATASETS, DEBIAN_FMNIST, data_root
+from compute.data.registry import DATASETS, DEBIAN_FMNIST, data_root, dataset_info
+from compute.data.types import DatasetInfo
+from compute.data.variants import split_dataset_spec
 from compute.errors import RtxError
 from compute.finetune import FinetuneConfig
 from compute.models.hub import is_hub_uri
@@ -129,11 +132,17 @@ def dry_run_text(preset: Preset, settings: Settings, checksums: dict[str, str] |
     return "\n".join(lines)
 
 
+@functools.cache
+def _target_info(spec: str) -> DatasetInfo:
+    """The registry's facts of a target spec's dataset (a folder: target is scanned once, not once per run)."""
+    return dataset_info(split_dataset_spec(spec)[0])
+
+
 def plan_work(configs: list[FinetuneConfig]) -> dict[tuple[str, int], dict[str, float]]:
     """{(target, blocks): {'runs', 'train_passes', 'eval_passes'}} for a plan's configs."""
     work: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: {"runs": 0, "train_passes": 0, "eval_passes": 0})
     for cfg in configs:
-        info = DATASETS[cfg.target.split("+")[0]]
+        info = _target_info(cfg.target)
         n = cfg.n_train or info.train_size
         n_test = min(info.test_size, cfg.test_limit or info.test_size)
         cell = work[(cfg.target, cfg.blocks)]
@@ -175,7 +184,7 @@ def plan_summary(configs: list[FinetuneConfig], device_name: str, path: Path = R
     lines = [f"{'target':<12} {'blocks':>6} {'runs':>7} {'train passes':>13} {'eval passes':>12} {'hours':>8}"]
     total_h, unknown = 0.0, False
     for (target, blocks), w in sorted(plan_work(configs).items()):
-        kind = "colour" if DATASETS[target.split("+")[0]].channels == 3 else "grey"
+        kind = "colour" if _target_info(target).channels == 3 else "grey"
         rate = rates.get((blocks, kind))
         if rate:
             h = (w["train_passes"] / rate[0] + w["eval_passes"] / rate[1]) / 3600

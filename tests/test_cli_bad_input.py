@@ -330,3 +330,20 @@ def test_the_summary_names_the_most_frequent_errors_first() -> None:
     assert line.startswith("11 planned, 0 already cached, 0 run, 11 failed; 5 x B: y, 3 x A: x")
     assert f"and {len(set(errors)) - FAILURES_SHOWN} other error(s)" in line and "rtx status --failed" in line
     assert SweepCounts(2, 2, 0, 0).line() == "2 planned, 2 already cached, 0 run, 0 failed"
+
+
+def test_a_dry_run_plans_a_folder_target(tiny_sources: Path, tmp_path: Path, capsys) -> None:
+    """--dry-run over folder:PATH printed a KeyError traceback (the plan's cost table looked the name up in the
+    registry's dict); now it prints the plan and writes nothing."""
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "pets" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(tmp_path / "pets" / label / f"{i}.png")
+    before = fingerprint(tiny_sources)
+    assert main(["--cache", str(tiny_sources), "finetune", "--preset", "tiny", "--targets", f"folder:{tmp_path}/pets",
+                 "--sizes", "4", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: 4 fine-tunes" in out and f"folder:{tmp_path}/pets" in out
+    assert fingerprint(tiny_sources) == before
