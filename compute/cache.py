@@ -26,6 +26,7 @@ import pandas as pd
 
 from compute import paths
 from compute import records as rec
+from compute.cache_diagnosis import open_error, snapshot_error
 from compute.errors import RtxError
 from compute.paths import DB_NAME, cache_dir
 from compute.records import constraint_columns, target_columns
@@ -104,6 +105,19 @@ INFLUENCE_RUNS_SQL = (
 DONE_RUN_SQL = (
     "SELECT key, source, target, n_train, seed, blocks, subset_indices, model_path, config::VARCHAR AS config "
     "FROM runs WHERE status = 'done' AND key = ?"
+)
+
+# The runs every page and listing sees: a failed row is left out once a run of the same job completed after it (same
+# config but for the source's checksum: the source was retrained or re-imported, so the key changed). A later success
+# with the same key needs nothing here: it replaces the failed row itself (INSERT OR REPLACE on the key).
+LIVE_RUNS = """(SELECT * FROM runs f WHERE f.status <> 'failed' OR NOT EXISTS (
+    SELECT 1 FROM runs d WHERE d.status = 'done' AND d.source = f.source AND d.target = f.target AND d.seed = f.seed
+    AND d.blocks = f.blocks AND d.n_train IS NOT DISTINCT FROM f.n_train AND d.created >= f.created
+    AND json_merge_patch(d.config, '{"source_checksum": null}')::VARCHAR
+        = json_merge_patch(f.config, '{"source_checksum": null}')::VARCHAR))"""
+FAILED_RUNS_SQL = (
+    f"SELECT key, source, target, n_train, seed, blocks, split_part(error, ' | ', 1) AS error, created "
+    f"FROM {LIVE_RUNS} AS runs WHERE status = 'failed' ORDER BY created"
 )
 
 TABLES = ("source_models", "runs", "epoch_metrics", "robustness", "influence", "influence_topk", "featviz", "thumbnails")
@@ -210,19 +224,15 @@ class CacheWriter(_PairedDeltas):
         self.root = root or cache_dir()
         self.publish_every = publish_every
         self._last_publish = 0.0
-        try:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.con = None
+        try:  # a lock held by another process, or a file DuckDB cannot read: compute.cache_diagnosis tells which
             self.con = duckdb.connect(str(db_path(self.root)))
-        except duckdb.IOException as err:
-            raise RtxError(
-                f"cannot open {db_path(self.root)} for writing ({str(err).splitlines()[0]}); "
-                "another `rtx` command is writing: wait for it or stop it"
-            ) from err
+            _migrate(self.con)
         except duckdb.Error as err:
-            raise RtxError(
-                f"{db_path(self.root)} is not a readable DuckDB file ({str(err).splitlines()[0]}); "
-                "move it away and re-run (completed results are also in the snapshot)"
-            ) from err
-        _migrate(self.con)
+            if self.con is not None:
+                self.con.close()
+            raise open_error(self.root, err) from err
         self.publish(force=True)
 
     def __enter__(self) -> CacheWriter:
@@ -391,6 +401,14 @@ class CacheWriter(_PairedDeltas):
         row = self.con.execute("SELECT count(*) FROM thumbnails WHERE dataset = ? AND split = ?", [dataset, split])
         return row.fetchone()[0] > 0
 
+    def clear_failed(self) -> int:
+        """Delete every failed run (they are retried by the next sweep either way); returns how many there were."""
+        with self.transaction() as con:
+            failed = con.execute("SELECT count(*) FROM runs WHERE status = 'failed'").fetchone()[0]
+            con.execute("DELETE FROM epoch_metrics WHERE run_key IN (SELECT key FROM runs WHERE status = 'failed')")
+            con.execute("DELETE FROM runs WHERE status = 'failed'")
+        return int(failed)
+
     def done_keys(self) -> set[str]:
         """Keys of runs that completed (failed runs are retried)."""
         return {r[0] for r in self.con.execute("SELECT key FROM runs WHERE status = 'done'").fetchall()}
@@ -493,7 +511,7 @@ class CacheReader(_PairedDeltas):
                 break
             except duckdb.Error as err:  # the rename raced us; try again
                 if attempt == 19:
-                    raise RtxError(f"cannot open cache snapshot {snap}: {str(err).splitlines()[0]}") from err
+                    raise snapshot_error(self.root, err) from err
                 time.sleep(0.05)
         if version < SCHEMA_VERSION:  # read-only: it cannot migrate; a writer does on open
             con.close()
@@ -520,7 +538,8 @@ class CacheReader(_PairedDeltas):
         """Rows per table (the `rtx status` and overview page summary)."""
         if self.con is None:
             return pd.DataFrame({"table": list(TABLES), "rows": [0] * len(TABLES)})
-        sql = " UNION ALL ".join(f"SELECT '{t}' AS table, count(*) AS rows FROM {t}" for t in TABLES)
+        sql = " UNION ALL ".join(f"SELECT '{t}' AS table, count(*) AS rows FROM {LIVE_RUNS if t == 'runs' else t}"
+                                 for t in TABLES)
         return self._query(sql)
 
     def source_models(self) -> pd.DataFrame:
@@ -529,9 +548,14 @@ class CacheReader(_PairedDeltas):
     def runs(self, status: str | None = None) -> pd.DataFrame:
         where = "WHERE status = ?" if status else ""
         return self._query(
-            f"SELECT * EXCLUDE (config, subset_indices), config::VARCHAR AS config FROM runs {where} ORDER BY created",
+            f"SELECT * EXCLUDE (config, subset_indices), config::VARCHAR AS config FROM {LIVE_RUNS} AS runs {where} "
+            "ORDER BY created",
             [status] if status else [],
         )
+
+    def failed_runs(self) -> pd.DataFrame:
+        """Failed runs no later run superseded, oldest first, with the first line of each error (`rtx status --failed`)."""
+        return self._query(FAILED_RUNS_SQL)
 
     def run(self, key: str) -> dict[str, Any] | None:
         frame = self._query("SELECT *, config::VARCHAR AS config_json FROM runs WHERE key = ?", [key])
@@ -618,7 +642,7 @@ class CacheReader(_PairedDeltas):
             "SELECT source, target, status, count(*) AS runs, count(DISTINCT seed) AS seeds, "
             "min(n_train) AS min_n_train, max(n_train) AS max_n_train, "
             "string_agg(DISTINCT blocks::VARCHAR, ',' ORDER BY blocks::VARCHAR) AS blocks "
-            "FROM runs GROUP BY source, target, status ORDER BY source, target, status"
+            f"FROM {LIVE_RUNS} AS runs GROUP BY source, target, status ORDER BY source, target, status"
         )
 
     def blocks_delta_summary(self, high: int, low: int, which: str = "final") -> pd.DataFrame:

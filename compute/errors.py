@@ -20,3 +20,10 @@ def lookup(kind: str, table: Mapping[str, T], name: str) -> T:
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> RtxError:
     """The standard error for a registry miss: names the valid choices."""
     return RtxError(f"unknown {kind} {name!r}; valid choices: {', '.join(sorted(valid))}")
+
+
+def problems_error(subject: str, problems: list[str] | tuple[str, ...]) -> RtxError:
+    """One error listing every problem found before any work (numbered, on one line), so a user fixes them all at
+    once instead of one per run."""
+    listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+    return RtxError(f"{subject}: {len(problems)} input(s) missing or wrong: {listed}")

@@ -1,7 +1,8 @@
 """The `paper` preset before any work: are its inputs there, and what will it cost (`--dry-run`)?
 
-`check_paper_inputs` lists every missing or wrong checkpoint file and missing dataset file in one go (`check_inputs`
-raises them as one RtxError; the CLI runs it for every preset before any work), each with where the paper got it
+`check_paper_inputs` lists every missing or wrong checkpoint file and missing dataset file in one go
+(compute.validation.check_before_work raises them, with the plan's other problems, as one RtxError; the CLI runs it
+for every preset before any work), each with where the paper got it
 and the flag that fixes it. `plan_summary` prints the plan (runs, training and evaluation image passes per target
 and blocks setting) and a device-hour estimate from the rates `bench/gpu_finetune.py` measured on this device and
 recorded in bench/RESULTS.md ("no measured rate for this device" otherwise: nothing is guessed).
@@ -9,13 +10,16 @@ recorded in bench/RESULTS.md ("no measured rate for this device" otherwise: noth
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from compute.data.registry import DATASETS, DEBIAN_FMNIST, data_root
+from compute.data.registry import DATASETS, DEBIAN_FMNIST, data_root, dataset_info
+from compute.data.types import DatasetInfo
+from compute.data.variants import split_dataset_spec
 from compute.errors import RtxError
 from compute.finetune import FinetuneConfig
 from compute.models.hub import is_hub_uri
@@ -106,15 +110,6 @@ def check_paper_inputs(preset: Preset, checkpoint_dir: str | os.PathLike | None,
     return problems
 
 
-def check_inputs(preset: Preset, checkpoint_dir: str | os.PathLike, settings: Settings,
-                 recorded: Iterable[str] = ()) -> None:
-    """Raise one RtxError listing every problem `check_paper_inputs` finds (before any work starts)."""
-    problems = check_paper_inputs(preset, checkpoint_dir, settings.data_root, recorded, settings.trust_pickle)
-    if problems:
-        raise RtxError(f"{preset.name}: {len(problems)} input(s) missing or wrong: " + "; ".join(
-            f"({i}) {p}" for i, p in enumerate(problems, 1)))
-
-
 def device_name(device: str | None = None) -> str:
     """The name bench/RESULTS.md files rates under: the CUDA device's name, else 'CPU'."""
     import torch
@@ -137,11 +132,17 @@ def dry_run_text(preset: Preset, settings: Settings, checksums: dict[str, str] |
     return "\n".join(lines)
 
 
+@functools.cache
+def _target_info(spec: str) -> DatasetInfo:
+    """The registry's facts of a target spec's dataset (a folder: target is scanned once, not once per run)."""
+    return dataset_info(split_dataset_spec(spec)[0])
+
+
 def plan_work(configs: list[FinetuneConfig]) -> dict[tuple[str, int], dict[str, float]]:
     """{(target, blocks): {'runs', 'train_passes', 'eval_passes'}} for a plan's configs."""
     work: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: {"runs": 0, "train_passes": 0, "eval_passes": 0})
     for cfg in configs:
-        info = DATASETS[cfg.target.split("+")[0]]
+        info = _target_info(cfg.target)
         n = cfg.n_train or info.train_size
         n_test = min(info.test_size, cfg.test_limit or info.test_size)
         cell = work[(cfg.target, cfg.blocks)]
@@ -183,7 +184,7 @@ def plan_summary(configs: list[FinetuneConfig], device_name: str, path: Path = R
     lines = [f"{'target':<12} {'blocks':>6} {'runs':>7} {'train passes':>13} {'eval passes':>12} {'hours':>8}"]
     total_h, unknown = 0.0, False
     for (target, blocks), w in sorted(plan_work(configs).items()):
-        kind = "colour" if DATASETS[target.split("+")[0]].channels == 3 else "grey"
+        kind = "colour" if _target_info(target).channels == 3 else "grey"
         rate = rates.get((blocks, kind))
         if rate:
             h = (w["train_passes"] / rate[0] + w["eval_passes"] / rate[1]) / 3600
@@ -198,25 +199,3 @@ def plan_summary(configs: list[FinetuneConfig], device_name: str, path: Path = R
         lines.append(f"estimated {total_h:.1f} {device_name}-hours from the rates measured in {path.name}"
                      + (" (blocks settings without a measured rate left out)" if unknown else ""))
     return "\n".join(lines)
-
-
-def preflight(preset: Preset, root: Path, settings: Settings, dry_run: bool = False,
-              sources: bool = True) -> str | None:
-    """What `rtx precompute`/`finetune` do before any work: check every input of `preset` (one RtxError listing
-    all problems), or with `dry_run` return the plan text (problems listed in it) and check nothing else.
-
-    Sources the cache at `root` already records are not checked again (the sources stage skips them); with
-    `sources` False none are (`rtx finetune`, which needs them in the cache, says so itself)."""
-    from compute.cache import CacheReader
-    from compute.train_source import checkpoint_folder
-
-    rows = CacheReader(root).source_models()
-    recorded = dict(zip(rows.get("name", []), rows.get("checksum", []), strict=True))
-    if not sources:
-        recorded = {spec.name: recorded.get(spec.name, "planned") for spec in preset.sources}
-    folder = checkpoint_folder(root, settings.checkpoint_dir)
-    if dry_run:
-        problems = check_paper_inputs(preset, folder, settings.data_root, recorded, settings.trust_pickle)
-        return dry_run_text(preset, settings, recorded, problems)
-    check_inputs(preset, folder, settings, recorded)
-    return None

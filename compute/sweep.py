@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import pickle
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -288,9 +289,49 @@ class SourceLoader:
         return self._models[name]
 
 
+def error_message(err: BaseException) -> str:
+    """The first line of an error with its type ('OutOfMemoryError: CUDA out of memory. Tried to ...'), as a failed
+    run records it and the sweep's summary counts it."""
+    return f"{type(err).__name__}: {err}".splitlines()[0][:500]
+
+
+FAILURES_SHOWN = 3  # distinct error messages in the summary line; `rtx status --failed` lists every failed run
+FAILED_COMMAND = "`rtx status --failed` lists them (`rtx status --clear-failed` forgets them)"
+
+
+@dataclass(frozen=True)
+class SweepCounts:
+    """What a sweep did: runs planned, found in the cache, run, failed, and each failure's message."""
+
+    planned: int
+    cached: int
+    done: int
+    failed: int
+    errors: tuple[str, ...] = ()  # `error_message` of each failed run, in the order they failed
+
+    def __getitem__(self, name: str) -> int:
+        """counts['done'] as well as counts.done (callers written when the counts were a dict)."""
+        return getattr(self, name)
+
+    def line(self) -> str:
+        """'8 planned, 0 already cached, 0 run, 8 failed', then why the runs failed and where to see them all."""
+        text = f"{self.planned} planned, {self.cached} already cached, {self.done} run, {self.failed} failed"
+        return text + (f"; {failure_summary(self.errors)}" if self.errors else "")
+
+
+def failure_summary(errors: Sequence[str]) -> str:
+    """'6 x OutOfMemoryError: ..., 2 x RuntimeError: ...; `rtx status --failed` lists them': the distinct messages,
+    most frequent first (at most FAILURES_SHOWN, each cut to 160 characters)."""
+    common = Counter(errors).most_common()
+    shown = [f"{n} x {message if len(message) <= 160 else message[:157] + '...'}"
+             for message, n in common[:FAILURES_SHOWN]]
+    rest = len(common) - FAILURES_SHOWN
+    return (", ".join(shown) + (f" and {rest} other error(s)" if rest > 0 else "")) + f"; {FAILED_COMMAND}"
+
+
 def failed_row(cfg: FinetuneConfig, err: BaseException) -> RunRecord:
     from dataclasses import asdict
 
-    message = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+    message = error_message(err)
     return RunRecord(cfg.key, "failed", cfg.source, cfg.target, cfg.n_train, cfg.seed, cfg.blocks, cfg.epochs,
                      asdict(cfg), error=message + " | " + "".join(traceback.format_exception_only(err)).strip()[-300:])

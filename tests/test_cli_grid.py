@@ -122,9 +122,10 @@ def test_grid_flags_reach_every_run_and_its_key(source_cache: Path, capsys) -> N
 
 
 def test_bad_grid_flag_values_are_one_line_errors(tmp_path: Path, capsys) -> None:
+    """Refused when parsed (compute.cli.values), naming the flag and what it takes."""
     assert main(["--cache", str(tmp_path), "finetune", "--preset", "tiny", "--max-group", "0"]) == 2
-    assert "--max-group must be at least 1" in _one_line_error(capsys)
+    assert "argument --max-group: '0' is out of range; expected a whole number from 1" in _one_line_error(capsys)
     assert main(["--cache", str(tmp_path), "finetune", "--preset", "tiny", "--gpus-per-task", "1.5"]) == 2
-    assert "--gpus-per-task" in _one_line_error(capsys)
+    assert "--gpus-per-task: '1.5' is more than one GPU but not a whole number" in _one_line_error(capsys)
     assert main(["--cache", str(tmp_path), "finetune", "--preset", "tiny", "--gpus-per-task", "-1"]) == 2
-    assert "--gpus-per-task must be 0" in _one_line_error(capsys)
+    assert "expected 0, a fraction up to 1 or a whole number" in _one_line_error(capsys)

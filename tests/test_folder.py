@@ -270,8 +270,9 @@ def test_caltech101_layout_loads_with_30_per_class(tmp_path: Path, monkeypatch: 
 
 def test_cli_skip_bad_images_flag_fine_tunes_the_runs_bad_files_failed(
         source_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    """`rtx finetune --targets folder:PATH` with bad files: every run is recorded as failed with the one-line reason
-    naming --skip-bad-images; the same command with the flag retries them on the readable images."""
+    """`rtx finetune --targets folder:PATH` with bad files: refused before any run with the one-line reason naming
+    --skip-bad-images (the plan check scans the folder, issue 23); the same command with the flag fine-tunes on the
+    readable images."""
     from compute.cache import CacheReader
     from compute.cli import main
 
@@ -279,8 +280,8 @@ def test_cli_skip_bad_images_flag_fine_tunes_the_runs_bad_files_failed(
     root = _with_bad_files(tmp_path / "pets")
     argv = ["--cache", str(source_cache), "finetune", "--preset", "tiny", "--targets", _spec(root), "--sizes", "4",
             "--epochs", "1", "--test-every", "1", "--workers", "1", "--device", "cpu", "--no-progress"]
-    assert main(argv) == 0 and "4 planned, 0 already cached, 0 run, 4 failed" in capsys.readouterr().out
-    failed = CacheReader(source_cache).runs("failed")
-    assert len(failed) == 4 and failed["error"].str.contains("--skip-bad-images").all()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--skip-bad-images" in err and CacheReader(source_cache).runs().empty
     assert main([*argv, "--skip-bad-images"]) == 0
     assert "4 planned, 0 already cached, 4 run, 0 failed" in capsys.readouterr().out

@@ -91,7 +91,8 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(source_cache: Path) -> 
     preset = get_preset("tiny").with_overrides(targets=("digits+lowres(100)", "digits"), sizes=(20,), seeds=(1,))
     with CacheWriter(source_cache) as writer:
         counts = finetune_stage(preset, writer, Settings(progress=False))
-    assert counts == {"planned": 4, "cached": 0, "done": 2, "failed": 2}
+    assert (counts.planned, counts.cached, counts.done, counts.failed) == (4, 0, 2, 2)
+    assert "2 x RtxError: lowres(100) needs" in counts.line()  # the summary says why
     runs = CacheReader(source_cache).runs()
     failed = runs[runs.status == "failed"]
     assert set(failed.target) == {"digits+lowres(100)"}

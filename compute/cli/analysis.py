@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from compute.cli.args import Command, add_device, add_preset, csv, root
+from compute.cli.values import NAME, NON_NEGATIVE, POSITIVE, Choice, Real
 from compute.errors import RtxError
 
 
@@ -12,15 +13,16 @@ def _influence_arguments(p: argparse.ArgumentParser) -> None:
     from compute.influence import method_names
 
     add_preset(p)
-    p.add_argument("--method", default="fast", help=f"one of: {', '.join(method_names())} (default fast)")
-    p.add_argument("--cutoff", type=float, help="relative eigenvalue cut-off of the pseudo-inverse (default: the "
-                   "preset's, 5e-2 as the authors' script; the paper's text says 1e-20). Every exact method also drops the "
-                   "Hessian's null space (fast/dense by their reduced basis, reference below eps * size), so 0 and "
-                   "1e-20 give the exact pseudo-inverse")
-    p.add_argument("--n-test", type=int, help="score the first N test images (default: the preset's)")
-    p.add_argument("--top-k", type=int, help="most influential training images stored per test image")
-    p.add_argument("--sources", type=csv(), help="override the preset's sources, e.g. l2_1.5,natural")
-    p.add_argument("--runs", type=csv(), help="instead of the preset's cell, these fine-tune run keys")
+    p.add_argument("--method", default="fast", type=Choice("influence method", method_names),
+                   help=f"one of: {', '.join(method_names())} (default fast)")
+    p.add_argument("--cutoff", type=Real(0, 1, hi_open=True), help="relative eigenvalue cut-off of the pseudo-inverse "
+                   "(default: the preset's, 5e-2 as the authors' script; the paper's text says 1e-20). Every exact "
+                   "method also drops the Hessian's null space (fast/dense by their reduced basis, reference below "
+                   "eps * size), so 0 and 1e-20 give the exact pseudo-inverse")
+    p.add_argument("--n-test", type=POSITIVE, help="score the first N test images (default: the preset's)")
+    p.add_argument("--top-k", type=POSITIVE, help="most influential training images stored per test image")
+    p.add_argument("--sources", type=csv(NAME), help="override the preset's sources, e.g. l2_1.5,natural")
+    p.add_argument("--runs", type=csv(NAME), help="instead of the preset's cell, these fine-tune run keys")
     add_device(p)
 
 
@@ -38,30 +40,59 @@ def cmd_influence(args: argparse.Namespace) -> int:
     spec = preset.influence or InfluenceSpec("", 0, 0, 0, ())
     changes = {"n_test": args.n_test, "top_k": args.top_k, "cutoff": args.cutoff, "sources": args.sources}
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    if not args.runs and preset.influence is None:
+        raise RtxError(f"preset {args.preset!r} names no influence runs; pass --runs KEY[,KEY]")
+    check_influence(preset, spec, root(args), args.runs)
     with CacheWriter(root(args)) as writer:
         if args.runs:
             for key in args.runs:
                 run = writer.done_run(key)
-                if run is None:
-                    raise RtxError(f"no completed run {key!r} in the cache; `rtx status` lists what it holds")
                 job = InfluenceJob(key, args.method, spec.cutoff, spec.n_test, spec.top_k)
                 computed = run_influence(writer, run, job, args.device)
                 print(f"{key} -> {job.key} ({'computed' if computed else 'already in the cache'})")
-        elif preset.influence is None:
-            raise RtxError(f"preset {args.preset!r} names no influence runs; pass --runs KEY[,KEY]")
         else:
             influence_stage(replace(preset, influence=spec), writer, device=args.device,
                             progress=not args.no_progress, method=args.method)
     return 0
 
 
+def check_influence(preset, spec, cache, runs: tuple[str, ...] | None) -> None:
+    """Before any work: the runs named exist (done) in the cache, or the preset's pair is a valid plan."""
+    from compute.cache import CacheReader
+    from compute.validation import (
+        influence_problems,
+        raise_problems,
+        recorded_sources,
+        source_architectures,
+    )
+
+    if runs:
+        reader = CacheReader(cache)
+        try:
+            missing = [key for key in runs if (reader.run(key) or {}).get("status") != "done"]
+        finally:
+            reader.close()
+        problems = [f"no completed run {key!r} in the cache (--runs); `rtx status` lists what it holds"
+                    for key in missing]
+    else:
+        recorded = {name: arch for name, (arch, _) in recorded_sources(cache).items()}
+        problems = influence_problems(spec, source_architectures(preset, recorded), "run `rtx precompute` first")
+    raise_problems(preset.name, problems)
+
+
+def _seed_names() -> list[str]:
+    from compute.featviz import seed_names
+
+    return seed_names()
+
+
 def _featviz_arguments(p: argparse.ArgumentParser) -> None:
     add_preset(p)
-    p.add_argument("--sources", type=csv(), help="source models (default: the preset's)")
-    p.add_argument("--seed-images", type=csv(), help="seed photos from assets/seeds, e.g. chelsea,coffee,rocket")
-    p.add_argument("--units", type=csv(int), help="penultimate-layer units, e.g. 0,1,2")
-    p.add_argument("--ascent-steps", type=int, help="gradient-ascent steps (default: the preset's)")
-    p.add_argument("--step-size", type=float, help="L2 length of each ascent step inside the eps ball (default: the preset's, else the "
+    p.add_argument("--sources", type=csv(NAME), help="source models (default: the preset's)")
+    p.add_argument("--seed-images", type=csv(Choice("seed image", _seed_names)), help="seed photos from assets/seeds, e.g. chelsea,coffee,rocket")
+    p.add_argument("--units", type=csv(NON_NEGATIVE), help="penultimate-layer units, e.g. 0,1,2")
+    p.add_argument("--ascent-steps", type=POSITIVE, help="gradient-ascent steps (default: the preset's)")
+    p.add_argument("--step-size", type=Real(0, lo_open=True), help="L2 length of each ascent step inside the eps ball (default: the preset's, else the "
                    "attacks' rule step_mult * eps / steps)")
     add_device(p)
 
@@ -73,12 +104,16 @@ def cmd_featviz(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.presets import FeatvizSpec, get_preset
     from compute.stages.featviz import featviz_stage
+    from compute.validation import featviz_problems, raise_problems, recorded_sources, source_architectures
 
     preset = get_preset(args.preset)
     spec = preset.featviz or FeatvizSpec(sources=(preset.natural,))
     changes = {"sources": args.sources, "seed_images": args.seed_images, "units": args.units,
                "steps": args.ascent_steps, "step_size": args.step_size}
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    recorded = {name: arch for name, (arch, _) in recorded_sources(root(args)).items()}
+    archs = source_architectures(preset, recorded, train=False)
+    raise_problems(preset.name, featviz_problems(spec, archs, "run `rtx precompute --stages sources` first"))
     with CacheWriter(root(args)) as writer:
         featviz_stage(replace(preset, featviz=spec), writer, device=args.device, progress=not args.no_progress)
     return 0

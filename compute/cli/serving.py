@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from compute.cli.args import HOST_HELP, Command, add_serving, root
+from compute.cli.args import Command, add_host, add_serving, root
 from compute.cli.processes import demo_command, explorer_command, require_free_port, supervise
+from compute.cli.values import PORT
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help=HOST_HELP)
-    p.add_argument("--explorer-port", type=int, default=8501, help="the explorer's port (default 8501)")
-    p.add_argument("--demo-port", type=int, default=7860, help="the demo's port (default 7860)")
+    add_host(p)
+    p.add_argument("--explorer-port", type=PORT, default=8501, help="the explorer's port (default 8501)")
+    p.add_argument("--demo-port", type=PORT, default=7860, help="the demo's port (default 7860)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -15,21 +15,42 @@ from compute.cli.args import (
     csv,
     root,
 )
+from compute.cli.values import (
+    CONSTRAINT,
+    DATASET,
+    NAME,
+    NON_NEGATIVE,
+    POSITIVE,
+    Choice,
+    Integer,
+    PathValue,
+    Real,
+)
 from compute.errors import RtxError
+
+
+def _arch_names() -> list[str]:
+    from compute.models.architectures import arch_names
+
+    return arch_names()
+
+
+ARCH = Choice("architecture", _arch_names)
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     add_preset(p)
-    p.add_argument("--only", type=csv(), help="only these sources of the preset, e.g. natural,l2_1.5")
-    p.add_argument("--name", help="train one custom source with this name instead of a preset's")
-    p.add_argument("--arch", default="small_resnet", help="architecture of a custom source (default small_resnet)")
-    p.add_argument("--dataset", default="fmnist", help="training dataset of a custom source (default fmnist)")
-    p.add_argument("--constraint", default="none", help="none, l2:EPS, linf:EPS (e.g. linf:4/255) or gaussian:SIGMA")
-    p.add_argument("--steps", type=int, help="k of PGD(k) adversarial training (default 3; 1 = PGD(1))")
-    p.add_argument("--epochs", type=int, default=2, help="training epochs of a custom source (default 2)")
-    p.add_argument("--train-size", type=int, help="train on a seeded subset of N images (default: all)")
-    p.add_argument("--batch-size", type=int, default=128, help="SGD batch size (default 128, the paper's)")
-    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1, the paper's)")
+    p.add_argument("--only", type=csv(NAME), help="only these sources of the preset, e.g. natural,l2_1.5")
+    p.add_argument("--name", type=NAME, help="train one custom source with this name instead of a preset's")
+    p.add_argument("--arch", default="small_resnet", type=ARCH, help="architecture of a custom source (default small_resnet)")
+    p.add_argument("--dataset", default="fmnist", type=DATASET, help="training dataset of a custom source (default fmnist)")
+    p.add_argument("--constraint", default="none", type=CONSTRAINT, help="none, l2:EPS, linf:EPS (e.g. linf:4/255) or gaussian:SIGMA")
+    p.add_argument("--steps", type=NON_NEGATIVE, help="k of PGD(k) adversarial training (default 3; 1 = PGD(1); "
+                   "0 only for none or gaussian)")
+    p.add_argument("--epochs", type=POSITIVE, default=2, help="training epochs of a custom source (default 2)")
+    p.add_argument("--train-size", type=POSITIVE, help="train on a seeded subset of N images (default: all)")
+    p.add_argument("--batch-size", type=POSITIVE, default=128, help="SGD batch size (default 128, the paper's)")
+    p.add_argument("--lr", type=Real(0, lo_open=True), default=0.1, help="initial learning rate (default 0.1, the paper's)")
     add_checkpoint_dir(p)
     add_trust_pickle(p)
     add_threads(p)
@@ -41,12 +62,17 @@ def cmd_train_source(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.presets import SourceSpec, get_preset
     from compute.train_source import ensure_source, sources_stage
+    from compute.validation import pgd_steps_problems, raise_problems, source_problems, subset_problems
 
+    if args.name and args.only:
+        raise RtxError("--only selects sources of a preset; drop it when training a custom source with --name")
+    preset = get_preset(args.preset)
+    raise_problems(args.name or preset.name, subset_problems(args.dataset, [args.train_size], "--train-size")
+                   + pgd_steps_problems(args.constraint, args.steps) if args.name
+                   else source_problems(args.only or (), preset, "--only"))
     apply_threads(args)
     with CacheWriter(root(args)) as writer:
         if args.name:
-            if args.only:
-                raise RtxError("--only selects sources of a preset; drop it when training a custom source with --name")
             from compute.attacks import parse_constraint
 
             is_pgd = parse_constraint(args.constraint, max(args.steps or 1, 1)).kind == "pgd"
@@ -60,19 +86,19 @@ def cmd_train_source(args: argparse.Namespace) -> int:
             from compute.settings import Settings
 
             settings = Settings.from_env(checkpoint_dir=args.checkpoint_dir)
-            sources_stage(get_preset(args.preset), writer, device=args.device, progress=not args.no_progress,
+            sources_stage(preset, writer, device=args.device, progress=not args.no_progress,
                           checkpoint_dir=settings.checkpoint_dir, trust_pickle=args.trust_pickle, only=args.only)
     return 0
 
 
 def _import_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="the checkpoint file (.pth, .pt, .ckpt or .safetensors with its .json sidecar)")
-    p.add_argument("--name", required=True, help="source model name, e.g. l2_3")
-    p.add_argument("--arch", help="architecture, e.g. resnet50 (default: read from the file's keys)")
-    p.add_argument("--constraint", default="none", help="how it was trained: none, l2:3, linf:4/255, gaussian:1, ...")
-    p.add_argument("--steps", type=int, default=0, help="k of the PGD(k) it was trained with (MadryLab: 20)")
-    p.add_argument("--dataset", default="imagenet", help="the dataset it was trained on (default imagenet)")
-    p.add_argument("--num-classes", type=int, help="output classes (default: read from fc.weight)")
+    p.add_argument("path", type=PathValue("file"), help="the checkpoint file (.pth, .pt, .ckpt or .safetensors with its .json sidecar)")
+    p.add_argument("--name", required=True, type=NAME, help="source model name, e.g. l2_3")
+    p.add_argument("--arch", type=ARCH, help="architecture, e.g. resnet50 (default: read from the file's keys)")
+    p.add_argument("--constraint", default="none", type=CONSTRAINT, help="how it was trained: none, l2:3, linf:4/255, gaussian:1, ...")
+    p.add_argument("--steps", type=NON_NEGATIVE, default=0, help="k of the PGD(k) it was trained with (MadryLab: 20)")
+    p.add_argument("--dataset", default="imagenet", type=NAME, help="the dataset it was trained on (default imagenet)")
+    p.add_argument("--num-classes", type=Integer(2), help="output classes (default: read from fc.weight)")
     add_trust_pickle(p)
     p.add_argument("--measure", action="store_true", help="measure clean accuracy on --dataset when available offline")
     add_threads(p)
@@ -96,10 +122,10 @@ def _robustness_arguments(p: argparse.ArgumentParser) -> None:
     from compute.robustness import DEMO_N_IMAGES
 
     add_preset(p)
-    p.add_argument("--sources", type=csv(), help="only these sources of the preset")
-    p.add_argument("--eps", type=csv(), help="constraints instead of the preset's, e.g. l2:0.5,l2:1.5,linf:4/255")
-    p.add_argument("--steps", type=int, help="k of PGD(k) (default: the preset's, 3 as the paper's Table 1b)")
-    p.add_argument("--n-images", type=int, default=DEMO_N_IMAGES,
+    p.add_argument("--sources", type=csv(NAME), help="only these sources of the preset")
+    p.add_argument("--eps", type=csv(CONSTRAINT), help="constraints instead of the preset's, e.g. l2:0.5,l2:1.5,linf:4/255")
+    p.add_argument("--steps", type=POSITIVE, help="k of PGD(k) (default: the preset's, 3 as the paper's Table 1b)")
+    p.add_argument("--n-images", type=POSITIVE, default=DEMO_N_IMAGES,
                    help=f"evaluate on the first N test images (default {DEMO_N_IMAGES})")
     add_threads(p)
     add_device(p)

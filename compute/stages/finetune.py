@@ -14,17 +14,23 @@ from compute.models import save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import Preset
 from compute.settings import Settings
-from compute.sweep import EXECUTORS, SourceLoader, failed_row, influence_keys, plan
+from compute.sweep import (
+    EXECUTORS,
+    SourceLoader,
+    SweepCounts,
+    error_message,
+    failed_row,
+    influence_keys,
+    plan,
+)
 
 
 def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
-    counts = finetune_stage(preset, writer, settings)
-    tqdm.write(f"[finetune] {counts['planned']} planned, {counts['cached']} already cached, "
-               f"{counts['done']} run, {counts['failed']} failed")
+    tqdm.write(f"[finetune] {finetune_stage(preset, writer, settings).line()}")
 
 
-def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> dict[str, int]:
-    """Run the preset's missing fine-tunes and record each as it finishes; returns counts."""
+def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> SweepCounts:
+    """Run the preset's missing fine-tunes and record each as it finishes; returns counts (and why runs failed)."""
     checksums = writer.source_checksums()
     needed = {name for g in preset.grids for name in (g.sources or [s.name for s in preset.sources])}
     missing_sources = needed - set(checksums)
@@ -37,14 +43,16 @@ def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> d
     keep = influence_keys(preset, configs)
     counts = {"planned": len(configs), "cached": len(configs) - len([c for c in configs if c.key not in done]),
               "done": 0, "failed": 0}
+    errors: list[str] = []
     if not todo:
-        return counts
+        return SweepCounts(**counts)
     executor = lookup("executor", EXECUTORS, settings.executor)
     jobs = [(c, settings.keep_models or preset.keep_models or c.key in keep) for c in todo]
     bar = tqdm(total=len(todo), desc="fine-tunes", unit="run", position=0, disable=not settings.progress)
     for cfg, outcome in executor(jobs, SourceLoader(writer), settings):
         if isinstance(outcome, BaseException):
             writer.record_run(failed_row(cfg, outcome), [])
+            errors.append(error_message(outcome))
             counts["failed"] += 1
         else:
             model_path = None
@@ -57,4 +65,4 @@ def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> d
         bar.update(1)
         bar.set_postfix(failed=counts["failed"])
     bar.close()
-    return counts
+    return SweepCounts(**counts, errors=tuple(errors))
