@@ -197,7 +197,7 @@ def table7(snap: data.Snapshot) -> Iterator[Figure]:
     if summary.empty or sources.empty:
         return
     blocks = _blocks(summary)
-    compared = paper.comparison(summary, sources, data.natural_source(snap), blocks)
+    compared = paper.comparison(summary, sources, data.source_roles(snap), blocks)
     matched = compared.dropna(subset=["here_acc"])
     if matched.empty:
         return

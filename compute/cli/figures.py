@@ -9,13 +9,16 @@ import sys
 from pathlib import Path
 
 from compute.cli.args import Command, root
+from compute.cli.values import PathValue
 from compute.errors import RtxError
 
 
 def _figures_arguments(p: argparse.ArgumentParser) -> None:
     # SUPPRESS: absent here, `rtx --cache DIR figures` keeps the global flag's value
-    p.add_argument("--cache", default=argparse.SUPPRESS, help="cache directory (default: $RTX_CACHE or ./cache)")
-    p.add_argument("--out", required=True, help="folder for the files (created; existing figures are replaced)")
+    p.add_argument("--cache", default=argparse.SUPPRESS, type=PathValue("folder", must_exist=False),
+                   help="cache directory to read (default: $RTX_CACHE or ./cache)")
+    p.add_argument("--out", required=True, type=PathValue("folder", must_exist=False),
+                   help="folder for the files (created; existing figures are replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

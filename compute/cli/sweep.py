@@ -101,10 +101,10 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-limit", type=POSITIVE, help="evaluate on the first N test images (recorded in each run's key)")
     p.add_argument("--precision", type=Choice("precision", lambda: PRECISIONS), help="fp32, or bf16 autocast (recorded in each run's key; "
                    "default: the preset's, bf16 for paper)")
-    p.add_argument("--sampler", choices=SAMPLERS, help="training subsets: numpy RandomState choice as the authors' "
+    p.add_argument("--sampler", type=Choice("sampler", lambda: SAMPLERS), help="training subsets: numpy RandomState choice as the authors' "
                    "code (authors), or one image per label first as the paper's text (per-label); recorded in each "
                    "run's key (default: the preset's, authors for paper)")
-    p.add_argument("--normalisation", choices=NORMALISATIONS, help="input statistics: a source whose file stored "
+    p.add_argument("--normalisation", type=Choice("normalisation", lambda: NORMALISATIONS), help="input statistics: a source whose file stored "
                    "none (torchvision's natural ResNet-50) takes the target's, as the authors' code (authors), or every "
                    "source its own (source); recorded in each run's key (default: the preset's, authors for paper)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, image passes, device-hours from "
