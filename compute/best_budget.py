@@ -22,7 +22,7 @@ import pandas as pd
 
 from compute.cache import CacheWriter
 from compute.finetune import finetune
-from compute.intervals import describe, from_summary
+from compute.intervals import describe, from_summary, tied
 from compute.models import save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import InfluenceSpec, Preset
@@ -85,11 +85,7 @@ def ties(best: BestBudget, deltas: pd.DataFrame, versus_best: pd.DataFrame) -> t
             return frame
         return frame[(frame["target"] == best.target) & (frame["n_train"] == best.n_train)
                      & (frame["blocks"] == best.blocks)]
-    candidates = set(cell(deltas)["source"]) - {best.source}
-    rows = cell(versus_best)
-    rows = rows[rows["source"].isin(candidates)] if not rows.empty else rows
-    tied = {str(r.source) for r in rows.itertuples() if from_summary(r.mean, r.lo, r.hi, int(r.n_seeds)).sign >= 0}
-    return tuple(sorted(tied | (candidates - set(rows["source"] if not rows.empty else []))))
+    return tied(cell(versus_best), set(cell(deltas)["source"]) - {best.source})
 
 
 def find(writer: CacheWriter, spec: InfluenceSpec, natural: str) -> BestBudget | None:

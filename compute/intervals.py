@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 LEVEL = 0.95  # two-sided, as the paper's intervals over seeds
@@ -51,7 +52,7 @@ class Interval(NamedTuple):
         """'+2.3 points [+0.4, +4.2] (5 seeds)' with `scale` (100: fractions as points)."""
         mean = f"{self.mean * scale:+.{digits}f}{unit}"
         if self.n < 2 or math.isnan(self.lo):
-            return f"{mean} (one value: no interval)"
+            return mean
         return f"{mean} [{self.lo * scale:+.{digits}f}, {self.hi * scale:+.{digits}f}]"
 
 
@@ -108,12 +109,24 @@ def from_summary(mean: float, lo: float, hi: float, n: int) -> Interval:
     return Interval(float(mean), float(lo), float(hi), int(n), math.nan)
 
 
+def tied(versus: pd.DataFrame, candidates: Iterable[str], name: str = "source") -> tuple[str, ...]:
+    """The `candidates` not distinguishable from a reference: those whose row in `versus` (candidate minus the
+    reference, paired by seed: columns `name`, mean, lo, hi, n_seeds) has an interval reaching zero, or no row
+    (no common seeds: nothing decides). Sorted."""
+    candidates = set(candidates)
+    rows = versus[versus[name].isin(candidates)] if not versus.empty else versus
+    decided = {str(r[name]) for _, r in rows.iterrows()
+               if from_summary(r["mean"], r["lo"], r["hi"], int(r["n_seeds"])).sign < 0}
+    return tuple(sorted(candidates - decided))
+
+
 def describe(interval: Interval, ahead: str, behind: str, scale: float = 100.0, unit: str = " points",
              digits: int = 1, what: str = "seeds") -> str:
     """The sentence of a computed verdict about a difference (a minus b): '{ahead}: +2.3 points [+0.4, +4.2] (95%
     interval over 5 seeds)', '{behind}: -1.1 points [...]', or 'not distinguishable here: +0.4 points [-1.2, +2.0]
     (...)' when the interval covers zero (or there is none)."""
-    over = f"95% interval over {interval.n} {what}" if interval.n >= 2 else f"{interval.n} of the {what}: no interval"
+    over = (f"95% interval over {interval.n} {what}" if interval.n >= 2 and not math.isnan(interval.lo)
+            else f"no interval: {interval.n} {what}")
     body = f"{interval.text(scale, unit, digits)} ({over})"
     if interval.sign > 0:
         return f"{ahead}: {body}"
@@ -123,4 +136,4 @@ def describe(interval: Interval, ahead: str, behind: str, scale: float = 100.0, 
 
 
 __all__ = ["LEVEL", "NOT_DISTINGUISHABLE", "Interval", "describe", "difference_interval", "from_summary",
-           "mean_interval", "paired_interval", "t_quantile"]
+           "mean_interval", "paired_interval", "t_quantile", "tied"]
