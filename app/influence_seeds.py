@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from app.pairing import InfluenceCell
+from app.pairing import InfluenceCell, but_seed
 from compute.intervals import NOT_DISTINGUISHABLE, Interval, describe, mean_interval, paired_interval
 
-GROUP = ("target", "subset_size", "blocks", "method", "cutoff")  # a cell minus its seed
 SWEEP_KS = (1, 5)  # the paper's two figures: top-1 (78.6% robust) and top-5 (77.3% vs 53.8%)
 
 
@@ -38,9 +37,10 @@ class SeedGroup:
         return tuple(c.seed for c in self.cells)
 
     @property
-    def label(self) -> str:
+    def subset_label(self) -> str:
+        """'mnist5k · 400 images · 3 blocks · 5 seeds': the subsets, whatever the method."""
         c = self.first
-        return (f"{c.target} · {c.subset_size} images · {c.blocks} blocks · {c.method_label} · "
+        return (f"{c.target} · {c.subset_size} images · {c.blocks} blocks · "
                 f"{len(self.cells)} seed{'s' if len(self.cells) != 1 else ''}")
 
     def sources(self) -> list[str]:
@@ -55,12 +55,16 @@ class SeedGroup:
         """The source's influence key on each seed, in seed order."""
         return [c.compared[source] for c in self.cells]
 
+    def curves(self) -> dict[str, tuple[float, ...]]:
+        """Influence key -> stored label-match curve, over every seed."""
+        return {key: curve for c in self.cells for key, curve in c.curves}
+
 
 def seed_groups(cells: Sequence[InfluenceCell]) -> list[SeedGroup]:
-    """Group cells by `GROUP` (target, subset size, blocks, method, cut-off), each group's cells sorted by seed."""
+    """Group cells by `pairing.but_seed` (target, subset size, blocks, method, cut-off), each sorted by seed."""
     groups: dict[tuple, list[InfluenceCell]] = {}
     for cell in cells:
-        groups.setdefault(tuple(getattr(cell, f) for f in GROUP), []).append(cell)
+        groups.setdefault(but_seed(cell), []).append(cell)
     return [SeedGroup(tuple(sorted(g, key=lambda c: c.seed))) for g in groups.values()]
 
 
@@ -155,6 +159,31 @@ def sweep_difference(group: SeedGroup, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
+def seed_sentence(group: SeedGroup, k: int = 5) -> str:
+    """The demo's line about the stored test images: each model's label match @k as mean and 95% interval over the
+    group's seeds, and each robust model minus natural (paired by seed) with its verdict."""
+    curves = group.curves()
+    match = label_match_over_seeds(group, curves)
+    match = match[match["k"] == min(k, int(match["k"].max()))] if not match.empty else match
+    if match.empty:
+        return ""
+    k = int(match["k"].iloc[0])
+    n = len(group.seeds)
+
+    def share(row: pd.Series) -> str:
+        if row["n_seeds"] < 2:
+            return f"{row['model']} {row['match']:.1%} (one seed: no interval)"
+        return f"{row['model']} {row['match']:.1%} [{row['lo']:.1%}, {row['hi']:.1%}]"
+
+    diff = match_difference(group, curves, k)
+    text = (f"Label match @{k} on the stored test images over {n} fine-tuning seed"
+            f"{'s' if n != 1 else ''} of this subset (mean and 95% interval): "
+            + "; ".join(share(r) for _, r in match.iterrows()))
+    if not diff.empty:
+        text += ". " + "; ".join(f"{m} minus natural: {v}" for m, v in zip(diff["model"], diff["verdict"], strict=True))
+    return text + "."
+
+
 def _cutoffs(values: Sequence[float]) -> str:
     return ", ".join(f"{c:g}" for c in values) if values else "none"
 
@@ -187,5 +216,5 @@ def direction_sentence(diff: pd.DataFrame) -> str:
     return "; ".join(parts) + "."
 
 
-__all__ = ["GROUP", "SWEEP_KS", "SeedGroup", "direction_sentence", "label_match_over_seeds", "match_difference",
-           "seed_groups", "sweep_difference", "sweep_rows", "sweep_summary"]
+__all__ = ["SWEEP_KS", "SeedGroup", "direction_sentence", "label_match_over_seeds", "match_difference",
+           "seed_groups", "seed_sentence", "sweep_difference", "sweep_rows", "sweep_summary"]

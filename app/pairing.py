@@ -63,6 +63,7 @@ class InfluenceCell(CellKey):
     members: tuple[tuple[str, str], ...]  # (source, influence key): robust by role then name, the natural one last
     natural: str | None  # the natural member's source name, None when the cell has none
     roles: tuple[tuple[str, str, str], ...] = ()  # (source, role, why) recorded by the influence stage
+    curves: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (influence key, stored label-match curve k = 1..)
 
     @property
     def role_of(self) -> dict[str, tuple[str, str]]:
@@ -129,8 +130,11 @@ def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[Influ
         nat = next((s for s, _ in members if s in natural), None)
         roles = tuple((str(r.source), str(r.role), "" if pd.isna(r.role_note) else str(r.role_note))
                       for r in group.itertuples() if isinstance(r.role, str) and r.role)
+        curves = tuple((str(key), tuple(float(v) for v in curve)) for key, curve in
+                       zip(group["key"], group.get("label_match", [None] * len(group)), strict=True)
+                       if curve is not None and not (isinstance(curve, float) and np.isnan(curve)))
         cells.append(InfluenceCell(str(target), int(size), int(seed), int(blocks), str(method), float(cutoff),
-                                   members, nat, roles))
+                                   members, nat, roles, curves))
     return cells
 
 
@@ -162,6 +166,7 @@ class Comparison:
     cell: InfluenceCell
     sides: tuple[Side, ...]  # the paper analogue, the best budget (when another model), natural
     label: str  # the cell's label: target, subset and method (plus the robust sources when a cell is split)
+    seed_cells: tuple[InfluenceCell, ...] = ()  # this cell and those that differ from it only in the seed
 
     @property
     def target(self) -> str:
@@ -189,12 +194,18 @@ def comparisons(cells: Sequence[InfluenceCell]) -> list[Comparison]:
     for cell in cells:
         if cell.natural is None:
             continue
+        same = tuple(sorted((c for c in cells if but_seed(c) == but_seed(cell)), key=lambda c: c.seed))
         robust = [s for s in cell.compared if s != cell.natural]
         chunks = [robust[i:i + MAX_ROBUST] for i in range(0, len(robust), MAX_ROBUST)]
         for chunk in chunks:
             label = cell.label if len(chunks) == 1 else f"{cell.label} · {', '.join(chunk)}"
-            out.append(Comparison(cell, _sides(cell, [*chunk, cell.natural]), label))
+            out.append(Comparison(cell, _sides(cell, [*chunk, cell.natural]), label, same))
     return out
+
+
+def but_seed(cell: CellKey) -> tuple:
+    """What a cell shares with the same comparison on other fine-tuning seeds."""
+    return cell.target, cell.subset_size, cell.blocks, cell.method, cell.cutoff
 
 
 def _sides(cell: InfluenceCell, sources: Sequence[str]) -> tuple[Side, ...]:
@@ -229,4 +240,4 @@ def default_comparison(choices: Sequence[Comparison],
 
 
 __all__ = ["CELL", "MAX_ROBUST", "CellKey", "Comparison", "InfluenceCell", "Side", "comparisons", "default_comparison",
-           "influence_cells", "method_label", "natural_sources", "subset_label"]
+           "but_seed", "influence_cells", "method_label", "natural_sources", "subset_label"]

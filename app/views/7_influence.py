@@ -14,9 +14,12 @@ snap = data.snapshot()
 cells = data.influence_cells(snap)
 ui.stop_if(not cells, snap, "influence results")
 
-groups = {g.label: g for g in influence_seeds.seed_groups(cells)}  # cells that differ only in the seed
-group = groups[st.selectbox("fine-tuned subsets (same target, size and blocks; every seed) and influence method",
-                            list(groups), key="influence-group")]
+groups = influence_seeds.seed_groups(cells)  # cells that differ only in the seed
+subsets = list(dict.fromkeys(g.subset_label for g in groups))
+subset = st.selectbox("fine-tuned subsets (same target, size and blocks; one subset and fine-tune per seed)", subsets,
+                      key="influence-pair")
+by_method = {g.first.method_label: g for g in groups if g.subset_label == subset}
+group = by_method[st.selectbox("influence method", list(by_method), key="influence-method")]
 seed = st.selectbox("fine-tuning seed shown in the heatmap and the images", group.seeds, key="influence-seed")
 cell = next(c for c in group.cells if c.seed == seed)
 methods = {c.method_label: c for c in cells if c.subset == cell.subset}  # this subset's cells, one per method
@@ -30,7 +33,7 @@ if cell.roles:
                   "transfers best?\" page)." if cell.best_note else "No best budget recorded for this subset."))
 
 st.subheader("How often do the top-k influential images share the test label? (Fig. 7b, over seeds)")
-curves = {key: results.at[key, "label_match"] for src in group.sources() for key in group.keys(src)}
+curves = group.curves()
 match = influence_seeds.label_match_over_seeds(group, curves)
 ui.chart(influence_charts.label_match_over_seeds, match)
 verdicts = pd.concat([influence_seeds.match_difference(group, curves, k) for k in influence_seeds.SWEEP_KS])
