@@ -3,8 +3,8 @@
 Which interval: Student t, mean +- t(0.975, n - 1) * sd / sqrt(n). The paper reports "mean and 95% confidence
 interval over seeds" (paper_facts.md, A.4), and the cache's SQL summaries (`compute.cache`, `delta_summary`)
 use the same t quantiles (`t_quantile`), so a page's sentence and its chart's error bars agree. Not a bootstrap:
-with the 5 to 20 seeds a cell has, a percentile bootstrap's interval is about the normal one (z = 1.96 instead of
-t = 2.78 at n = 5) and covers about 88% instead of 95% (`tests/test_intervals.py` measures both), and it is
+with the 5 to 20 seeds a cell has, a percentile bootstrap's interval is narrower than even the normal one (z = 1.96
+instead of t = 2.78 at n = 5) and covers well under 95% (`tests/test_intervals.py` measures both), and it is
 random. The t interval assumes roughly normal per-seed values; a seed's accuracy is an average over hundreds
 of test images, which makes that reasonable.
 

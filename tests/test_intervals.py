@@ -46,6 +46,16 @@ def test_z_interval_would_undercover_at_five_seeds():
     assert coverage < 0.95 - TOLERANCE
 
 
+def test_a_percentile_bootstrap_would_undercover_at_five_seeds():
+    """The other candidate: 400 resamples per draw, 2.5% and 97.5% percentiles of the resampled means."""
+    rng = np.random.default_rng(5)
+    samples = rng.normal(0.0, 1.0, (TRIALS, 5))  # (trials, seeds)
+    picks = rng.integers(0, 5, (TRIALS, 400, 5))  # (trials, resamples, seeds)
+    means = samples[np.arange(TRIALS)[:, None, None], picks].mean(2)  # (trials, resamples)
+    lo, hi = np.percentile(means, [2.5, 97.5], axis=1)
+    assert ((lo <= 0) & (0 <= hi)).mean() < 0.95 - TOLERANCE
+
+
 def test_difference_interval_covers_the_difference():
     """Welch's interval with unequal sizes and spreads (9 natural vs 27 robust pictures, as the featviz page)."""
     def make(rng, _):
