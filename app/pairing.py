@@ -114,7 +114,8 @@ def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[Influ
     """Group `CacheReader.influence_results()` rows by `CELL`; sorted by subset, then method and cut-off.
 
     `natural` names the naturally trained sources (`natural_sources`). A cell holding one source twice (the
-    same run scored twice with one method) keeps the first row.
+    same run scored twice with one method, e.g. by two code versions) keeps the row with a recorded role, else the
+    first.
     """
     if results.empty:
         return []
@@ -123,7 +124,10 @@ def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[Influ
     cells = []
     for keys, group in results.groupby(list(CELL), sort=True):
         target, size, seed, blocks, method, cutoff = keys
-        group = group.drop_duplicates("source").sort_values("source")
+        # One row per source: the one the latest influence stage labelled (it clears older results' roles, e.g. of
+        # an earlier code version on the same run), else the first.
+        group = group.assign(_old=group["role"].isna()).sort_values(["source", "_old"], kind="stable")
+        group = group.drop_duplicates("source").drop(columns="_old")
         order = group["source"].isin(natural) * 10 + group["role"].map(_role_rank).fillna(len(ROLE_ORDER))
         group = group.iloc[np.argsort(order.to_numpy(), kind="stable")]
         members = tuple(zip(group["source"].astype(str), group["key"].astype(str), strict=True))

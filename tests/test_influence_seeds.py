@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from app import influence_seeds
@@ -163,3 +164,14 @@ def test_pairing_keeps_curves_of_each_cell(seeds_cache: Path) -> None:
     assert sorted(kept) == sorted(stored)
     for key, curve in kept.items():
         np.testing.assert_array_equal(curve, stored[key])  # copied, not recomputed
+
+
+def test_a_cell_keeps_the_result_the_latest_stage_labelled() -> None:
+    """After a code-version bump the same run has an old result (roles cleared) and a new one (roles set)."""
+    def row(key: str, source: str, role: str | None) -> dict:
+        return {"key": key, "target": "mnist5k", "subset_size": 400, "seed": SEEDS[0], "blocks": 3, "method": "fast",
+                "cutoff": 0.05, "source": source, "role": role, "role_note": None, "label_match": [0.5]}
+    results = pd.DataFrame([row("old-l2", "l2", None), row("new-l2", "l2", "paper analogue"),
+                            row("old-nat", "natural", None), row("new-nat", "natural", "natural")])
+    (cell,) = influence_cells(results, {"natural"})
+    assert cell.keys == {"l2": "new-l2", "natural": "new-nat"}
