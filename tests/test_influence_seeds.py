@@ -175,3 +175,20 @@ def test_a_cell_keeps_the_result_the_latest_stage_labelled() -> None:
                             row("old-nat", "natural", None), row("new-nat", "natural", "natural")])
     (cell,) = influence_cells(results, {"natural"})
     assert cell.keys == {"l2": "new-l2", "natural": "new-nat"}
+
+
+def test_the_demo_plans_every_influence_seed_for_every_source_the_best_budget_may_be() -> None:
+    """The best budget is any robust source; the stage re-fine-tunes it on each influence seed, so the demo's plan
+    must hold that config for every source, and the influence pair's weights must be kept on every seed."""
+    from compute.sweep import influence_keys, plan
+
+    demo = get_preset("demo")
+    spec = demo.influence
+    assert len(spec.all_seeds) >= 5
+    configs = plan(demo, {s.name: "x" for s in demo.sources})
+    cells = {(c.source, c.target, c.n_train, c.seed, c.blocks) for c in configs}
+    assert {(s.name, spec.target, spec.n_train, seed, spec.blocks) for s in demo.sources
+            for seed in spec.all_seeds} <= cells
+    assert len(influence_keys(demo, configs)) == len(spec.sources) * len(spec.all_seeds)
+    at_20 = [c for c in configs if c.n_train == 20 and c.target == "mnist5k" and c.blocks == 3]
+    assert {sum(c.source == s.name for c in at_20) for s in demo.sources} == {20}  # Table 4's seeds at small n
