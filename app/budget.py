@@ -132,7 +132,8 @@ def budget_summary(deltas: pd.DataFrame, versus: Mapping[str, pd.DataFrame] | No
                       + describe(iv, "the smaller budget transfers better", "the larger budget transfers better"))
     intervals = [_interval(r) for _, r in deltas.iterrows()]
     above, below = sum(iv.sign > 0 for iv in intervals), sum(iv.sign < 0 for iv in intervals)
+    rest = len(deltas) - above - below
     text = (f"Best: {point(best)}.{tie_text} Worst: {point(worst)}. {above} of {len(deltas)} sources are above "
-            f"natural and {below} below it with 95% confidence; {len(deltas) - above - below} are not distinguishable "
-            "here from natural.")
+            f"natural and {below} below it with 95% confidence; {rest} {'is' if rest == 1 else 'are'} not "
+            "distinguishable here from natural.")
     return text + (" " + "; ".join(trends) + "." if trends else "")
