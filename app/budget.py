@@ -10,7 +10,11 @@ one line of the chart: sources that differ only in eps (L2 PGD(3), L∞ PGD(3), 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
+
+from compute.intervals import Interval, describe, from_summary, tied
 
 __all__ = ["BUDGET_COLUMNS", "attack_label", "budget_accuracy", "budget_deltas", "budget_summary", "family",
            "has_budgets"]
@@ -79,28 +83,57 @@ def budget_accuracy(sources: pd.DataFrame, robustness: pd.DataFrame, attack: str
     return out[columns].sort_values(["family", "eps", "measure"], kind="stable").reset_index(drop=True)
 
 
-def budget_summary(deltas: pd.DataFrame) -> str:
-    """What the curve says, computed: the best and the worst budget, and per family whether its smallest
-    budget beats its largest. `deltas` is one (target, n_train, blocks) cell of `budget_deltas`."""
+def _cell(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `frame` in the (target, n_train, blocks) cell of `like`'s first row."""
+    if frame.empty or like.empty:
+        return frame.iloc[0:0]
+    first = like.iloc[0]
+    return frame[(frame["target"] == first["target"]) & (frame["n_train"] == first["n_train"])
+                 & (frame["blocks"] == first["blocks"])]
+
+
+def _interval(row: pd.Series) -> Interval:
+    return from_summary(row["mean"], row["lo"], row["hi"], int(row["n_seeds"]))
+
+
+def budget_summary(deltas: pd.DataFrame, versus: Mapping[str, pd.DataFrame] | None = None) -> str:
+    """What the curve says, computed, every comparison with its 95% interval over seeds (`compute.intervals`):
+    the best budget against natural and the budgets tied with it, the worst, how many are above / below natural,
+    and per family its smallest budget against its largest.
+
+    `deltas` is one (target, n_train, blocks) cell of `budget_deltas`; `versus[s]` is `delta_summary(s)` (every
+    source minus `s`, paired by seed) for the best source and each family's largest budget. Without a source's
+    entry its comparisons cannot be paired and are said to be undecided."""
     if deltas.empty:
         return "No robust source has paired runs here."
+    versus = versus or {}
     best, worst = deltas.loc[deltas["mean"].idxmax()], deltas.loc[deltas["mean"].idxmin()]
 
     def point(row: pd.Series) -> str:
-        sign = "excludes" if row["lo"] > 0 or row["hi"] < 0 else "includes"
-        return (f"{row['source']} ({row['family']}, ε={row['eps']:.3g}): {row['mean']:+.1%} "
-                f"[{row['lo']:+.1%}, {row['hi']:+.1%}], an interval that {sign} zero")
+        return (f"{row['source']} ({row['family']}, ε={row['eps']:.3g}): "
+                + describe(_interval(row), "ahead of natural", "behind natural"))
 
+    others = set(deltas["source"]) - {best["source"]}
+    tie = tied(_cell(versus.get(best["source"], pd.DataFrame()), deltas), others)
+    tie_text = (f" A tie with {', '.join(tie)}: their differences from {best['source']} (paired by seed) have 95% "
+                "intervals that reach zero, so the best budget is not distinguishable here among them." if tie
+                else f" Every other budget is below {best['source']} with 95% confidence (paired by seed)."
+                if others else "")
     trends = []
     for fam, group in deltas.groupby("family", sort=True):
         if len(group) < 2:
             continue
         small, large = group.loc[group["eps"].idxmin()], group.loc[group["eps"].idxmax()]
-        word = "above" if small["mean"] > large["mean"] else "below"
-        trends.append(f"{fam}: smallest ε {small['eps']:.3g} {small['mean']:+.1%} is {word} largest ε "
-                      f"{large['eps']:.3g} {large['mean']:+.1%}")
-    above = int((deltas["lo"] > 0).sum())
-    below = int((deltas["hi"] < 0).sum())
-    text = (f"Best: {point(best)}. Worst: {point(worst)}. {above} of {len(deltas)} sources are above natural "
-            f"and {below} below it with 95% confidence.")
+        rows = _cell(versus.get(large["source"], pd.DataFrame()), deltas)
+        rows = rows[rows["source"] == small["source"]] if not rows.empty else rows
+        iv = _interval(rows.iloc[0]) if not rows.empty else Interval(small["mean"] - large["mean"], *[float("nan")] * 2,
+                                                                      0, float("nan"))
+        trends.append(f"{fam}: smallest ε {small['eps']:.3g} minus largest ε {large['eps']:.3g}: "
+                      + describe(iv, "the smaller budget transfers better", "the larger budget transfers better"))
+    intervals = [_interval(r) for _, r in deltas.iterrows()]
+    above, below = sum(iv.sign > 0 for iv in intervals), sum(iv.sign < 0 for iv in intervals)
+    rest = len(deltas) - above - below
+    text = (f"Best: {point(best)}.{tie_text} Worst: {point(worst)}. {above} of {len(deltas)} sources are above "
+            f"natural and {below} below it with 95% confidence; {rest} {'is' if rest == 1 else 'are'} not "
+            "distinguishable here from natural.")
     return text + (" " + "; ".join(trends) + "." if trends else "")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from app import budget, charts, data, paper
+from app import budget, charts, data, influence_charts, influence_seeds, paper
 from app.figure_files import provenance, render
 from app.ui import backing
 
@@ -149,22 +149,24 @@ def fig7(snap: data.Snapshot) -> Iterator[Figure]:
     cells = data.influence_cells(snap)
     if not cells:
         return
-    cell = cells[0]  # the page's default: the first subset, its first method
+    group = influence_seeds.seed_groups(cells)[0]  # the page's default: the first subsets, first method, first seed
+    cell = group.first
+    results = data.influence_results(snap).set_index("key")
+    match = influence_seeds.label_match_over_seeds(group, group.curves())
+    if not match.empty:
+        yield Figure("fig7b_label_match", "Fig. 7b", influence_charts.label_match_over_seeds, (match,), match,
+                     f"Share of each test image's k most influential training images that carry its label, averaged "
+                     f"over {int(results.at[cell.members[0][1], 'n_test'])} test images; mean and 95% t-interval over "
+                     f"{len(group.seeds)} fine-tuning seeds ({cell.target}, {cell.subset_size} images, "
+                     f"{cell.method_label}).")
     keys = {cell.name(src): key for src, key in cell.compared.items()}
-    what = f"{', '.join(keys)} fine-tuned on the same {cell.subset_size} {cell.target} images, {cell.method_label}"
+    what = (f"{', '.join(keys)} fine-tuned on the same {cell.subset_size} {cell.target} images (seed {cell.seed}), "
+            f"{cell.method_label}")
     heat = pd.concat([data.influence_heatmap(snap, key).assign(model=name) for name, key in keys.items()])
     if not heat.empty:
         yield Figure("fig7a_influence_heatmap", "Fig. 7a", charts.influence_heatmap, (heat,), heat,
                      f"Test x training influence (sorted by label, standardized by the matrix norm, mean-pooled) of "
                      f"{what}.")
-    results = data.influence_results(snap).set_index("key")
-    match = pd.DataFrame([{"model": name, "k": k + 1, "match": float(v)} for name, key in keys.items()
-                          for k, v in enumerate(results.at[key, "label_match"]
-                                                if results.at[key, "label_match"] is not None else [])])
-    if not match.empty:
-        yield Figure("fig7b_label_match", "Fig. 7b", charts.label_match_chart, (match,), match,
-                     f"Share of each test image's k most influential training images that carry its label, "
-                     f"averaged over {int(results.at[next(iter(keys.values())), 'n_test'])} test images; {what}.")
 
 
 def budget_curve(snap: data.Snapshot) -> Iterator[Figure]:

@@ -56,6 +56,7 @@ class InfluenceCell(CellKey):
     members: tuple[tuple[str, str], ...]  # (source, influence key): robust by role then name, the natural one last
     natural: str | None  # the natural member's source name, None when the cell has none
     roles: tuple[tuple[str, str, str], ...] = ()  # (source, role, why) recorded by the influence stage
+    curves: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (influence key, stored label-match curve k = 1..)
 
     @property
     def role_of(self) -> dict[str, tuple[str, str]]:
@@ -105,8 +106,9 @@ class InfluenceCell(CellKey):
 def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[InfluenceCell]:
     """Group `CacheReader.influence_results()` rows by `CELL`; sorted by subset, then method and cut-off.
 
-    `natural` names the natural reference (`compute.roles.SourceRoles.naturals`). A cell holding one source twice (the
-    same run scored twice with one method) keeps the first row.
+    `natural` names the natural reference (`compute.roles.SourceRoles.naturals`). A cell holding one source twice
+    (the same run scored twice with one method, e.g. by two code versions) keeps the row with a recorded role, else
+    the first.
     """
     if results.empty:
         return []
@@ -115,15 +117,21 @@ def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[Influ
     cells = []
     for keys, group in results.groupby(list(CELL), sort=True):
         target, size, seed, blocks, method, cutoff = keys
-        group = group.drop_duplicates("source").sort_values("source")
+        # One row per source: the one the latest influence stage labelled (it clears older results' roles, e.g. of
+        # an earlier code version on the same run), else the first.
+        group = group.assign(_old=group["role"].isna()).sort_values(["source", "_old"], kind="stable")
+        group = group.drop_duplicates("source").drop(columns="_old")
         order = group["source"].isin(natural) * 10 + group["role"].map(_role_rank).fillna(len(ROLE_ORDER))
         group = group.iloc[np.argsort(order.to_numpy(), kind="stable")]
         members = tuple(zip(group["source"].astype(str), group["key"].astype(str), strict=True))
         nat = next((s for s, _ in members if s in natural), None)
         roles = tuple((str(r.source), str(r.role), "" if pd.isna(r.role_note) else str(r.role_note))
                       for r in group.itertuples() if isinstance(r.role, str) and r.role)
+        curves = tuple((str(key), tuple(float(v) for v in curve)) for key, curve in
+                       zip(group["key"], group.get("label_match", [None] * len(group)), strict=True)
+                       if curve is not None and not (isinstance(curve, float) and np.isnan(curve)))
         cells.append(InfluenceCell(str(target), int(size), int(seed), int(blocks), str(method), float(cutoff),
-                                   members, nat, roles))
+                                   members, nat, roles, curves))
     return cells
 
 
@@ -155,6 +163,7 @@ class Comparison:
     cell: InfluenceCell
     sides: tuple[Side, ...]  # the paper analogue, the best budget (when another model), natural
     label: str  # the cell's label: target, subset and method (plus the robust sources when a cell is split)
+    seed_cells: tuple[InfluenceCell, ...] = ()  # this cell and those that differ from it only in the seed
 
     @property
     def target(self) -> str:
@@ -182,12 +191,18 @@ def comparisons(cells: Sequence[InfluenceCell]) -> list[Comparison]:
     for cell in cells:
         if cell.natural is None:
             continue
+        same = tuple(sorted((c for c in cells if but_seed(c) == but_seed(cell)), key=lambda c: c.seed))
         robust = [s for s in cell.compared if s != cell.natural]
         chunks = [robust[i:i + MAX_ROBUST] for i in range(0, len(robust), MAX_ROBUST)]
         for chunk in chunks:
             label = cell.label if len(chunks) == 1 else f"{cell.label} · {', '.join(chunk)}"
-            out.append(Comparison(cell, _sides(cell, [*chunk, cell.natural]), label))
+            out.append(Comparison(cell, _sides(cell, [*chunk, cell.natural]), label, same))
     return out
+
+
+def but_seed(cell: CellKey) -> tuple:
+    """What a cell shares with the same comparison on other fine-tuning seeds."""
+    return cell.target, cell.subset_size, cell.blocks, cell.method, cell.cutoff
 
 
 def _sides(cell: InfluenceCell, sources: Sequence[str]) -> tuple[Side, ...]:
@@ -222,4 +237,4 @@ def default_comparison(choices: Sequence[Comparison],
 
 
 __all__ = ["CELL", "MAX_ROBUST", "CellKey", "Comparison", "InfluenceCell", "Side", "comparisons", "default_comparison",
-           "influence_cells", "method_label", "subset_label"]
+           "but_seed", "influence_cells", "method_label", "subset_label"]

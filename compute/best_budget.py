@@ -7,17 +7,22 @@ at its subset size or, when that size has no results, the nearest size that has.
 source's fine-tune of the spec's exact subset and seed with kept weights; the budget ladder's runs keep none, so
 `ensure_run` fine-tunes that one config again (same key, same seed: the same subset) with weights kept and records
 the re-run (on the demo cache `l2_1`'s accuracy moved from 0.899 to 0.901: float rounding, not a new subset).
+
+The choice is made on an interval (issue 24): the highest mean is the candidate, and every other robust source whose
+difference from it (paired by seed: `delta_summary(best)`) has a 95% interval reaching zero is *tied* with it. A
+tie is said in the note, and the influence stage still compares the highest mean (one model has to be shown).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
 from compute.cache import CacheWriter
 from compute.finetune import finetune
+from compute.intervals import describe, from_summary, tied
 from compute.models import save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import InfluenceSpec, Preset
@@ -36,6 +41,7 @@ class BestBudget:
     target: str
     n_train: int  # the subset size the delta was measured at (the spec's, or the nearest with results)
     blocks: int
+    tied: tuple[str, ...] = ()  # robust sources not distinguishable from this one (`ties`)
 
     @property
     def chosen_from(self) -> str:
@@ -43,14 +49,17 @@ class BestBudget:
 
     @property
     def note(self) -> str:
-        """One line for the page: why this source is the best budget."""
-        return (f"the highest mean robust-minus-natural final accuracy on {self.chosen_from}: "
-                f"{self.delta * 100:+.1f} points (mean of {self.n_seeds} seeds, 95% CI {self.lo * 100:+.1f} to "
-                f"{self.hi * 100:+.1f})")
+        """One line for the page: why this source is the best budget, its interval against natural, and any tie."""
+        versus = describe(from_summary(self.delta, self.lo, self.hi, self.n_seeds), "ahead of natural",
+                          "behind natural")
+        tie = (f"; a tie with {', '.join(self.tied)} (their paired differences from it have 95% intervals that "
+               "reach zero)" if self.tied else "; no other budget ties with it (every paired difference from it "
+               "has a 95% interval below zero)")
+        return (f"the highest mean robust-minus-natural final accuracy on {self.chosen_from}: {versus}{tie}")
 
     def meta(self) -> dict[str, Any]:
         return {"delta": self.delta, "lo": self.lo, "hi": self.hi, "n_seeds": self.n_seeds,
-                "chosen_from": self.chosen_from}
+                "chosen_from": self.chosen_from, "tied": list(self.tied)}
 
 
 def choose(deltas: pd.DataFrame, target: str, n_train: int, blocks: int) -> BestBudget | None:
@@ -68,9 +77,24 @@ def choose(deltas: pd.DataFrame, target: str, n_train: int, blocks: int) -> Best
     return BestBudget(str(row["source"]), float(row["mean"]), lo, hi, int(row["n_seeds"]), target, sizes[0], blocks)
 
 
+def ties(best: BestBudget, deltas: pd.DataFrame, versus_best: pd.DataFrame) -> tuple[str, ...]:
+    """The robust sources of `best`'s cell in `deltas` whose difference from `best` (`versus_best`: the
+    `delta_summary(best.source)` rows, paired by seed) has a 95% interval reaching zero, or no interval."""
+    def cell(frame: pd.DataFrame) -> pd.DataFrame:
+        if frame.empty:
+            return frame
+        return frame[(frame["target"] == best.target) & (frame["n_train"] == best.n_train)
+                     & (frame["blocks"] == best.blocks)]
+    return tied(cell(versus_best), set(cell(deltas)["source"]) - {best.source})
+
+
 def find(writer: CacheWriter, spec: InfluenceSpec, natural: str) -> BestBudget | None:
-    """`choose` over the cache's seed-paired deltas against `natural`."""
-    return choose(writer.delta_summary(natural), spec.target, spec.n_train, spec.blocks)
+    """`choose` over the cache's seed-paired deltas against `natural`, with the sources tied with it."""
+    deltas = writer.delta_summary(natural)
+    best = choose(deltas, spec.target, spec.n_train, spec.blocks)
+    if best is None:
+        return None
+    return replace(best, tied=ties(best, deltas, writer.delta_summary(best.source)))
 
 
 def ensure_run(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, source: str,
@@ -98,4 +122,4 @@ def ensure_run(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, source:
                                       "worker processes round differently, by a few test images at most)")
 
 
-__all__ = ["BestBudget", "choose", "ensure_run", "find"]
+__all__ = ["BestBudget", "choose", "ensure_run", "find", "ties"]

@@ -185,11 +185,12 @@ class _PairedDeltas:
                                   "b.source = ? AND a.source <> ?", [natural, natural])
 
     def _with_t(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Run `sql` with a `t_quantiles(df, q)` relation of two-sided 95% Student-t quantiles."""
-        from scipy.stats import t as student_t
+        """Run `sql` with a `t_quantiles(df, q)` relation of two-sided 95% Student-t quantiles (the app's one
+        interval rule, `compute.intervals`)."""
+        from compute.intervals import t_quantile
 
         t_quantiles = pd.DataFrame({"df": range(1, 1001)})
-        t_quantiles["q"] = student_t.ppf(0.975, t_quantiles["df"])
+        t_quantiles["q"] = t_quantile(t_quantiles["df"].to_numpy())
         self.con.register("t_quantiles", t_quantiles)
         try:
             return self.con.execute(sql, list(params)).df()

@@ -64,7 +64,7 @@ def influence_keys(preset: Preset, configs: Iterable[FinetuneConfig]) -> set[str
         return set()
     return {
         c.key for c in configs
-        if c.target == spec.target and c.n_train == spec.n_train and c.seed == spec.seed
+        if c.target == spec.target and c.n_train == spec.n_train and c.seed in spec.all_seeds
         and c.blocks == spec.blocks and c.source in spec.sources
     }
 

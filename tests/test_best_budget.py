@@ -29,12 +29,36 @@ def test_choose_takes_the_highest_mean_at_the_nearest_size_with_results() -> Non
     deltas = _deltas([("l2_0.22", 400, 0.01), ("linf_4", 400, 0.03), ("l2_1.5", 400, -0.02), ("l2_1.5", 100, 0.09)])
     best = best_budget.choose(deltas, "mnist5k", 400, 3)
     assert (best.source, best.n_train, best.delta) == ("linf_4", 400, 0.03)
-    assert best.chosen_from == "mnist5k n=400 blocks=3" and "on mnist5k n=400 blocks=3: +3.0 points" in best.note
+    assert best.chosen_from == "mnist5k n=400 blocks=3"
+    assert "on mnist5k n=400 blocks=3: ahead of natural: +3.0 points [+1.0, +5.0] (95% interval over 3 seeds)" \
+        in best.note
     assert best_budget.choose(deltas, "mnist5k", 200, 3).n_train == 100  # nearest size with results
     assert best_budget.choose(deltas, "mnist5k", 250, 3).n_train == 400  # a tie goes to the larger size
     assert best_budget.choose(deltas, "digits", 400, 3) is None
     assert best_budget.choose(deltas, "mnist5k", 400, 1) is None
     assert best_budget.choose(pd.DataFrame(), "mnist5k", 400, 3) is None
+
+
+def test_a_best_budget_within_the_interval_of_another_is_a_tie() -> None:
+    """Issue 24: the choice is made on an interval. Sources whose paired difference from the best reaches zero
+    (or that share no seed with it) are tied with it, and the note says so; a clear winner says that instead."""
+    deltas = _deltas([("linf_4", 400, 0.03), ("l2_0.22", 400, 0.025), ("l2_1.5", 400, -0.02), ("linf_8", 400, 0.0)])
+    best = best_budget.choose(deltas, "mnist5k", 400, 3)
+    versus = pd.DataFrame([{"source": s, "target": "mnist5k", "n_train": 400, "blocks": 3, "n_seeds": 5, "mean": m,
+                            "sd": 0.01, "lo": lo, "hi": hi} for s, m, lo, hi in (
+        ("l2_0.22", -0.005, -0.02, 0.01),  # reaches zero: tied
+        ("l2_1.5", -0.05, -0.07, -0.03),  # clearly below
+        ("natural", -0.03, -0.05, -0.01),  # not a candidate (not in deltas)
+    )] + [{"source": "l2_0.22", "target": "digits", "n_train": 400, "blocks": 3, "n_seeds": 5, "mean": -0.5,
+           "sd": 0.01, "lo": -0.6, "hi": -0.4}])  # another cell: ignored
+    tied = best_budget.ties(best, deltas, versus)
+    assert tied == ("l2_0.22", "linf_8")  # linf_8 has no paired row: nothing decides, so it is tied
+    note = replace(best, tied=tied).note
+    assert "a tie with l2_0.22, linf_8 (their paired differences from it have 95% intervals that reach zero)" in note
+    clear = versus.assign(hi=-0.001)
+    clear = pd.concat([clear, clear.assign(source="linf_8")])
+    assert best_budget.ties(best, deltas, clear) == ()
+    assert "no other budget ties with it" in best.note
 
 
 def test_best_budget_from_a_synthetic_cache_is_not_the_analogue(tmp_path: Path) -> None:

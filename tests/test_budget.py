@@ -50,16 +50,32 @@ def test_accuracy_rows_are_clean_and_the_chosen_attack_with_natural_as_reference
     assert acc.loc[acc["source"] == "l2_0.5", "eps"].eq(0.5).all()
 
 
+def _versus(reference: str, rows: list[tuple[str, float, float]]) -> pd.DataFrame:
+    """delta_summary(reference) rows of the cell: (source, mean, half-width) of source minus reference."""
+    return pd.DataFrame([_delta(s, m, h) for s, m, h in rows]).assign(reference=reference)
+
+
 def test_summary_names_the_best_budget_and_the_trend() -> None:
     frame = budget.budget_deltas(DELTA, SOURCES)
-    text = budget.budget_summary(frame)
-    assert text.startswith("Best: l2_0.1 (L2, PGD(3), ε=0.1): +5.0%")
-    assert "Worst: l2_1.5" in text and "includes zero" in text
-    assert "L2, PGD(3): smallest ε 0.1 +5.0% is above largest ε 1.5 -4.0%" in text
-    assert "3 of 7 sources are above natural and 0 below it" in text
+    versus = {"l2_0.1": _versus("l2_0.1", [("l2_0.5", -0.03, 0.01), ("linf_4", -0.02, 0.03), ("l2_1.5", -0.09, 0.05),
+                                            ("linf_8", -0.04, 0.01), ("pgd1", -0.05, 0.01), ("gauss", -0.049, 0.01)]),
+              "l2_1.5": _versus("l2_1.5", [("l2_0.1", 0.09, 0.05)]),
+              "linf_8": _versus("linf_8", [("linf_4", 0.02, 0.03)])}
+    text = budget.budget_summary(frame, versus)
+    assert text.startswith("Best: l2_0.1 (L2, PGD(3), ε=0.1): ahead of natural: +5.0 points [+4.0, +6.0] (95% "
+                           "interval over 5 seeds).")
+    assert "A tie with linf_4: their differences from l2_0.1" in text  # -0.02 +- 0.03 reaches zero; the rest do not
+    assert "Worst: l2_1.5 (L2, PGD(3), ε=1.5): not distinguishable here: -4.0 points [-9.0, +1.0]" in text
+    assert "L2, PGD(3): smallest ε 0.1 minus largest ε 1.5: the smaller budget transfers better: +9.0 points" in text
+    assert "L∞, PGD(3): smallest ε 0.0157 minus largest ε 0.0314: not distinguishable here: +2.0 points" in text
+    assert "3 of 7 sources are above natural and 0 below it with 95% confidence; 4 are not distinguishable" in text
     assert "7 of 7 sources are above" in budget.budget_summary(frame.assign(lo=frame["lo"].clip(lower=0.0001)))
+    unpaired = budget.budget_summary(frame)  # no paired rows: every tie and trend undecided, said so
+    assert "A tie with gauss, l2_0.5, l2_1.5, linf_4, linf_8, pgd1" in unpaired
+    assert "smallest ε 0.1 minus largest ε 1.5: not distinguishable here: +9.0 points (no interval: 0 seeds)" \
+        in unpaired
     flipped = budget.budget_summary(frame.assign(mean=-frame["mean"], lo=-frame["hi"], hi=-frame["lo"]))
-    assert "Best: l2_1.5" in flipped and "is below largest" in flipped
+    assert flipped.startswith("Best: l2_1.5") and "behind natural: -5.0 points" in flipped
 
 
 def test_budget_chart_shares_the_eps_axis_between_transfer_and_robustness() -> None:

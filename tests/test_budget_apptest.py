@@ -93,6 +93,7 @@ def test_budget_curve_is_paired_delta_at_each_sources_eps(monkeypatch, ladder_ca
     assert accuracy.loc[(accuracy["source"] == "l2_1.5") & (accuracy["measure"] == "clean"), "accuracy"].item() == 0.80
     said = " ".join(m.value for m in at.markdown)
     assert "Best: l2_0.1 (L2, PGD(3), ε=0.1)" in said and "Worst: l2_1.5" in said
+    assert "(95% interval over" in said and ("A tie with" in said or "Every other budget is below" in said)
 
 
 def test_selectors_move_to_another_cell(monkeypatch, ladder_cache: Path) -> None:

@@ -121,8 +121,9 @@ def test_constraint_page_compares_l2_with_linf_and_small_with_large_eps(monkeypa
 
 def test_influence_page_shows_both_models_and_their_label_match(monkeypatch, shared_cache: Path) -> None:
     at = open_page(monkeypatch, shared_cache, "influence")
-    heat, match = chart_data(at)
+    match, heat = chart_data(at)  # label match over seeds (one seed here: no interval), then Fig. 7a
     assert set(heat["model"]) == {"l2_1.5", "natural"}
+    assert (match["n_seeds"] == 1).all() and match["lo"].isna().all()
     assert match.groupby("model")["match"].first()["l2_1.5"] > match.groupby("model")["match"].first()["natural"]
     at.toggle(key="influence-per-class").set_value(False).run()
     pagination = at.get("pagination")
@@ -261,7 +262,7 @@ def two_method_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_influence_page_keeps_methods_apart(monkeypatch, two_method_cache: Path) -> None:
     at = open_page(monkeypatch, two_method_cache, "influence")
     assert not at.exception, [e.value for e in at.exception]
-    heat, match = chart_data(at)[:2]
+    match, heat = chart_data(at)[:2]
     assert set(heat["model"]) == {"l2_1.5", "natural"}
     assert len(match) == 2 * 5, "one label-match curve (k = 1..5) per model, for one method"
     assert any("k = 1..5:" in c.value for c in at.caption), [c.value for c in at.caption]
@@ -271,7 +272,7 @@ def test_influence_page_compares_methods_on_one_subset(monkeypatch, two_method_c
     at = open_page(monkeypatch, two_method_cache, "influence")
     methods = at.selectbox(key="influence-method")
     assert set(methods.options) == {"fc-exact, cut-off 0.05", "tracincp, cut-off 0.05"}
-    heat, match, by_method, overlap = chart_data(at)
+    match, heat, by_method, overlap = chart_data(at)
     assert set(by_method["method"]) == set(methods.options) and len(by_method) == 2 * 2 * 5
     table = at.dataframe[0].value
     exact = table[table["method"] == "fc-exact, cut-off 0.05"]

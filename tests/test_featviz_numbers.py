@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from app import charts, spectra
 from compute.images import to_png
@@ -40,11 +41,27 @@ def test_spectra_follow_the_pictures_and_the_caption_follows_the_numbers() -> No
     assert set(summary["model"]) == {"natural", "l2_0.22"} and (summary["n"] == 4).all()
     assert (summary["lo"] <= summary["mean"]).all() and (summary["mean"] <= summary["hi"]).all()
     caption = spectra.spectrum_caption(frame)
-    assert "less fine texture than natural ones" in caption and "seed photos themselves" in caption
+    assert "robust pictures carry less fine texture" in caption and "seed photos themselves" in caption
+    diff = spectra.hf_difference(frame)
+    assert diff.hi < 0 and diff.mean == pytest.approx(
+        frame.loc[frame["group"] == "robust", "hf"].mean() - frame.loc[frame["group"] == "natural", "hf"].mean())
     opposite = spectra.spectrum_caption(spectra.featviz_spectra(_viz(robust_noisy=True), groups))
     assert "MORE fine texture" in opposite and "opposite of the paper" in opposite
     layers = charts.featviz_spectrum_chart(frame, summary).to_dict()["layer"]
     assert layers[0]["encoding"]["y"]["field"] == "hf" and layers[1]["encoding"]["y2"]["field"] == "hi"
+
+
+def test_the_caption_says_not_distinguishable_when_the_difference_interval_covers_zero() -> None:
+    """Both kinds paint the same noise: the difference's interval covers zero and the caption decides nothing."""
+    frame = spectra.featviz_spectra(_viz(robust_noisy=False), spectra.model_groups(SourceRoles("natural", "l2_0.22"), ["natural", "l2_0.22"]))
+    rng = np.random.default_rng(1)
+    same = frame.assign(hf=0.5 + 0.05 * rng.standard_normal(len(frame)))
+    diff = spectra.hf_difference(same)
+    assert diff.lo < 0 < diff.hi
+    caption = spectra.spectrum_caption(same)
+    assert "Robust minus natural: not distinguishable here" in caption
+    assert "less fine texture" not in caption and "MORE" not in caption
+    assert spectra.hf_difference(frame[frame["group"] == "robust"]) is None
 
 
 def test_only_the_newest_result_per_model_and_seed_is_shown() -> None:

@@ -23,8 +23,8 @@ APP = str(Path(__file__).resolve().parents[1] / "app" / "explorer.py")
 ON_PAGE = {"fig2a_accuracy_vs_size": ("better", 0), "fig2b_delta_vs_size": ("better", 1),
            "fig3a_accuracy_vs_epoch": ("faster", 0), "fig3b_delta_vs_epoch": ("faster", 1),
            "fig4a_accuracy_by_blocks": ("blocks", 0), "fig4b_blocks_delta": ("blocks", 1),
-           "fig5_constraint_deltas": ("constraint", 0), "fig7a_influence_heatmap": ("influence", 0),
-           "fig7b_label_match": ("influence", 1), "budget_curve": ("budget", 0), "table7_paper_vs_here": ("paper", 0)}
+           "fig5_constraint_deltas": ("constraint", 0), "fig7a_influence_heatmap": ("influence", 1),
+           "fig7b_label_match": ("influence", 0), "budget_curve": ("budget", 0), "table7_paper_vs_here": ("paper", 0)}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

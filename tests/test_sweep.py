@@ -33,7 +33,7 @@ def test_plan_covers_the_grid_once() -> None:
     cells = {(s, t, n, seed, b) for g in preset.grids for s in (g.sources or names) for t in g.targets
              for n in g.sizes for seed in g.seeds for b in g.blocks}  # grids may overlap: a cell runs once
     assert {(c.source, c.target, c.n_train, c.seed, c.blocks) for c in configs} == cells
-    assert len(configs) == 240  # the demo's plan (compute/presets.py); README and the make-demo timing assume it
+    assert len(configs) == 468  # the demo's plan (compute/presets.py, LADDER_SEEDS); README and the make-demo timing assume it
 
 
 def test_paper_plan_uses_table_4() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from app.influence_seeds import SeedGroup, label_match_over_seeds, seed_sentence
 from app.pairing import Comparison, Side
 from app.uploads import PreparedImage
 
@@ -63,7 +64,25 @@ class Explanation:
             parts.append(f"{_who(s)}: {s.matches} of {len(s.neighbours)}"
                          f"{' neighbours share the predicted label' if i == 0 else ''}, {versus}")
         parts.append(f"{_who(natural)}: {natural.matches} of {len(natural.neighbours)}")
-        return "; ".join(parts)
+        text = "; ".join(parts) + " (this image only: one draw, no interval)."
+        over_seeds = seed_sentence(self.seed_group) if self.seed_group else ""
+        return text + (f"\n\n{over_seeds}" if over_seeds else "")
+
+    @property
+    def seed_group(self) -> SeedGroup | None:
+        """This comparison's cell on every fine-tuning seed the cache scored (for label match over seeds)."""
+        cells = self.comparison.seed_cells or (self.comparison.cell,)
+        return SeedGroup(cells) if cells else None
+
+    def label_match_over_seeds(self) -> list[dict[str, Any]]:
+        """Each model's stored label match, k = 1..: mean and 95% interval over the group's seeds (the JSON's)."""
+        group = self.seed_group
+        frame = label_match_over_seeds(group, group.curves()) if group else None
+        if frame is None or frame.empty:
+            return []
+        return [{"model": r.model, "source": r.source, "k": int(r.k), "mean": float(r.match),
+                 "lo": None if np.isnan(r.lo) else float(r.lo), "hi": None if np.isnan(r.hi) else float(r.hi),
+                 "n_seeds": int(r.n_seeds)} for r in frame.itertuples()]
 
     def as_json(self) -> dict[str, Any]:
         """The API's structured answer: everything the UI shows, as plain numbers and strings; `models` is keyed by
@@ -76,6 +95,7 @@ class Explanation:
             "image": {"width": self.image.original_size[0], "height": self.image.original_size[1],
                       "mode": self.image.original_mode, "notes": list(self.image.notes)},
             "seconds": round(self.seconds, 4),
+            "label_match_over_seeds": self.label_match_over_seeds(),
             "models": {s.side.role: {
                 "source": s.side.source, "part": s.side.part, "note": s.side.note, "influence_key": s.side.key,
                 "predicted": s.predicted, "predicted_label": s.predicted_name, "matches": s.matches,

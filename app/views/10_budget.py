@@ -41,8 +41,13 @@ rows = cell[(cell["blocks"] == blocks) & (cell["n_train"] == n_train)]
 ui.stop_if(rows.empty, snap, f"paired runs on {target} with {n_train} images and {blocks} blocks")
 accuracy = budget.budget_accuracy(sources, robust, attack, natural)
 ui.chart(charts.budget_chart, rows, accuracy)
+# Each comparison the sentence makes is paired by seed: every source minus the best one and minus each family's
+# largest budget (delta_summary against that source, read once per snapshot).
+references = {rows.loc[rows["mean"].idxmax(), "source"],
+              *(g.loc[g["eps"].idxmax(), "source"] for _, g in rows.groupby("family") if len(g) > 1)}
+versus = {src: data.delta_summary(snap, src, "final") for src in references}
 st.markdown(f"**What this cell says** ({target}, {n_train} training images, {blocks} fine-tuned blocks): "
-            + budget.budget_summary(rows))
+            + budget.budget_summary(rows, versus))
 ui.footer(f"Top: each robust source's final test accuracy minus {natural}'s on the same {target} subsets (paired by "
           f"seed), mean and 95% t-interval; x = the budget it was trained with (Gaussian: noise σ per pixel). "
           f"{ui.backing(rows)}.", rows, "budget_deltas")

@@ -5,9 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, data, influence_charts, ui
+from app import charts, data, influence_charts, influence_seeds, ui
 from app.influence_compare import compare_methods, exact_method, overlap_long
-from compute.roles import NATURAL_ROLE
 
 PER_PAGE = 6  # test images per grid page
 st.title("Which training images influence a prediction?")
@@ -15,21 +14,56 @@ snap = data.snapshot()
 cells = data.influence_cells(snap)
 ui.stop_if(not cells, snap, "influence results")
 
-subsets = list(dict.fromkeys(c.subset_label for c in cells))
-subset = st.selectbox("fine-tuned subset (same target, images, seed and blocks)", subsets, key="influence-pair")
-methods = {c.method_label: c for c in cells if c.subset_label == subset}  # one cell per method and cut-off
-cell = methods[st.selectbox("influence method", list(methods), key="influence-method")]
+groups = influence_seeds.seed_groups(cells)  # cells that differ only in the seed
+subsets = list(dict.fromkeys(g.subset_label for g in groups))
+subset = st.selectbox("fine-tuned subsets (same target, size and blocks; one subset and fine-tune per seed)", subsets,
+                      key="influence-pair")
+by_method = {g.first.method_label: g for g in groups if g.subset_label == subset}
+group = by_method[st.selectbox("influence method", list(by_method), key="influence-method")]
+seed = st.selectbox("fine-tuning seed shown in the heatmap and the images", group.seeds, key="influence-seed")
+cell = next(c for c in group.cells if c.seed == seed)
+methods = {c.method_label: c for c in cells if c.subset == cell.subset}  # this subset's cells, one per method
 results = data.influence_results(snap).set_index("key")
 names = {src: cell.name(src) for src in cell.compared}  # source -> 'linf_4 · best budget'
 keys = {names[src]: key for src, key in cell.compared.items()}  # shown name -> influence key, natural last
-models = results.loc[list(keys.values())].reset_index().assign(source=list(keys))
 target = cell.target
 if cell.roles:
     st.caption("Compared: " + "; ".join(f"**{name}**" for name in keys) + ". "
                + (f"The best budget has {cell.best_note}, among this cache's fine-tunes (the \"Which budget "
                   "transfers best?\" page)." if cell.best_note else "No best budget recorded for this subset."))
 
-st.subheader("Influence of each training image on each test image (Fig. 7a)")
+st.subheader("How often do the top-k influential images share the test label? (Fig. 7b, over seeds)")
+curves = group.curves()
+match = influence_seeds.label_match_over_seeds(group, curves)
+ui.chart(influence_charts.label_match_over_seeds, match)
+verdicts = pd.concat([influence_seeds.match_difference(group, curves, k) for k in influence_seeds.SWEEP_KS])
+if not verdicts.empty:
+    st.markdown("**Robust minus natural, paired by seed** (the paper: 77.3% vs 53.8% at top-5): " + "; ".join(
+        f"{m}, top-{k}: {v}" for m, k, v in zip(verdicts["model"], verdicts["k"], verdicts["verdict"], strict=True)))
+ui.footer(f"For k = 1..{int(match['k'].max()) if not match.empty else 0}: the share of each test image's k most "
+          f"influential training images that carry its label, averaged over {int(results.at[cell.members[0][1], 'n_test'])} "
+          f"test images; mean and 95% t-interval over {len(group.seeds)} fine-tuning seeds ({group.first.method_label}; "
+          "each seed is its own training subset and fine-tune).", match, "label_match")
+
+st.subheader("Does the answer depend on the cut-off?")
+metas = {key: (data.influence_row(snap, key) or {}).get("meta") for src in group.sources() for key in group.keys(src)}
+sweep = influence_seeds.sweep_rows(group, metas)
+if sweep.empty:
+    ui.empty_state(snap, "label match at each cut-off (results of `rtx influence` from code version influence-2 on)",
+                   "rtx influence --preset demo")
+else:
+    summary = influence_seeds.sweep_summary(sweep)
+    diff = influence_seeds.sweep_difference(group, sweep)
+    ui.chart(influence_charts.label_match_vs_cutoff, summary)
+    ui.chart(influence_charts.cutoff_difference, diff)
+    st.markdown("**Where the paper's direction (robust models' influential images share the test label more "
+                "often) holds:** " + influence_seeds.direction_sentence(diff))
+    ui.footer("Label match of the exact route (`fast`) recomputed at each relative cut-off (Hessian eigenvalues below "
+              "cut-off x the largest dropped; 0 = the exact pseudo-inverse, the authors' code used 5e-2) by the "
+              "influence stage; top: mean and 95% t-interval over seeds per model, bottom: robust minus natural, "
+              "paired by seed. Hover for how many Hessian directions each cut-off keeps.", sweep, "label_match_cutoff")
+
+st.subheader(f"Influence of each training image on each test image (Fig. 7a), seed {seed}")
 with st.spinner("Sorting and pooling the influence matrices (once per snapshot)..."):
     heat = pd.concat([data.influence_heatmap(snap, key).assign(model=src) for src, key in keys.items()])
 if heat.empty:
@@ -38,20 +72,9 @@ else:
     ui.chart(charts.influence_heatmap, heat)
     ui.footer(f"Test x training influence (rows and columns sorted by label, standardized by the matrix norm, "
               f"mean-pooled to {heat['row_bin'].max() + 1} x {heat['col_bin'].max() + 1} heat) of "
-              f"{', '.join(keys)} fine-tuned on the same {cell.subset_size} {target} images, scored by "
+              f"{', '.join(keys)} fine-tuned on the same {cell.subset_size} {target} images (seed {seed}), scored by "
               f"{cell.method_label}.",
               heat, "influence_heatmap")
-
-st.subheader("How often do the top-k influential images share the test label? (Fig. 7b)")
-shown_natural = names.get(cell.natural)  # its `role` draws it in the natural grey (app.charts.natural_values)
-match = pd.DataFrame([{"model": src, "role": NATURAL_ROLE if src == shown_natural else None, "k": k + 1,
-                       "match": float(v)} for src, lm in
-                      zip(models["source"], models["label_match"], strict=True) for k, v in enumerate(lm if lm is not None else [])])
-ui.chart(charts.label_match_chart, match)
-ui.footer(f"For k = 1..{len(match) // max(1, len(keys))}: the share of each test image's k most influential training "
-          f"images that carry its label, averaged over {int(models['n_test'].iloc[0])} test images, per model "
-          f"({cell.method_label}).",
-          match, "label_match")
 
 st.subheader("Most influential training images (Fig. 6)")
 rows = {src: data.influence_row(snap, key) for src, key in keys.items()}

@@ -31,6 +31,12 @@ spec = spec[spec["model"].isin(models) & spec["seed_image"].isin(seeds)]
 summary = spectra.spectrum_summary(spec)
 st.subheader("How much fine texture? Robust vs natural")
 ui.chart(charts.featviz_spectrum_chart, spec, summary)
+diff = spectra.hf_difference(spec)
+if diff is not None:
+    st.metric("robust minus natural high-frequency share (95% Welch interval over pictures)",
+              f"{diff.mean * 100:+.1f} points",
+              help=f"[{diff.lo * 100:+.1f}, {diff.hi * 100:+.1f}] points; below zero = robust pictures carry less fine "
+                   "texture (the paper's Fig. 1b); an interval covering zero decides nothing")
 st.markdown("**What the numbers say:** " + spectra.spectrum_caption(spec))
 ui.footer(f"Share of each optimised image's spectral energy (2-D DCT, constant term left out) above half the Nyquist "
           f"frequency, measured at the resolution it was optimised at; dots = one seed photo × unit each, diamond and "

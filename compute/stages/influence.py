@@ -9,6 +9,12 @@ Stored per result (key = job_key('influence', {run_key, method, cutoff, n_test, 
   `train_coeff`, `feature_basis`) or TracIn's gradient factors, `weight`, `bias`, `train_indices`, `train_labels`,
 - one `influence` row (labels, predictions, label-match curve k = 1..20, timings, meta) and `influence_topk`
   rows (test_pos, rank, train_pos, score), the top-k computed from the matrix,
+- in the meta, `cutoff_sweep`: the label-match curve of the exact `fast` route at every cut-off of `CUTOFF_SWEEP`
+  (issue 24: the authors' relative cut-off 5e-2 keeps 11 of 360 Hessian directions on the tiny run and moves
+  label match @5 from 0.55 to 0.70, so the paper's direction may depend on it). Computed here, not on the page:
+  it needs the fine-tuned model's features (a forward pass through torch), which the torch-free explorer never
+  loads; here the FC problem is already built and each cut-off costs one eigen-solve of the reduced Hessian and
+  one (n_train, n_test) product, milliseconds on the demo's 400 x 500,
 - thumbnails of every training image of the subset and every test image used.
 """
 
@@ -17,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -40,15 +46,19 @@ from compute.influence import (
 )
 from compute.models import load_checkpoint
 from compute.paths import artefact_path, job_key
-from compute.presets import Preset
+from compute.presets import InfluenceSpec, Preset
 from compute.records import InfluenceRecord, ThumbnailRecord
 from compute.roles import BEST_ROLE
 from compute.settings import Settings, resolve_device
 from compute.stages.sources import record_roles
 
 # Bump when a change to compute.influence changes stored results: it is part of every influence key.
-CODE_VERSION = "influence-1"
+CODE_VERSION = "influence-2"  # 2: the cut-off sweep in the meta
 K_MAX = 20  # length of the stored label-match curve (Figure 7b: k = 1..20)
+# Relative cut-offs of the sweep (fraction of the largest Hessian eigenvalue, as the authors' pinv rcond): 0 = exact
+# pseudo-inverse (the null space dropped first), the paper's text's 1e-20 is the same here, up to 1e-1 (2x theirs).
+CUTOFF_SWEEP = (0.0, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 2e-2, 5e-2, 1e-1)
+SWEEP_METHOD = "fast"  # exact at every cut-off, and the cheapest
 SIGN = "score = g_test^T H^+ g_train = -(paper eq. 9); higher = more helpful (removing it raises the test loss)"
 
 
@@ -87,6 +97,33 @@ class InfluenceOutcome:
     meta: dict[str, Any]
 
 
+class CutoffSweep(NamedTuple):
+    """Label match of the exact route at each relative cut-off, and how many Hessian directions each keeps."""
+
+    cutoffs: tuple[float, ...]
+    ranks: tuple[int, ...]
+    label_match: tuple[tuple[float, ...], ...]  # (cut-offs, min(K_MAX, n_train)) curves, k = 1..
+
+    def meta(self) -> dict[str, Any]:
+        return {"method": SWEEP_METHOD, "cutoffs": list(self.cutoffs), "ranks": list(self.ranks),
+                "label_match": [list(c) for c in self.label_match]}
+
+
+def cutoff_sweep(problem: FCProblem, z_test: torch.Tensor, y_test: torch.Tensor, cutoffs: tuple[float, ...] =
+                 CUTOFF_SWEEP) -> CutoffSweep:
+    """Solve `problem` by the exact `fast` route at each cut-off and score the test images: the label-match curve of
+    each (issue 24, section 2)."""
+    method = get_method(SWEEP_METHOD)
+    train_labels, test_labels = problem.labels.cpu().numpy(), y_test.cpu().numpy()
+    ranks, curves = [], []
+    for cutoff in cutoffs:
+        query = method.solve(problem, cutoff)
+        matrix = method.matrix(problem, query, z_test, y_test).cpu().numpy()  # (n_train, n_test)
+        ranks.append(int(query.rank))
+        curves.append(tuple(float(v) for v in label_match_curve(matrix, train_labels, test_labels, K_MAX)))
+    return CutoffSweep(tuple(float(c) for c in cutoffs), tuple(ranks), tuple(curves))
+
+
 def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob, device: str | torch.device | None = None,
                       data_root: str | None = None) -> InfluenceOutcome:
     """Load the run's fine-tuned model, extract features, solve, and score the first n_test test images."""
@@ -118,7 +155,7 @@ def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob, device
         "features": int(z_train.shape[1]), "bias": fc.bias is not None, "device": str(dev), "code": CODE_VERSION,
         "classes": list(train.classes), "input_channels": train.channels, "native_size": train.size,
         "input_size": model.input_size, "test_acc": float((test_pred == y_test_np).mean()) if len(y_test_np) else None,
-        "top_k": job.top_k, "sign": SIGN,
+        "top_k": job.top_k, "sign": SIGN, "cutoff_sweep": cutoff_sweep(problem, z_test, y_test).meta(),
     }
     return InfluenceOutcome(job, run, matrix, query, train_idx, y_train_np, test_idx, y_test_np, test_pred,
                             label_match_curve(matrix, y_train_np, y_test_np, K_MAX), time.perf_counter() - start, meta)
@@ -182,8 +219,9 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
                     progress: bool = True, method: str = "fast", cutoff: float | None = None,
                     data_root: str | None = None, best: bool = True) -> None:
     """Influence for each of `preset.influence.sources` fine-tuned on the same subset (the paper analogue vs
-    natural) and, with `best`, for the budget that transferred best on that target (`compute.best_budget`);
-    each result's meta records its part (`role`) and, for the best budget, why it was chosen (`role_note`)."""
+    natural) and, with `best`, for the budget that transferred best on that target (`compute.best_budget`),
+    for every fine-tuning seed of the spec (`all_seeds`: label match over seeds has an interval); each result's
+    meta records its part (`role`) and, for the best budget, why it was chosen (`role_note`)."""
     spec = preset.influence
     if spec is None:
         return
@@ -191,33 +229,40 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
         spec = replace(spec, cutoff=cutoff)
     get_method(method)  # fail fast on a typo
     record_roles(preset, writer)
+    chosen = best_budget.find(writer, spec, preset.natural) if best else None
+    if best and chosen is None:
+        tqdm.write(f"[influence] best budget not compared: no robust-minus-natural result on {spec.target} "
+                   f"blocks={spec.blocks} in the cache yet (run the finetune stage)")
+    elif chosen is not None:
+        tqdm.write(f"[influence] best budget {chosen.source}: {chosen.note}")
+    for seed in tqdm(spec.all_seeds, desc="influence seeds", unit="seed", disable=not progress):
+        _influence_subset(preset, writer, replace(spec, seed=seed, seeds=()), chosen, method, device, data_root)
+
+
+def _influence_subset(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, chosen: best_budget.BestBudget | None,
+                      method: str, device: str | torch.device | None, data_root: str | None) -> None:
+    """The stage for one fine-tuning seed (`spec.seed`): natural, the analogue and the best budget, roles recorded."""
     runs = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks)
     runs = runs[runs.model_path.notna()].drop_duplicates("source") if not runs.empty else runs
     by_source = {r["source"]: r for r in runs.to_dict("records")}
     part = preset.roles().role_of  # the roles the sources stage records (compute.roles), from the same preset
     roles = {s: {"role": part(s)} for s in spec.sources}
     sources = list(spec.sources)
-    chosen = best_budget.find(writer, spec, preset.natural) if best else None
-    if best and chosen is None:
-        tqdm.write(f"[influence] best budget not compared: no robust-minus-natural result on {spec.target} "
-                   f"blocks={spec.blocks} in the cache yet (run the finetune stage)")
-    elif chosen is not None:
-        if chosen.source not in by_source:
-            run, why = best_budget.ensure_run(preset, writer, spec, chosen.source, device, data_root)
-            if run is None:
-                tqdm.write(f"[influence] best budget {chosen.source} not compared: {why}")
-                chosen = None
-            else:
-                by_source[chosen.source] = run
-                tqdm.write(f"[influence] best budget {chosen.source} on the influence subset: {why}")
-        if chosen is not None:
-            tqdm.write(f"[influence] best budget {chosen.source}: {chosen.note}")
-            role = roles.get(chosen.source, {}).get("role")
-            roles[chosen.source] = {"role": f"{role}, {BEST_ROLE}" if role else BEST_ROLE, "role_note": chosen.note,
-                                    "best_budget": chosen.meta()}
-            sources += [chosen.source] if chosen.source not in sources else []
+    if chosen is not None and chosen.source not in by_source:
+        run, why = best_budget.ensure_run(preset, writer, spec, chosen.source, device, data_root)
+        if run is None:
+            tqdm.write(f"[influence] best budget {chosen.source} not compared on seed {spec.seed}: {why}")
+            chosen = None
+        else:
+            by_source[chosen.source] = run
+            tqdm.write(f"[influence] best budget {chosen.source} on the influence subset (seed {spec.seed}): {why}")
+    if chosen is not None:
+        role = roles.get(chosen.source, {}).get("role")
+        roles[chosen.source] = {"role": f"{role}, {BEST_ROLE}" if role else BEST_ROLE, "role_note": chosen.note,
+                                "best_budget": chosen.meta()}
+        sources += [chosen.source] if chosen.source not in sources else []
     done: dict[str, str] = {}
-    for source in tqdm(sources, desc="influence", unit="model", disable=not progress):
+    for source in sources:
         run = by_source.get(source)
         if run is None:
             tqdm.write(f"[influence] no fine-tune of {source} on {spec.target} n={spec.n_train} seed={spec.seed} "
@@ -225,7 +270,7 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
             continue
         job = InfluenceJob(run["key"], method, spec.cutoff, spec.n_test, spec.top_k)
         if run_influence(writer, run, job, device, data_root):
-            tqdm.write(f"[influence] {source}: {job.key} ({method}, cut-off {spec.cutoff:g})")
+            tqdm.write(f"[influence] {source} seed {spec.seed}: {job.key} ({method}, cut-off {spec.cutoff:g})")
         done[source] = job.key
     writer.set_influence_roles([r["key"] for r in by_source.values()], method, spec.cutoff,
                                {key: {k: v for k, v in roles[s].items() if v is not None}
