@@ -78,7 +78,8 @@ def test_budget_curve_is_paired_delta_at_each_sources_eps(monkeypatch, ladder_ca
     at = open_budget(monkeypatch, ladder_cache)
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Which budget transfers best?"
-    assert len(at.get("vega_lite_chart")) == 1 and len(at.get("download_button")) == 2
+    csv_buttons = [b for b in at.get("download_button") if b.key.startswith("csv-")]  # SVG/PNG beside each chart
+    assert len(at.get("vega_lite_chart")) == 1 and len(csv_buttons) == 2
     frames = chart_data(at)
     deltas = next(f for f in frames if "mean" in f.columns)
     accuracy = next(f for f in frames if "measure" in f.columns)

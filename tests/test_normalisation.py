@@ -139,13 +139,14 @@ def test_presets_and_cli_select_the_variants() -> None:
     assert {(g.sampler, g.normalisation) for g in get_preset("zoo").grids} == {("authors", "authors")}
 
     from compute.cli import build_parser
-    from compute.cli.sweep import preset_from_args, settings_from_args
+    from compute.cli.args import UsageError
+    from compute.cli.sweep import preset_from_args
 
     args = build_parser().parse_args(["finetune", "--preset", "paper", "--sampler", "per-label",
                                       "--normalisation", "source"])
-    preset = preset_from_args(args, settings_from_args(args))
+    preset = preset_from_args(args)
     assert {(g.sampler, g.normalisation) for g in preset.grids} == {("per-label", "source")}
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="--sampler"):  # the CLI's one-line usage error (compute.cli.args)
         build_parser().parse_args(["finetune", "--sampler", "random"])
 
 

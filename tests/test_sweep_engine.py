@@ -82,7 +82,7 @@ def test_engine_failures_are_recorded_with_the_reason_and_the_sweep_goes_on(sour
     preset = _tiny(targets=("digits+lowres(100)", "digits"), sizes=(20,), seeds=(1,))
     with CacheWriter(source_cache) as writer:
         counts = finetune_stage(preset, writer, ENGINE)
-    assert counts == {"planned": 4, "cached": 0, "done": 2, "failed": 2}
+    assert (counts.planned, counts.cached, counts.done, counts.failed) == (4, 0, 2, 2)
     runs = CacheReader(source_cache).runs()
     failed = runs[runs.status == "failed"]
     assert set(failed.target) == {"digits+lowres(100)"} and failed.error.str.contains("lowres\\(100\\) needs").all()

@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_task_is_retried_and_the_sweep_completes(source_cach
     preset = _tiny(sizes=(20,), seeds=(CRASH_ONCE, 8))
     with CacheWriter(source_cache) as writer:
         counts = finetune_stage(preset, writer, RAY)
-    assert counts == {"planned": 4, "cached": 0, "done": 4, "failed": 0}
+    assert (counts.planned, counts.cached, counts.done, counts.failed) == (4, 0, 4, 0)
     for source in ("natural", "l2_1.5"):  # the first attempt killed its worker; Ray ran the task again
         assert attempts(local_ray, source, 20, CRASH_ONCE) == 2 and attempts(local_ray, source, 20, 8) == 1
 
@@ -121,7 +121,7 @@ def test_runs_that_fail_twice_are_recorded_with_their_error_and_the_rest_complet
     preset = _tiny(sizes=(20,), seeds=(CRASH_ALWAYS, 12, FAIL_ONCE, FAIL_ALWAYS), sources=("natural",))
     with CacheWriter(source_cache) as writer:
         counts = finetune_stage(preset, writer, RAY)
-    assert counts == {"planned": 4, "cached": 0, "done": 2, "failed": 2}
+    assert (counts.planned, counts.cached, counts.done, counts.failed) == (4, 0, 2, 2)
     runs = CacheReader(source_cache).runs().set_index("seed")
     assert set(runs[runs.status == "done"].index) == {12, FAIL_ONCE}
     assert runs.loc[FAIL_ALWAYS, "error"].startswith("RuntimeError: flaky run 11")
