@@ -64,8 +64,17 @@ def test_sources_trained_in_worker_processes_equal_those_trained_here(tmp_path: 
     with CacheWriter(cache_dir(tmp_path / "workers")) as writer:
         sources_stage(preset, writer, progress=False, workers=2)
         parallel = {s.name: writer.source_row(s.name).checksum for s in specs}
-    here = {s.name: train_source(s, tmp_path / "here", progress=False).checksum for s in specs}
-    assert parallel == here  # one torch thread in the workers and here (conftest): bit-identical weights
+    # Workers run one torch thread (compute.workers) with torch's default oneDNN setting; so does this process
+    # here, whatever the suite's settings (`make test`'s kernel-path pass uses two threads and no oneDNN): same
+    # machine, same kernels, same reduction order -> the same bits. Two processes of one machine, never two machines.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.backends.mkldnn.flags(enabled=True):
+            here = {s.name: train_source(s, tmp_path / "here", progress=False).checksum for s in specs}
+    finally:
+        torch.set_num_threads(threads)
+    assert parallel == here
 
 
 def test_checkpoint_source_is_loaded_from_the_given_folder(tmp_path: Path) -> None:
