@@ -38,7 +38,7 @@ KERNEL_PATH := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE RTX_TEST_MKLDNN=0
 
 test: setup $(CHROME)
 	$(BIN)/python -m pytest -q
-	$(KERNEL_PATH) $(BIN)/python -m pytest -q -m numerics -p no:cacheprovider
+	$(KERNEL_PATH) $(BIN)/python -m pytest -q -m numerics -p no:cacheprovider --durations 5
 
 lint: setup
 	$(BIN)/ruff check .
