@@ -13,16 +13,15 @@ Re-record only when a change of results is intended, with `python -m tests.helpe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compute.cache import CacheReader
+from tests.helpers.engine_cases import float64  # float64 as torch's default dtype inside
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tiny"
 STAGES = ("sources", "robustness", "finetune", "influence")
@@ -73,19 +72,6 @@ def load(folder: Path = FIXTURES) -> tuple[dict[str, Any], dict[str, np.ndarray]
     return numbers, {s: np.load(folder / f"influence_{s}.npy") for s in numbers["influence"]}
 
 
-@contextlib.contextmanager
-def float64_default() -> Iterator[None]:
-    """torch's default dtype is float64 inside (new modules, parameters and float tensors), put back after."""
-    import torch
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 def run_tiny(root: Path) -> None:
     """The tiny preset's stages that have recorded results, in this process (its torch threads), float64."""
     from compute.presets import get_preset
@@ -93,7 +79,7 @@ def run_tiny(root: Path) -> None:
     from compute.stages import precompute
 
     root.mkdir(parents=True, exist_ok=True)
-    with float64_default():
+    with float64():
         precompute(get_preset("tiny"), root, Settings(progress=False), STAGES)
 
 
