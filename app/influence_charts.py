@@ -69,7 +69,7 @@ def label_match_over_seeds(frame: pd.DataFrame) -> alt.LayerChart:
 def _cutoff_x() -> alt.X:
     """Cut-offs on an ordinal axis: the sweep includes 0, which a log axis cannot place."""
     return alt.X("cutoff:O", title="relative cut-off (fraction of the largest Hessian eigenvalue)",
-                 axis=alt.Axis(labelAngle=0, format="g"))
+                 axis=alt.Axis(labelAngle=-45, format="~g"))  # ~g: 0.0001, not 0.000100000
 
 
 def label_match_vs_cutoff(frame: pd.DataFrame) -> alt.FacetChart:

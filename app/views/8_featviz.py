@@ -5,6 +5,8 @@ import streamlit as st
 
 from app import charts, data, spectra, ui
 
+PER_ROW = 9  # pictures per row: the seed and eight units, 128 px each, fit the page width
+
 st.title("What do the models' features look like?")
 st.markdown("Starting from a photo that is in neither dataset (the *seed*, in the model's own input space: grey for "
             "models trained on grey images), projected gradient ascent inside an L2 ball around the seed maximises "
@@ -48,10 +50,12 @@ for seed, group in rows.groupby("seed_image", sort=True):
     seed_hf = float(spec.loc[spec["seed_image"] == seed, "seed_hf"].iloc[0])
     st.markdown(f"**seed `{seed}`** (high-frequency share {seed_hf:.1%})")
     for model, per_model in group.sort_values(["model", "unit"]).groupby("model", sort=True):
-        cols = st.columns(1 + len(per_model))
-        cols[0].image(bytes(per_model["seed_png"].iloc[0]), caption=f"{model}: seed", width=128)
-        for col, (_, row) in zip(cols[1:], per_model.iterrows(), strict=False):
-            col.image(bytes(row["png"]), caption=f"unit {row['unit']}: {hf[(model, seed, row['unit'])]:.1%}", width=128)
+        pictures = [(bytes(per_model["seed_png"].iloc[0]), f"{model}: seed")] + [
+            (bytes(row["png"]), f"unit {row['unit']}: {hf[(model, seed, row['unit'])]:.1%}")
+            for _, row in per_model.iterrows()]
+        for start in range(0, len(pictures), PER_ROW):  # 16 units per seed: wrap, or captions overlap
+            for col, (png, caption) in zip(st.columns(PER_ROW), pictures[start:start + PER_ROW], strict=False):
+                col.image(png, caption=caption, width=128)
 
 meta = rows.drop(columns=["png", "seed_png"]).merge(spec, on=["model", "seed_image", "unit"])
 ui.footer(f"{len(rows)} visualizations: {rows['seed_image'].nunique()} seeds x {rows['model'].nunique()} models, "
