@@ -16,17 +16,17 @@ import streamlit as st
 from app import data
 from app.ui import CITATION
 
-PAGES = [  # (file, title, url path): one question each
+PAGES = [  # (file, title, url path): one question each, files numbered in the order they show
     ("views/1_overview.py", "Overview", "overview"),
     ("views/2_transfer_better.py", "Transfer better?", "better"),
     ("views/3_transfer_faster.py", "Transfer faster?", "faster"),
     ("views/4_blocks.py", "How many blocks?", "blocks"),
     ("views/5_constraint.py", "Which constraint?", "constraint"),
-    ("views/10_budget.py", "Which budget?", "budget"),
-    ("views/6_shape_texture.py", "Shape vs texture", "shape-texture"),
-    ("views/7_influence.py", "Influence", "influence"),
-    ("views/8_featviz.py", "Feature visualization", "featviz"),
-    ("views/9_paper.py", "Paper vs here", "paper"),
+    ("views/6_budget.py", "Which budget?", "budget"),
+    ("views/7_shape_texture.py", "Shape vs texture", "shape-texture"),
+    ("views/8_influence.py", "Influence", "influence"),
+    ("views/9_featviz.py", "Feature visualization", "featviz"),
+    ("views/10_paper.py", "Paper vs here", "paper"),
 ]
 REFRESH_SECONDS = 5  # how often the watcher looks for a newer snapshot (a stat)
 MIN_REDRAW_SECONDS = 30  # how often, at most, it redraws the page for one
