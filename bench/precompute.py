@@ -45,7 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo", choices=preset_names())
     parser.add_argument("--cache", type=Path, help="an empty folder to fill (default: a temporary one)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of this process (0: torch's default; "
+                        "worker processes run one each)")
     args = parser.parse_args()
     print(f"machine: {describe()}")
     if args.threads:
@@ -54,7 +55,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.cache or Path(tmp)
         start = time.perf_counter()
-        times = precompute(get_preset(args.preset), root, Settings(progress=False))
+        # the settings `rtx precompute` uses (worker processes per core, $RTX_DATA ...), bars off
+        times = precompute(get_preset(args.preset), root, Settings.from_env(progress=False))
         total = time.perf_counter() - start
     print(f"\nprecompute --preset {args.preset} on {describe()}")
     print(f"baseline: small ResNet training {rate:,.0f} images/s (28x28, batch 128, this run)")
