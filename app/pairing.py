@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
+from compute.run_label import subset_label  # the one subset label; compute.run_label parses it back
 
 CELL = ("target", "subset_size", "seed", "blocks", "method", "cutoff")  # what makes results comparable
 ROLE_ORDER = (ANALOGUE_ROLE, BEST_ROLE)  # robust members with a role come first, in this order
@@ -31,10 +32,6 @@ ROLE_ORDER = (ANALOGUE_ROLE, BEST_ROLE)  # robust members with a role come first
 def method_label(method: str, cutoff: float) -> str:
     """'fast, cut-off 0.05': how a method is named in every label."""
     return f"{method}, cut-off {cutoff:g}"
-
-
-def subset_label(target: str, subset_size: int, seed: int, blocks: int) -> str:
-    return f"{target} · {subset_size} images · seed {seed} · {blocks} blocks"
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,8 @@ def test_all_problems_of_a_plan_come_in_one_message(tiny_sources: Path, capsys) 
 
 
 @pytest.mark.parametrize(("argv", "words"), [
-    (["influence", "--preset", "tiny", "--runs", "nosuch1,nosuch2"], ["'nosuch1'", "'nosuch2'", "--runs"]),
+    (["influence", "--preset", "tiny", "--run", "nosuch1", "--run", "nosuch2"], ["'nosuch1'", "'nosuch2'", "--run"]),
+    (["influence", "--run", "l2_1.5 · digits · 40 images"], ["--run", "not a run label", "N images · seed S"]),
     (["influence", "--preset", "tiny", "--sources", "l2_1.5,nosuch"], ["'nosuch'", "valid choices: l2_1.5, natural"]),
     (["featviz", "--preset", "tiny", "--units", "0,500"], ["unit 500", "128 penultimate units"]),
     (["train-source", "--name", "mine", "--dataset", "digits", "--train-size", "5000"], ["--train-size", "1437"]),

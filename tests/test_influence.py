@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -394,7 +395,72 @@ def test_cli_computes_another_method_for_the_same_models(influence_cache: Path, 
         paths = group.set_index("method").matrix_path
         fast_m, ref_m = np.load(influence_cache / paths["fast"]), np.load(influence_cache / paths["reference"])
         assert np.abs(fast_m - ref_m).max() < 1e-5 * np.abs(ref_m).max(), run_key
-    assert main(["--cache", str(influence_cache), "influence", "--runs", "finetune-nope"]) == 2
-    assert "no completed run" in capsys.readouterr().err
+    assert main(["--cache", str(influence_cache), "influence", "--run", "finetune-nope"]) == 2
+    assert "no completed run 'finetune-nope'" in capsys.readouterr().err
     assert main(["--cache", str(influence_cache), "influence", "--method", "newton"]) == 2
     assert "valid choices" in capsys.readouterr().err
+
+
+# --- a run's problem from the outside (issue 21, item 8) ----------------------------------------------------------
+def _page_labels(root: Path) -> dict[str, str]:
+    """Run key -> the run's label as the Influence page names it: the model as the page shows it ('l2_1.5 · paper
+    analogue'), then the cell's subset label (app.pairing, what the page's subset selector is built from)."""
+    from app.pairing import influence_cells
+
+    reader = CacheReader(root)
+    results = reader.influence_results()
+    cells = influence_cells(results[results.method == "fast"], reader.source_roles().naturals)
+    run_of = dict(zip(results.key, results.run_key, strict=True))
+    return {run_of[key]: f"{cell.name(source)} · {cell.subset_label}" for cell in cells for source, key in cell.members}
+
+
+def test_the_public_problem_gives_the_stored_matrix(influence_cache: Path) -> None:
+    from compute.influence_problem import LOSS, find_run, influence_problem
+
+    reader = CacheReader(influence_cache)
+    labels = _page_labels(influence_cache)
+    fast = reader.influence_results().query("method == 'fast'")
+    assert len(labels) == len(fast) == 2
+    for key in fast.key:
+        row = reader.influence(key)
+        run = find_run(influence_cache, labels[row["run_key"]])  # as the page names it, role included
+        assert run == find_run(influence_cache, row["run_key"]) == find_run(influence_cache, str(run.label))
+        assert run.key == row["run_key"]
+        problem = influence_problem(run, influence_cache, n_test=row["n_test"])
+        assert problem.loss == LOSS and problem.classes == tuple(row["meta"]["classes"])
+        np.testing.assert_array_equal(problem.train_indices, row["train_indices"])
+        np.testing.assert_array_equal(problem.train_labels.numpy(), row["train_labels"])
+        np.testing.assert_array_equal(problem.test_labels.numpy(), row["test_labels"])
+        fc, method = problem.fc_problem(), get_method("fast")
+        matrix = method.matrix(fc, method.solve(fc, row["cutoff"]), problem.test_features, problem.test_labels)
+        stored = np.load(reader.artefact(row["matrix_path"]))
+        # the same float64 computation on the same machine, stored as float32: equal up to float32 rounding
+        np.testing.assert_allclose(matrix.numpy(), stored, rtol=0, atol=1e-6 * np.abs(stored).max())
+
+
+def test_cli_takes_the_label_a_page_shows(influence_cache: Path, capsys: pytest.CaptureFixture) -> None:
+    from compute.cli import main
+
+    labels = _page_labels(influence_cache)
+    (run_key, label), (other_key, _) = sorted(labels.items())
+    argv = ["--cache", str(influence_cache), "influence", "--preset", "tiny", "--method", "dense", "--no-progress"]
+    assert main([*argv, "--run", label, "--run", other_key]) == 0
+    out = capsys.readouterr().out
+    assert f"({run_key}) -> influence-" in out and f"({other_key}) -> influence-" in out and "computed" in out
+    dense = CacheReader(influence_cache).influence_results().query("method == 'dense'")
+    assert sorted(dense.run_key) == sorted([run_key, other_key])
+    assert main([*argv, "--run", label]) == 0
+    assert "already in the cache" in capsys.readouterr().out
+    assert main(["--cache", str(influence_cache), "influence", "--list-runs"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert {line.split("\t")[1] for line in listed} >= set(labels)
+    # an unknown label: one line naming valid labels and how to list them all; nothing computed
+    wrong = re.sub(r"seed \d+", "seed 9", label)
+    assert main([*argv, "--run", wrong]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{wrong!r}" in err and "rtx influence --list-runs" in err, err
+    assert listed[0].split("\t")[0] in err
+    # text that is no label at all is refused when the flag is parsed, with the format
+    assert main([*argv, "--run", "l2_1.5 · digits · forty images"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a run label" in err and "N images · seed S · B blocks" in err

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compute.cli.args import Command, add_device, add_preset, csv, root
-from compute.cli.values import NAME, NON_NEGATIVE, POSITIVE, Choice, Real
+from compute.cli.values import NAME, NON_NEGATIVE, POSITIVE, RUN, Choice, Real
 from compute.errors import RtxError
+
+if TYPE_CHECKING:
+    from compute.influence_problem import KeptRun
 
 
 def _influence_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +27,11 @@ def _influence_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=POSITIVE, help="score the first N test images (default: the preset's)")
     p.add_argument("--top-k", type=POSITIVE, help="most influential training images stored per test image")
     p.add_argument("--sources", type=csv(NAME), help="override the preset's sources, e.g. l2_1.5,natural")
-    p.add_argument("--runs", type=csv(NAME), help="instead of the preset's cell, these fine-tune run keys")
+    p.add_argument("--run", action="append", type=RUN, metavar="KEY_OR_LABEL", help="instead of the preset's cell, "
+                   "this fine-tune (repeat for more): its run key or the label the explorer shows, e.g. 'l2_0.22 · "
+                   "mnist5k · 400 images · seed 0 · 3 blocks'")
+    p.add_argument("--list-runs", action="store_true", help="print the label and key of every fine-tune with kept "
+                   "weights (what --run takes) and exit")
     add_device(p)
 
 
@@ -35,48 +44,68 @@ def cmd_influence(args: argparse.Namespace) -> int:
     from compute.presets import InfluenceSpec, get_preset
     from compute.stages.influence import InfluenceJob, influence_stage, run_influence
 
+    if args.list_runs:
+        return _list_runs(root(args))
     get_method(args.method)
     preset = get_preset(args.preset)
     spec = preset.influence or InfluenceSpec("", 0, 0, 0, ())
     changes = {"n_test": args.n_test, "top_k": args.top_k, "cutoff": args.cutoff, "sources": args.sources}
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
-    if not args.runs and preset.influence is None:
-        raise RtxError(f"preset {args.preset!r} names no influence runs; pass --runs KEY[,KEY]")
-    check_influence(preset, spec, root(args), args.runs)
+    if not args.run and preset.influence is None:
+        raise RtxError(f"preset {args.preset!r} names no influence runs; pass --run KEY_OR_LABEL")
+    runs = find_runs(root(args), args.run) if args.run else []
+    if not runs:
+        check_influence(preset, spec, root(args))
     with CacheWriter(root(args)) as writer:
-        if args.runs:
-            for key in args.runs:
-                run = writer.done_run(key)
-                job = InfluenceJob(key, args.method, spec.cutoff, spec.n_test, spec.top_k)
-                computed = run_influence(writer, run, job, args.device)
-                print(f"{key} -> {job.key} ({'computed' if computed else 'already in the cache'})")
-        else:
+        for run in runs:
+            job = InfluenceJob(run.key, args.method, spec.cutoff, spec.n_test, spec.top_k)
+            computed = run_influence(writer, run, job, args.device)
+            print(f"{run.label} ({run.key}) -> {job.key} ({'computed' if computed else 'already in the cache'})")
+        if not runs:
             influence_stage(replace(preset, influence=spec), writer, device=args.device,
                             progress=not args.no_progress, method=args.method)
     return 0
 
 
-def check_influence(preset, spec, cache, runs: tuple[str, ...] | None) -> None:
-    """Before any work: the runs named exist (done) in the cache, or the preset's pair is a valid plan."""
+def _list_runs(cache: Path) -> int:
     from compute.cache import CacheReader
-    from compute.validation import (
-        influence_problems,
-        raise_problems,
-        recorded_sources,
-        source_architectures,
-    )
+    from compute.influence_problem import kept_runs
 
-    if runs:
-        reader = CacheReader(cache)
+    reader = CacheReader(cache)
+    try:
+        runs = kept_runs(reader)
+    finally:
+        reader.close()
+    for run in runs:
+        print(f"{run.label}\t{run.key}")
+    if not runs:
+        print(f"no fine-tune in the cache at {cache} kept its weights; `rtx precompute` keeps those of its influence "
+              "runs")
+    return 0
+
+
+def find_runs(cache: Path, texts: list[str]) -> list[KeptRun]:
+    """Before any work: every run named (key or label) is a completed run in the cache; one line for all misses."""
+    from compute.influence_problem import find_run
+    from compute.validation import raise_problems
+
+    found: list[KeptRun] = []
+    problems: list[str] = []
+    for text in texts:
         try:
-            missing = [key for key in runs if (reader.run(key) or {}).get("status") != "done"]
-        finally:
-            reader.close()
-        problems = [f"no completed run {key!r} in the cache (--runs); `rtx status` lists what it holds"
-                    for key in missing]
-    else:
-        recorded = {name: arch for name, (arch, _) in recorded_sources(cache).items()}
-        problems = influence_problems(spec, source_architectures(preset, recorded), "run `rtx precompute` first")
+            found.append(find_run(cache, text))
+        except RtxError as err:
+            problems.append(str(err))
+    raise_problems("--run", problems)
+    return found
+
+
+def check_influence(preset, spec, cache) -> None:
+    """Before any work: the preset's pair is a valid plan."""
+    from compute.validation import influence_problems, raise_problems, recorded_sources, source_architectures
+
+    recorded = {name: arch for name, (arch, _) in recorded_sources(cache).items()}
+    problems = influence_problems(spec, source_architectures(preset, recorded), "run `rtx precompute` first")
     raise_problems(preset.name, problems)
 
 

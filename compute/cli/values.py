@@ -277,11 +277,27 @@ def _host_problem(text: str) -> str | None:
         return f"{text!r} is not a host name or an IP address (e.g. 127.0.0.1, or 0.0.0.0 for every interface)"
 
 
+def _run_problem(text: str) -> str | None:
+    """A run label must parse (compute.run_label); a key is looked up in the cache later, with the plan."""
+    from compute.errors import RtxError
+    from compute.run_label import RunLabel, looks_like_label
+
+    if not looks_like_label(text):
+        return None
+    try:
+        RunLabel.parse(text)
+    except RtxError as err:
+        return str(err)
+    return None
+
+
 CONSTRAINT = Text("constraint: none, l2:EPS, linf:EPS (e.g. linf:4/255) or gaussian:SIGMA", _constraint_problem)
 DATASET = Text("dataset: a registered name (rtx datasets), folder:PATH, optionally +lowres(R) or +lowpass(K)",
                _dataset_problem)
 HOST = Text("host name or IP address", _host_problem)
 NAME = Text("name")
+RUN = Text("run: a run key (finetune-...) or the label the explorer shows ('SOURCE · TARGET · N images · seed S · B "
+           "blocks')", _run_problem)
 POSITIVE = Integer(1)
 NON_NEGATIVE = Integer(0)
 SEED = Integer(0, INT64_MAX)  # numpy's default_rng takes seeds >= 0; the cache stores them as BIGINT
@@ -298,5 +314,5 @@ def datasets() -> Sequence[str]:
 
 
 __all__ = ["CONSTRAINT", "DATASET", "DEVICE", "GPUS", "HOST", "INT32_MAX", "INT64_MAX", "NAME", "NON_NEGATIVE", "POSITIVE", "PROCESSES",
-           "PORT", "SEED", "Choice", "Device", "Integer", "Listed", "PathValue", "Real", "SubsetSize", "Text",
+           "PORT", "RUN", "SEED", "Choice", "Device", "Integer", "Listed", "PathValue", "Real", "SubsetSize", "Text",
            "ValueType", "datasets"]

@@ -25,7 +25,8 @@ Implementations, from reference to fast (registry: `METHODS`, `rtx influence --m
 - `tracincp`   (tracin.py) captum's TracInCPFast on the final layer: H replaced by I (approximate).
 Derived results (derived.py) come from the stored matrix only; `query_scores` answers a new image with one
 forward pass and one product with a stored query matrix. This package reads and writes no cache: the stage
-that does is compute.stages.influence, and compute.influence_index serves stored results to queries.
+that does is compute.stages.influence, compute.influence_problem builds a recorded run's `FCProblem` (for the
+stage and for other libraries), and compute.influence_index serves stored results to queries.
 """
 
 from compute.influence._fc import (

@@ -1,6 +1,6 @@
 """The `influence` stage: for the preset's fine-tunes of one subset (natural, the paper analogue, and the budget
-that transferred best on the target: `compute.best_budget`), the train x test matrix,
-its per-test top-k, the label-match curve, the query matrix for on-demand queries, and thumbnails.
+that transferred best on the target: `compute.best_budget`), the train x test matrix of the run's problem
+(`compute.influence_problem`, public: another library gets the same features and weights), its per-test top-k, the label-match curve, the query matrix for on-demand queries, and thumbnails.
 
 Stored per result (key = job_key('influence', {run_key, method, cutoff, n_test, code})):
 - `influence/<key>.npy`: the (n_train, n_test) float32 score matrix (rows: the run's subset order),
@@ -33,18 +33,16 @@ from tqdm.auto import tqdm
 from compute import best_budget
 from compute.cache import CacheWriter
 from compute.data import load_dataset
-from compute.errors import RtxError
 from compute.images import to_png
 from compute.influence import (
     FCProblem,
     QueryMatrix,
     get_method,
     label_match_curve,
-    penultimate,
     probabilities,
     top_k,
 )
-from compute.models import load_checkpoint
+from compute.influence_problem import KeptRun, influence_problem
 from compute.paths import artefact_path, job_key
 from compute.presets import InfluenceSpec, Preset
 from compute.records import InfluenceRecord, ThumbnailRecord
@@ -84,7 +82,7 @@ class InfluenceOutcome:
     """Everything one job computed, before it is written."""
 
     job: InfluenceJob
-    run: dict[str, Any]
+    run: KeptRun
     matrix: np.ndarray  # (n_train, n_test) float64
     query: QueryMatrix
     train_indices: np.ndarray
@@ -124,41 +122,29 @@ def cutoff_sweep(problem: FCProblem, z_test: torch.Tensor, y_test: torch.Tensor,
     return CutoffSweep(tuple(float(c) for c in cutoffs), tuple(ranks), tuple(curves))
 
 
-def compute_influence(run: dict[str, Any], root: Path, job: InfluenceJob, device: str | torch.device | None = None,
+def compute_influence(run: KeptRun, root: Path, job: InfluenceJob, device: str | torch.device | None = None,
                       data_root: str | None = None) -> InfluenceOutcome:
-    """Load the run's fine-tuned model, extract features, solve, and score the first n_test test images."""
+    """Build the run's problem (compute.influence_problem: the same one any other library gets), solve it, and
+    score the first n_test test images."""
     start = time.perf_counter()
     method = get_method(job.method)
-    if not run.get("model_path"):
-        raise RtxError(f"run {run['key']} kept no weights; re-run its fine-tune with --keep-models")
-    dev = resolve_device(device)
-    model, _ = load_checkpoint(root / run["model_path"])
-    model = model.to(dev).eval()
-    train, test = load_dataset(run["target"], "train", data_root), load_dataset(run["target"], "test", data_root)
-    if model.num_classes != len(train.classes):
-        raise RtxError(f"run {run['key']}: model has {model.num_classes} outputs, {run['target']} has "
-                       f"{len(train.classes)} classes")
-    train_idx = np.asarray(run["subset_indices"], dtype=np.int64)
-    test_idx = np.arange(min(job.n_test, len(test)), dtype=np.int64)
-    y_train, y_test = train.labels[torch.from_numpy(train_idx)], test.labels[torch.from_numpy(test_idx)]
-    z_train = penultimate(model, train.images[torch.from_numpy(train_idx)], dev)
-    z_test = penultimate(model, test.images[torch.from_numpy(test_idx)], dev)
-    fc = model.fc
-    problem = FCProblem.create(z_train, y_train, fc.weight, fc.bias, device=dev)
+    fc = influence_problem(run, root, job.n_test, device, data_root)
+    problem = fc.fc_problem()
     query = method.solve(problem, job.cutoff)
-    matrix = method.matrix(problem, query, z_test, y_test).cpu().numpy()
-    test_pred = probabilities(z_test.double(), problem.weight, problem.bias).argmax(1).cpu().numpy()
-    y_train_np, y_test_np = y_train.numpy(), y_test.numpy()
+    matrix = method.matrix(problem, query, fc.test_features, fc.test_labels).cpu().numpy()
+    test_pred = probabilities(fc.test_features.double(), problem.weight, problem.bias).argmax(1).cpu().numpy()
+    y_train, y_test = fc.train_labels.numpy(), fc.test_labels.numpy()
     meta = {
-        "source": run["source"], "target": run["target"], "route": query.route, "rank": query.rank,
+        "source": run.source, "target": run.target, "route": query.route, "rank": query.rank,
         "eigenvalue_max": query.eigenvalue_max, "solve_seconds": query.seconds, "exact": method.exact,
-        "features": int(z_train.shape[1]), "bias": fc.bias is not None, "device": str(dev), "code": CODE_VERSION,
-        "classes": list(train.classes), "input_channels": train.channels, "native_size": train.size,
-        "input_size": model.input_size, "test_acc": float((test_pred == y_test_np).mean()) if len(y_test_np) else None,
-        "top_k": job.top_k, "sign": SIGN, "cutoff_sweep": cutoff_sweep(problem, z_test, y_test).meta(),
+        "features": int(fc.train_features.shape[1]), "bias": fc.bias is not None,
+        "device": str(resolve_device(device)), "code": CODE_VERSION, "classes": list(fc.classes),
+        "input_channels": fc.input_channels, "native_size": fc.native_size, "input_size": fc.input_size,
+        "test_acc": float((test_pred == y_test).mean()) if len(y_test) else None, "top_k": job.top_k, "sign": SIGN,
+        "cutoff_sweep": cutoff_sweep(problem, fc.test_features, fc.test_labels).meta(),
     }
-    return InfluenceOutcome(job, run, matrix, query, train_idx, y_train_np, test_idx, y_test_np, test_pred,
-                            label_match_curve(matrix, y_train_np, y_test_np, K_MAX), time.perf_counter() - start, meta)
+    return InfluenceOutcome(job, run, matrix, query, fc.train_indices, y_train, fc.test_indices, y_test, test_pred,
+                            label_match_curve(matrix, y_train, y_test, K_MAX), time.perf_counter() - start, meta)
 
 
 def _thumbnail_rows(writer: CacheWriter, target: str, split: str, indices: np.ndarray,
@@ -181,7 +167,7 @@ def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: st
     arrays = {**outcome.query.arrays(), "train_indices": outcome.train_indices, "train_labels": outcome.train_labels}
     with open(query_path, "wb") as fh:
         np.savez(fh, **arrays)
-    target = outcome.run["target"]
+    target = outcome.run.target
     thumbs = (_thumbnail_rows(writer, target, "train", outcome.train_indices, data_root)
               + _thumbnail_rows(writer, target, "test", outcome.test_indices, data_root))
     if thumbs:
@@ -202,7 +188,7 @@ def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: st
     writer.record_influence(row, topk)
 
 
-def run_influence(writer: CacheWriter, run: dict[str, Any], job: InfluenceJob,
+def run_influence(writer: CacheWriter, run: KeptRun, job: InfluenceJob,
                   device: str | torch.device | None = None, data_root: str | None = None) -> bool:
     """Compute and record one job unless the cache has it; returns True when it computed."""
     if writer.has_influence(job.key):
@@ -244,7 +230,7 @@ def _influence_subset(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, 
     """The stage for one fine-tuning seed (`spec.seed`): natural, the analogue and the best budget, roles recorded."""
     runs = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks)
     runs = runs[runs.model_path.notna()].drop_duplicates("source") if not runs.empty else runs
-    by_source = {r["source"]: r for r in runs.to_dict("records")}
+    by_source = {r["source"]: KeptRun.from_row(r) for r in runs.to_dict("records")}
     part = preset.roles().role_of  # the roles the sources stage records (compute.roles), from the same preset
     roles = {s: {"role": part(s)} for s in spec.sources}
     sources = list(spec.sources)
@@ -254,7 +240,7 @@ def _influence_subset(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, 
             tqdm.write(f"[influence] best budget {chosen.source} not compared on seed {spec.seed}: {why}")
             chosen = None
         else:
-            by_source[chosen.source] = run
+            by_source[chosen.source] = KeptRun.from_row(run)
             tqdm.write(f"[influence] best budget {chosen.source} on the influence subset (seed {spec.seed}): {why}")
     if chosen is not None:
         role = roles.get(chosen.source, {}).get("role")
@@ -268,10 +254,10 @@ def _influence_subset(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, 
             tqdm.write(f"[influence] no fine-tune of {source} on {spec.target} n={spec.n_train} seed={spec.seed} "
                        f"blocks={spec.blocks} with kept weights; run the finetune stage first")
             continue
-        job = InfluenceJob(run["key"], method, spec.cutoff, spec.n_test, spec.top_k)
+        job = InfluenceJob(run.key, method, spec.cutoff, spec.n_test, spec.top_k)
         if run_influence(writer, run, job, device, data_root):
             tqdm.write(f"[influence] {source} seed {spec.seed}: {job.key} ({method}, cut-off {spec.cutoff:g})")
         done[source] = job.key
-    writer.set_influence_roles([r["key"] for r in by_source.values()], method, spec.cutoff,
+    writer.set_influence_roles([r.key for r in by_source.values()], method, spec.cutoff,
                                {key: {k: v for k, v in roles[s].items() if v is not None}
                                 for s, key in done.items() if roles.get(s, {}).get("role")})

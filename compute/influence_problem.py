@@ -1,0 +1,166 @@
+"""A recorded fine-tune's influence problem, for the influence stage and for any other library.
+
+Influence on a run needs its fine-tuned weights, its subset, the target's test images, and the penultimate features
+of both through the fine-tuned model (the FC layer is the only part influence differentiates: the paper's Section 6
+and A.9). `influence_problem` does that chain once (cache row -> checkpoint -> dataset -> subset -> test images ->
+features) and returns an `InfluenceProblem`: the arrays `FCProblem.create` takes, the test side, and the loss
+convention. compute.stages.influence builds every stored result from it, so a result computed elsewhere from the
+same problem is comparable with the stored one:
+
+    from compute.influence_problem import find_run, influence_problem
+    problem = influence_problem(find_run(root, "l2_0.22 · mnist5k · 400 images · seed 0 · 3 blocks"), root)
+    fc = problem.fc_problem()  # float64; or problem.train_features, .train_labels, .weight, .bias for captum & co.
+
+`find_run` takes a run key or the label the explorer shows (compute.run_label); an unknown one raises one line
+that names a few valid labels and `rtx influence --list-runs`, which prints them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from compute.cache import CacheReader
+from compute.data import load_dataset
+from compute.errors import RtxError
+from compute.influence import FCProblem, penultimate
+from compute.models import load_checkpoint
+from compute.run_label import RunLabel, looks_like_label
+from compute.settings import resolve_device
+
+# The objective whose Hessian and gradients every influence route uses (compute.influence's docstring has the sign).
+LOSS = ("softmax cross-entropy of the FC layer at the fine-tuned weights, summed over the fine-tuning subset (H = sum "
+        "of per-image Hessians, no damping); score[j, t] = g_t^T H^+ g_j = -(paper eq. 9), higher = more helpful")
+SHOWN = 5  # valid labels an unknown-run error names (`rtx influence --list-runs` prints them all)
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """A completed fine-tune as influence needs it: what names it, its subset, and where its weights are."""
+
+    key: str
+    source: str
+    target: str
+    n_train: int | None
+    seed: int
+    blocks: int
+    subset_indices: tuple[int, ...]  # rows of the target's training split, in the order the run saw them
+    model_path: str | None  # relative to the cache root; None when the sweep kept no weights
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> KeptRun:
+        """From a cache row of the runs table (`CacheWriter.influence_runs`, `done_run`, `CacheReader.run`)."""
+        n_train, path = row["n_train"], row.get("model_path")
+        return cls(str(row["key"]), str(row["source"]), str(row["target"]), None if pd.isna(n_train) else int(n_train),
+                   int(row["seed"]), int(row["blocks"]), tuple(int(i) for i in row["subset_indices"]),
+                   None if path is None or pd.isna(path) else str(path))
+
+    @property
+    def label(self) -> RunLabel:
+        return RunLabel(self.source, self.target, self.n_train, self.seed, self.blocks)
+
+
+@dataclass(frozen=True)
+class InfluenceProblem:
+    """One run's FC-layer influence problem: training and test features through the fine-tuned model, labels, the
+    FC weights, and the convention they are scored under (`loss`). Features are float32 as the model computes them
+    (on the device asked for); `fc_problem()` is the float64 problem every route solves."""
+
+    run: KeptRun
+    train_indices: np.ndarray  # (n,) int64 rows of the target's training split (= run.subset_indices)
+    train_features: torch.Tensor  # (n, d) float32
+    train_labels: torch.Tensor  # (n,) int64
+    test_indices: np.ndarray  # (n_test,) int64: the first n_test test images
+    test_features: torch.Tensor  # (n_test, d) float32
+    test_labels: torch.Tensor  # (n_test,) int64
+    weight: torch.Tensor  # (C, d) the fine-tuned FC weight
+    bias: torch.Tensor | None  # (C,) or None for a bias-free layer
+    classes: tuple[str, ...]
+    input_channels: int  # the target's native format (what a query image must look like)
+    native_size: int
+    input_size: int  # the side the model resizes inputs to
+    loss: str = LOSS
+
+    def fc_problem(self, damping: float = 0.0) -> FCProblem:
+        """The float64 problem on the features' device (`damping` > 0 departs from the paper, which uses none)."""
+        return FCProblem.create(self.train_features, self.train_labels, self.weight, self.bias, damping,
+                                device=self.train_features.device)
+
+
+@torch.no_grad()
+def influence_problem(run: KeptRun, root: Path, n_test: int = 500, device: str | torch.device | None = None,
+                      data_root: str | None = None) -> InfluenceProblem:
+    """Load the run's fine-tuned model from the cache at `root` and compute the penultimate features of its subset
+    and of the target's first `n_test` test images."""
+    if not run.model_path:
+        raise RtxError(f"run {run.key} ({run.label}) kept no weights; re-run its fine-tune with --keep-models")
+    dev = resolve_device(device)
+    model, _ = load_checkpoint(Path(root) / run.model_path)
+    model = model.to(dev).eval()
+    train, test = load_dataset(run.target, "train", data_root), load_dataset(run.target, "test", data_root)
+    if model.num_classes != len(train.classes):
+        raise RtxError(f"run {run.key}: model has {model.num_classes} outputs, {run.target} has "
+                       f"{len(train.classes)} classes")
+    train_idx = np.asarray(run.subset_indices, dtype=np.int64)
+    test_idx = np.arange(min(n_test, len(test)), dtype=np.int64)
+    fc = model.fc
+    return InfluenceProblem(
+        run, train_idx, penultimate(model, train.images[torch.from_numpy(train_idx)], dev),
+        train.labels[torch.from_numpy(train_idx)], test_idx, penultimate(model, test.images[torch.from_numpy(test_idx)], dev),
+        test.labels[torch.from_numpy(test_idx)], fc.weight.detach(), None if fc.bias is None else fc.bias.detach(),
+        tuple(train.classes), train.channels, train.size, model.input_size)
+
+
+class LabelledRun(NamedTuple):
+    label: str
+    key: str
+
+
+def kept_runs(reader: CacheReader) -> list[LabelledRun]:
+    """Every completed run with kept weights, by label (what `rtx influence --run` accepts)."""
+    runs = reader.runs("done")
+    if runs.empty:
+        return []
+    runs = runs[runs["model_path"].notna()]
+    labels = [str(RunLabel(r.source, r.target, None if pd.isna(r.n_train) else int(r.n_train), int(r.seed),
+                           int(r.blocks))) for r in runs.itertuples()]
+    return sorted(LabelledRun(label, str(key)) for label, key in zip(labels, runs["key"], strict=True))
+
+
+def find_run(root: Path, run: str) -> KeptRun:
+    """The completed run named by a run key or by its label; among runs with one label (a re-run after a code
+    change), the newest with kept weights, as the influence stage picks."""
+    reader = CacheReader(Path(root))
+    try:
+        if looks_like_label(run):
+            label = RunLabel.parse(run)
+            rows = reader.influence_runs(label.target, label.n_train, label.seed, label.blocks)
+            rows = rows[(rows["source"] == label.source) & rows["model_path"].notna()] if not rows.empty else rows
+            found = None if rows.empty else rows.iloc[0].to_dict()  # newest first
+        else:
+            found = reader.run(run)
+            found = found if found is not None and found.get("status") == "done" else None
+        if found is None:
+            raise _unknown_run(run, root, kept_runs(reader))
+    finally:
+        reader.close()
+    return KeptRun.from_row(found)
+
+
+def _unknown_run(run: str, root: Path, valid: list[LabelledRun]) -> RtxError:
+    if not valid:
+        return RtxError(f"no completed run {run!r} in the cache at {root}, and no run there kept its weights; run "
+                        "`rtx precompute` (its influence runs keep theirs) or `rtx finetune --keep-models`")
+    shown = "; ".join(f"'{r.label}'" for r in valid[:SHOWN])
+    more = f" and {len(valid) - SHOWN} more" if len(valid) > SHOWN else ""
+    return RtxError(f"no completed run {run!r} with kept weights in the cache at {root}; valid labels: {shown}{more} "
+                    "(`rtx influence --list-runs` prints every label and key)")
+
+
+__all__ = ["LOSS", "InfluenceProblem", "KeptRun", "LabelledRun", "find_run", "influence_problem", "kept_runs"]

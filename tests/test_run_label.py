@@ -1,0 +1,39 @@
+"""compute.run_label: the label the pages show a fine-tune by, formatted and parsed back by one module."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.pairing import InfluenceCell
+from compute.errors import RtxError
+from compute.run_label import RunLabel, looks_like_label, subset_label
+
+
+@pytest.mark.parametrize("label", [RunLabel("l2_0.22", "mnist5k", 400, 0, 3),
+                                   RunLabel("linf_8/255", "mnist5k+lowpass(400)", 20, 20000000, 1),
+                                   RunLabel("natural", "folder:/data/my set", None, 5, 4)])
+def test_a_label_parses_back_to_itself(label: RunLabel) -> None:
+    assert RunLabel.parse(str(label)) == label
+    assert looks_like_label(str(label))
+
+
+def test_the_pages_subset_label_is_the_runs() -> None:
+    cell = InfluenceCell("mnist5k", 400, 7, 3, "fast", 0.05, (("l2_0.22", "k1"), ("natural", "k2")), "natural",
+                         (("l2_0.22", "paper analogue, best budget", "why"),))
+    assert cell.subset_label == subset_label("mnist5k", 400, 7, 3) == "mnist5k · 400 images · seed 7 · 3 blocks"
+    expected = RunLabel("l2_0.22", "mnist5k", 400, 7, 3)
+    # the model as the Influence page names it (role included) and the demo's cell label (method included)
+    assert RunLabel.parse(f"{cell.name('l2_0.22')} · {cell.subset_label}") == expected
+    assert RunLabel.parse(f"l2_0.22 · {cell.label}") == expected
+    assert RunLabel.parse("  l2_0.22·mnist5k ·400 images· seed 7 · 3 blocks ") == expected  # spacing as typed
+
+
+@pytest.mark.parametrize("text", ["l2_0.22 · mnist5k · 400 images · seed 7", "mnist5k · 400 images · seed 7 · 3 blocks",
+                                  "l2 · mnist5k · many images · seed 7 · 3 blocks", " · mnist5k · 4 images · seed 7 · 3 blocks"])
+def test_anything_else_is_one_line_with_the_format(text: str) -> None:
+    with pytest.raises(RtxError, match=r"not a run label; expected 'SOURCE · TARGET · N images · seed S · B blocks'"):
+        RunLabel.parse(text)
+
+
+def test_run_keys_are_not_labels() -> None:
+    assert not looks_like_label("finetune-0123456789abcdef")
