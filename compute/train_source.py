@@ -35,11 +35,10 @@ from compute.errors import RtxError
 from compute.models import Classifier, build_model, load_checkpoint, save_checkpoint
 from compute.models.hub import is_hub_uri, resolve_checkpoint
 from compute.paths import artefact_path, file_checksum, job_key, sidecar_path, source_import_key
-from compute.presets import Preset, SourceSpec
+from compute.presets import SourceSpec
 from compute.records import SourceRecord
 from compute.settings import resolve_device
 from compute.training import Perturb, evaluate, shuffled_batches, train_one_epoch
-from compute.workers import Report, process_map
 
 __all__ = [
     "CODE_VERSION",
@@ -49,7 +48,6 @@ __all__ = [
     "lr_at",
     "record_source",
     "source_key",
-    "sources_stage",
     "train_source",
     "training_perturbation",
 ]
@@ -331,37 +329,3 @@ def _record(spec: SourceSpec, row: SourceRecord, writer: CacheWriter, progress: 
     if progress:
         acc = "n/a" if row.clean_acc is None else f"{row.clean_acc:.3f}"
         tqdm.write(f"[sources] {spec.name}: clean accuracy {acc}, {row.train_seconds:.1f} s, {row.path}")
-
-
-def _train_job(spec: SourceSpec, shared: tuple[str, str | None, str | None], report: Report) -> SourceRecord:
-    root, device, data_root = shared
-    label = f"{spec.name} ({spec.constraint}, k={spec.attack_steps})"
-    report(label, 0, spec.epochs)
-    return train_source(spec, Path(root), device=device, progress=False, data_root=data_root,
-                        on_epoch=lambda epoch, epochs: report(label, epoch, epochs))
-
-
-def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None, progress: bool = True,
-                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False,
-                  only: tuple[str, ...] | None = None, workers: int = 1, data_root: str | None = None) -> None:
-    """Train or load every source of the preset (or those in `only`) that the cache lacks, recording each.
-
-    With `workers` > 1, sources to train run in that many processes (compute.workers); each is recorded as
-    it finishes, and the first error stops the stage (finished sources stay, the others resume per epoch).
-    """
-    specs = [preset.source(name) for name in only] if only else list(preset.sources)
-    todo = [s for s in specs if not _up_to_date(writer.source_row(s.name), s, writer.root)]
-    to_train = [s for s in todo if not s.checkpoint]
-    if workers > 1 and len(to_train) > 1:
-        with tqdm(total=len(to_train), desc="sources", unit="model", position=0, disable=not progress) as bar:
-            for spec, row in process_map(_train_job, to_train, workers, (str(writer.root), device, data_root),
-                                         progress):
-                if isinstance(row, BaseException):
-                    raise row
-                _record(spec, row, writer, progress)
-                bar.update(1)
-        todo = [s for s in todo if s.checkpoint]
-    for spec in todo:
-        row = train_source(spec, writer.root, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
-                           trust_pickle=trust_pickle, data_root=data_root)
-        _record(spec, row, writer, progress)

@@ -15,7 +15,8 @@ from compute.errors import RtxError
 from compute.models import build_model, load_checkpoint
 from compute.paths import cache_dir, file_checksum
 from compute.presets import Preset, SourceSpec, get_preset
-from compute.train_source import lr_at, source_key, sources_stage, train_source
+from compute.stages.sources import sources_stage
+from compute.train_source import lr_at, source_key, train_source
 
 SMALL = SourceSpec("s", "small_resnet", "l2:1.5", 1, "fmnist", epochs=2, train_size=384)
 

@@ -61,7 +61,8 @@ def cmd_train_source(args: argparse.Namespace) -> int:
     """Train (or load) a preset's source models, or one custom source given by --name/--constraint/..."""
     from compute.cache import CacheWriter
     from compute.presets import SourceSpec, get_preset
-    from compute.train_source import ensure_source, sources_stage
+    from compute.stages.sources import sources_stage
+    from compute.train_source import ensure_source
     from compute.validation import pgd_steps_problems, raise_problems, source_problems, subset_problems
 
     if args.name and args.only:
@@ -137,7 +138,7 @@ def cmd_eval_robustness(args: argparse.Namespace) -> int:
 
     from compute.cache import CacheWriter
     from compute.presets import get_preset
-    from compute.robustness import robustness_stage
+    from compute.stages.robustness import robustness_stage
 
     apply_threads(args)
     preset = get_preset(args.preset)

@@ -4,12 +4,13 @@ Each stage module has `run(preset, writer, settings) -> None`: it computes what 
 behind `writer` lacks, and records it (a stage resumes from what the cache holds). `precompute` opens the cache
 and runs the stages in order; `stage_names()` is the order and the CLI's `--stages` choices.
 
-    sources     train or load the source models            compute.train_source
-    robustness  clean and PGD accuracy of each source       compute.robustness
-    thumbnails  a few test images per class of each target  (here)
-    finetune    the fine-tuning grid                        compute.finetune, compute.sweep
-    influence   influence matrices of one robust/natural pair  compute.influence
-    featviz     feature visualisations of a few sources     compute.featviz
+    stage       what it records                                       module here; the work it calls
+    sources     the source models (trained or loaded), their roles    sources; compute.train_source
+    robustness  clean and PGD accuracy of each source                 robustness; compute.robustness
+    thumbnails  a few test images per class of each target            thumbnails
+    finetune    the fine-tuning grid                                  finetune; compute.finetune, compute.sweep
+    influence   influence of natural, the analogue, the best budget   influence; compute.influence_problem
+    featviz     feature visualisations of a few sources               featviz; compute.featviz
 """
 
 from __future__ import annotations
