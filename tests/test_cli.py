@@ -99,3 +99,23 @@ def test_compute_cli_does_not_load_the_apps() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert demo_command(7999)[1:3] == ["-m", "app.demo"]
+
+
+@pytest.mark.parametrize("command", ["precompute", "finetune"])
+def test_threads_flag_reaches_settings_and_torch(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--threads N` is a Settings value like every other (issue 21, item 4): precompute sets torch's threads from it."""
+    import torch
+
+    from compute.cli import build_parser
+    from compute.cli.sweep import settings_from_args
+    from compute.presets import get_preset
+    from compute.stages import precompute
+
+    args = build_parser().parse_args([command, "--preset", "tiny", "--threads", "3"])
+    settings = settings_from_args(args)
+    assert settings.threads == 3
+    assert settings_from_args(build_parser().parse_args([command, "--preset", "tiny"])).threads is None
+    seen: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    precompute(get_preset("tiny"), tmp_path, settings, stages=())
+    assert seen == [3]

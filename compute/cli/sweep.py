@@ -11,7 +11,9 @@ from compute.cli.args import (
     add_data_root,
     add_device,
     add_preset,
+    add_threads,
     add_trust_pickle,
+    apply_threads,
     csv,
     root,
 )
@@ -42,8 +44,8 @@ def settings_from_args(args: argparse.Namespace):
                              trust_pickle=getattr(args, "trust_pickle", False), data_root=args.data_root,
                              download=args.download, test_limit=args.test_limit, max_group=args.max_group,
                              engine_strategy=args.engine_strategy, compile=args.compile or None,
-                             gpus_per_task=args.gpus_per_task,
-                             cpus_per_task=args.cpus_per_task)
+                             gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
+                             threads=getattr(args, "threads", None))
 
 
 def preset_from_args(args: argparse.Namespace):
@@ -81,6 +83,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=PROCESSES, help="local executor: worker processes, one torch thread each "
                    "(default: one per core on a CPU, 1 with a GPU)")
     p.add_argument("--address", type=NAME, help="Ray cluster address for --executor ray (default: start a local Ray)")
+    add_threads(p)
     add_device(p)
     p.add_argument("--keep-models", action="store_true", help="keep every fine-tuned model's weights in the cache")
     p.add_argument("--max-runs", type=POSITIVE, help="stop after this many fine-tunes (resume later)")
@@ -169,6 +172,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     checked = checked_inputs(args, sources=False)
     if checked is None:
         return 0
+    apply_threads(args)  # precompute applies Settings.threads itself (compute.stages.precompute)
     with CacheWriter(root(args)) as writer:
         counts = finetune_stage(checked[0], writer, checked[1])
     print(counts.line())
