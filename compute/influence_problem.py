@@ -109,11 +109,12 @@ def influence_problem(run: KeptRun, root: Path, n_test: int = 500, device: str |
                        f"{len(train.classes)} classes")
     train_idx = np.asarray(run.subset_indices, dtype=np.int64)
     test_idx = np.arange(min(n_test, len(test)), dtype=np.int64)
+    rows, test_rows = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
     fc = model.fc
     return InfluenceProblem(
-        run, train_idx, penultimate(model, train.images[torch.from_numpy(train_idx)], dev),
-        train.labels[torch.from_numpy(train_idx)], test_idx, penultimate(model, test.images[torch.from_numpy(test_idx)], dev),
-        test.labels[torch.from_numpy(test_idx)], fc.weight.detach(), None if fc.bias is None else fc.bias.detach(),
+        run, train_idx, penultimate(model, train.images[rows], dev), train.labels[rows],
+        test_idx, penultimate(model, test.images[test_rows], dev), test.labels[test_rows],
+        fc.weight.detach(), None if fc.bias is None else fc.bias.detach(),
         tuple(train.classes), train.channels, train.size, model.input_size)
 
 

@@ -1,8 +1,8 @@
 """How a fine-tuned run is named to people, both ways: `RunLabel` formats it and `RunLabel.parse` reads it back.
 
 The explorer's Influence page and the demo name a fine-tune by its source and its subset,
-'l2_0.22 · mnist5k · 400 images · seed 0 · 3 blocks'; the subset part ('mnist5k · 400 images · seed 0 · 3 blocks')
-is `subset_label`, the one function app/pairing.py labels cells with. `rtx influence --run` takes the same text, so
+'l2_0.22 · mnist5k · 400 images · seed 0 · 3 blocks'; the subset part ('mnist5k · 400 images · seed 0 ·
+3 blocks') is `subset_label`, the one function app/pairing.py labels cells with. `rtx influence --run` takes the same text, so
 what a page shows can be pasted back. Parsing is lenient where the pages add words: a role after the source
 ('l2_0.22 · paper analogue · mnist5k · ...', as the Influence page names a model) and a method after the blocks
 ('... · 3 blocks · fast, cut-off 0.05', as the demo's cell label ends) are accepted and ignored: they name an

@@ -103,7 +103,8 @@ def test_compute_cli_does_not_load_the_apps() -> None:
 
 @pytest.mark.parametrize("command", ["precompute", "finetune"])
 def test_threads_flag_reaches_settings_and_torch(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--threads N` is a Settings value like every other (issue 21, item 4): precompute sets torch's threads from it."""
+    """`--threads N` is a Settings value like every other (issue 21, item 4): precompute sets torch's threads from
+    it."""
     import torch
 
     from compute.cli import build_parser

@@ -411,7 +411,8 @@ def _page_labels(root: Path) -> dict[str, str]:
     results = reader.influence_results()
     cells = influence_cells(results[results.method == "fast"], reader.source_roles().naturals)
     run_of = dict(zip(results.key, results.run_key, strict=True))
-    return {run_of[key]: f"{cell.name(source)} · {cell.subset_label}" for cell in cells for source, key in cell.members}
+    return {run_of[key]: f"{cell.name(source)} · {cell.subset_label}"
+            for cell in cells for source, key in cell.members}
 
 
 def test_the_public_problem_gives_the_stored_matrix(influence_cache: Path) -> None:

@@ -28,10 +28,13 @@ def test_the_pages_subset_label_is_the_runs() -> None:
     assert RunLabel.parse("  l2_0.22·mnist5k ·400 images· seed 7 · 3 blocks ") == expected  # spacing as typed
 
 
-@pytest.mark.parametrize("text", ["l2_0.22 · mnist5k · 400 images · seed 7", "mnist5k · 400 images · seed 7 · 3 blocks",
-                                  "l2 · mnist5k · many images · seed 7 · 3 blocks", " · mnist5k · 4 images · seed 7 · 3 blocks"])
+@pytest.mark.parametrize("text", ["l2_0.22 · mnist5k · 400 images · seed 7",  # no blocks
+                                  "mnist5k · 400 images · seed 7 · 3 blocks",  # no source
+                                  "l2 · mnist5k · many images · seed 7 · 3 blocks",
+                                  " · mnist5k · 4 images · seed 7 · 3 blocks"])
 def test_anything_else_is_one_line_with_the_format(text: str) -> None:
-    with pytest.raises(RtxError, match=r"not a run label; expected 'SOURCE · TARGET · N images · seed S · B blocks'"):
+    expected = r"not a run label; expected 'SOURCE · TARGET · N images · seed S · B blocks'"
+    with pytest.raises(RtxError, match=expected):
         RunLabel.parse(text)
 
 

@@ -1,6 +1,7 @@
 """The `influence` stage: for the preset's fine-tunes of one subset (natural, the paper analogue, and the budget
 that transferred best on the target: `compute.best_budget`), the train x test matrix of the run's problem
-(`compute.influence_problem`, public: another library gets the same features and weights), its per-test top-k, the label-match curve, the query matrix for on-demand queries, and thumbnails.
+(`compute.influence_problem`, public: another library gets the same features and weights), its per-test top-k,
+the label-match curve, the query matrix for on-demand queries, and thumbnails.
 
 Stored per result (key = job_key('influence', {run_key, method, cutoff, n_test, code})):
 - `influence/<key>.npy`: the (n_train, n_test) float32 score matrix (rows: the run's subset order),
