@@ -296,8 +296,7 @@ DATASET = Text("dataset: a registered name (rtx datasets), folder:PATH, optional
                _dataset_problem)
 HOST = Text("host name or IP address", _host_problem)
 NAME = Text("name")
-RUN = Text("run: a run key (finetune-...) or the label the explorer shows ('SOURCE · TARGET · N images · seed S · B "
-           "blocks')", _run_problem)
+RUN = Text("run key (finetune-...) or run label", _run_problem)
 POSITIVE = Integer(1)
 NON_NEGATIVE = Integer(0)
 SEED = Integer(0, INT64_MAX)  # numpy's default_rng takes seeds >= 0; the cache stores them as BIGINT
