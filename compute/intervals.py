@@ -127,7 +127,8 @@ def source_spread(per: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
     `per` has one row per run: `source` (the family), `model` (the replica it started from), the `cell` columns and
     `acc`. Per (source, cell) with at least two replicas and more runs than replicas, the one-way random-effects
     ANOVA estimate (MSB - MSW) / n0 (n0 = (N - sum n_r^2 / N) / (R - 1), unequal replica sizes); pooled weighted by
-    R - 1 and floored at 0 after pooling (flooring each first biases it up). No replicated source: empty frame."""
+    R - 1 and floored at 0 after pooling (flooring each first biases it up); `source_df` = sum of R - 1 over the
+    sources (not over sizes: see below). No replicated source: empty frame."""
     pool = [c for c in cell if c != SPREAD_POOL_DROP]
     columns = [*pool, "source_var", "source_df"]
     estimates = []
@@ -148,7 +149,12 @@ def source_spread(per: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
     frame["weighted"] = frame["estimate"] * frame["df"]
     pooled = frame.groupby(pool, dropna=False)[["weighted", "df"]].sum().reset_index()
     pooled["source_var"] = (pooled["weighted"] / pooled["df"]).clip(lower=0.0)
-    return pooled.rename(columns={"df": "source_df"})[columns]
+    # Degrees of freedom: the replica draws, counted once per source. Every subset size reuses the same source
+    # models, so pooling sizes averages out fine-tuning noise but adds no new draw of the source.
+    draws = frame.groupby([*pool, "source"], dropna=False)["df"].max().groupby(pool, dropna=False).sum()
+    pooled["source_df"] = draws.reindex(pd.MultiIndex.from_frame(pooled[pool]) if len(pool) > 1 else pooled[pool[0]]
+                                        ).to_numpy()
+    return pooled[columns]
 
 
 def replica_weight(models: pd.Series) -> float:
