@@ -602,7 +602,8 @@ class CacheReader(_PairedDeltas):
         analogue', 'best budget', ...; `role_note`: why; NULL when the stage recorded none)."""
         return self._query(
             "SELECT i.key, i.run_key, i.method, i.cutoff, i.n_train, i.n_test, i.seconds, i.label_match, "
-            "r.source, r.target, r.n_train AS subset_size, r.seed, r.blocks, i.matrix_path, i.query_path, "
+            "r.source, json_extract_string(r.config, '$.source') AS model, r.target, r.n_train AS subset_size, r.seed, "
+            "r.blocks, i.matrix_path, i.query_path, "
             "json_extract_string(i.meta, '$.role') AS role, json_extract_string(i.meta, '$.role_note') AS role_note "
             "FROM influence i JOIN runs r ON r.key = i.run_key ORDER BY r.target, r.source"
         )

@@ -133,7 +133,7 @@ def pgd_steps_problems(constraint: str, steps: int | None) -> list[str]:
 
 def source_problems(names: Iterable[str], preset: Preset, flag: str) -> list[str]:
     """Names that must be sources of `preset` (e.g. `rtx train-source --only`)."""
-    return _source_problems(names, {s.name: s.arch for s in preset.sources}, flag,
+    return _source_problems(names, {s.name: s.arch for s in preset.trained_sources()}, flag,
                            f"{flag} selects sources of the {preset.name} preset")
 
 
