@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from compute.intervals import Interval, describe, from_summary, tied
+from compute.intervals import Interval, basis, describe, from_summary, tied
 
 __all__ = ["BUDGET_COLUMNS", "attack_label", "budget_accuracy", "budget_deltas", "budget_summary", "family",
            "has_budgets"]
@@ -111,7 +111,7 @@ def budget_summary(deltas: pd.DataFrame, versus: Mapping[str, pd.DataFrame] | No
 
     def point(row: pd.Series) -> str:
         return (f"{row['source']} ({row['family']}, ε={row['eps']:.3g}): "
-                + describe(_interval(row), "ahead of natural", "behind natural"))
+                + describe(_interval(row), "ahead of natural", "behind natural", what=basis(row)))
 
     others = set(deltas["source"]) - {best["source"]}
     tie = tied(_cell(versus.get(best["source"], pd.DataFrame()), deltas), others)
@@ -129,7 +129,8 @@ def budget_summary(deltas: pd.DataFrame, versus: Mapping[str, pd.DataFrame] | No
         iv = _interval(rows.iloc[0]) if not rows.empty else Interval(small["mean"] - large["mean"], *[float("nan")] * 2,
                                                                       0, float("nan"))
         trends.append(f"{fam}: smallest ε {small['eps']:.3g} minus largest ε {large['eps']:.3g}: "
-                      + describe(iv, "the smaller budget transfers better", "the larger budget transfers better"))
+                      + describe(iv, "the smaller budget transfers better", "the larger budget transfers better",
+                                 what=basis(rows) if not rows.empty else "seeds"))
     intervals = [_interval(r) for _, r in deltas.iterrows()]
     above, below = sum(iv.sign > 0 for iv in intervals), sum(iv.sign < 0 for iv in intervals)
     rest = len(deltas) - above - below

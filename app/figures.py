@@ -73,12 +73,12 @@ def fig2(snap: data.Snapshot) -> Iterator[Figure]:
     rows = summary[summary["blocks"] == blocks]
     yield Figure("fig2a_accuracy_vs_size", "Fig. 2a", charts.accuracy_vs_size, (rows,), rows,
                  f"Final test accuracy vs training images, {blocks} fine-tuned blocks; line = mean over seeds, band = "
-                 f"95% t-interval; {backing(rows)}.")
+                 f"95% interval; {backing(rows)}.")
     delta = _delta(snap, "final")
     if not delta.empty and not (delta := delta[delta["blocks"] == blocks]).empty:
         yield Figure("fig2b_delta_vs_size", "Fig. 2b", charts.delta_vs_size, (delta,), delta,
                      f"Each source's accuracy minus {data.natural_source(snap)}'s on the same subset (paired by "
-                     f"seed), {blocks} blocks, mean and 95% t-interval; {backing(delta)}.")
+                     f"seed), {blocks} blocks, mean and 95% interval; {backing(delta)}.")
 
 
 def fig3(snap: data.Snapshot) -> Iterator[Figure]:
@@ -91,7 +91,7 @@ def fig3(snap: data.Snapshot) -> Iterator[Figure]:
     cell = (curves["blocks"] == blocks) & (curves["n_train"] == n_train)
     yield Figure("fig3a_accuracy_vs_epoch", "Fig. 3a", charts.accuracy_vs_epoch, (curves[cell],), curves[cell],
                  f"Test accuracy at each evaluated epoch, {blocks} blocks, {n_train} training images; mean and 95% "
-                 f"t-interval over seeds; {backing(curves[cell])}.")
+                 f"interval; {backing(curves[cell])}.")
     delta = _delta(snap, "curve")
     if not delta.empty:
         delta = delta[(delta["blocks"] == blocks) & (delta["n_train"] == n_train)]
@@ -108,7 +108,7 @@ def fig4(snap: data.Snapshot) -> Iterator[Figure]:
     rows = summary[summary["source"] == source]
     yield Figure("fig4a_accuracy_by_blocks", "Fig. 4a", charts.accuracy_by_blocks, (rows,), rows,
                  f"Test accuracy of {source} vs training images per number of fine-tuned blocks; mean and 95% "
-                 f"t-interval; {backing(rows)}.")
+                 f"interval; {backing(rows)}.")
     options = sorted(summary["blocks"].unique())
     high, low = (3 if 3 in options else options[-1]), (1 if 1 in options else options[0])
     delta = data.blocks_delta(snap, int(high), int(low))
@@ -142,7 +142,7 @@ def fig5(snap: data.Snapshot) -> Iterator[Figure]:
     if not rows.empty:
         yield Figure("fig5_constraint_deltas", "Fig. 5", charts.delta_vs_size, (rows, "accuracy difference"), rows,
                      f"L2 vs L∞ and small vs large ε: first source's accuracy minus the second's on the same subsets "
-                     f"(paired by seed), {blocks} blocks; mean and 95% t-interval; {backing(rows)}.")
+                     f"(paired by seed), {blocks} blocks; mean and 95% interval; {backing(rows)}.")
 
 
 def fig7(snap: data.Snapshot) -> Iterator[Figure]:
@@ -190,7 +190,7 @@ def budget_curve(snap: data.Snapshot) -> Iterator[Figure]:
     accuracy = budget.budget_accuracy(sources, robust, (attacks or ["clean"])[0], natural)
     yield Figure("budget_curve", "budget curve", charts.budget_chart, (rows, accuracy), rows,
                  f"Robust minus {natural} on {target} ({n_train} images, {blocks} blocks) against each source's "
-                 f"training budget ε, mean and 95% t-interval; below, the sources' clean and attacked accuracy "
+                 f"training budget ε, mean and 95% interval; below, the sources' clean and attacked accuracy "
                  f"({(attacks or ['clean'])[0]}). {backing(rows)}.")
 
 

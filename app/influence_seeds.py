@@ -52,6 +52,19 @@ class SeedGroup:
     def name(self, source: str) -> str:
         return self.first.name(source)
 
+    def replicas(self, source: str) -> int:
+        """How many source models (compute.replicas) the source's runs over these seeds started from."""
+        return len({model for c in self.cells for s, model in c.models if s == source}) or 1
+
+    def retraining(self) -> str:
+        """What the seeds' interval covers besides fine-tuning: ' (seeds spread over 3 source replicas per model:
+        retraining the source is inside the interval)', or that it is not."""
+        counts = sorted({self.replicas(s) for s in self.sources()})
+        if counts == [1]:
+            return "; each model's source trained once: retraining it is not covered"
+        many = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        return f"; the seeds start from {many} source replicas per model: retraining the source is inside the interval"
+
     def keys(self, source: str) -> list[str]:
         """The source's influence key on each seed, in seed order."""
         return [c.compared[source] for c in self.cells]
@@ -188,7 +201,7 @@ def seed_sentence(group: SeedGroup, k: int = 5) -> str:
 
     diff = match_difference(group, curves, k)
     text = (f"Label match @{k} on the stored test images over {n} fine-tuning seed"
-            f"{'s' if n != 1 else ''} of this subset (mean and 95% interval): "
+            f"{'s' if n != 1 else ''} of this subset (mean and 95% interval{group.retraining()}): "
             + "; ".join(share(r) for _, r in match.iterrows()))
     if not diff.empty:
         text += ". " + "; ".join(f"{m} minus natural: {v}" for m, v in zip(diff["model"], diff["verdict"], strict=True))

@@ -54,6 +54,7 @@ class InfluenceCell(CellKey):
     natural: str | None  # the natural member's source name, None when the cell has none
     roles: tuple[tuple[str, str, str], ...] = ()  # (source, role, why) recorded by the influence stage
     curves: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (influence key, stored label-match curve k = 1..)
+    models: tuple[tuple[str, str], ...] = ()  # (source, the source model its run started from: a replica's name)
 
     @property
     def role_of(self) -> dict[str, tuple[str, str]]:
@@ -127,8 +128,10 @@ def influence_cells(results: pd.DataFrame, natural: Iterable[str]) -> list[Influ
         curves = tuple((str(key), tuple(float(v) for v in curve)) for key, curve in
                        zip(group["key"], group.get("label_match", [None] * len(group)), strict=True)
                        if curve is not None and not (isinstance(curve, float) and np.isnan(curve)))
+        models = tuple((str(r.source), str(r.model)) for r in group.itertuples()
+                       if isinstance(getattr(r, "model", None), str))
         cells.append(InfluenceCell(str(target), int(size), int(seed), int(blocks), str(method), float(cutoff),
-                                   members, nat, roles, curves))
+                                   members, nat, roles, curves, models))
     return cells
 
 

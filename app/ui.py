@@ -16,6 +16,7 @@ from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec
 
 from app import figure_files
 from app.data import FILL_COMMAND, Snapshot
+from compute.intervals import RETRAINING, basis
 from compute.paths import cache_dir
 
 _LAST_CHART = "_ui_last_chart"  # session state: the chart drawn since the last footer, for its SVG/PNG downloads
@@ -93,7 +94,15 @@ def backing(frame: pd.DataFrame) -> str:
         return "no runs"
     lo, hi = int(frame["n_seeds"].min()), int(frame["n_seeds"].max())
     seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    return f"{len(frame)} points from {int(frame['n_seeds'].sum())} runs ({seeds} seeds per point)"
+    text = f"{len(frame)} points from {int(frame['n_seeds'].sum())} runs ({seeds} seeds per point)"
+    if basis(frame) == RETRAINING:
+        spread = frame["source_sd"].dropna()
+        text += (f"; intervals over seeds and retraining the source (accuracy sd between source replicas "
+                 f"{100 * spread.min():.1f}-{100 * spread.max():.1f} points, measured on the replicated sources "
+                 "and assumed for the others)")
+    elif "source_sd" in frame:
+        text += "; intervals over fine-tuning seeds only (each source trained once: retraining it is not covered)"
+    return text
 
 
 def pick_many(label: str, options: Sequence, key: str, default: Sequence | None = None) -> list:

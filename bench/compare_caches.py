@@ -10,7 +10,8 @@ and then visibly, so a verdict is only worth showing if another machine's run la
 
 Claims compared: robust minus natural final accuracy per (source, target, subset size, blocks) cell with at least
 --min-seeds seeds (the budget and transfer pages); influence label match at top-1 and top-5 per model over seeds
-(the Influence page); the best budget the influence stage chose and its ties.
+(the Influence page); the best budget the influence stage chose and its ties; the feature visualisations' high-
+frequency share, robust minus natural (the featviz page's verdict).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from app import influence_seeds
+from app import influence_seeds, spectra
 from app.pairing import influence_cells
 from compute.cache import CacheReader
+from compute.intervals import Interval
 
 
 def deltas(reader: CacheReader) -> pd.DataFrame:
@@ -50,6 +52,15 @@ def best_budget(reader: CacheReader) -> set[str]:
             if isinstance(note, str)}
 
 
+def featviz_difference(reader: CacheReader) -> Interval | None:
+    """Robust minus natural high-frequency share of the feature visualisations (Welch over pictures), as the page."""
+    viz = spectra.latest_featviz(reader.featviz())
+    if viz.empty:
+        return None
+    groups = spectra.model_groups(reader.source_roles(), viz["model"].unique())
+    return spectra.hf_difference(spectra.featviz_spectra(viz, groups))
+
+
 def compare(a: pd.DataFrame, b: pd.DataFrame, on: list[str], min_seeds: int) -> pd.DataFrame:
     merged = a.merge(b[[*on, "mean"]], on=on, suffixes=("", "_b"))
     merged = merged[merged["n_seeds"] >= min_seeds]
@@ -74,6 +85,10 @@ def main() -> None:
                   f"claims with >= {args.min_seeds} seeds")
             if not table.empty:
                 print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        fa, fb = featviz_difference(a), featviz_difference(b)
+        if fa is not None and fb is not None:
+            print(f"\nfeatviz high-frequency share, robust minus natural: A {fa.text(unit=' points')}, B "
+                  f"{fb.mean * 100:+.1f} points: B {'inside' if fa.lo <= fb.mean <= fa.hi else 'OUTSIDE'} A's interval")
         print("\nbest budget (A):", "; ".join(sorted(best_budget(a))) or "none")
         print("best budget (B):", "; ".join(sorted(best_budget(b))) or "none")
     finally:

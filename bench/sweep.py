@@ -28,6 +28,7 @@ import torch
 from compute.cache import CacheReader
 from compute.data import load_dataset
 from compute.finetune import FinetuneConfig, finetune
+from compute.replicas import family_of
 from compute.models import Classifier, build_model, load_checkpoint
 from compute.paths import cache_dir
 from compute.presets import get_preset
@@ -65,8 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     preset = get_preset("demo")
     sources_wanted, targets = set(args.sources.split(",")), set(args.targets.split(","))
-    demo_plan = plan(preset, {s.name: f"bench-{s.name}" for s in preset.sources})
-    configs = [c for c in demo_plan if c.source in sources_wanted and c.target in targets]
+    demo_plan = plan(preset, {s.name: f"bench-{s.name}" for s in preset.trained_sources()})
+    configs = [c for c in demo_plan if family_of(c.source) in sources_wanted and c.target in targets]
     all_runs = len(demo_plan)
     sources, label = sources_for(sources_wanted)
     for target in targets:

@@ -22,10 +22,11 @@ import pandas as pd
 
 from compute.cache import CacheWriter
 from compute.finetune import finetune
-from compute.intervals import describe, from_summary, tied
+from compute.intervals import basis, describe, from_summary, tied
 from compute.models import save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import InfluenceSpec, Preset
+from compute.replicas import family_of
 from compute.sweep import SourceLoader, plan
 
 
@@ -42,6 +43,7 @@ class BestBudget:
     n_train: int  # the subset size the delta was measured at (the spec's, or the nearest with results)
     blocks: int
     tied: tuple[str, ...] = ()  # robust sources not distinguishable from this one (`ties`)
+    over: str = "seeds"  # what the interval is over (compute.intervals.basis): seeds, or seeds and retraining
 
     @property
     def chosen_from(self) -> str:
@@ -51,7 +53,7 @@ class BestBudget:
     def note(self) -> str:
         """One line for the page: why this source is the best budget, its interval against natural, and any tie."""
         versus = describe(from_summary(self.delta, self.lo, self.hi, self.n_seeds), "ahead of natural",
-                          "behind natural")
+                          "behind natural", what=self.over)
         tie = (f"; a tie with {', '.join(self.tied)} (their paired differences from it have 95% intervals that "
                "reach zero)" if self.tied else "; no other budget ties with it (every paired difference from it "
                "has a 95% interval below zero)")
@@ -74,7 +76,8 @@ def choose(deltas: pd.DataFrame, target: str, n_train: int, blocks: int) -> Best
     at = cell[cell["n_train"] == sizes[0]].sort_values(["mean", "source"], ascending=[False, True], kind="stable")
     row = at.iloc[0]
     lo, hi = (float(row[c]) if pd.notna(row[c]) else float(row["mean"]) for c in ("lo", "hi"))
-    return BestBudget(str(row["source"]), float(row["mean"]), lo, hi, int(row["n_seeds"]), target, sizes[0], blocks)
+    return BestBudget(str(row["source"]), float(row["mean"]), lo, hi, int(row["n_seeds"]), target, sizes[0], blocks,
+                      over=basis(row))
 
 
 def ties(best: BestBudget, deltas: pd.DataFrame, versus_best: pd.DataFrame) -> tuple[str, ...]:
@@ -107,13 +110,13 @@ def ensure_run(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, source:
         if not kept.empty:
             return kept.iloc[0].to_dict(), "cached"
     configs = [c for c in plan(preset, writer.source_checksums())
-               if (c.source, c.target, c.n_train, c.seed, c.blocks)
+               if (family_of(c.source), c.target, c.n_train, c.seed, c.blocks)
                == (source, spec.target, spec.n_train, spec.seed, spec.blocks)]
     if not configs:
         return None, (f"the preset plans no fine-tune of {source} on {spec.target} n={spec.n_train} "
                       f"seed={spec.seed} blocks={spec.blocks}")
     cfg = configs[0]
-    result = finetune(SourceLoader(writer)(source), cfg, keep_model=True, device=device, data_root=data_root)
+    result = finetune(SourceLoader(writer)(cfg.source), cfg, keep_model=True, device=device, data_root=data_root)
     path = save_checkpoint(result.model, artefact_path(writer.root, "models", cfg.key, "safetensors"),
                            {"run_key": cfg.key, "source": cfg.source, "target": cfg.target})
     writer.record_run(result.run_record(str(path.relative_to(writer.root))), result.curve)

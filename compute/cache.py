@@ -28,8 +28,10 @@ from compute import paths
 from compute import records as rec
 from compute.cache_diagnosis import open_error, snapshot_error
 from compute.errors import RtxError
+from compute.intervals import source_spread, summarise
 from compute.paths import DB_NAME, cache_dir
 from compute.records import constraint_columns, target_columns
+from compute.replicas import REPLICA_MARK
 from compute.roles import SourceFacts, SourceRoles, read_roles
 
 SCHEMA_VERSION = 2
@@ -149,73 +151,67 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _per_seed_rows(which: str) -> tuple[str, str]:
-    """SQL for one accuracy per run ('final') or per run and evaluated epoch ('curve'), and the extra grouping column."""
+    """SQL for one accuracy per run ('final') or per run and evaluated epoch ('curve'), with the source model the run
+    started from (`model`: a replica's name, compute.replicas), and the extra grouping column."""
+    model = "json_extract_string(r.config, '$.source') AS model"
     if which == "final":
-        return "SELECT source, target, n_train, blocks, seed, final_test_acc AS acc FROM runs WHERE status = 'done'", ""
+        return (f"SELECT r.source, {model}, r.target, r.n_train, r.blocks, r.seed, r.final_test_acc AS acc "
+                "FROM runs r WHERE r.status = 'done'"), ""
     if which == "curve":
-        return ("SELECT r.source, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
+        return (f"SELECT r.source, {model}, r.target, r.n_train, r.blocks, r.seed, m.epoch, m.test_acc AS acc "
                 "FROM runs r JOIN epoch_metrics m ON m.run_key = r.key WHERE r.status = 'done'"), ", epoch"
     raise RtxError(f"unknown summary {which!r}; valid choices: curve, final")
 
 
-def _interval_sql(source: str, group: str) -> str:
-    """`, agg AS (...) SELECT ...`: per `group` of relation `source`, n_seeds, mean, sd of `acc` and the 95% t-interval
-    [lo, hi] (needs the `t_quantiles` relation that `CacheReader._with_t` registers)."""
-    return f"""
-        , agg AS (SELECT {group}, count(*) AS n_seeds, avg(acc) AS mean, stddev_samp(acc) AS sd
-                  FROM {source} GROUP BY {group})
-        SELECT agg.*, mean - coalesce(t.q * sd / sqrt(n_seeds), 0) AS lo,
-                      mean + coalesce(t.q * sd / sqrt(n_seeds), 0) AS hi
-        FROM agg LEFT JOIN t_quantiles t ON t.df = agg.n_seeds - 1
-        ORDER BY {group}"""
-
-
 class _PairedDeltas:
-    """Seed-paired accuracy differences, for the reader (the explorer's pages) and the writer (the influence stage
+    """Mean and 95% interval over seeds (and source retraining, compute.intervals.summarise) of accuracies and of
+    seed-paired accuracy differences, for the reader (the explorer's pages) and the writer (the influence stage
     picks the budget that transferred best from them). Needs `self.con`."""
 
     con: duckdb.DuckDBPyConnection | None
 
     def delta_summary(self, natural: str, which: str = "final") -> pd.DataFrame:
-        """Robust-minus-natural accuracy per cell, paired by seed (same seed = same subset), with 95% t-interval.
+        """Robust-minus-natural accuracy per cell, paired by seed (same seed = same subset), with 95% interval.
 
         One row per (source, target, n_train, blocks[, epoch]) for every source other than `natural`.
         """
         return self._paired_delta(which, ["target", "n_train", "blocks"], "source",
                                   "b.source = ? AND a.source <> ?", [natural, natural])
 
-    def _with_t(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Run `sql` with a `t_quantiles(df, q)` relation of two-sided 95% Student-t quantiles (the app's one
-        interval rule, `compute.intervals`)."""
-        from compute.intervals import t_quantile
+    def _per_seed(self, which: str) -> tuple[pd.DataFrame, list[str]]:
+        """One row per run (and epoch): source, model, target, n_train, blocks, seed[, epoch], acc; and the cell."""
+        rows, epoch = _per_seed_rows(which)
+        return self.con.execute(rows).df(), ["target", "n_train", "blocks"] + (["epoch"] if epoch else [])
 
-        t_quantiles = pd.DataFrame({"df": range(1, 1001)})
-        t_quantiles["q"] = t_quantile(t_quantiles["df"].to_numpy())
-        self.con.register("t_quantiles", t_quantiles)
-        try:
-            return self.con.execute(sql, list(params)).df()
-        finally:
-            self.con.unregister("t_quantiles")
+    def _summary(self, which: str) -> pd.DataFrame:
+        if self.con is None:
+            return pd.DataFrame()
+        per, cell = self._per_seed(which)
+        return summarise(per, ["source", *cell], spread=source_spread(per, cell))
 
     def _paired_delta(self, which: str, match: list[str], label: str | None, pairing: str,
-                      params: Sequence[Any]) -> pd.DataFrame:
-        """Mean and 95% t-interval over seeds of a.acc - b.acc, where runs a and b share `match` (+ epoch) and seed
-        and `pairing` (a WHERE clause on a and b) says which is which; `label` is a column of a kept in the output."""
+                      params: Sequence[Any], across_sources: bool = True) -> pd.DataFrame:
+        """Mean and 95% interval over seeds of a.acc - b.acc, where runs a and b share `match` (+ epoch) and seed
+        and `pairing` (a WHERE clause on a and b) says which is which; `label` is a column of a kept in the output.
+        `across_sources`: a and b come from different source models, so retraining each adds its spread (False
+        when both sides are the same model, e.g. 3 minus 1 fine-tuned blocks of one source)."""
         if self.con is None:
             return pd.DataFrame()
         rows, epoch = _per_seed_rows(which)
         cell = match + (["epoch"] if epoch else [])
-        group = ", ".join(([label] if label else []) + cell)
+        group = ([label] if label else []) + cell
         join = " AND ".join(f"a.{c} = b.{c}" for c in [*cell, "seed"])
-        return self._with_t(
+        paired = self.con.execute(
             f"""
-            WITH per AS ({rows}),
-            paired AS (SELECT {', '.join('a.' + c for c in group.split(', '))}, a.seed, a.acc - b.acc AS acc
-                       FROM per a JOIN per b ON {join} WHERE {pairing})
-            {_interval_sql('paired', group)}
+            WITH per AS ({rows})
+            SELECT {', '.join('a.' + c for c in group)}, a.seed, a.model AS model_a, b.model AS model_b,
+                   a.acc - b.acc AS acc
+            FROM per a JOIN per b ON {join} WHERE {pairing}
             """,
-            params,
-        )
+            list(params),
+        ).df()
+        spread = source_spread(*self._per_seed(which)) if across_sources else None
+        return summarise(paired, group, ("model_a", "model_b"), spread)
 
 
 class CacheWriter(_PairedDeltas):
@@ -544,7 +540,12 @@ class CacheReader(_PairedDeltas):
         return self._query(sql)
 
     def source_models(self) -> pd.DataFrame:
-        return self._query("SELECT * EXCLUDE (meta), meta::VARCHAR AS meta FROM source_models ORDER BY name")
+        """One row per source (a replicated source's replicas, compute.replicas, are counted in `replicas`, not
+        listed: runs are recorded under the family's name, so every page joins on it)."""
+        return self._query(
+            f"SELECT * EXCLUDE (meta), meta::VARCHAR AS meta, (SELECT count(*) FROM source_models r WHERE "
+            f"split_part(r.name, '{REPLICA_MARK}', 1) = s.name) AS replicas FROM source_models s "
+            f"WHERE s.name NOT LIKE '%{REPLICA_MARK}%' ORDER BY name")
 
     def runs(self, status: str | None = None) -> pd.DataFrame:
         where = "WHERE status = ?" if status else ""
@@ -578,19 +579,13 @@ class CacheReader(_PairedDeltas):
         return self._query("SELECT * FROM robustness ORDER BY source, norm, eps, steps")
 
     def final_summary(self) -> pd.DataFrame:
-        """Mean and 95% t-interval of final test accuracy over seeds per (source, target, n_train, blocks)."""
+        """Mean and 95% interval of final test accuracy per (source, target, n_train, blocks): over seeds, and over
+        source retraining where the cache has replicas (compute.intervals.summarise)."""
         return self._summary("final")
 
     def curve_summary(self) -> pd.DataFrame:
-        """Mean and 95% t-interval of test accuracy over seeds per (source, target, n_train, blocks, epoch)."""
+        """As `final_summary`, per evaluated epoch too (source, target, n_train, blocks, epoch)."""
         return self._summary("curve")
-
-    def _summary(self, which: str) -> pd.DataFrame:
-        if self.con is None:
-            return pd.DataFrame()
-        rows, epoch = _per_seed_rows(which)
-        group = "source, target, n_train, blocks" + epoch
-        return self._with_t(f"WITH per AS ({rows}) {_interval_sql('per', group)}")
 
     def source_roles(self) -> SourceRoles:
         """Which source is natural, the paper analogue and each Table 7 column: as the sources stage recorded
@@ -607,7 +602,8 @@ class CacheReader(_PairedDeltas):
         analogue', 'best budget', ...; `role_note`: why; NULL when the stage recorded none)."""
         return self._query(
             "SELECT i.key, i.run_key, i.method, i.cutoff, i.n_train, i.n_test, i.seconds, i.label_match, "
-            "r.source, r.target, r.n_train AS subset_size, r.seed, r.blocks, i.matrix_path, i.query_path, "
+            "r.source, json_extract_string(r.config, '$.source') AS model, r.target, r.n_train AS subset_size, r.seed, "
+            "r.blocks, i.matrix_path, i.query_path, "
             "json_extract_string(i.meta, '$.role') AS role, json_extract_string(i.meta, '$.role_note') AS role_note "
             "FROM influence i JOIN runs r ON r.key = i.run_key ORDER BY r.target, r.source"
         )
@@ -652,7 +648,7 @@ class CacheReader(_PairedDeltas):
         One row per (source, target, n_train[, epoch]) with n_seeds, mean, sd and the 95% t-interval lo, hi.
         """
         return self._paired_delta(which, ["source", "target", "n_train"], None, "a.blocks = ? AND b.blocks = ?",
-                                  [high, low])
+                                  [high, low], across_sources=False)
 
     def thumbnail_summary(self) -> pd.DataFrame:
         """Images stored per (dataset, split) and how many labels they cover."""

@@ -8,6 +8,14 @@ instead of t = 2.78 at n = 5) and covers well under 95% (`tests/test_intervals.p
 random. The t interval assumes roughly normal per-seed values; a seed's accuracy is an average over hundreds
 of test images, which makes that reasonable.
 
+Which runs the interval covers: fine-tuning seeds, and, where the cache has source replicas (compute.replicas),
+retraining the source too. A source trained once is one draw of its training; its runs' spread over seeds says
+nothing about that draw. `source_spread` measures it from the replicated sources (one-way random-effects ANOVA of
+accuracy on replica, pooled over sources and subset sizes of a target), and `summarise` adds it to each mean's
+variance with the weight each side's replicas carry (1 for a source trained once, about 1/3 for three replicas),
+with Welch-Satterthwaite degrees of freedom. Assumption, stated where pages show it: retraining moves every source's
+accuracy about as much as it moves the replicated ones'.
+
 A difference is *distinguishable here* only when its interval excludes zero; with fewer than two values there is
 no interval (lo = hi = NaN) and nothing is distinguishable. `describe` writes the one sentence every computed
 verdict uses, so "not distinguishable here" reads the same on every page.
@@ -109,6 +117,97 @@ def from_summary(mean: float, lo: float, hi: float, n: int) -> Interval:
     return Interval(float(mean), float(lo), float(hi), int(n), math.nan)
 
 
+SPREAD_POOL_DROP = "n_train"  # source_spread pools the subset sizes of a cell (too few seeds per size to stand alone)
+
+
+def source_spread(per: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
+    """How much accuracy moves between replicas of a source: per `cell` (minus `n_train`, pooled over), the variance
+    component `source_var` and its degrees of freedom `source_df`.
+
+    `per` has one row per run: `source` (the family), `model` (the replica it started from), the `cell` columns and
+    `acc`. Per (source, cell) with at least two replicas and more runs than replicas, the one-way random-effects
+    ANOVA estimate (MSB - MSW) / n0 (n0 = (N - sum n_r^2 / N) / (R - 1), unequal replica sizes); pooled weighted by
+    R - 1 and floored at 0 after pooling (flooring each first biases it up); `source_df` = sum of R - 1 over the
+    sources (not over sizes: see below). No replicated source: empty frame."""
+    pool = [c for c in cell if c != SPREAD_POOL_DROP]
+    columns = [*pool, "source_var", "source_df"]
+    estimates = []
+    for keys, runs in per.groupby(["source", *cell], dropna=False):
+        sizes = runs.groupby("model")["acc"].agg(["count", "mean", "var"])
+        r, n = len(sizes), int(sizes["count"].sum())
+        if r < 2 or n <= r:
+            continue
+        grand = runs["acc"].mean()
+        msb = float((sizes["count"] * (sizes["mean"] - grand) ** 2).sum()) / (r - 1)
+        msw = float((sizes["var"].fillna(0) * (sizes["count"] - 1)).sum()) / (n - r)
+        n0 = (n - float((sizes["count"] ** 2).sum()) / n) / (r - 1)
+        estimates.append({**dict(zip(["source", *cell], keys, strict=True)), "estimate": (msb - msw) / n0,
+                          "df": r - 1})
+    if not estimates:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(estimates)
+    frame["weighted"] = frame["estimate"] * frame["df"]
+    pooled = frame.groupby(pool, dropna=False)[["weighted", "df"]].sum().reset_index()
+    pooled["source_var"] = (pooled["weighted"] / pooled["df"]).clip(lower=0.0)
+    # Degrees of freedom: the replica draws, counted once per source. Every subset size reuses the same source
+    # models, so pooling sizes averages out fine-tuning noise but adds no new draw of the source.
+    draws = frame.groupby([*pool, "source"], dropna=False)["df"].max().groupby(pool, dropna=False).sum()
+    pooled["source_df"] = draws.reindex(pd.MultiIndex.from_frame(pooled[pool]) if len(pool) > 1 else pooled[pool[0]]
+                                        ).to_numpy()
+    return pooled[columns]
+
+
+def replica_weight(models: pd.Series) -> float:
+    """sum over replicas of (runs from it / runs)^2: the share of one replica draw's variance a mean over these runs
+    keeps (1 for one source model, 1/R for R replicas used equally)."""
+    shares = models.value_counts(normalize=True)
+    return float((shares ** 2).sum())
+
+
+def summarise(per: pd.DataFrame, group: list[str], sides: tuple[str, ...] = ("model",),
+              spread: pd.DataFrame | None = None, level: float = LEVEL) -> pd.DataFrame:
+    """Per `group` of `per` (one row per seed: `acc`, and per side the column naming the source model it came
+    from): n_seeds, mean, sd, then the 95% interval lo, hi over seeds, and over source retraining where `spread`
+    (from `source_spread`) covers the cell: variance sd^2 / n + source_var * (sum of the sides' replica weights),
+    Welch-Satterthwaite df. Adds `source_sd` (sqrt(source_var), NaN where not covered) and `df`."""
+    out_cols = [*group, "n_seeds", "mean", "sd", "lo", "hi", "source_sd", "df"]
+    if per.empty:
+        return pd.DataFrame(columns=out_cols)
+    grouped = per.groupby(group, dropna=False)
+    frame = grouped["acc"].agg(n_seeds="count", mean="mean", sd="std").reset_index()
+    frame["weight"] = sum(grouped[side].agg(replica_weight).to_numpy() for side in sides)
+    if spread is not None and not spread.empty:
+        pool = [c for c in spread.columns if c in group]
+        frame = frame.merge(spread, on=pool, how="left")
+    else:
+        frame["source_var"], frame["source_df"] = np.nan, np.nan
+    n = frame["n_seeds"].to_numpy(dtype=np.float64)
+    v_seeds = frame["sd"].to_numpy(dtype=np.float64) ** 2 / n
+    v_source = np.nan_to_num(frame["source_var"].to_numpy(dtype=np.float64)) * frame["weight"].to_numpy()
+    source_df = frame["source_df"].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        parts = v_seeds ** 2 / (n - 1) + np.where(v_source > 0, v_source ** 2 / source_df, 0.0)
+        df = np.where(parts > 0, (v_seeds + v_source) ** 2 / parts, n - 1)
+    half = np.asarray(t_quantile(np.maximum(df, 1.0), level)) * np.sqrt(v_seeds + v_source)
+    half = np.where(n >= 2, half, 0.0)  # one seed: lo = hi = mean (no interval; from_summary says so)
+    frame["lo"], frame["hi"] = frame["mean"] - half, frame["mean"] + half
+    frame["source_sd"] = np.sqrt(frame["source_var"].astype(np.float64))
+    frame["df"] = np.where(n >= 2, df, np.nan)
+    return frame[out_cols].sort_values(group, kind="stable").reset_index(drop=True)
+
+
+RETRAINING = "seeds and retraining the source"
+
+
+def basis(rows: pd.DataFrame | pd.Series) -> str:
+    """What a summary's intervals are over: 'seeds', or RETRAINING when `summarise` added the source spread."""
+    spread = rows.get("source_sd") if isinstance(rows, pd.Series) else (
+        rows["source_sd"] if "source_sd" in rows else None)
+    covered = spread is not None and bool(pd.notna(spread).any() if isinstance(spread, pd.Series)
+                                          else pd.notna(spread))
+    return RETRAINING if covered else "seeds"
+
+
 def tied(versus: pd.DataFrame, candidates: Iterable[str], name: str = "source") -> tuple[str, ...]:
     """The `candidates` not distinguishable from a reference: those whose row in `versus` (candidate minus the
     reference, paired by seed: columns `name`, mean, lo, hi, n_seeds) has an interval reaching zero, or no row
@@ -136,4 +235,4 @@ def describe(interval: Interval, ahead: str, behind: str, scale: float = 100.0, 
 
 
 __all__ = ["LEVEL", "NOT_DISTINGUISHABLE", "Interval", "describe", "difference_interval", "from_summary",
-           "mean_interval", "paired_interval", "t_quantile", "tied"]
+           "mean_interval", "paired_interval", "replica_weight", "basis", "RETRAINING", "source_spread", "summarise", "t_quantile", "tied"]

@@ -124,7 +124,7 @@ def dry_run_text(preset: Preset, settings: Settings, checksums: dict[str, str] |
     from compute.sweep import plan
 
     known = dict(checksums or {})
-    configs = plan(preset, {s.name: known.get(s.name, "planned") for s in preset.sources}, settings.test_limit)
+    configs = plan(preset, {s.name: known.get(s.name, "planned") for s in preset.trained_sources()}, settings.test_limit)
     problems = list(problems)
     lines = [f"{preset.name}: {len(configs)} fine-tunes", plan_summary(configs, device_name(settings.device))]
     lines.append("inputs: all present" if not problems else f"inputs: {len(problems)} missing or wrong")

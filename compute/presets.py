@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from compute.data.sampler import paper_seeds
-from compute.errors import lookup
+from compute.errors import RtxError, lookup
+from compute.replicas import SOURCE_SEED_STEP, family_of, replica_for_seed, replica_name
 from compute.roles import TABLE7_LINF_LARGE, TABLE7_LINF_SMALL, SourceRoles
 
 
@@ -58,6 +59,7 @@ class SourceSpec:
     lr: float = 0.1
     checkpoint: str | None = None
     note: str = ""
+    seed: int = 0  # the source seed (initialisation, training subset, batch order, attack noise); see compute.replicas
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,39 @@ class Preset:
     # (source, Table 7 column) for the other sources that play one: the Linf columns (compute.roles). The sources
     # stage records every role in the cache (`roles`); the explorer, the demo and the influence stage read it there.
     table7: tuple[tuple[str, str], ...] = ()
+    # (source, replicas): sources trained `replicas` times with other source seeds (compute.replicas), so that
+    # intervals include what training the source again changes; fine-tuning seeds are spread over the replicas.
+    source_replicas: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        names = {s.name for s in self.sources}
+        for name, count in self.source_replicas:
+            if name not in names or count < 1:
+                raise RtxError(f"source_replicas: {name!r} x {count} needs a source of the preset and a count >= 1")
 
     def source(self, name: str) -> SourceSpec:
-        return lookup("source model", {s.name: s for s in self.sources}, name)
+        """The spec of a source or of one of its replicas ('natural#s1')."""
+        return lookup("source model", {s.name: s for s in self.trained_sources()}, name)
+
+    def replicas(self, family: str) -> int:
+        """How many times `family` is trained (1 unless `source_replicas` says more)."""
+        return dict(self.source_replicas).get(family, 1)
+
+    def models(self, family: str) -> tuple[str, ...]:
+        """The source models of `family`: itself, then its replicas."""
+        return tuple(replica_name(family, k) for k in range(self.replicas(family)))
+
+    def trained_sources(self) -> tuple[SourceSpec, ...]:
+        """Every source model the sources stage makes: the preset's sources, then their replicas k >= 1."""
+        extra = tuple(
+            replace(spec, name=replica_name(spec.name, k), seed=k * SOURCE_SEED_STEP,
+                    note=f"{spec.note}; source seed replica {k} of {self.replicas(spec.name)}")
+            for spec in self.sources for k in range(1, self.replicas(spec.name)))
+        return self.sources + extra
+
+    def source_for(self, family: str, seed: int) -> str:
+        """The source model a fine-tune of `family` with `seed` starts from (a replica when `family` has some)."""
+        return replica_name(family, replica_for_seed(seed, self.replicas(family_of(family))))
 
     def roles(self) -> SourceRoles:
         """Which source plays natural, the paper analogue and each Table 7 column, as this preset states them."""
@@ -293,6 +325,13 @@ ZOO_PRESET = Preset(
 LADDER_SIZES = (20, 100, 400)
 LADDER_SEEDS = {20: 20, 100: 6, 400: 5}  # subset size -> fine-tuning seeds of every ladder source
 INFLUENCE_SEEDS = 5  # fine-tuning seeds per model the demo's influence is computed for (intervals over seeds)
+# Natural and the analogue are each trained SOURCE_REPLICAS times (compute.replicas) and their fine-tuning seeds
+# start from the replicas in turn (no extra fine-tunes), so their intervals, the influence comparison's among them,
+# include retraining the source, and `compute.intervals.source_spread` measures how much that moves accuracy for
+# the single-trained ladder sources' intervals. Why: with every source trained once, a second demo on another
+# kernel path landed inside the first's 95% intervals in 23 of 33 cells (issue 24). Cost: 4 more sources (2 natural,
+# 2 PGD(3)): 10 natural-training equivalents on top of the ladder's 40, about +25% of the sources stage.
+SOURCE_REPLICAS = 3
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "tiny",
@@ -335,6 +374,7 @@ PRESETS: dict[str, Preset] = {
         featviz=FeatvizSpec(("natural", DEMO_ANALOGUE, "l2_1.5", "linf_8"), top_units=16),
         analogue=DEMO_ANALOGUE,
         table7=LINF_TABLE7,
+        source_replicas=tuple((name, SOURCE_REPLICAS) for name in ("natural", DEMO_ANALOGUE)),
     ),
     "paper": Preset(
         "paper",

@@ -13,6 +13,7 @@ from typing import Any
 from compute.attacks import parse_constraint
 from compute.data.variants import split_dataset_spec
 from compute.errors import RtxError
+from compute.replicas import family_of
 
 SOURCE_KINDS = ("natural", "pgd", "gaussian")
 
@@ -110,8 +111,10 @@ class RunRecord:
     model_path: str | None = None
 
     def columns(self) -> dict[str, Any]:
-        """The row as `CacheWriter` stores it, with base_dataset and variant parsed from `target`."""
+        """The row as `CacheWriter` stores it, with base_dataset and variant parsed from `target`, and `source` the
+        family of a replica (compute.replicas: pages group by family; `config` keeps the model the run started from)."""
         row = _fields(self)
+        row["source"] = family_of(self.source)
         row["subset_indices"] = None if self.subset_indices is None else list(self.subset_indices)
         return {**row, **target_columns(self.target)}
 

@@ -30,12 +30,14 @@ from compute.finetune import FinetuneConfig, FinetuneResult, PrefixCache, finetu
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset, paper_schedule, seeds_for
 from compute.records import RunRecord
+from compute.replicas import family_of
 from compute.settings import Settings
 from compute.workers import Report, process_map
 
 
 def plan(preset: Preset, checksums: dict[str, str], test_limit: int | None = None) -> list[FinetuneConfig]:
-    """Every fine-tune of the preset, grouped by (source, target, blocks) so frozen-prefix caches are reused."""
+    """Every fine-tune of the preset, grouped by (source, target, blocks) so frozen-prefix caches are reused; a
+    replicated source's seeds start from its replicas in turn (`Preset.source_for`)."""
     configs: dict[str, FinetuneConfig] = {}
     for grid in preset.grids:
         sources = grid.sources or tuple(s.name for s in preset.sources)
@@ -47,8 +49,11 @@ def plan(preset: Preset, checksums: dict[str, str], test_limit: int | None = Non
                     for n_train in grid.sizes:
                         schedule = paper_schedule(n_train)
                         for seed in seeds_for(grid, n_train):
+                            model = preset.source_for(source, seed)  # a replica of the source, if it has some
+                            if model not in checksums:
+                                raise unknown_name("source model", model, list(checksums))
                             cfg = FinetuneConfig(
-                                source=source, source_checksum=checksums[source], target=target, n_train=n_train,
+                                source=model, source_checksum=checksums[model], target=target, n_train=n_train,
                                 seed=seed, blocks=blocks, epochs=grid.epochs or schedule.epochs,
                                 test_every=grid.test_every or schedule.test_every,
                                 **{**grid.recipe(), "test_limit": test_limit or grid.test_limit},
@@ -65,7 +70,7 @@ def influence_keys(preset: Preset, configs: Iterable[FinetuneConfig]) -> set[str
     return {
         c.key for c in configs
         if c.target == spec.target and c.n_train == spec.n_train and c.seed in spec.all_seeds
-        and c.blocks == spec.blocks and c.source in spec.sources
+        and c.blocks == spec.blocks and family_of(c.source) in spec.sources
     }
 
 

@@ -54,7 +54,6 @@ __all__ = [
 
 # Bump when a change to this module changes trained weights: it is part of every source model's key.
 CODE_VERSION = "source-1"
-SEED = 0  # one seed for every trained source: initialisation, subset, batch order, attack noise
 MOMENTUM = 0.9  # the paper's SGD (A.3, Section 7)
 WEIGHT_DECAY = 5e-4
 EVAL_BATCH = 512
@@ -68,7 +67,7 @@ def source_key(spec: SourceSpec) -> str:
         attack = parse_constraint(spec.constraint, spec.attack_steps)
         fields = {
             "arch": spec.arch, "attack": attack, "dataset": spec.dataset, "epochs": spec.epochs,
-            "train_size": spec.train_size, "batch_size": spec.batch_size, "lr": spec.lr, "seed": SEED,
+            "train_size": spec.train_size, "batch_size": spec.batch_size, "lr": spec.lr, "seed": spec.seed,
             "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY,
         }
     return job_key("source", {**fields, "code": CODE_VERSION})
@@ -160,13 +159,14 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
     attack = parse_constraint(spec.constraint, spec.attack_steps)
     dev = resolve_device(device)
     train = load_dataset(spec.dataset, "train", data_root)
-    subset = torch.as_tensor(sample_subset(train.labels, spec.train_size or len(train), SEED))
+    subset = torch.as_tensor(sample_subset(train.labels, spec.train_size or len(train), spec.seed))
     images, labels = train.images[subset].to(dev), train.labels[subset].to(dev)  # (N, c, h, w), (N,)
-    model = build_model(spec.arch, len(train.classes), seed=SEED).to(dev).to(memory_format=torch.channels_last)
+    model = build_model(spec.arch, len(train.classes), seed=spec.seed).to(dev).to(memory_format=torch.channels_last)
     pixels = OnPixels(model, model.input_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    generators = {"order": torch.Generator().manual_seed(SEED),
-                  "attack": torch.Generator(device=dev).manual_seed(SEED + 1)}
+    # One source seed for everything random (SourceSpec.seed: 0, or a replica's, compute.replicas).
+    generators = {"order": torch.Generator().manual_seed(spec.seed),
+                  "attack": torch.Generator(device=dev).manual_seed(spec.seed + 1)}
     n, batch = len(labels), spec.batch_size
     steps_per_epoch = -(-n // batch)
     total_steps = steps_per_epoch * spec.epochs
@@ -207,7 +207,7 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
         "key": key, "name": spec.name, "constraint": spec.constraint, "attack_steps": spec.attack_steps,
         "attack": attack.label, "alpha": attack.alpha if attack.kind == "pgd" else None,
         "step_mult": attack.step_mult, "dataset": spec.dataset, "epochs": spec.epochs, "train_size": n,
-        "batch_size": batch, "lr": spec.lr, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "seed": SEED,
+        "batch_size": batch, "lr": spec.lr, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "seed": spec.seed,
         "code": CODE_VERSION, "note": spec.note, "history": state["history"], "device": str(dev),
         "threads": torch.get_num_threads(), "images_per_second": n * spec.epochs / max(state["seconds"], 1e-9),
         "clean_acc": clean_acc, "train_seconds": state["seconds"],

@@ -133,7 +133,7 @@ def pgd_steps_problems(constraint: str, steps: int | None) -> list[str]:
 
 def source_problems(names: Iterable[str], preset: Preset, flag: str) -> list[str]:
     """Names that must be sources of `preset` (e.g. `rtx train-source --only`)."""
-    return _source_problems(names, {s.name: s.arch for s in preset.sources}, flag,
+    return _source_problems(names, {s.name: s.arch for s in preset.trained_sources()}, flag,
                            f"{flag} selects sources of the {preset.name} preset")
 
 
@@ -204,7 +204,7 @@ def source_architectures(preset: Preset, recorded: Mapping[str, str], train: boo
     """Source name -> architecture of every source a plan may name: those the cache records (`recorded`, name ->
     arch) and the preset's; with `train` False (the work uses only what the cache holds), a preset source the cache
     lacks maps to None (compute.validation reports it missing from the cache)."""
-    return {**{s.name: s.arch if train else None for s in preset.sources}, **recorded}
+    return {**{s.name: s.arch if train else None for s in preset.trained_sources()}, **recorded}
 
 
 def recorded_sources(root: Path) -> dict[str, tuple[str, str]]:
@@ -253,7 +253,7 @@ def check_before_work(preset: Preset, root: Path, settings: Settings, stages: Co
     problems = plan_problems(preset, archs, stages)
     checksums = {name: checksum for name, (_, checksum) in recorded.items()}
     if not train_sources:  # only datasets: the sources come from the cache, checked above
-        checksums = {spec.name: checksums.get(spec.name, "planned") for spec in preset.sources}
+        checksums = {spec.name: checksums.get(spec.name, "planned") for spec in preset.trained_sources()}
     inputs = check_paper_inputs(preset, checkpoint_folder(root, settings.checkpoint_dir), settings.data_root,
                                 checksums, settings.trust_pickle)
     if dry_run and not problems:

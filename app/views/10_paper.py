@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, data, paper, ui
+from compute.intervals import basis
 from compute.settings import BF16_PARTS
 
 st.title("The paper's numbers vs this cache")
@@ -51,7 +52,8 @@ st.dataframe(shown, hide_index=True, column_config={
     "paper_acc": "paper %", "here_acc": "here %", "lo": "95% lo", "hi": "95% hi", "diff": "here − paper",
     "n_seeds": "seeds", "here_target": "cache target"})
 ui.footer(f"Every Table 7 cell ({ui.CITATION}); {len(matched)} of {len(compared)} have runs here with {blocks} "
-          "blocks (listed first; the others show – here). Accuracy in percent; interval = 95% t-interval over seeds.",
+          f"blocks (listed first; the others show – here). Accuracy in percent; interval = 95% interval over "
+          f"{basis(summary)}.",
           compared, "paper_vs_here")
 
 st.markdown("**Arithmetic.** Runs with `precision='bf16'` (the paper preset's default on a GPU; the paper does not "

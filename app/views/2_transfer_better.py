@@ -19,7 +19,7 @@ if rows.empty:
 st.subheader("Test accuracy after fine-tuning (Fig. 2a)")
 ui.chart(charts.accuracy_vs_size, rows)
 ui.footer(f"Final test accuracy vs training images, {blocks} fine-tuned blocks; line = mean over seeds, band = 95% "
-          f"t-interval; {ui.backing(rows)}.", rows, "accuracy_vs_size")
+          f"interval; {ui.backing(rows)}.", rows, "accuracy_vs_size")
 
 st.subheader(f"Robust minus natural (Fig. 2b; natural = {natural or 'none'})")
 delta = data.delta_summary(snap, natural, "final") if natural else summary.iloc[0:0]
@@ -28,5 +28,5 @@ delta = delta[delta["target"].isin(targets) & delta["source"].isin(sources) & (d
 ui.stop_if(delta.empty, snap,
            "robust and natural runs on the same subsets (same target, size, seed and blocks)")
 ui.chart(charts.delta_vs_size, delta)
-ui.footer(f"Each source's accuracy minus {natural}'s on the same subset (paired by seed), mean and 95% t-interval; "
+ui.footer(f"Each source's accuracy minus {natural}'s on the same subset (paired by seed), mean and 95% interval; "
           f"above zero = transfers better. {ui.backing(delta)}.", delta, "delta_vs_size")

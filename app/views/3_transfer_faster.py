@@ -23,7 +23,7 @@ if rows.empty:
 st.subheader(f"Test accuracy during fine-tuning on {n_train} images (Fig. 3a)")
 ui.chart(charts.accuracy_vs_epoch, rows)
 ui.footer(f"Test accuracy at each evaluated epoch, {blocks} fine-tuned blocks, {n_train} training images; mean and "
-          f"95% t-interval over seeds; {ui.backing(rows)}.", rows, "accuracy_vs_epoch")
+          f"95% interval; {ui.backing(rows)}.", rows, "accuracy_vs_epoch")
 
 st.subheader(f"Robust minus natural during fine-tuning (Fig. 3b; natural = {natural or 'none'})")
 delta = data.delta_summary(snap, natural, "curve") if natural else curves.iloc[0:0]

@@ -22,7 +22,7 @@ rows = summary[(summary["source"] == source) & summary["target"].isin(targets)]
 st.subheader(f"Test accuracy of {source} per number of fine-tuned blocks (Fig. 4a)")
 ui.chart(charts.accuracy_by_blocks, rows)
 ui.footer(f"Final test accuracy vs training images for each number of fine-tuned blocks (0 = FC layer only); mean "
-          f"and 95% t-interval over seeds; {ui.backing(rows)}.", rows, "accuracy_by_blocks")
+          f"and 95% interval; {ui.backing(rows)}.", rows, "accuracy_by_blocks")
 
 options = sorted(summary["blocks"].unique())
 a, b = st.columns(2)

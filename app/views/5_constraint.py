@@ -38,7 +38,7 @@ if fig5.empty:
 else:
     ui.chart(charts.delta_vs_size, fig5, "accuracy difference")
     ui.footer(f"First source's accuracy minus the second's on the same subsets (paired by seed), {blocks} blocks; "
-              f"mean and 95% t-interval; {ui.backing(fig5)}.", fig5, "constraint_deltas")
+              f"mean and 95% interval; {ui.backing(fig5)}.", fig5, "constraint_deltas")
 
 st.subheader(f"PGD(k), PGD(1) and Gaussian noise vs natural (Fig. 8; natural = {natural or 'none'})")
 fig8 = data.delta_summary(snap, natural, "final") if natural else pd.DataFrame()

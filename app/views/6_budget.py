@@ -49,7 +49,7 @@ versus = {src: data.delta_summary(snap, src, "final") for src in references}
 st.markdown(f"**What this cell says** ({target}, {n_train} training images, {blocks} fine-tuned blocks): "
             + budget.budget_summary(rows, versus))
 ui.footer(f"Top: each robust source's final test accuracy minus {natural}'s on the same {target} subsets (paired by "
-          f"seed), mean and 95% t-interval; x = the budget it was trained with (Gaussian: noise σ per pixel). "
+          f"seed), mean and 95% interval; x = the budget it was trained with (Gaussian: noise σ per pixel). "
           f"{ui.backing(rows)}.", rows, "budget_deltas")
 ui.footer(f"Bottom: each source's accuracy on the first {int(accuracy['n_images'].max()) if not accuracy.empty else 0} "
           f"test images of its own training set, clean and under {attack}; grey rules = {natural}.", accuracy,

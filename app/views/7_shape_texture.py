@@ -32,7 +32,7 @@ ui.stop_if(rows.empty, snap, f"runs of {robust} and {natural} on {base} and its 
 st.subheader(f"Accuracy on {base} and its variants, {n_train} training images (Table 2 analogue)")
 ui.chart(charts.variant_bars, rows)
 ui.footer(f"Final test accuracy of {robust} and {natural}, {blocks} blocks; bar = mean over seeds, whisker = 95% "
-          f"t-interval; {ui.backing(rows)}.", rows, "shape_texture")
+          f"interval; {ui.backing(rows)}.", rows, "shape_texture")
 
 delta = data.delta_summary(snap, natural, "final")
 delta = delta[(delta["source"] == robust) & delta["target"].isin(targets) & (delta["blocks"] == blocks)]

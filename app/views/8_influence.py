@@ -43,7 +43,7 @@ if not verdicts.empty:
 ui.footer(f"For k = 1..{int(match['k'].max()) if not match.empty else 0}: the share of each test image's k most "
           f"influential training images that carry its label, averaged over {int(results.at[cell.members[0][1], 'n_test'])} "
           f"test images; mean and 95% t-interval over {len(group.seeds)} fine-tuning seeds ({group.first.method_label}; "
-          "each seed is its own training subset and fine-tune).", match, "label_match")
+          f"each seed is its own training subset and fine-tune{group.retraining()}).", match, "label_match")
 
 st.subheader("Does the answer depend on the cut-off?")
 metas = {key: (data.influence_row(snap, key) or {}).get("meta") for src in group.sources() for key in group.keys(src)}

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from compute.errors import RtxError
+from compute.replicas import PAPER_SEED_BASE, PAPER_SEED_STEP  # S_k's numbers (defined torch-free there)
 
-PAPER_SEED_BASE = 20_000_000
-PAPER_SEED_STEP = 100_000
 SAMPLERS = ("per-label", "authors")  # FinetuneConfig.sampler: the paper's text / the authors' code
 
 

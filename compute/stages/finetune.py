@@ -32,7 +32,8 @@ def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
 def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> SweepCounts:
     """Run the preset's missing fine-tunes and record each as it finishes; returns counts (and why runs failed)."""
     checksums = writer.source_checksums()
-    needed = {name for g in preset.grids for name in (g.sources or [s.name for s in preset.sources])}
+    needed = {model for g in preset.grids for name in (g.sources or [s.name for s in preset.sources])
+              for model in preset.models(name)}
     missing_sources = needed - set(checksums)
     if missing_sources:
         raise RtxError(f"source models missing from the cache: {', '.join(sorted(missing_sources))}; "

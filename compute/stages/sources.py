@@ -40,7 +40,7 @@ def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None
     With `workers` > 1, sources to train run in that many processes (compute.workers); each is recorded as
     it finishes, and the first error stops the stage (finished sources stay, the others resume per epoch).
     """
-    specs = [preset.source(name) for name in only] if only else list(preset.sources)
+    specs = [preset.source(name) for name in only] if only else list(preset.trained_sources())
     todo = [s for s in specs if not _up_to_date(writer.source_row(s.name), s, writer.root)]
     to_train = [s for s in todo if not s.checkpoint]
     if workers > 1 and len(to_train) > 1:
