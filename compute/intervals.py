@@ -124,37 +124,59 @@ def source_spread(per: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
     """How much accuracy moves between replicas of a source: per `cell` (minus `n_train`, pooled over), the variance
     component `source_var` and its degrees of freedom `source_df`.
 
-    `per` has one row per run: `source` (the family), `model` (the replica it started from), the `cell` columns and
-    `acc`. Per (source, cell) with at least two replicas and more runs than replicas, the one-way random-effects
-    ANOVA estimate (MSB - MSW) / n0 (n0 = (N - sum n_r^2 / N) / (R - 1), unequal replica sizes); pooled weighted by
-    R - 1 and floored at 0 after pooling (flooring each first biases it up); `source_df` = sum of R - 1 over the
-    sources (not over sizes: see below). No replicated source: empty frame."""
+    `per` has one row per run: `source` (the family), `model` (the replica it started from), `seed`, the `cell`
+    columns and `acc`. Every source on a seed shares its training subset, and the subset moves accuracy more than
+    the source draw does (the demo: per-seed sd 3-5 points at n=20), so a replicated source's accuracy is first
+    taken relative to the mean of the other sources on the same seed (which removes the subset), then a one-way
+    random-effects ANOVA over its replicas gives (MSB - MSW) / n0 (n0 = (N - sum n_r^2 / N) / (R - 1)). Other
+    replicated sources in that mean start from the same replica index on a seed (compute.replicas), so their draw
+    leaks in: the estimate is divided by 1 + m / k^2 (m replicated among the k others: 2 when natural and the
+    analogue are a cell's only sources, 1.008 on the demo's 12-source ladder), assuming equal spread. Pooled over
+    sources and sizes weighted by R - 1, floored at 0 after pooling (flooring each first biases it up).
+    `source_df` = sum of R - 1 over the sources, once: every size reuses the same source models, so pooling sizes
+    averages out fine-tuning noise but adds no new draw. No replicated source: empty frame."""
     pool = [c for c in cell if c != SPREAD_POOL_DROP]
     columns = [*pool, "source_var", "source_df"]
     estimates = []
-    for keys, runs in per.groupby(["source", *cell], dropna=False):
-        sizes = runs.groupby("model")["acc"].agg(["count", "mean", "var"])
-        r, n = len(sizes), int(sizes["count"].sum())
-        if r < 2 or n <= r:
-            continue
-        grand = runs["acc"].mean()
-        msb = float((sizes["count"] * (sizes["mean"] - grand) ** 2).sum()) / (r - 1)
-        msw = float((sizes["var"].fillna(0) * (sizes["count"] - 1)).sum()) / (n - r)
-        n0 = (n - float((sizes["count"] ** 2).sum()) / n) / (r - 1)
-        estimates.append({**dict(zip(["source", *cell], keys, strict=True)), "estimate": (msb - msw) / n0,
-                          "df": r - 1})
+    for keys, runs in per.groupby(cell, dropna=False):
+        replicated = {f for f, models in runs.groupby("source")["model"] if models.nunique() > 1}
+        seed_sum = runs.groupby("seed")["acc"].agg(["sum", "count"])
+        for family in sorted(replicated):
+            own = runs[runs["source"] == family]
+            others = seed_sum.loc[own["seed"]]
+            k = (others["count"] - 1).to_numpy()
+            if (k < 1).any():
+                continue  # a seed with no other source: nothing removes its subset
+            relative = own["acc"].to_numpy() - (others["sum"].to_numpy() - own["acc"].to_numpy()) / k
+            estimate = _anova_component(pd.Series(relative, index=own.index), own["model"])
+            if estimate is None:
+                continue
+            leak = (len(replicated) - 1) / float(k.mean()) ** 2
+            estimates.append({**dict(zip(cell, keys if isinstance(keys, tuple) else (keys,), strict=True)),
+                              "source": family, "estimate": estimate[0] / (1 + leak), "df": estimate[1]})
     if not estimates:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(estimates)
     frame["weighted"] = frame["estimate"] * frame["df"]
     pooled = frame.groupby(pool, dropna=False)[["weighted", "df"]].sum().reset_index()
     pooled["source_var"] = (pooled["weighted"] / pooled["df"]).clip(lower=0.0)
-    # Degrees of freedom: the replica draws, counted once per source. Every subset size reuses the same source
-    # models, so pooling sizes averages out fine-tuning noise but adds no new draw of the source.
     draws = frame.groupby([*pool, "source"], dropna=False)["df"].max().groupby(pool, dropna=False).sum()
     pooled["source_df"] = draws.reindex(pd.MultiIndex.from_frame(pooled[pool]) if len(pool) > 1 else pooled[pool[0]]
                                         ).to_numpy()
     return pooled[columns]
+
+
+def _anova_component(values: pd.Series, groups: pd.Series) -> tuple[float, int] | None:
+    """(MSB - MSW) / n0 of `values` grouped by `groups` and its R - 1; None with one group or no replication."""
+    sizes = values.groupby(groups).agg(["count", "mean", "var"])
+    r, n = len(sizes), int(sizes["count"].sum())
+    if r < 2 or n <= r:
+        return None
+    grand = float(values.mean())
+    msb = float((sizes["count"] * (sizes["mean"] - grand) ** 2).sum()) / (r - 1)
+    msw = float((sizes["var"].fillna(0) * (sizes["count"] - 1)).sum()) / (n - r)
+    n0 = (n - float((sizes["count"] ** 2).sum()) / n) / (r - 1)
+    return (msb - msw) / n0, r - 1
 
 
 def replica_weight(models: pd.Series) -> float:
@@ -179,6 +201,11 @@ def summarise(per: pd.DataFrame, group: list[str], sides: tuple[str, ...] = ("mo
     if spread is not None and not spread.empty:
         pool = [c for c in spread.columns if c in group]
         frame = frame.merge(spread, on=pool, how="left")
+        # A cell whose replicas have too few runs to measure (e.g. 3 seeds, one per replica) borrows the spread
+        # measured elsewhere in the cache: the same source models, so the same draws (df: the largest, not a sum).
+        borrowed = float((spread["source_var"] * spread["source_df"]).sum() / spread["source_df"].sum())
+        frame["source_df"] = frame["source_df"].fillna(float(spread["source_df"].max()))
+        frame["source_var"] = frame["source_var"].fillna(borrowed)
     else:
         frame["source_var"], frame["source_df"] = np.nan, np.nan
     n = frame["n_seeds"].to_numpy(dtype=np.float64)
