@@ -26,6 +26,11 @@ uses it exactly as `finetune` does: one `randperm` per epoch for the batch order
 augmentation's draws (compute.data.augment). The FC layer is initialised by `compute.finetune.new_fc` from the
 run's seed. The engine computes in the source model's dtype (float32; float64 in the tests).
 
+The parts, each with one job: `GroupData` (the target's images and the runs' subsets on the device),
+`StackedRuns` (each run's trainable weights, BatchNorm buffers, generator and the SGD over them, stacked),
+`RunGroup` (the template model, the prefix activations kept for the runs, one epoch and one evaluation of every
+run), `StrategyTimer` (the `auto` choice between vmap and loop), then `train_group` / `run_cell` / `run_engine`.
+
 What runs where:
 - Data: a target's images go to the device once per process (`device_data`), as uint8 when they are exact
   multiples of 1/255 (every torchvision target), float32 otherwise; upscaling and augmentation per batch on
@@ -66,6 +71,7 @@ What runs where:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import math
@@ -77,6 +83,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -261,8 +268,107 @@ class _CompiledOrEager:
         return self.module(x)
 
 
+@dataclass(frozen=True)
+class GroupData:
+    """The data a group trains and tests on, on the device: the target's splits (`device_data`, once per process)
+    and each run's training subset, drawn by `compute.finetune.run_subset` exactly as one run at a time draws it."""
+
+    train: DeviceData
+    test: DeviceData
+    subsets: list[np.ndarray]  # per run: (n,) indices into the training split, in the sampler's order (recorded)
+    indices: torch.Tensor  # (R, n): the same on the device
+
+    @staticmethod
+    def load(configs: list[FinetuneConfig], device: torch.device, data_root: str | None) -> GroupData:
+        cfg = configs[0]
+        train = device_data(cfg.target, "train", device, data_root=data_root)
+        test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
+        subsets = [run_subset(c, train.labels.cpu()) for c in configs]
+        return GroupData(train, test, subsets, torch.stack([torch.as_tensor(s) for s in subsets]).to(device))
+
+    @property
+    def n_train(self) -> int:
+        """Images in each run's subset (the same for every run of a cell)."""
+        return self.indices.shape[1]
+
+    def images(self, rows: torch.Tensor) -> torch.Tensor:
+        """(R, B) positions in the runs' subsets -> their stored images (R * B, C, h, w), run after run."""
+        return self.train.images[self.indices.gather(1, rows)].flatten(0, 1)
+
+    def labels(self, rows: torch.Tensor) -> torch.Tensor:
+        """(R, B) positions in the runs' subsets -> their labels (R, B)."""
+        return self.train.labels[self.indices.gather(1, rows)]
+
+
+def _template_model(source: Classifier, cfg: FinetuneConfig, num_classes: int, device: torch.device) -> Classifier:
+    """The cell's model as one run would prepare it (`compute.finetune.prepare_model`); channels_last and cuDNN
+    autotuning on CUDA (a cell's shapes repeat for hundreds of steps: autotune once)."""
+    model = prepare_model(source, cfg, num_classes, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _run_fcs(model: Classifier, configs: list[FinetuneConfig], num_classes: int) -> list[nn.Module]:
+    """Each run's new FC layer from its own seed, exactly as `prepare_model` makes it; the template keeps its own."""
+    template, fcs = model.net.fc, []
+    for cfg in configs:
+        new_fc(model, cfg, num_classes)
+        fcs.append(model.net.fc)
+    model.net.fc = template
+    return fcs
+
+
+class StackedRuns:
+    """The R runs' own state, stacked along a leading run dimension (what `vmap` maps over).
+
+    Trainable weights and BatchNorm buffers (R, ...); one SGD over the stacked weights (momentum and weight decay
+    are elementwise and the runs share the learning-rate schedule, so it is R independent SGDs); each run's
+    generator (batch order, augmentation draws). `frozen`: the weights every run shares, not stacked."""
+
+    def __init__(self, model: Classifier, module: nn.Module, configs: list[FinetuneConfig], num_classes: int):
+        cfg, runs = configs[0], len(configs)
+        self.generators = [torch.Generator().manual_seed(c.seed) for c in configs]
+        stacked_fc, _ = stack_module_state(_run_fcs(model, configs, num_classes))
+        fc_name = next(name for name, m in module.named_modules() if m is model.net.fc) + "."
+        params = dict(module.named_parameters())
+        self.frozen = {k: v for k, v in params.items() if not v.requires_grad}
+        self.params = {k: (stacked_fc[k[len(fc_name):]] if k.startswith(fc_name) else torch.stack([v] * runs))
+                       .detach().clone().requires_grad_(True)
+                       for k, v in params.items() if v.requires_grad}  # {name: (R, ...)}
+        self.buffers = {k: torch.stack([v] * runs).clone() for k, v in module.named_buffers()}
+        self.optimizer = torch.optim.SGD(list(self.params.values()), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.scheduler = make_scheduler(cfg, self.optimizer)
+
+    def run(self, r: int) -> dict[str, torch.Tensor]:
+        """Run r's slice of every stacked tensor (views: writes land in the stack)."""
+        return {k: v[r] for k, v in {**self.params, **self.buffers}.items()}
+
+    @contextlib.contextmanager
+    def unchanged(self) -> Iterator[None]:
+        """Whatever runs inside (a timing trial) leaves the runs as it found them: BatchNorm statistics, the
+        generators' states and gradients are put back in a `finally`, so even a trial that fails leaves nothing."""
+        buffers = {k: v.clone() for k, v in self.buffers.items()}
+        states = [g.get_state() for g in self.generators]
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, v in buffers.items():
+                    self.buffers[k].copy_(v)
+            for g, state in zip(self.generators, states, strict=True):
+                g.set_state(state)
+            for v in self.params.values():
+                v.grad = None
+
+
 class RunGroup:
-    """R runs of one cell: the template model, the stacked trainable state, and one step / one evaluation.
+    """R runs of one cell trained together: the template model, split into the frozen prefix the runs share and
+    the module whose tensors are stacked per run (`StackedRuns`); the data on the device (`GroupData`); the
+    prefix activations kept for them; one training epoch and one evaluation of every run, with the strategy
+    given or chosen by `StrategyTimer`.
 
     `keep_activations=False` never caches prefix activations (the memory probe: the caches are shared by a
     cell's runs and accounted for separately)."""
@@ -274,136 +380,32 @@ class RunGroup:
             raise RtxError(f"unknown engine strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")
         cfg = configs[0]
         self.configs, self.cfg, self.device, self.keep_activations = configs, cfg, device, keep_activations
-        self.train = device_data(cfg.target, "train", device, data_root=data_root)
-        self.test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
-        self.subsets = [run_subset(c, self.train.labels.cpu()) for c in configs]
-        self.generators = [torch.Generator().manual_seed(c.seed) for c in configs]
-        model = prepare_model(source, cfg, self.train.num_classes, device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # a cell's shapes repeat for hundreds of steps: autotune once
-            model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.dtype = next(model.parameters()).dtype  # float32 (float64 in the tests); autocast may lower it
-        self.size = model.input_size
-        prefix, suffix = split_model(model, cfg.blocks)
+        self.data = GroupData.load(configs, device, data_root)
+        self.model = _template_model(source, cfg, self.data.train.num_classes, device)
+        self.dtype = next(self.model.parameters()).dtype  # float32 (float64 in the tests); autocast may lower it
+        self.size = self.model.input_size
+        prefix, suffix = split_model(self.model, cfg.blocks)
         self.prefix = prefix.eval()
-        self.pool = model.net.avgpool if cfg.blocks == 0 else None  # 0 blocks: keep pooled activations
+        self.pool = self.model.net.avgpool if cfg.blocks == 0 else None  # 0 blocks: keep pooled activations
         self.prefix_fn: Callable[[torch.Tensor], torch.Tensor] = _CompiledOrEager(prefix) if compile_prefix else prefix
         # the module whose tensors are stacked per run: the suffix, or the whole model when frozen BN drifts
         self.module = suffix if cfg.bn_mode == "frozen" else nn.Sequential(prefix, suffix)
         self.module.train()
-        fc, fcs = model.net.fc, []
-        for run_cfg in configs:  # each run's FC from its own seed, exactly as prepare_model makes it
-            new_fc(model, run_cfg, self.train.num_classes)
-            fcs.append(model.net.fc)
-        model.net.fc = fc  # the template's FC (the one inside `suffix`)
-        fc_name = f"{len(self.module) - 1}." if cfg.bn_mode == "frozen" else f"1.{len(suffix) - 1}."
-        params = dict(self.module.named_parameters())
-        self.frozen = {k: v for k, v in params.items() if not v.requires_grad}
-        trainable = [k for k, v in params.items() if v.requires_grad]
-        stacked_fc, _ = stack_module_state(fcs)
-        self.params = {k: (stacked_fc[k[len(fc_name):]] if k.startswith(fc_name)
-                           else torch.stack([params[k]] * len(configs))).detach().clone().requires_grad_(True)
-                       for k in trainable}  # {name: (R, ...)}
-        self.buffers = {k: torch.stack([v] * len(configs)).clone() for k, v in self.module.named_buffers()}
-        self.optimizer = torch.optim.SGD(list(self.params.values()), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
-        self.scheduler = make_scheduler(cfg, self.optimizer)
-        self.subset_dev = torch.stack([torch.as_tensor(s) for s in self.subsets]).to(device)  # (R, n)
-        union, inverse = torch.unique(self.subset_dev, return_inverse=True)
-        self.static = _static_prefix(cfg, self.train.images.shape[1]) and self._cache_fits(len(union))
-        if self.static:  # prefix activations of the union of the subsets, once
-            self.union_feats = self._prefix_batched(self.train.images[union])
-            self.subset_rows = inverse  # (R, n) rows into union_feats
-        self.strategy = self._choose(strategy)
-        self.forward, self.forward_shared = self._forwards(self.strategy)
+        self.runs = StackedRuns(self.model, self.module, configs, self.data.train.num_classes)
+        self.static, self.union_feats, self.union_rows = self._training_activations()
+        self.strategy = StrategyTimer(self).choose(strategy)
+        self.forward, self.forward_shared = self.forwards(self.strategy)
 
-    def _forwards(self, strategy: str) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    def forwards(self, strategy: str) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
         """(training call with per-run inputs, evaluation call with inputs shared by the runs) of a strategy."""
         if strategy == "vmap":
             return vmap(self._call, in_dims=(0, 0, 0)), vmap(self._call, in_dims=(0, 0, None))
         return self._looped(shared=False), self._looped(shared=True)
 
-    # --- the `auto` strategy ----------------------------------------------------------------------------------
-    def shape_key(self) -> tuple:
-        """What a step's cost depends on: the shapes and the work of a step, not which target, subset or source."""
-        cfg = self.cfg
-        return (self.model.arch, cfg.blocks, cfg.bn_mode, min(cfg.batch_size, self.subset_dev.shape[1]), self.size,
-                cfg.precision, cfg.augment, self.train.images.shape[1], self.static, len(self.configs),
-                str(self.device))
-
-    def _choose(self, strategy: str) -> str:
-        """`strategy`, or for 'auto' the cheaper of vmap and loop for this cell on this device."""
-        if strategy != "auto":
-            return strategy
-        if len(self.configs) == 1:
-            return "loop"  # one run: a plain call, nothing to vmap over
-        key = self.shape_key()
-        if key not in STRATEGY_TIMINGS:
-            STRATEGY_TIMINGS[key] = {name: self._measure(name) for name in ("vmap", "loop")}
-        costs = {name: self._cell_seconds(t) for name, t in STRATEGY_TIMINGS[key].items() if t is not None}
-        if not costs:
-            raise torch.OutOfMemoryError(f"out of memory: neither engine strategy fits {len(self.configs)} runs")
-        return min(costs, key=costs.__getitem__)
-
-    def _cell_seconds(self, times: StepTimes) -> float:
-        """Seconds of this cell's training steps and evaluation batches at `times` (what `auto` minimises: in
-        the faithful recipe evaluation dominates for small n)."""
-        n, cfg = self.subset_dev.shape[1], self.cfg
-        steps = cfg.epochs * math.ceil(n / cfg.batch_size)
-        batches = len(cfg.eval_epochs()) * math.ceil(len(self.test.labels) / EVAL_BATCH)
-        return steps * times.train + batches * times.eval
-
-    def _measure(self, strategy: str) -> StepTimes | None:
-        """`_time_step`, or None when `strategy` runs out of device memory (released before returning)."""
-        try:
-            return self._time_step(strategy)
-        except Exception as err:
-            if not is_oom(err):
-                raise
-        release_memory(self.device)  # outside the except: the traceback (holding the trial's tensors) is gone
-        return None
-
-    def _time_step(self, strategy: str, repeats: int = 2) -> StepTimes:
-        """Seconds of one training step (forward and backward on the first batch) and of one evaluation batch
-        with `strategy`, the best of `repeats` after a warm-up; leaves the group as it found it (no optimiser
-        step; BatchNorm statistics, the runs' generators, gradients and train mode restored in a `finally`, so
-        even a trial that fails leaves nothing behind), so the runs' numbers do not depend on the timing."""
-        forward, shared = self._forwards(strategy)
-        buffers = {k: v.clone() for k, v in self.buffers.items()}
-        states = [g.get_state() for g in self.generators]
-        try:
-            train = self._best_of(lambda: _one_step(self, forward), repeats)
-            x = self._eval_inputs(0, cached=False)  # the prefix part is the same for both strategies
-            self.module.eval()
-            with torch.no_grad():
-                evaluate = self._best_of(lambda: self._logits(shared, x), repeats)
-            return StepTimes(train, evaluate)
-        finally:
-            self.module.train()
-            with torch.no_grad():
-                for k, v in buffers.items():
-                    self.buffers[k].copy_(v)
-            for g, state in zip(self.generators, states, strict=True):
-                g.set_state(state)
-            for v in self.params.values():
-                v.grad = None
-
-    def _best_of(self, work: Callable[[], Any], repeats: int) -> float:
-        best = float("inf")
-        for attempt in range(repeats + 1):
-            synchronize(self.device)
-            start = time.perf_counter()
-            work()
-            synchronize(self.device)
-            if attempt:  # the first call is a warm-up (kernel selection, allocator)
-                best = min(best, time.perf_counter() - start)
-        return best
-
     # --- the model calls --------------------------------------------------------------------------------------
     def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
               x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, {**self.frozen, **params, **buffers}, (x,))
+        return functional_call(self.module, {**self.runs.frozen, **params, **buffers}, (x,))
 
     def _looped(self, shared: bool) -> Callable[..., torch.Tensor]:
         """The vmapped call's signature and result, one run after another (views of the stacked tensors, so
@@ -413,13 +415,22 @@ class RunGroup:
                                            x if shared else x[r]) for r in range(len(self.configs))])
         return run
 
-    def _logits(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def logits(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """(R, B, K) logits in the model's dtype: the network under autocast, its last Linear in fp32
         (compute.finetune.Fp32Linear: N(0, 1) FC weights give logits of +-30-100, where bf16's spacing is 0.125-0.5)."""
         with autocast(self.cfg, self.device):
-            return forward(self.params, self.buffers, x).to(self.dtype)
+            return forward(self.runs.params, self.runs.buffers, x).to(self.dtype)
 
     # --- prefix activations -----------------------------------------------------------------------------------
+    def _training_activations(self) -> tuple[bool, torch.Tensor | None, torch.Tensor | None]:
+        """(static, activations, rows): a static prefix's activations of the union of the runs' subsets, computed
+        once, and each run's (R, n) rows into them; (False, None, None) when the prefix's input changes every epoch
+        or the activations do not fit (`_cache_fits`)."""
+        union, inverse = torch.unique(self.data.indices, return_inverse=True)
+        if not (_static_prefix(self.cfg, self.data.train.images.shape[1]) and self._cache_fits(len(union))):
+            return False, None, None
+        return True, self._prefix_batched(self.data.train.images[union]), inverse
+
     def _cache_fits(self, images: int) -> bool:
         """Whether prefix activations of `images` images fit a quarter of free device memory (4 GiB on a CPU).
 
@@ -433,7 +444,7 @@ class RunGroup:
 
     def prefix_image_bytes(self) -> int:
         """Bytes of one image's kept prefix activation (pooled with 0 blocks)."""
-        sample = self._prefix_batched(self.train.images[:1])
+        sample = self._prefix_batched(self.data.train.images[:1])
         return sample.numel() * sample.element_size()
 
     def _prefix_out(self, x: torch.Tensor) -> torch.Tensor:
@@ -462,59 +473,68 @@ class RunGroup:
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and x.ndim == 4 else x
 
     # --- training and evaluation ------------------------------------------------------------------------------
-    def _batch_inputs(self, rows: torch.Tensor) -> torch.Tensor:
+    def batch_inputs(self, rows: torch.Tensor) -> torch.Tensor:
         """(R, B) subset positions -> model inputs: prefix activations (frozen) or images (train), (R, B, ...)."""
         r, b = rows.shape
         if self.static:
-            feats = self.union_feats[self.subset_rows.gather(1, rows)].to(self.dtype)  # bf16 under autocast -> fp32
+            feats = self.union_feats[self.union_rows.gather(1, rows)].to(self.dtype)  # bf16 under autocast -> fp32
             return feats.view(r, b, *self.union_feats.shape[1:])
-        images = self.train.images[self.subset_dev.gather(1, rows)].flatten(0, 1)  # (R * B, C, h, w)
+        images = self.data.images(rows)  # (R * B, C, h, w)
+        generators = self.runs.generators
         if self.cfg.augment == "paper" and images.shape[1] == 3:
-            params = PaperParams.cat([draw_paper_params(b, g) for g in self.generators])
+            params = PaperParams.cat([draw_paper_params(b, g) for g in generators])
             x = apply_paper(images, params, self.size)
         else:
             x = torch.cat([train_input(images[i * b:(i + 1) * b], self.cfg.augment, self.size, g)
-                           for i, g in enumerate(self.generators)])
+                           for i, g in enumerate(generators)])
         if self.cfg.bn_mode == "frozen":  # the vmapped suffix takes the model's dtype (its convolutions autocast again)
             x = self._prefix_out(x).to(self.dtype)
         else:
             x = self._model_input(x)
         return x.view(r, b, *x.shape[1:])
 
+    def first_batch_step(self, forward: Callable[..., torch.Tensor] | None = None) -> None:
+        """Forward and backward of every run on its subset's first batch (no optimiser step): a memory probe or a
+        timing. Draws from the runs' generators and updates BatchNorm statistics like a real step."""
+        rows = torch.arange(min(self.data.n_train, self.cfg.batch_size), device=self.device)
+        rows = rows.expand(len(self.configs), -1)
+        logits = self.logits(forward or self.forward, self.batch_inputs(rows))
+        F.cross_entropy(logits.flatten(0, 1).float(), self.data.labels(rows).flatten()).backward()
+
     def train_epoch(self) -> torch.Tensor:
         """One epoch for every run; returns the runs' mean training losses (R,) on the device."""
-        n, bs = self.subset_dev.shape[1], self.cfg.batch_size
-        orders = to_device(torch.stack([torch.randperm(n, generator=g) for g in self.generators]), self.device)  # (R, n)
+        n, bs, runs = self.data.n_train, self.cfg.batch_size, self.runs
+        orders = to_device(torch.stack([torch.randperm(n, generator=g) for g in runs.generators]), self.device)  # (R, n)
         total = torch.zeros(len(self.configs), device=self.device)
         for i in range(0, n, bs):
             rows = orders[:, i:i + bs]  # (R, B)
-            x = self._batch_inputs(rows)
-            y = self.train.labels[self.subset_dev.gather(1, rows)]  # (R, B)
-            logits = self._logits(self.forward, x)  # (R, B, K)
+            x = self.batch_inputs(rows)
+            y = self.data.labels(rows)  # (R, B)
+            logits = self.logits(self.forward, x)  # (R, B, K)
             losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape).mean(1)
-            self.optimizer.zero_grad(set_to_none=True)
+            runs.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
-            self.optimizer.step()
+            runs.optimizer.step()
             total += losses.detach() * rows.shape[1]
-        self.scheduler.step()
+        runs.scheduler.step()
         return total / n
 
-    def _eval_inputs(self, start: int, cached: bool) -> torch.Tensor:
+    def eval_inputs(self, start: int, cached: bool) -> torch.Tensor:
         """Test images [start, start + EVAL_BATCH) as the evaluation call takes them: prefix activations
         (`frozen`; from the cache when `cached`) or model inputs (`train`)."""
-        end = start + EVAL_BATCH
+        end, test = start + EVAL_BATCH, self.data.test
         if self.cfg.bn_mode == "frozen":
-            feats = self._test_cache()[start:end] if cached else self._prefix_batched(self.test.images[start:end])
+            feats = self._test_cache()[start:end] if cached else self._prefix_batched(test.images[start:end])
             return feats.to(self.dtype)
-        return self._model_input(to_model_input(as_float(self.test.images[start:end]), self.size))
+        return self._model_input(to_model_input(as_float(test.images[start:end]), self.size))
 
     def _test_cache(self) -> torch.Tensor:
         key = _test_key(self.cfg, self.size, self.device, self.dtype)
-        return _remember(_PREFIX, key, lambda: self._prefix_batched(self.test.images), capacity=2)
+        return _remember(_PREFIX, key, lambda: self._prefix_batched(self.data.test.images), capacity=2)
 
     def _test_cached(self) -> bool:
         key = _test_key(self.cfg, self.size, self.device, self.dtype)
-        return self.cfg.bn_mode == "frozen" and (key in _PREFIX or self._cache_fits(len(self.test.labels)))
+        return self.cfg.bn_mode == "frozen" and (key in _PREFIX or self._cache_fits(len(self.data.test.labels)))
 
     @torch.no_grad()
     def evaluate(self) -> torch.Tensor:
@@ -522,10 +542,10 @@ class RunGroup:
         self.module.eval()
         try:
             correct = torch.zeros(len(self.configs), device=self.device)
-            labels = self.test.labels
+            labels = self.data.test.labels
             cached = self._test_cached()
             for i in range(0, len(labels), EVAL_BATCH):
-                logits = self._logits(self.forward_shared, self._eval_inputs(i, cached))  # (R, b, K)
+                logits = self.logits(self.forward_shared, self.eval_inputs(i, cached))  # (R, b, K)
                 correct += (logits.argmax(-1) == labels[i:i + EVAL_BATCH]).sum(1)
         finally:
             self.module.train()
@@ -534,16 +554,96 @@ class RunGroup:
     def run_model(self, r: int) -> Classifier:
         """Run r's fine-tuned model (a copy on the CPU, eval mode): its tensors copied into the template, copied out."""
         named = {**dict(self.module.named_parameters()), **dict(self.module.named_buffers())}
-        stacked = {**self.params, **self.buffers}
+        stacked = self.runs.run(r)
         saved = {k: v.detach().clone() for k, v in named.items()}
         with torch.no_grad():
             for k, v in named.items():
                 if k in stacked:
-                    v.copy_(stacked[k][r])
+                    v.copy_(stacked[k])
             model = copy.deepcopy(self.model).cpu().to(memory_format=torch.contiguous_format).eval()
             for k, v in named.items():
                 v.copy_(saved[k])
         return model
+
+
+class StrategyTimer:
+    """The `auto` strategy: the cheaper of vmap and loop for a group's cell on its device, measured.
+
+    Times one training step and one evaluation batch of each on the group's first batch, leaving the group as it
+    found it (`StackedRuns.unchanged`), and keeps the one whose (steps x step time + evaluation batches x batch
+    time) is smaller. Timings are remembered per cell shape (`STRATEGY_TIMINGS`, keyed by `shape_key`); a
+    candidate that runs out of memory drops out."""
+
+    def __init__(self, group: RunGroup):
+        self.group = group
+
+    def choose(self, strategy: str) -> str:
+        """`strategy`, or for 'auto' the cheaper of vmap and loop for this cell on this device."""
+        if strategy != "auto":
+            return strategy
+        if len(self.group.configs) == 1:
+            return "loop"  # one run: a plain call, nothing to vmap over
+        key = self.shape_key()
+        if key not in STRATEGY_TIMINGS:
+            STRATEGY_TIMINGS[key] = {name: self._measure(name) for name in ("vmap", "loop")}
+        costs = {name: self.cell_seconds(t) for name, t in STRATEGY_TIMINGS[key].items() if t is not None}
+        if not costs:
+            raise torch.OutOfMemoryError(f"out of memory: neither engine strategy fits {len(self.group.configs)} runs")
+        return min(costs, key=costs.__getitem__)
+
+    def shape_key(self) -> tuple:
+        """What a step's cost depends on: the shapes and the work of a step, not which target, subset or source."""
+        group, cfg = self.group, self.group.cfg
+        return (group.model.arch, cfg.blocks, cfg.bn_mode, min(cfg.batch_size, group.data.n_train), group.size,
+                cfg.precision, cfg.augment, group.data.train.images.shape[1], group.static, len(group.configs),
+                str(group.device))
+
+    def cell_seconds(self, times: StepTimes) -> float:
+        """Seconds of this cell's training steps and evaluation batches at `times` (what `auto` minimises: in
+        the faithful recipe evaluation dominates for small n)."""
+        group, cfg = self.group, self.group.cfg
+        steps = cfg.epochs * math.ceil(group.data.n_train / cfg.batch_size)
+        batches = len(cfg.eval_epochs()) * math.ceil(len(group.data.test.labels) / EVAL_BATCH)
+        return steps * times.train + batches * times.eval
+
+    def _measure(self, strategy: str) -> StepTimes | None:
+        """`_time_step`, or None when `strategy` runs out of device memory (released before returning)."""
+        try:
+            return self._time_step(strategy)
+        except Exception as err:
+            if not is_oom(err):
+                raise
+        release_memory(self.group.device)  # outside the except: the traceback (holding the trial's tensors) is gone
+        return None
+
+    def _time_step(self, strategy: str, repeats: int = 2) -> StepTimes:
+        """Seconds of one training step (forward and backward on the first batch) and of one evaluation batch
+        with `strategy`, the best of `repeats` after a warm-up; leaves the group as it found it (no optimiser
+        step; BatchNorm statistics, the runs' generators, gradients and train mode restored in a `finally`, so
+        even a trial that fails leaves nothing behind), so the runs' numbers do not depend on the timing."""
+        group = self.group
+        forward, shared = group.forwards(strategy)
+        with group.runs.unchanged():
+            try:
+                train = self._best_of(lambda: group.first_batch_step(forward), repeats)
+                x = group.eval_inputs(0, cached=False)  # the prefix part is the same for both strategies
+                group.module.eval()
+                with torch.no_grad():
+                    evaluate = self._best_of(lambda: group.logits(shared, x), repeats)
+                return StepTimes(train, evaluate)
+            finally:
+                group.module.train()
+
+    def _best_of(self, work: Callable[[], Any], repeats: int) -> float:
+        best = float("inf")
+        for attempt in range(repeats + 1):
+            synchronize(self.group.device)
+            start = time.perf_counter()
+            work()
+            synchronize(self.group.device)
+            if attempt:  # the first call is a warm-up (kernel selection, allocator)
+                best = min(best, time.perf_counter() - start)
+        return best
 
 
 def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch.device,
@@ -567,7 +667,7 @@ def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch
             on_epoch(epoch, cfg.epochs)
     losses = epoch_loss.tolist()
     seconds = (time.perf_counter() - start) / len(configs)
-    return [FinetuneResult(c, group.subsets[r], curves[r], curves[r][-1].test_acc, losses[r], seconds, str(device),
+    return [FinetuneResult(c, group.data.subsets[r], curves[r], curves[r][-1].test_acc, losses[r], seconds, str(device),
                            group.run_model(r) if c.key in keep else None) for r, c in enumerate(configs)]
 
 
@@ -598,7 +698,7 @@ def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.devic
     small = replace(cfg, epochs=1, test_limit=min(cfg.test_limit or PROBE_TEST_LIMIT, PROBE_TEST_LIMIT),
                     n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size))
     probe = RunGroup(source, [small], device, strategy="loop", data_root=data_root, keep_activations=False)
-    _one_step(probe)
+    probe.first_batch_step()
     probe.evaluate()
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before
@@ -611,15 +711,6 @@ def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.devic
 def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None) -> int:
     """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by a cell's runs excluded."""
     return memory_probe(source, cfg, device, data_root).per_run
-
-
-def _one_step(group: RunGroup, forward: Callable[..., torch.Tensor] | None = None) -> None:
-    """Forward and backward of every run on its subset's first batch (no optimiser step): a memory probe or a
-    timing. Draws from the runs' generators and updates BatchNorm statistics like a real step."""
-    rows = torch.arange(min(group.subset_dev.shape[1], group.cfg.batch_size), device=group.device)
-    rows = rows.expand(len(group.configs), -1)
-    logits = group._logits(forward or group.forward, group._batch_inputs(rows))
-    F.cross_entropy(logits.flatten(0, 1).float(), group.train.labels[group.subset_dev.gather(1, rows)].flatten()).backward()
 
 
 def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs: int, device: torch.device,
@@ -724,7 +815,7 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
             bar.close()
 
 
-__all__ = ["BF16_PARTS", "CPU_GROUP", "MEMORY_PROBES", "STRATEGY_TIMINGS", "DeviceData", "MemoryProbe", "RunGroup",
-           "StepTimes", "cell_key", "cells", "device_data", "free_bytes", "group_size", "is_oom", "memory_probe",
+__all__ = ["BF16_PARTS", "CPU_GROUP", "MEMORY_PROBES", "STRATEGY_TIMINGS", "DeviceData", "GroupData", "MemoryProbe",
+           "RunGroup", "StackedRuns", "StepTimes", "StrategyTimer", "cell_key", "cells", "device_data", "free_bytes", "group_size", "is_oom", "memory_probe",
            "per_run_bytes", "release_memory", "run_cell", "run_engine", "shared_cache_bytes", "synchronize",
            "train_group"]

@@ -165,8 +165,8 @@ def test_auto_strategy_times_both_once_and_leaves_the_runs_as_the_strategy_it_pi
     from compute import engine
 
     timed: list[str] = []
-    time_step = engine.RunGroup._time_step
-    monkeypatch.setattr(engine.RunGroup, "_time_step", lambda self, name: timed.append(name) or time_step(self, name))
+    time_step = engine.StrategyTimer._time_step
+    monkeypatch.setattr(engine.StrategyTimer, "_time_step", lambda self, name: timed.append(name) or time_step(self, name))
     monkeypatch.setattr(engine, "STRATEGY_TIMINGS", {})
     configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target()) for s in SEEDS]
     keep = {c.key for c in configs}
@@ -177,7 +177,7 @@ def test_auto_strategy_times_both_once_and_leaves_the_runs_as_the_strategy_it_pi
         assert all(t.train > 0 and t.eval > 0 for t in times.values())
         group = engine.RunGroup(source64, configs, torch.device("cpu"))
         picked = group.strategy
-        assert picked == min(times, key=lambda name: group._cell_seconds(times[name]))
+        assert picked == min(times, key=lambda name: engine.StrategyTimer(group).cell_seconds(times[name]))
         forced = dict(run_cell(source64, configs, device="cpu", keep=keep, max_group=3, strategy=picked))
         other = [engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target("rgb3b"),
                             n_train=32, source="t", source_checksum="y") for s in SEEDS]
@@ -194,7 +194,7 @@ def test_auto_strategy_falls_back_when_a_candidate_runs_out_of_memory(small_sour
     state is restored; only when both fail is the error passed on (run_cell then halves the group)."""
     from compute import engine
 
-    time_step = engine.RunGroup._time_step
+    time_step = engine.StrategyTimer._time_step
 
     def vmap_fails(self, name):
         if name == "vmap":
@@ -202,14 +202,14 @@ def test_auto_strategy_falls_back_when_a_candidate_runs_out_of_memory(small_sour
         return time_step(self, name)
 
     monkeypatch.setattr(engine, "STRATEGY_TIMINGS", {})
-    monkeypatch.setattr(engine.RunGroup, "_time_step", vmap_fails)
+    monkeypatch.setattr(engine.StrategyTimer, "_time_step", vmap_fails)
     configs = [_engine_cfg(seed=s, augment="paper", target=register_colour_target(), epochs=1) for s in SEEDS]
     group = engine.RunGroup(small_source, configs, torch.device("cpu"))
     assert group.strategy == "loop"
     assert list(engine.STRATEGY_TIMINGS.values())[0]["vmap"] is None
 
     monkeypatch.setattr(engine, "STRATEGY_TIMINGS", {})
-    monkeypatch.setattr(engine.RunGroup, "_time_step", lambda self, name: vmap_fails(self, "vmap"))
+    monkeypatch.setattr(engine.StrategyTimer, "_time_step", lambda self, name: vmap_fails(self, "vmap"))
     with pytest.raises(torch.OutOfMemoryError, match="neither engine strategy"):
         engine.RunGroup(small_source, configs, torch.device("cpu"))
 
@@ -222,22 +222,22 @@ def test_a_failed_timing_trial_restores_the_group(small_source, monkeypatch) -> 
     configs = [_engine_cfg(seed=s, bn_mode="train", augment="paper", target=register_colour_target(), epochs=1)
                for s in SEEDS]
     group = engine.RunGroup(small_source, configs, torch.device("cpu"), strategy="loop")
-    buffers = {k: v.clone() for k, v in group.buffers.items()}
-    states = [g.get_state() for g in group.generators]
-    real = group._logits
+    buffers = {k: v.clone() for k, v in group.runs.buffers.items()}
+    states = [g.get_state() for g in group.runs.generators]
+    real = group.logits
 
     def fails_in_eval(forward, x):
         if not group.module.training:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return real(forward, x)
 
-    monkeypatch.setattr(group, "_logits", fails_in_eval)
+    monkeypatch.setattr(group, "logits", fails_in_eval)
     with pytest.raises(torch.OutOfMemoryError):
-        group._time_step("vmap")
+        engine.StrategyTimer(group)._time_step("vmap")
     assert group.module.training
-    assert all(torch.equal(group.buffers[k], v) for k, v in buffers.items())
-    assert all(torch.equal(g.get_state(), s) for g, s in zip(group.generators, states, strict=True))
-    assert all(v.grad is None for v in group.params.values())
+    assert all(torch.equal(group.runs.buffers[k], v) for k, v in buffers.items())
+    assert all(torch.equal(g.get_state(), s) for g, s in zip(group.runs.generators, states, strict=True))
+    assert all(v.grad is None for v in group.runs.params.values())
 
 
 def test_in_bf16_the_last_linear_and_the_loss_stay_fp32(small_source) -> None:
@@ -247,7 +247,7 @@ def test_in_bf16_the_last_linear_and_the_loss_stay_fp32(small_source) -> None:
     configs = [_engine_cfg(seed=s, precision="bf16", fc_init="normal") for s in SEEDS[:2]]
     group = engine.RunGroup(small_source, configs, torch.device("cpu"), strategy="vmap")
     rows = torch.arange(8).expand(2, -1)
-    logits = group._logits(group.forward, group._batch_inputs(rows))
+    logits = group.logits(group.forward, group.batch_inputs(rows))
     assert logits.dtype == torch.float32
     fc = group.model.net.fc
     feats = torch.randn(4, fc.in_features)
