@@ -78,7 +78,6 @@ import math
 import time
 import traceback
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -94,8 +93,10 @@ from compute.data import load_dataset, to_model_input
 from compute.data.augment import PaperParams, apply_paper, as_float, draw_paper_params, to_device, train_input
 from compute.errors import RtxError
 from compute.finetune import (
+    EVAL_BATCH,
     FinetuneConfig,
     FinetuneResult,
+    Outcome,
     autocast,
     make_scheduler,
     new_fc,
@@ -103,15 +104,14 @@ from compute.finetune import (
     run_subset,
     split_model,
 )
+from compute.lru import LruStore
 from compute.models import Classifier
 from compute.records import CurvePoint
 from compute.settings import BF16_PARTS, ENGINE_STRATEGIES, resolve_device
 
 STRATEGIES = ENGINE_STRATEGIES  # "auto" | "vmap" (one vmapped call over the runs) | "loop" (a loop over them)
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
-EVAL_BATCH = 256
 PROBE_TEST_LIMIT = EVAL_BATCH  # the memory probe evaluates one batch: an evaluation's peak is one batch's
-Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
 # Out-of-memory messages: PyTorch's caching allocator, and cuBLAS / cuDNN failing to allocate their workspaces
 # (raised as plain RuntimeErrors that would otherwise fail the whole group).
 OOM_MARKERS = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
@@ -147,18 +147,9 @@ class DeviceData:
     num_classes: int
 
 
-_DATA: OrderedDict[tuple, DeviceData] = OrderedDict()
-_PREFIX: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_DATA: LruStore[DeviceData] = LruStore(4)  # targets' splits on the device
+_PREFIX: LruStore[torch.Tensor] = LruStore(2)  # test images' prefix activations (`_test_key`)
 _COMPILE_FAILED: list[str] = []  # the first compilation failure of this process (then every prefix runs eagerly)
-
-
-def _remember(store: OrderedDict, key: tuple, make: Callable[[], Any], capacity: int = 4) -> Any:
-    if key not in store:
-        store[key] = make()
-        while len(store) > capacity:
-            store.popitem(last=False)
-    store.move_to_end(key)
-    return store[key]
 
 
 def to_device_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -177,7 +168,7 @@ def device_data(target: str, split: str, device: torch.device, limit: int | None
         data = load_dataset(target, split, data_root)
         images, labels = (data.images[:limit], data.labels[:limit]) if limit else (data.images, data.labels)
         return DeviceData(to_device_images(images, device), labels.to(device), len(data.classes))
-    return _remember(_DATA, (target, split, str(device), limit, data_root), make)
+    return _DATA.get((target, split, str(device), limit, data_root), make)
 
 
 def cell_key(cfg: FinetuneConfig) -> tuple:
@@ -530,7 +521,7 @@ class RunGroup:
 
     def _test_cache(self) -> torch.Tensor:
         key = _test_key(self.cfg, self.size, self.device, self.dtype)
-        return _remember(_PREFIX, key, lambda: self._prefix_batched(self.data.test.images), capacity=2)
+        return _PREFIX.get(key, lambda: self._prefix_batched(self.data.test.images))
 
     def _test_cached(self) -> bool:
         key = _test_key(self.cfg, self.size, self.device, self.dtype)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -46,6 +45,7 @@ from compute.data import load_dataset, sample_subset, to_model_input
 from compute.data.augment import train_input
 from compute.data.sampler import SAMPLERS
 from compute.errors import RtxError
+from compute.lru import LruStore
 from compute.models import Classifier
 from compute.normalisation import NORMALISATIONS, apply_normalisation
 from compute.paths import job_key
@@ -63,8 +63,14 @@ PRECISIONS = ("fp32", "bf16")
 # defaults, so every run recorded before them keeps its key (and the tiny/demo results stay as they are).
 RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32", "input_size": None,
                    "sampler": "per-label", "normalisation": "source"}
-EVAL_BATCH = 512  # test images per forward pass of the whole model
-EVAL_BATCH_FEATURES = 1024  # cached prefix activations per forward pass of the trainable suffix
+# Images per forward pass without gradients (evaluation, prefix activations), one run here and a group in
+# compute.engine. 256: the engine evaluates a group's R runs on shared batches, so R x 256 images' activations are
+# alive at once; without gradients only about one layer's are, well under a training step's batch of 128 with
+# every layer's kept for the backward, so the per-run memory peak that sizes groups stays the training step's
+# (compute.engine.memory_probe measures both). One run shares the value (it had 512): an evaluation's batch
+# size changes only float rounding, not what is computed.
+EVAL_BATCH = 256
+EVAL_BATCH_FEATURES = 1024  # cached prefix activations per forward pass of the trainable suffix (one run)
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,9 @@ class FinetuneResult:
                          self.final_test_acc, self.final_train_loss, self.wall_seconds, self.device, None, model_path)
 
 
+Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]  # a run and its result, or the error that failed it
+
+
 def split_model(model: Classifier, blocks: int) -> tuple[nn.Sequential, nn.Sequential]:
     """(frozen prefix, trainable suffix): prefix = normaliser + stem + all but the last `blocks` blocks."""
     all_blocks = [b for _, b in model.blocks()]
@@ -240,31 +249,18 @@ def set_train_mode(model: Classifier, cfg: FinetuneConfig) -> None:
         prefix.eval()
 
 
-class PrefixCache:
-    """Frozen-prefix activations per (source checksum, target, split, blocks, input size), kept in memory (LRU).
+class PrefixCache(LruStore[torch.Tensor]):
+    """Frozen-prefix activations per (source checksum, target, blocks, input size, device, normalisation, split),
+    kept in memory (least recently used dropped first).
 
     Owned by whoever runs the jobs (an executor, a worker process): pass the same cache to consecutive
     `finetune` calls that share (source, target, blocks) to compute each prefix once.
     """
 
-    def __init__(self, capacity: int = 4):
-        self.capacity = capacity
-        self._store: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-
-    def get(self, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if key in self._store:
-            self._store.move_to_end(key)
-            return self._store[key]
-        value = compute()
-        self._store[key] = value
-        while len(self._store) > self.capacity:
-            self._store.popitem(last=False)
-        return value
-
 
 @torch.no_grad()
 def _run_batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, size: int,
-                 device: torch.device, batch: int = 512) -> torch.Tensor:
+                 device: torch.device, batch: int = EVAL_BATCH) -> torch.Tensor:
     """fn over model inputs made from `images` in batches; (N, C, h, w) -> (N, ...) on `device`."""
     outs = [fn(to_model_input(images[i:i + batch].to(device), size)) for i in range(0, len(images), batch)]
     return torch.cat(outs)

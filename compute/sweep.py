@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from compute.cache import CacheWriter
 from compute.engine import cell_key, cells, per_run_bytes, run_engine
 from compute.errors import RtxError, unknown_name
-from compute.finetune import FinetuneConfig, FinetuneResult, PrefixCache, finetune
+from compute.finetune import FinetuneConfig, FinetuneResult, Outcome, PrefixCache, finetune
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset, paper_schedule, seeds_for
 from compute.records import RunRecord
@@ -70,9 +70,6 @@ def influence_keys(preset: Preset, configs: Iterable[FinetuneConfig]) -> set[str
 
 
 # --- executors ----------------------------------------------------------------------------------------------
-Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
-
-
 def _run_label(cfg: FinetuneConfig) -> str:
     return f"  {cfg.source} -> {cfg.target} n={cfg.n_train} k={cfg.blocks}"
 

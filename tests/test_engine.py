@@ -277,15 +277,14 @@ def test_engine_in_bf16_stays_within_bf16_tolerance_of_the_reference(small_sourc
 
 @pytest.mark.numerics
 def test_without_room_for_cached_prefix_activations_the_numbers_stay_the_same(source64, monkeypatch) -> None:
-    from collections import OrderedDict
-
     import compute.engine as engine
+    from compute.lru import LruStore
 
     configs = [_engine_cfg(seed=s, augment="none", epochs=2) for s in SEEDS[:2]]
     with float64():
         cached = dict(run_cell(source64, configs, device="cpu", max_group=2, keep={c.key for c in configs}))
         monkeypatch.setattr(engine.RunGroup, "_cache_fits", lambda self, images: False)
-        monkeypatch.setattr(engine, "_PREFIX", OrderedDict())  # nothing cached from the first call
+        monkeypatch.setattr(engine, "_PREFIX", LruStore(2))  # nothing cached from the first call
         uncached = dict(run_cell(source64, configs, device="cpu", max_group=2, keep={c.key for c in configs}))
     for cfg in configs:
         assert_same_run(uncached[cfg], cached[cfg])
@@ -399,12 +398,11 @@ def test_the_memory_probe_is_measured_once_per_shape(small_source, monkeypatch) 
 
 def test_shared_caches_are_accounted_once_per_group_not_per_run(small_source, monkeypatch) -> None:
     """The test images' prefix activations (and a static prefix's training ones) are shared by a group's runs."""
-    from collections import OrderedDict
-
     import compute.engine as engine
     from compute.engine import MemoryProbe, shared_cache_bytes
+    from compute.lru import LruStore
 
-    monkeypatch.setattr(engine, "_PREFIX", OrderedDict())  # no test activations cached by an earlier test
+    monkeypatch.setattr(engine, "_PREFIX", LruStore(2))  # no test activations cached by an earlier test
 
     probe = MemoryProbe(per_run=1000, prefix_image=10)
     cpu = torch.device("cpu")
@@ -413,7 +411,7 @@ def test_shared_caches_are_accounted_once_per_group_not_per_run(small_source, mo
     assert shared_cache_bytes(frozen, 28, probe, 100, cpu) == 10 * (50 + 1437)  # the union: at most digits' 1,437
     assert shared_cache_bytes(_engine_cfg(augment="legacy"), 28, probe, 3, cpu) == 10 * 50  # test cache only
     assert shared_cache_bytes(_engine_cfg(bn_mode="train"), 28, probe, 3, cpu) == 0  # nothing cached in `train`
-    engine._PREFIX[engine._test_key(frozen, 28, cpu, torch.float32)] = torch.zeros(1)  # already cached: costs nothing new
+    engine._PREFIX.get(engine._test_key(frozen, 28, cpu, torch.float32), lambda: torch.zeros(1))  # cached: no new cost
     assert shared_cache_bytes(frozen, 28, probe, 3, cpu) == 10 * 3 * 40
 
 
