@@ -1,17 +1,17 @@
-"""The fine-tuning engine: the runs of one cell train together in one model call, CUDA first, same code on a CPU.
+"""The fine-tuning engine: replicates train together in one model call, CUDA first, same code on a CPU.
 
-A cell is a set of runs whose configs differ only in the seed (same source, target, blocks, subset size and
+Replicates are runs whose configs differ only in the seed (same source, target, blocks, subset size and
 recipe). They share the frozen weights; each run keeps its own trainable weights, SGD momentum buffers,
 BatchNorm statistics, subset, batch order and augmentation. One step is one call over all R runs:
 `torch.func.functional_call` on a template module with the runs' stacked tensors, `torch.func.vmap` over the
 run dimension (`strategy='vmap'`; vmap turns the runs' convolutions into grouped ones), or a Python loop over the
 runs' slices of the same stacked tensors (`strategy='loop'`: dense convolutions, R calls; same numbers).
-Which is faster depends on the device and the cell (bench/gpu_finetune.py times both), so `strategy='auto'` (the
+Which is faster depends on the device and the step (bench/gpu_finetune.py times both), so `strategy='auto'` (the
 default) times one training step and one evaluation batch of each on the group's first batch, with every piece
 of state that a step touches (BatchNorm statistics, the runs' generators, gradients) put back in a `finally`, and
-keeps the one whose (steps x step time + evaluation batches x batch time) is smaller for the cell. A candidate
+keeps the one whose (steps x step time + evaluation batches x batch time) is smaller for the replicates. A candidate
 that runs out of memory drops out (the other is used; both: the group is halved). Timings are remembered per
-cell shape (`STRATEGY_TIMINGS`: architecture, blocks, BatchNorm mode, batch, input size, precision, augmentation,
+step shape (`STRATEGY_TIMINGS`: architecture, blocks, BatchNorm mode, batch, input size, precision, augmentation,
 channels, R, device; not the target, n or the source, which do not change a step's shape). Why measured and not
 guessed: on CUDA, functorch's BatchNorm rule in train mode reshapes (R, B, C, H, W) to (B, R*C, H, W), copying
 between channels_last and contiguous at each of ResNet-50's 53 BatchNorm layers, while grouped convolutions save
@@ -29,7 +29,7 @@ run's seed. The engine computes in the source model's dtype (float32; float64 in
 The parts, each with one job: `GroupData` (the target's images and the runs' subsets on the device),
 `StackedRuns` (each run's trainable weights, BatchNorm buffers, generator and the SGD over them, stacked),
 `RunGroup` (the template model, the prefix activations kept for the runs, one epoch and one evaluation of every
-run), `StrategyTimer` (the `auto` choice between vmap and loop), then `train_group` / `run_cell` / `run_engine`.
+run), `StrategyTimer` (the `auto` choice between vmap and loop), then `train_group` / `run_replicates` / `run_engine`.
 
 What runs where:
 - Data: a target's images go to the device once per process (`device_data`), as uint8 when they are exact
@@ -55,14 +55,14 @@ What runs where:
 - CUDA: bf16 autocast when `precision='bf16'` (recorded in the key) for the convolutions and BatchNorm layers,
   training and evaluation alike; the last Linear (compute.finetune.Fp32Linear) and the loss stay in fp32
   (`BF16_PARTS` says so for the "Paper vs here" page). channels_last; cuDNN autotuning on
-  (`torch.backends.cudnn.benchmark`: a cell's shapes repeat for hundreds of steps); no host synchronisation
+  (`torch.backends.cudnn.benchmark`: the replicates' shapes repeat for hundreds of steps); no host synchronisation
   inside a step (per-run losses summed on the device, read once per epoch; augmentation constants built once per
   size). torch.compile of the shared prefix behind `compile_prefix` (`--compile`; used only where the prefix is a
   fixed function, bn_mode 'frozen'; same numbers, tests/test_engine.py); a compilation that fails falls back to
   the eager prefix with one warning. Whether compiling pays on a GPU is what `bench/gpu_finetune.py --compile`
-  measures; off by default until it has (a compilation per cell shape costs seconds to minutes).
-- Group size: on CUDA from free memory (free plus what PyTorch holds reserved but unallocated) less the cell's
-  shared prefix caches, over a per-run peak measured once per cell shape (`memory_probe`, with a one-batch test
+  measures; off by default until it has (a compilation per step shape costs seconds to minutes).
+- Group size: on CUDA from free memory (free plus what PyTorch holds reserved but unallocated) less the
+  replicates' shared prefix caches, over a per-run peak measured once per step shape (`memory_probe`, with a one-batch test
   set and no caches); on a CPU `CPU_GROUP` (measured by bench/gpu_finetune.py). Out of memory (CUDA's, cuBLAS's
   or cuDNN's allocation failures) splits a group in halves and retries them, after the failed group's memory
   is released; a single run that still does not fit is returned as failed with the reason.
@@ -78,7 +78,7 @@ import math
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -95,6 +95,7 @@ from compute.errors import RtxError
 from compute.finetune import (
     EVAL_BATCH,
     FinetuneConfig,
+    FinetuneJob,
     FinetuneResult,
     Outcome,
     autocast,
@@ -128,7 +129,7 @@ class StepTimes:
 @dataclass(frozen=True)
 class MemoryProbe:
     """Device bytes of one run (a training step's and an evaluation batch's peak, caches excluded) and of one
-    image's cached prefix activation (shared by the runs of a cell)."""
+    image's cached prefix activation (shared by replicates)."""
 
     per_run: int
     prefix_image: int
@@ -171,21 +172,21 @@ def device_data(target: str, split: str, device: torch.device, limit: int | None
     return _DATA.get((target, split, str(device), limit, data_root), make)
 
 
-def cell_key(cfg: FinetuneConfig) -> tuple:
-    """Everything but the seed: runs with the same cell key can train together."""
+def replicate_key(cfg: FinetuneConfig) -> tuple:
+    """Everything but the seed: runs with the same key are replicates and can train together."""
     return tuple(sorted((k, v) for k, v in asdict(cfg).items() if k != "seed"))
 
 
-def cells(configs: Iterable[FinetuneConfig]) -> list[list[FinetuneConfig]]:
-    """Configs grouped into cells, in first-seen order."""
+def replicate_sets(configs: Iterable[FinetuneConfig]) -> list[list[FinetuneConfig]]:
+    """Configs grouped into sets of replicates, in first-seen order."""
     groups: dict[tuple, list[FinetuneConfig]] = {}
     for cfg in configs:
-        groups.setdefault(cell_key(cfg), []).append(cfg)
+        groups.setdefault(replicate_key(cfg), []).append(cfg)
     return list(groups.values())
 
 
 def _test_key(cfg: FinetuneConfig, size: int, device: torch.device, dtype: torch.dtype) -> tuple:
-    """The test images' cached prefix activations are shared by every cell with this key (`_PREFIX`)."""
+    """The test images' cached prefix activations are shared by every group with this key (`_PREFIX`)."""
     return (cfg.source_checksum, cfg.target, cfg.blocks, size, cfg.test_limit, cfg.precision, cfg.normalisation,
             str(device), str(dtype))
 
@@ -210,8 +211,8 @@ def release_memory(device: torch.device) -> None:
 
 def free_bytes(device: torch.device) -> int:
     """Device memory a new group can use: the driver's free memory plus what PyTorch's caching allocator holds
-    reserved but unallocated (`mem_get_info` counts that as used: after a cell whose group took 60 GB, the next
-    cell would see 15 GB free and get a quarter of the runs); 4 GiB on a CPU (the caches' budget there)."""
+    reserved but unallocated (`mem_get_info` counts that as used: after a group that took 60 GB, the next
+    replicates would see 15 GB free and get a quarter of the runs); 4 GiB on a CPU (the caches' budget there)."""
     if device.type != "cuda":
         return 4 << 30
     free, _ = torch.cuda.mem_get_info(device)
@@ -279,7 +280,7 @@ class GroupData:
 
     @property
     def n_train(self) -> int:
-        """Images in each run's subset (the same for every run of a cell)."""
+        """Images in each run's subset (the same for every replicate)."""
         return self.indices.shape[1]
 
     def images(self, rows: torch.Tensor) -> torch.Tensor:
@@ -292,8 +293,8 @@ class GroupData:
 
 
 def _template_model(source: Classifier, cfg: FinetuneConfig, num_classes: int, device: torch.device) -> Classifier:
-    """The cell's model as one run would prepare it (`compute.finetune.prepare_model`); channels_last and cuDNN
-    autotuning on CUDA (a cell's shapes repeat for hundreds of steps: autotune once)."""
+    """The replicates' model as one run would prepare it (`compute.finetune.prepare_model`); channels_last and cuDNN
+    autotuning on CUDA (the replicates' shapes repeat for hundreds of steps: autotune once)."""
     model = prepare_model(source, cfg, num_classes, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -356,13 +357,13 @@ class StackedRuns:
 
 
 class RunGroup:
-    """R runs of one cell trained together: the template model, split into the frozen prefix the runs share and
+    """R replicates trained together: the template model, split into the frozen prefix the runs share and
     the module whose tensors are stacked per run (`StackedRuns`); the data on the device (`GroupData`); the
     prefix activations kept for them; one training epoch and one evaluation of every run, with the strategy
     given or chosen by `StrategyTimer`.
 
-    `keep_activations=False` never caches prefix activations (the memory probe: the caches are shared by a
-    cell's runs and accounted for separately)."""
+    `keep_activations=False` never caches prefix activations (the memory probe: the caches are shared by
+    replicates and accounted for separately)."""
 
     def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
                  compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None,
@@ -558,18 +559,18 @@ class RunGroup:
 
 
 class StrategyTimer:
-    """The `auto` strategy: the cheaper of vmap and loop for a group's cell on its device, measured.
+    """The `auto` strategy: the cheaper of vmap and loop for a group on its device, measured.
 
     Times one training step and one evaluation batch of each on the group's first batch, leaving the group as it
     found it (`StackedRuns.unchanged`), and keeps the one whose (steps x step time + evaluation batches x batch
-    time) is smaller. Timings are remembered per cell shape (`STRATEGY_TIMINGS`, keyed by `shape_key`); a
+    time) is smaller. Timings are remembered per step shape (`STRATEGY_TIMINGS`, keyed by `shape_key`); a
     candidate that runs out of memory drops out."""
 
     def __init__(self, group: RunGroup):
         self.group = group
 
     def choose(self, strategy: str) -> str:
-        """`strategy`, or for 'auto' the cheaper of vmap and loop for this cell on this device."""
+        """`strategy`, or for 'auto' the cheaper of vmap and loop for this group on this device."""
         if strategy != "auto":
             return strategy
         if len(self.group.configs) == 1:
@@ -577,7 +578,7 @@ class StrategyTimer:
         key = self.shape_key()
         if key not in STRATEGY_TIMINGS:
             STRATEGY_TIMINGS[key] = {name: self._measure(name) for name in ("vmap", "loop")}
-        costs = {name: self.cell_seconds(t) for name, t in STRATEGY_TIMINGS[key].items() if t is not None}
+        costs = {name: self.training_seconds(t) for name, t in STRATEGY_TIMINGS[key].items() if t is not None}
         if not costs:
             raise torch.OutOfMemoryError(f"out of memory: neither engine strategy fits {len(self.group.configs)} runs")
         return min(costs, key=costs.__getitem__)
@@ -589,8 +590,8 @@ class StrategyTimer:
                 cfg.precision, cfg.augment, group.data.train.images.shape[1], group.static, len(group.configs),
                 str(group.device))
 
-    def cell_seconds(self, times: StepTimes) -> float:
-        """Seconds of this cell's training steps and evaluation batches at `times` (what `auto` minimises: in
+    def training_seconds(self, times: StepTimes) -> float:
+        """Seconds of the group's training steps and evaluation batches at `times` (what `auto` minimises: in
         the faithful recipe evaluation dominates for small n)."""
         group, cfg = self.group, self.group.cfg
         steps = cfg.epochs * math.ceil(group.data.n_train / cfg.batch_size)
@@ -638,9 +639,10 @@ class StrategyTimer:
 
 
 def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch.device,
-                keep: set[str] | frozenset[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
+                kept_keys: Collection[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
                 compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None) -> list[FinetuneResult]:
-    """Train the runs of one cell together; one FinetuneResult per run, in the order of `configs`."""
+    """Train replicates together; one FinetuneResult per run, in the order of `configs` (the fine-tuned model
+    of those whose key is in `kept_keys`)."""
     start = time.perf_counter()
     group = RunGroup(source, configs, device, compile_prefix, strategy, data_root)
     cfg = group.cfg
@@ -659,7 +661,7 @@ def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch
     losses = epoch_loss.tolist()
     seconds = (time.perf_counter() - start) / len(configs)
     return [FinetuneResult(c, group.data.subsets[r], curves[r], curves[r][-1].test_acc, losses[r], seconds, str(device),
-                           group.run_model(r) if c.key in keep else None) for r, c in enumerate(configs)]
+                           group.run_model(r) if c.key in kept_keys else None) for r, c in enumerate(configs)]
 
 
 def probe_key(source: Classifier, cfg: FinetuneConfig, device: torch.device) -> tuple:
@@ -700,13 +702,13 @@ def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.devic
 
 
 def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None) -> int:
-    """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by a cell's runs excluded."""
+    """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by replicates excluded."""
     return memory_probe(source, cfg, device, data_root).per_run
 
 
 def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs: int, device: torch.device,
                        data_root: str | None = None, dtype: torch.dtype = torch.float32) -> int:
-    """Device bytes of the prefix caches that a group of `runs` runs of this cell will add (shared by its runs, so
+    """Device bytes of the prefix caches that a group of `runs` replicates will add (shared by its runs, so
     not in the per-run figure): the test images' activations (`frozen`, unless already cached) and the union of
     the subsets' (a static prefix), each only when it fits a quarter of free memory, as RunGroup decides."""
     if cfg.bn_mode != "frozen" or probe.prefix_image == 0:
@@ -722,7 +724,7 @@ def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs:
 
 def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch.device,
                data_root: str | None = None) -> int:
-    """How many runs share a call: on CUDA, 80% of free memory less the cell's shared caches over the measured
+    """How many runs share a call: on CUDA, 80% of free memory less the replicates' shared caches over the measured
     per-run peak; `CPU_GROUP` on a CPU."""
     if device.type != "cuda":
         return max(1, min(runs, CPU_GROUP))
@@ -733,11 +735,11 @@ def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch
     return max(1, min(runs, int(0.8 * usable // probe.per_run)))
 
 
-def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
-             keep: set[str] | frozenset[str] = frozenset(), max_group: int | None = None,
+def run_replicates(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
+             kept_keys: Collection[str] = frozenset(), max_group: int | None = None,
              on_epoch: Callable[[int, int], None] | None = None, compile_prefix: bool = False,
              strategy: str = "auto", data_root: str | None = None) -> Iterator[Outcome]:
-    """Train one cell's runs in groups; yields (config, FinetuneResult or the error) per run as groups finish.
+    """Train replicates in groups (all of them, `max_group` or as many as fit at once); yields (config, FinetuneResult or the error) per run as groups finish.
 
     Out of device memory: the group's memory is released, then it is split in halves and each half retried; a
     lone run that does not fit is yielded with an RtxError saying so. Any other error fails the group's runs
@@ -745,9 +747,9 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
     """
     if not configs:
         return
-    if len({cell_key(c) for c in configs}) != 1:
-        raise RtxError("run_cell needs runs of one cell (configs that differ only in the seed); group them "
-                       "with compute.engine.cells")
+    if len({replicate_key(c) for c in configs}) != 1:
+        raise RtxError("run_replicates needs replicates (configs that differ only in the seed); group them "
+                       "with compute.engine.replicate_sets")
     dev = resolve_device(device)
     size = max_group or group_size(source, configs[0], len(configs), dev, data_root)
     pending = [configs[i:i + size] for i in range(0, len(configs), size)]
@@ -755,7 +757,7 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
         group = pending.pop(0)
         failure: BaseException | None = None
         try:
-            results = train_group(source, group, dev, keep, on_epoch, compile_prefix, strategy, data_root)
+            results = train_group(source, group, dev, kept_keys, on_epoch, compile_prefix, strategy, data_root)
         except Exception as err:
             if not is_oom(err):
                 traceback.clear_frames(err.__traceback__)
@@ -777,27 +779,28 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
         yield from zip(group, results, strict=True)
 
 
-def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
+def run_engine(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
                options: Any) -> Iterator[Outcome]:
-    """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into cells, each cell by `run_cell`.
+    """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into sets of replicates, each by `run_replicates`.
 
     `options` needs `.device`; `.max_group`, `.engine_strategy`, `.compile`, `.data_root` and `.progress` are used when
     present (`compute.settings.Settings` has them all). Outcomes come per group as it finishes, so the driver
     records every run of a group before the next group starts (kill -9 loses at most the group in flight).
     """
-    keep = {cfg.key for cfg, k in jobs if k}
-    for cell in cells(cfg for cfg, _ in jobs):
-        first = cell[0]
+    kept_keys = {cfg.key for cfg, keep_model in jobs if keep_model}
+    for replicates in replicate_sets(cfg for cfg, _ in jobs):
+        first = replicates[0]
         bar = tqdm(total=first.epochs, unit="ep", leave=False, position=1, disable=not getattr(options, "progress", False),
-                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(cell)}")
+                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(replicates)}")
         try:
             source = sources(first.source)
-        except Exception as err:  # e.g. an unreadable checkpoint: the cell's runs fail, the sweep goes on
+        except Exception as err:  # e.g. an unreadable checkpoint: its runs fail, the sweep goes on
             bar.close()
-            yield from ((c, err) for c in cell)
+            yield from ((c, err) for c in replicates)
             continue
         try:
-            yield from run_cell(source, cell, getattr(options, "device", None), keep, getattr(options, "max_group", None),
+            yield from run_replicates(source, replicates, getattr(options, "device", None), kept_keys,
+                                      getattr(options, "max_group", None),
                                 on_epoch=lambda epoch, _, b=bar: b.update(epoch - b.n),
                                 strategy=getattr(options, "engine_strategy", "auto"),
                                 compile_prefix=getattr(options, "compile", False),
@@ -807,6 +810,6 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
 
 
 __all__ = ["BF16_PARTS", "CPU_GROUP", "MEMORY_PROBES", "STRATEGY_TIMINGS", "DeviceData", "GroupData", "MemoryProbe",
-           "RunGroup", "StackedRuns", "StepTimes", "StrategyTimer", "cell_key", "cells", "device_data", "free_bytes", "group_size", "is_oom", "memory_probe",
-           "per_run_bytes", "release_memory", "run_cell", "run_engine", "shared_cache_bytes", "synchronize",
+           "RunGroup", "StackedRuns", "StepTimes", "StrategyTimer", "replicate_key", "replicate_sets", "device_data", "free_bytes", "group_size", "is_oom", "memory_probe",
+           "per_run_bytes", "release_memory", "run_replicates", "run_engine", "shared_cache_bytes", "synchronize",
            "train_group"]

@@ -23,9 +23,10 @@ uses and what each choice changes.
 Implementations, from reference to fast (the many-runs-at-once engine is compute.engine):
 - `feature_cache=False`: every step runs the whole model on the (augmented) images: the naive loop.
 - `feature_cache=True`: the frozen prefix (stem + first blocks) is run once per image and its activations
-  reused every epoch and across runs that share (source, target, blocks). Same numbers as the naive loop
-  when there is no augmentation and `bn_mode='frozen'` (a test checks this); refused otherwise, because
-  augmentation changes the prefix's input every epoch.
+  reused every epoch and across runs that share (source, target, blocks). Same numbers as the naive loop up to
+  float rounding when there is no augmentation and `bn_mode='frozen'` (a test checks this); refused otherwise,
+  because augmentation changes the prefix's input every epoch. In the key (float32 rounding differs; the demo's
+  runs are recorded with it); the engine ignores it and caches whenever the prefix is static (`finetune` says more).
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from compute.data import load_dataset, sample_subset, to_model_input
-from compute.data.augment import train_input
+from compute.data.augment import BOOL_POLICIES, train_input
 from compute.data.sampler import SAMPLERS
 from compute.errors import RtxError
 from compute.lru import LruStore
@@ -59,6 +60,7 @@ BN_MODES = ("frozen", "train")
 FC_INITS = ("uniform", "normal")
 LR_SCHEDULES = ("thirds", "step")
 PRECISIONS = ("fp32", "bf16")
+RECORDED_POLICIES = {name: flag for flag, name in BOOL_POLICIES.items()}  # 'legacy' -> True, 'none' -> False
 # Recipe fields added after keys were first recorded: they enter the key only when they differ from these
 # defaults, so every run recorded before them keeps its key (and the tiny/demo results stay as they are).
 RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32", "input_size": None,
@@ -89,9 +91,9 @@ class FinetuneConfig:
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    augment: str = "legacy"  # compute.data.augment.POLICIES; True/False are read as 'legacy'/'none'
+    augment: str = "legacy"  # a compute.data.augment.POLICIES name (a preset's True/False is converted by FinetuneGrid)
     bn_mode: str = "frozen"
-    feature_cache: bool = False
+    feature_cache: bool = False  # one run's implementation (see `finetune`); the engine ignores it; in the key
     test_limit: int | None = None
     fc_init: str = "uniform"  # 'uniform' (nn.Linear's bound, seeded) | 'normal' (N(0, 1) weight, 0 bias: the authors')
     lr_schedule: str = "thirds"  # 'thirds' (lr / 10 at 1/3 and 2/3) | 'step' (StepLR(epochs // 3, 0.1): the authors')
@@ -101,8 +103,11 @@ class FinetuneConfig:
     normalisation: str = "source"  # 'source' (its own statistics) | 'authors' (target's when its file stored none)
 
     def __post_init__(self) -> None:
-        if isinstance(self.augment, bool):  # configs recorded before augment became a policy name
-            object.__setattr__(self, "augment", "legacy" if self.augment else "none")
+        if not isinstance(self.augment, str):  # one meaning: a policy name (a bool would make the key of 'legacy')
+            from compute.data.augment import POLICIES
+
+            raise RtxError(f"augment is a policy name ({', '.join(POLICIES)}), not {self.augment!r} "
+                           "(True was 'legacy', False 'none')")
 
     @property
     def key(self) -> str:
@@ -126,18 +131,21 @@ class FinetuneConfig:
         if self.input_size is not None and self.input_size < 8:
             raise RtxError(f"input_size {self.input_size} is too small; use 8 or more (or leave it unset)")
         if self.feature_cache and (self.augment != "none" or self.bn_mode != "frozen"):
-            raise RtxError("feature_cache needs augment=False and bn_mode='frozen' (otherwise the frozen part's "
-                           "output changes every epoch); set FinetuneConfig(feature_cache=False) or augment=False")
+            raise RtxError("feature_cache needs augment='none' and bn_mode='frozen' (otherwise the frozen part's "
+                           "output changes every epoch); set feature_cache=False, or augment='none' and "
+                           "bn_mode='frozen'")
 
 
 def key_fields(cfg: FinetuneConfig) -> dict[str, Any]:
     """The fields that make a run's key, in the form keys were first recorded in.
 
-    `augment` 'legacy'/'none' are written as the booleans they were; 'paper' as its name. Recipe fields at
-    their `RECIPE_DEFAULTS` are left out, so adding a recipe option never changes an existing run's key.
+    `augment` 'legacy'/'none' are written as the booleans they were (compute.data.augment.BOOL_POLICIES); 'paper'
+    as its name. Recipe fields at their `RECIPE_DEFAULTS` are left out, so adding a recipe option never changes an
+    existing run's key. `feature_cache` stays in: it picks one run's float32 arithmetic (see `finetune`), and the
+    demo's recorded runs carry it.
     """
     fields = asdict(cfg)
-    fields["augment"] = {"legacy": True, "none": False}.get(cfg.augment, cfg.augment)
+    fields["augment"] = RECORDED_POLICIES.get(cfg.augment, cfg.augment)
     for name, default in RECIPE_DEFAULTS.items():
         if fields[name] == default:
             del fields[name]
@@ -162,6 +170,14 @@ class FinetuneResult:
         return RunRecord(cfg.key, "done", cfg.source, cfg.target, len(self.subset_indices), cfg.seed, cfg.blocks,
                          cfg.epochs, {**asdict(cfg), "code": CODE_VERSION}, tuple(self.subset_indices.tolist()),
                          self.final_test_acc, self.final_train_loss, self.wall_seconds, self.device, None, model_path)
+
+
+class FinetuneJob(NamedTuple):
+    """One run an executor is asked for (compute.sweep.EXECUTORS): its config, and whether to return its
+    fine-tuned model (for the influence stage or `--keep-models`). A plain `(config, keep_model)` pair unpacks alike."""
+
+    config: FinetuneConfig
+    keep_model: bool = False
 
 
 Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]  # a run and its result, or the error that failed it
@@ -272,7 +288,14 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
     """Run one fine-tune and return its learning curve and final numbers (the model only if `keep_model`).
 
     `data_root`: the folder of torchvision targets (`Settings.data_root`); `prefix_cache`: frozen-prefix
-    activations shared with other runs (`feature_cache=True`; None: computed for this run only)."""
+    activations shared with other runs (`feature_cache=True`; None: computed for this run only).
+
+    `feature_cache=True` (which needs augment 'none' and bn_mode 'frozen') changes how, not what: the model in
+    channels_last, the frozen prefix run once over the whole training split and the test images (kept in
+    `prefix_cache` for the runs that share source, target, blocks, input size, device and normalisation), then
+    only the trainable suffix per step and per evaluation (1,024 activations a batch). The numbers equal the naive
+    loop's up to float rounding (tests/test_finetune.py, in float64); in float32 that rounding differs, so it stays
+    in the run's key. The engine ignores the flag: it keeps prefix activations whenever the prefix is static."""
     prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
     start = time.perf_counter()
     dev = resolve_device(device)
