@@ -282,6 +282,76 @@ def _run_batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tenso
     return torch.cat(outs)
 
 
+@dataclass(frozen=True)
+class _StepInputs:
+    """What one run's steps and evaluations run on (the `feature_cache` choice, made once per run)."""
+
+    train: torch.Tensor  # the subset's stored images (N, C, h, w), or their prefix activations (N, ...) on the device
+    images: bool  # True: `train` holds images, made into model input (and augmented) per batch
+    step: Callable[[torch.Tensor], torch.Tensor]  # what a training step calls: the model, or its trainable suffix
+    evaluate: Callable[[], float]  # the test accuracy now
+
+
+def _image_inputs(model: Classifier, train: torch.Tensor, test_images: torch.Tensor,
+                  test_labels: torch.Tensor) -> _StepInputs:
+    """The naive loop (`feature_cache=False`): every step and evaluation runs the whole model on images."""
+    def test() -> float:
+        return evaluate(model, test_images, test_labels, EVAL_BATCH,
+                        transform=lambda x: to_model_input(x, model.input_size))
+    return _StepInputs(train, True, model, test)
+
+
+def _prefix_inputs(model: Classifier, cfg: FinetuneConfig, train_images: torch.Tensor, subset: np.ndarray,
+                   test_images: torch.Tensor, test_labels: torch.Tensor, dev: torch.device,
+                   prefix_cache: PrefixCache) -> _StepInputs:
+    """`feature_cache=True`: the frozen prefix's activations of the whole training split and of the test images,
+    taken from (or put in) `prefix_cache`; steps and evaluations run only the trainable suffix on them."""
+    model.to(memory_format=torch.channels_last)  # the trainable blocks' small convolutions ~1.4x faster on a CPU
+    prefix, suffix = split_model(model, cfg.blocks)
+    cache_id = (cfg.source_checksum, cfg.target, cfg.blocks, model.input_size, str(dev), cfg.normalisation)
+
+    def activations(images: torch.Tensor) -> torch.Tensor:
+        return _channels_last(_run_batched(prefix, images, model.input_size, dev))
+
+    train = prefix_cache.get((*cache_id, "train"), lambda: activations(train_images))
+    test = prefix_cache.get((*cache_id, "test", cfg.test_limit), lambda: activations(test_images))
+    return _StepInputs(train[torch.as_tensor(subset, device=dev)], False, suffix,
+                       lambda: evaluate(suffix, test, test_labels, EVAL_BATCH_FEATURES))
+
+
+def _train_epochs(model: Classifier, cfg: FinetuneConfig, optimizer: torch.optim.Optimizer, inputs: _StepInputs,
+                  labels: torch.Tensor, dev: torch.device,
+                  on_epoch: Callable[[int, int], None] | None) -> tuple[list[CurvePoint], float]:
+    """SGD over the subset for `cfg.epochs` epochs (batch order and augmentation drawn from the run's generator,
+    the learning rate per `cfg.lr_schedule`), tested after each of `cfg.eval_epochs()`; (curve, last epoch's loss)."""
+    scheduler = make_scheduler(cfg, optimizer)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    def fetch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = inputs.train[idx.to(inputs.train.device)]
+        if inputs.images:
+            batch = train_input(batch.to(dev), cfg.augment, model.input_size, generator)
+        return batch, labels[idx.to(dev)]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(cfg, dev):  # bf16 for precision='bf16'; the loss is taken on fp32 logits
+            return inputs.step(x).float()
+
+    curve: list[CurvePoint] = []
+    eval_at = set(cfg.eval_epochs())
+    epoch_loss = float("nan")
+    for epoch in range(1, cfg.epochs + 1):
+        set_train_mode(model, cfg)
+        stats = train_one_epoch(forward, optimizer, shuffled_batches(len(labels), cfg.batch_size, generator, fetch))
+        scheduler.step()
+        epoch_loss = stats.loss
+        if epoch in eval_at:
+            curve.append(CurvePoint(epoch, inputs.evaluate(), epoch_loss))
+        if on_epoch is not None:
+            on_epoch(epoch, cfg.epochs)
+    return curve, epoch_loss
+
+
 def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
              device: str | None = None, on_epoch: Callable[[int, int], None] | None = None,
              data_root: str | None = None, prefix_cache: PrefixCache | None = None) -> FinetuneResult:
@@ -296,63 +366,23 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
     only the trainable suffix per step and per evaluation (1,024 activations a batch). The numbers equal the naive
     loop's up to float rounding (tests/test_finetune.py, in float64); in float32 that rounding differs, so it stays
     in the run's key. The engine ignores the flag: it keeps prefix activations whenever the prefix is static."""
-    prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
     start = time.perf_counter()
     dev = resolve_device(device)
     train = load_dataset(cfg.target, "train", data_root)
     test = load_dataset(cfg.target, "test", data_root)
-    test_images, test_labels = test.images, test.labels
-    if cfg.test_limit:
-        test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]
+    limit = cfg.test_limit or None
+    test_images, test_labels = test.images[:limit], test.labels[:limit]
     subset = run_subset(cfg, train.labels)
     model = prepare_model(source, cfg, len(train.classes), dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(cfg, optimizer)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    prefix, suffix = split_model(model, cfg.blocks)
-    x_train = train.images[torch.as_tensor(subset)]
-    y_train = train.labels[torch.as_tensor(subset)].to(dev)
-
+    rows = torch.as_tensor(subset)
     if cfg.feature_cache:
-        # channels_last makes the small convolutions of the trainable blocks ~1.4x faster on CPU
-        model.to(memory_format=torch.channels_last)
-        cache_id = (cfg.source_checksum, cfg.target, cfg.blocks, model.input_size, str(dev), cfg.normalisation)
-        full_train = prefix_cache.get((*cache_id, "train"), lambda: _channels_last(
-            _run_batched(prefix, train.images, model.input_size, dev)))
-        inputs = full_train[torch.as_tensor(subset, device=dev)]
-        test_feats = prefix_cache.get((*cache_id, "test", cfg.test_limit),
-                                      lambda: _channels_last(_run_batched(prefix, test_images, model.input_size, dev)))
-        step_fn = suffix
-        eval_fn = lambda: evaluate(suffix, test_feats, test_labels, EVAL_BATCH_FEATURES)  # noqa: E731
+        inputs = _prefix_inputs(model, cfg, train.images, subset, test_images, test_labels, dev,
+                                prefix_cache if prefix_cache is not None else PrefixCache())
     else:
-        inputs = x_train
-        step_fn = model
-        eval_fn = lambda: evaluate(model, test_images, test_labels, EVAL_BATCH,  # noqa: E731
-                                   transform=lambda x: to_model_input(x, model.input_size))
-
-    def fetch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = inputs[idx.to(inputs.device)]
-        if not cfg.feature_cache:
-            batch = train_input(batch.to(dev), cfg.augment, model.input_size, generator)
-        return batch, y_train[idx.to(dev)]
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with autocast(cfg, dev):  # bf16 for precision='bf16'; the loss is taken on fp32 logits
-            return step_fn(x).float()
-
-    curve: list[CurvePoint] = []
-    eval_at = set(cfg.eval_epochs())
-    epoch_loss = float("nan")
-    for epoch in range(1, cfg.epochs + 1):
-        set_train_mode(model, cfg)
-        stats = train_one_epoch(forward, optimizer, shuffled_batches(len(subset), cfg.batch_size, generator, fetch))
-        scheduler.step()
-        epoch_loss = stats.loss
-        if epoch in eval_at:
-            curve.append(CurvePoint(epoch, eval_fn(), epoch_loss))
-        if on_epoch is not None:
-            on_epoch(epoch, cfg.epochs)
+        inputs = _image_inputs(model, train.images[rows], test_images, test_labels)
+    curve, epoch_loss = _train_epochs(model, cfg, optimizer, inputs, train.labels[rows].to(dev), dev, on_epoch)
     model.eval()
     return FinetuneResult(cfg, subset, curve, curve[-1].test_acc, epoch_loss, time.perf_counter() - start,
                           str(dev), model.cpu() if keep_model else None)
