@@ -1,6 +1,6 @@
-"""The fine-tuning engine: replicates train together in one model call, CUDA first, same code on a CPU.
+"""The fine-tuning engine: sibling runs train together in one model call, CUDA first, same code on a CPU.
 
-Replicates are runs whose configs differ only in the seed (same source, target, blocks, subset size and
+Siblings are runs whose configs differ only in the seed (same source, target, blocks, subset size and
 recipe). They share the frozen weights; each run keeps its own trainable weights, SGD momentum buffers,
 BatchNorm statistics, subset, batch order and augmentation. One step is one call over all R runs:
 `torch.func.functional_call` on a template module with the runs' stacked tensors, `torch.func.vmap` over the
@@ -9,7 +9,7 @@ runs' slices of the same stacked tensors (`strategy='loop'`: dense convolutions,
 Which is faster depends on the device and the step (bench/gpu_finetune.py times both), so `strategy='auto'` (the
 default) times one training step and one evaluation batch of each on the group's first batch, with every piece
 of state that a step touches (BatchNorm statistics, the runs' generators, gradients) put back in a `finally`, and
-keeps the one whose (steps x step time + evaluation batches x batch time) is smaller for the replicates. A candidate
+keeps the one whose (steps x step time + evaluation batches x batch time) is smaller for the siblings. A candidate
 that runs out of memory drops out (the other is used; both: the group is halved). Timings are remembered per
 step shape (`STRATEGY_TIMINGS`: architecture, blocks, BatchNorm mode, batch, input size, precision, augmentation,
 channels, R, device; not the target, n or the source, which do not change a step's shape). Why measured and not
@@ -29,7 +29,7 @@ run's seed. The engine computes in the source model's dtype (float32; float64 in
 The parts, each with one job: `GroupData` (the target's images and the runs' subsets on the device),
 `StackedRuns` (each run's trainable weights, BatchNorm buffers, generator and the SGD over them, stacked),
 `RunGroup` (the template model, the prefix activations kept for the runs, one epoch and one evaluation of every
-run), `StrategyTimer` (the `auto` choice between vmap and loop), then `train_group` / `run_replicates` / `run_engine`.
+run), `StrategyTimer` (the `auto` choice between vmap and loop), then `train_group` / `run_siblings` / `run_engine`.
 
 What runs where:
 - Data: a target's images go to the device once per process (`device_data`), as uint8 when they are exact
@@ -55,15 +55,15 @@ What runs where:
 - CUDA: bf16 autocast when `precision='bf16'` (recorded in the key) for the convolutions and BatchNorm layers,
   training and evaluation alike; the last Linear (compute.finetune.Fp32Linear) and the loss stay in fp32
   (`BF16_PARTS` says so for the "Paper vs here" page). channels_last; cuDNN autotuning on
-  (`torch.backends.cudnn.benchmark`: the replicates' shapes repeat for hundreds of steps); no host synchronisation
+  (`torch.backends.cudnn.benchmark`: the siblings' shapes repeat for hundreds of steps); no host synchronisation
   inside a step (per-run losses summed on the device, read once per epoch; augmentation constants built once per
   size). torch.compile of the shared prefix behind `compile_prefix` (`--compile`; used only where the prefix is a
   fixed function, bn_mode 'frozen'; same numbers, tests/test_engine.py); a compilation that fails falls back to
   the eager prefix with one warning. Whether compiling pays on a GPU is what `bench/gpu_finetune.py --compile`
   measures; off by default until it has (a compilation per step shape costs seconds to minutes).
 - Group size: on CUDA from free memory (free plus what PyTorch holds reserved but unallocated) less the
-  replicates' shared prefix caches, over a per-run peak measured once per step shape (`memory_probe`, with a one-batch test
-  set and no caches); on a CPU `CPU_GROUP` (measured by bench/gpu_finetune.py). Out of memory (CUDA's, cuBLAS's
+  siblings' shared prefix caches, over a per-run peak measured once per step shape (`memory_probe`, with a one-batch
+  test set and no caches); on a CPU `CPU_GROUP` (measured by bench/gpu_finetune.py). Out of memory (CUDA's, cuBLAS's
   or cuDNN's allocation failures) splits a group in halves and retries them, after the failed group's memory
   is released; a single run that still does not fit is returned as failed with the reason.
 - `FinetuneResult.wall_seconds` of a run trained in a group is the group's wall time divided by its size.
@@ -129,7 +129,7 @@ class StepTimes:
 @dataclass(frozen=True)
 class MemoryProbe:
     """Device bytes of one run (a training step's and an evaluation batch's peak, caches excluded) and of one
-    image's cached prefix activation (shared by replicates)."""
+    image's cached prefix activation (shared by siblings)."""
 
     per_run: int
     prefix_image: int
@@ -172,16 +172,16 @@ def device_data(target: str, split: str, device: torch.device, limit: int | None
     return _DATA.get((target, split, str(device), limit, data_root), make)
 
 
-def replicate_key(cfg: FinetuneConfig) -> tuple:
-    """Everything but the seed: runs with the same key are replicates and can train together."""
+def sibling_key(cfg: FinetuneConfig) -> tuple:
+    """Everything but the seed: runs with the same key are siblings and can train together."""
     return tuple(sorted((k, v) for k, v in asdict(cfg).items() if k != "seed"))
 
 
-def replicate_sets(configs: Iterable[FinetuneConfig]) -> list[list[FinetuneConfig]]:
-    """Configs grouped into sets of replicates, in first-seen order."""
+def sibling_sets(configs: Iterable[FinetuneConfig]) -> list[list[FinetuneConfig]]:
+    """Configs grouped into sets of siblings (runs that differ only in the seed), in first-seen order."""
     groups: dict[tuple, list[FinetuneConfig]] = {}
     for cfg in configs:
-        groups.setdefault(replicate_key(cfg), []).append(cfg)
+        groups.setdefault(sibling_key(cfg), []).append(cfg)
     return list(groups.values())
 
 
@@ -212,7 +212,7 @@ def release_memory(device: torch.device) -> None:
 def free_bytes(device: torch.device) -> int:
     """Device memory a new group can use: the driver's free memory plus what PyTorch's caching allocator holds
     reserved but unallocated (`mem_get_info` counts that as used: after a group that took 60 GB, the next
-    replicates would see 15 GB free and get a quarter of the runs); 4 GiB on a CPU (the caches' budget there)."""
+    siblings would see 15 GB free and get a quarter of the runs); 4 GiB on a CPU (the caches' budget there)."""
     if device.type != "cuda":
         return 4 << 30
     free, _ = torch.cuda.mem_get_info(device)
@@ -280,7 +280,7 @@ class GroupData:
 
     @property
     def n_train(self) -> int:
-        """Images in each run's subset (the same for every replicate)."""
+        """Images in each run's subset (the same for every sibling)."""
         return self.indices.shape[1]
 
     def images(self, rows: torch.Tensor) -> torch.Tensor:
@@ -293,8 +293,8 @@ class GroupData:
 
 
 def _template_model(source: Classifier, cfg: FinetuneConfig, num_classes: int, device: torch.device) -> Classifier:
-    """The replicates' model as one run would prepare it (`compute.finetune.prepare_model`); channels_last and cuDNN
-    autotuning on CUDA (the replicates' shapes repeat for hundreds of steps: autotune once)."""
+    """The siblings' model as one run would prepare it (`compute.finetune.prepare_model`); channels_last and cuDNN
+    autotuning on CUDA (the siblings' shapes repeat for hundreds of steps: autotune once)."""
     model = prepare_model(source, cfg, num_classes, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -357,13 +357,13 @@ class StackedRuns:
 
 
 class RunGroup:
-    """R replicates trained together: the template model, split into the frozen prefix the runs share and
+    """R sibling runs trained together: the template model, split into the frozen prefix the runs share and
     the module whose tensors are stacked per run (`StackedRuns`); the data on the device (`GroupData`); the
     prefix activations kept for them; one training epoch and one evaluation of every run, with the strategy
     given or chosen by `StrategyTimer`.
 
     `keep_activations=False` never caches prefix activations (the memory probe: the caches are shared by
-    replicates and accounted for separately)."""
+    siblings and accounted for separately)."""
 
     def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
                  compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None,
@@ -641,7 +641,7 @@ class StrategyTimer:
 def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch.device,
                 kept_keys: Collection[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
                 compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None) -> list[FinetuneResult]:
-    """Train replicates together; one FinetuneResult per run, in the order of `configs` (the fine-tuned model
+    """Train sibling runs together; one FinetuneResult per run, in the order of `configs` (the fine-tuned model
     of those whose key is in `kept_keys`)."""
     start = time.perf_counter()
     group = RunGroup(source, configs, device, compile_prefix, strategy, data_root)
@@ -702,13 +702,13 @@ def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.devic
 
 
 def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None) -> int:
-    """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by replicates excluded."""
+    """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by siblings excluded."""
     return memory_probe(source, cfg, device, data_root).per_run
 
 
 def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs: int, device: torch.device,
                        data_root: str | None = None, dtype: torch.dtype = torch.float32) -> int:
-    """Device bytes of the prefix caches that a group of `runs` replicates will add (shared by its runs, so
+    """Device bytes of the prefix caches that a group of `runs` siblings will add (shared by its runs, so
     not in the per-run figure): the test images' activations (`frozen`, unless already cached) and the union of
     the subsets' (a static prefix), each only when it fits a quarter of free memory, as RunGroup decides."""
     if cfg.bn_mode != "frozen" or probe.prefix_image == 0:
@@ -724,7 +724,7 @@ def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs:
 
 def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch.device,
                data_root: str | None = None) -> int:
-    """How many runs share a call: on CUDA, 80% of free memory less the replicates' shared caches over the measured
+    """How many runs share a call: on CUDA, 80% of free memory less the siblings' shared caches over the measured
     per-run peak; `CPU_GROUP` on a CPU."""
     if device.type != "cuda":
         return max(1, min(runs, CPU_GROUP))
@@ -735,11 +735,12 @@ def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch
     return max(1, min(runs, int(0.8 * usable // probe.per_run)))
 
 
-def run_replicates(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
+def run_siblings(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
              kept_keys: Collection[str] = frozenset(), max_group: int | None = None,
              on_epoch: Callable[[int, int], None] | None = None, compile_prefix: bool = False,
              strategy: str = "auto", data_root: str | None = None) -> Iterator[Outcome]:
-    """Train replicates in groups (all of them, `max_group` or as many as fit at once); yields (config, FinetuneResult or the error) per run as groups finish.
+    """Train sibling runs in groups (`max_group`, or as many as fit the device at once); yields (config,
+    FinetuneResult or the error) per run as groups finish.
 
     Out of device memory: the group's memory is released, then it is split in halves and each half retried; a
     lone run that does not fit is yielded with an RtxError saying so. Any other error fails the group's runs
@@ -747,9 +748,9 @@ def run_replicates(source: Classifier, configs: list[FinetuneConfig], device: st
     """
     if not configs:
         return
-    if len({replicate_key(c) for c in configs}) != 1:
-        raise RtxError("run_replicates needs replicates (configs that differ only in the seed); group them "
-                       "with compute.engine.replicate_sets")
+    if len({sibling_key(c) for c in configs}) != 1:
+        raise RtxError("run_siblings needs sibling runs (configs that differ only in the seed); group them "
+                       "with compute.engine.sibling_sets")
     dev = resolve_device(device)
     size = max_group or group_size(source, configs[0], len(configs), dev, data_root)
     pending = [configs[i:i + size] for i in range(0, len(configs), size)]
@@ -781,25 +782,26 @@ def run_replicates(source: Classifier, configs: list[FinetuneConfig], device: st
 
 def run_engine(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
                options: Any) -> Iterator[Outcome]:
-    """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into sets of replicates, each by `run_replicates`.
+    """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into sets of siblings, each by
+    `run_siblings`.
 
     `options` needs `.device`; `.max_group`, `.engine_strategy`, `.compile`, `.data_root` and `.progress` are used when
     present (`compute.settings.Settings` has them all). Outcomes come per group as it finishes, so the driver
     records every run of a group before the next group starts (kill -9 loses at most the group in flight).
     """
     kept_keys = {cfg.key for cfg, keep_model in jobs if keep_model}
-    for replicates in replicate_sets(cfg for cfg, _ in jobs):
-        first = replicates[0]
+    for siblings in sibling_sets(cfg for cfg, _ in jobs):
+        first = siblings[0]
         bar = tqdm(total=first.epochs, unit="ep", leave=False, position=1, disable=not getattr(options, "progress", False),
-                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(replicates)}")
+                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(siblings)}")
         try:
             source = sources(first.source)
         except Exception as err:  # e.g. an unreadable checkpoint: its runs fail, the sweep goes on
             bar.close()
-            yield from ((c, err) for c in replicates)
+            yield from ((c, err) for c in siblings)
             continue
         try:
-            yield from run_replicates(source, replicates, getattr(options, "device", None), kept_keys,
+            yield from run_siblings(source, siblings, getattr(options, "device", None), kept_keys,
                                       getattr(options, "max_group", None),
                                 on_epoch=lambda epoch, _, b=bar: b.update(epoch - b.n),
                                 strategy=getattr(options, "engine_strategy", "auto"),
@@ -810,6 +812,6 @@ def run_engine(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
 
 
 __all__ = ["BF16_PARTS", "CPU_GROUP", "MEMORY_PROBES", "STRATEGY_TIMINGS", "DeviceData", "GroupData", "MemoryProbe",
-           "RunGroup", "StackedRuns", "StepTimes", "StrategyTimer", "replicate_key", "replicate_sets", "device_data", "free_bytes", "group_size", "is_oom", "memory_probe",
-           "per_run_bytes", "release_memory", "run_replicates", "run_engine", "shared_cache_bytes", "synchronize",
-           "train_group"]
+           "RunGroup", "StackedRuns", "StepTimes", "StrategyTimer", "device_data", "free_bytes", "group_size", "is_oom",
+           "memory_probe", "per_run_bytes", "release_memory", "run_engine", "run_siblings", "shared_cache_bytes",
+           "sibling_key", "sibling_sets", "synchronize", "train_group"]

@@ -3,8 +3,9 @@
 1. Plan: a preset's grids expand into `FinetuneConfig`s whose keys include the source checksum; the keys
    already recorded as done are subtracted, so a re-run only does what is missing (failed runs are retried).
 2. Run: an executor runs jobs (`local`: one run at a time, in this process or on N worker processes with one
-   torch thread each; `engine`: replicates (runs that differ only in the seed) together in one model call, compute.engine, the default
-   on CUDA; `ray`: one Ray task per group of runs that train together, fractional GPUs, see `run_ray`).
+   torch thread each; `engine`: sibling runs (that differ only in the seed) together in one model call,
+   compute.engine, the default on CUDA; `ray`: one Ray task per group of runs that train together, fractional
+   GPUs, see `run_ray`).
    Workers never touch the database; they return `FinetuneResult`s (or the error).
 3. Record: the driver writes each result in one transaction as it arrives, so Ctrl-C or kill -9 loses at
    most the runs in flight. A run that raises is recorded as failed with its error and the sweep goes on.
@@ -24,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
-from compute.engine import per_run_bytes, replicate_key, replicate_sets, run_engine
+from compute.engine import per_run_bytes, run_engine, sibling_key, sibling_sets
 from compute.errors import RtxError, unknown_name
 from compute.finetune import FinetuneConfig, FinetuneJob, FinetuneResult, Outcome, PrefixCache, finetune
 from compute.models import Classifier, load_checkpoint
@@ -116,7 +117,7 @@ def run_pool(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
         yield cfg, outcome
 
 
-# Ray: one task per group of runs that train together (a set of replicates, or a `max_group` slice of one). Worker deaths are
+# Ray: one task per group of runs that train together (a set of siblings, or a `max_group` slice of one). Worker deaths are
 # retried by Ray (`max_retries`); a group whose worker died on each attempt is split into one task per run, and a
 # lone run whose worker died on each attempt is recorded as failed. A run whose task returned an error is retried
 # once in a new task, unless the error is an RtxError (bad input: the same every time); a second failure is
@@ -125,13 +126,13 @@ RAY_SYSTEM_RETRIES = 1
 
 
 def run_groups(jobs: list[FinetuneJob], max_group: int | None) -> list[list[FinetuneJob]]:
-    """Jobs as they train together: compute.engine's sets of replicates (runs that differ only in the seed), in
+    """Jobs as they train together: compute.engine's sets of siblings (runs that differ only in the seed), in
     plan order, each cut into slices of at most `max_group` runs."""
     job_of = {cfg: FinetuneJob(cfg, keep_model) for cfg, keep_model in jobs}
     groups = []
-    for replicates in replicate_sets(job_of.keys()):
-        size = max_group or len(replicates)
-        groups += [[job_of[cfg] for cfg in replicates[i:i + size]] for i in range(0, len(replicates), size)]
+    for siblings in sibling_sets(job_of.keys()):
+        size = max_group or len(siblings)
+        groups += [[job_of[cfg] for cfg in siblings[i:i + size]] for i in range(0, len(siblings), size)]
     return groups
 
 
@@ -186,7 +187,7 @@ class TaskResources:
             return 1
         cfg, _ = group[0]
         probe = replace(cfg, source_checksum="", n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size), seed=0)
-        key = replicate_key(probe)
+        key = sibling_key(probe)
         if key not in self._bytes:
             self._bytes[key] = per_run_bytes(model, probe, torch.device("cuda"), self.settings.data_root)
         return gpu_fraction(len(group), self._bytes[key], torch.cuda.get_device_properties(0).total_memory)
@@ -266,7 +267,7 @@ def run_ray(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
             ray.cancel(ref, force=True)
 
 
-# local: one run at a time (the reference); engine: replicates in one model call (compute.engine; the default
+# local: one run at a time (the reference); engine: sibling runs in one model call (compute.engine; the default
 # on CUDA, see compute.settings.default_executor); ray: groups as Ray tasks.
 EXECUTORS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": run_local, "engine": run_engine, "ray": run_ray}
 

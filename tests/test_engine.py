@@ -14,7 +14,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from compute.data.augment import apply_paper, draw_paper_params, train_input
-from compute.engine import run_replicates
+from compute.engine import run_siblings
 from compute.finetune import finetune
 from compute.models import build_model
 from tests.helpers.engine_cases import (
@@ -134,7 +134,7 @@ def test_engine_runs_equal_one_run_at_a_time(source64, blocks: int, bn_mode: str
     configs = [_engine_cfg(seed=s, blocks=blocks, bn_mode=bn_mode, augment=augment, target=target,
                            fc_init="normal", lr_schedule="step") for s in SEEDS]
     with float64():
-        engine = dict(run_replicates(source64, configs, device="cpu", kept_keys={c.key for c in configs}, max_group=3,
+        engine = dict(run_siblings(source64, configs, device="cpu", kept_keys={c.key for c in configs}, max_group=3,
                                strategy="vmap"))
         for cfg in configs:
             assert_same_run(engine[cfg], finetune(source64, cfg, keep_model=True, device="cpu"))
@@ -148,7 +148,7 @@ def test_engine_runs_equal_one_run_at_a_time(source64, blocks: int, bn_mode: str
 def test_loop_strategy_equals_one_run_at_a_time(source64, bn_mode: str) -> None:
     configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target()) for s in SEEDS]
     with float64():
-        engine = dict(run_replicates(source64, configs, device="cpu", kept_keys={c.key for c in configs}, max_group=3,
+        engine = dict(run_siblings(source64, configs, device="cpu", kept_keys={c.key for c in configs}, max_group=3,
                                strategy="loop"))
         for cfg in configs:
             assert_same_run(engine[cfg], finetune(source64, cfg, keep_model=True, device="cpu"))
@@ -159,9 +159,9 @@ def test_loop_strategy_equals_one_run_at_a_time(source64, bn_mode: str) -> None:
 def test_auto_strategy_times_both_once_and_leaves_the_runs_as_the_strategy_it_picked(source64, monkeypatch,
                                                                                     bn_mode: str) -> None:
     """`auto` times a training step and an evaluation batch of vmap and of loop on the group's first batch, then
-    trains with the cheaper for the replicates: the runs' numbers are exactly those of that strategy forced (the timing
+    trains with the cheaper for the siblings: the runs' numbers are exactly those of that strategy forced (the timing
     leaves BatchNorm statistics, generators and gradients as they were; same kernels in one process, so exact), and
-    other replicates of the same step shape (other target size, subset size, source) reuses the timings."""
+    other siblings of the same step shape (other target size, subset size, source) reuses the timings."""
     from compute import engine
 
     timed: list[str] = []
@@ -171,17 +171,17 @@ def test_auto_strategy_times_both_once_and_leaves_the_runs_as_the_strategy_it_pi
     configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target()) for s in SEEDS]
     keep = {c.key for c in configs}
     with float64():
-        auto = dict(run_replicates(source64, configs, device="cpu", kept_keys=keep, max_group=3, strategy="auto"))
+        auto = dict(run_siblings(source64, configs, device="cpu", kept_keys=keep, max_group=3, strategy="auto"))
         assert sorted(timed) == ["loop", "vmap"]
         (times,) = engine.STRATEGY_TIMINGS.values()
         assert all(t.train > 0 and t.eval > 0 for t in times.values())
         group = engine.RunGroup(source64, configs, torch.device("cpu"))
         picked = group.strategy
         assert picked == min(times, key=lambda name: engine.StrategyTimer(group).training_seconds(times[name]))
-        forced = dict(run_replicates(source64, configs, device="cpu", kept_keys=keep, max_group=3, strategy=picked))
+        forced = dict(run_siblings(source64, configs, device="cpu", kept_keys=keep, max_group=3, strategy=picked))
         other = [engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target("rgb3b"),
                             n_train=32, source="t", source_checksum="y") for s in SEEDS]
-        list(run_replicates(source64, other, device="cpu", max_group=3, strategy="auto"))
+        list(run_siblings(source64, other, device="cpu", max_group=3, strategy="auto"))
     assert len(timed) == 2  # remembered per step shape: not the target, n or source
     for cfg in configs:
         assert auto[cfg].curve == forced[cfg].curve
@@ -191,7 +191,7 @@ def test_auto_strategy_times_both_once_and_leaves_the_runs_as_the_strategy_it_pi
 
 def test_auto_strategy_falls_back_when_a_candidate_runs_out_of_memory(small_source, monkeypatch) -> None:
     """An out-of-memory error in one candidate's trial drops that candidate (the group is not halved); the trial's
-    state is restored; only when both fail is the error passed on (run_replicates then halves the group)."""
+    state is restored; only when both fail is the error passed on (run_siblings then halves the group)."""
     from compute import engine
 
     time_step = engine.StrategyTimer._time_step
@@ -266,7 +266,7 @@ def test_engine_in_bf16_stays_within_bf16_tolerance_of_the_reference(small_sourc
     losses agree to 5%, and at most 3 of 50 test images flip."""
     configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target(),
                            precision="bf16", epochs=1, test_every=1) for s in SEEDS[:2]]
-    engine = dict(run_replicates(small_source, configs, device="cpu", max_group=2, strategy=strategy))
+    engine = dict(run_siblings(small_source, configs, device="cpu", max_group=2, strategy=strategy))
     for cfg in configs:
         ref, got = finetune(small_source, cfg, device="cpu"), engine[cfg]
         assert not isinstance(got, BaseException), got
@@ -282,10 +282,10 @@ def test_without_room_for_cached_prefix_activations_the_numbers_stay_the_same(so
 
     configs = [_engine_cfg(seed=s, augment="none", epochs=2) for s in SEEDS[:2]]
     with float64():
-        cached = dict(run_replicates(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
+        cached = dict(run_siblings(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
         monkeypatch.setattr(engine.RunGroup, "_cache_fits", lambda self, images: False)
         monkeypatch.setattr(engine, "_PREFIX", LruStore(2))  # nothing cached from the first call
-        uncached = dict(run_replicates(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
+        uncached = dict(run_siblings(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
     for cfg in configs:
         assert_same_run(uncached[cfg], cached[cfg])
 
@@ -316,14 +316,14 @@ def test_out_of_memory_splits_the_group_then_fails_single_runs_with_the_reason(s
         return real(source, group, *args, **kw)
 
     monkeypatch.setattr(engine, "train_group", fits_two)
-    outcomes = dict(run_replicates(small_source, configs, device="cpu", max_group=3))
+    outcomes = dict(run_siblings(small_source, configs, device="cpu", max_group=3))
     assert sizes == [3, 1, 2] and all(not isinstance(o, BaseException) for o in outcomes.values())
 
     def never_fits(source, group, *args, **kw):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(engine, "train_group", never_fits)
-    failed = dict(run_replicates(small_source, configs, device="cpu", max_group=3))
+    failed = dict(run_siblings(small_source, configs, device="cpu", max_group=3))
     assert len(failed) == 3 and all("out of device memory with a single run" in str(e) for e in failed.values())
 
 
@@ -344,7 +344,7 @@ def test_cublas_and_cudnn_allocation_failures_count_as_out_of_memory(small_sourc
         return real(source, group, *args, **kw)
 
     monkeypatch.setattr(engine, "train_group", cublas_fails_for_two)
-    outcomes = dict(run_replicates(small_source, configs, device="cpu", max_group=2))
+    outcomes = dict(run_siblings(small_source, configs, device="cpu", max_group=2))
     assert sizes == [2, 1, 1] and all(not isinstance(o, BaseException) for o in outcomes.values())
 
 
@@ -372,13 +372,13 @@ def test_memory_is_released_after_the_failed_group_is_dropped(small_source, monk
 
     monkeypatch.setattr(engine, "train_group", fails)
     monkeypatch.setattr(engine, "release_memory", release)
-    failed = dict(run_replicates(small_source, [_engine_cfg(seed=s, epochs=1) for s in SEEDS[:2]], device="cpu", max_group=2))
+    failed = dict(run_siblings(small_source, [_engine_cfg(seed=s, epochs=1) for s in SEEDS[:2]], device="cpu", max_group=2))
     assert len(failed) == 2 and alive_at_release == [False, False, False]
 
 
 def test_the_memory_probe_is_measured_once_per_shape(small_source, monkeypatch) -> None:
     """The probe's key is architecture, blocks, BatchNorm mode, batch, input size, precision (and augmentation and
-    channels): not the target, subset size beyond a batch, seed or source checksum (about 960 sets of replicates share a few)."""
+    channels): not the target, subset size beyond a batch, seed or source checksum (about 960 sets of siblings share a few)."""
     import compute.engine as engine
 
     measured: list[tuple] = []
@@ -415,21 +415,21 @@ def test_shared_caches_are_accounted_once_per_group_not_per_run(small_source, mo
     assert shared_cache_bytes(frozen, 28, probe, 3, cpu) == 10 * 3 * 40
 
 
-def test_run_replicates_refuses_runs_that_differ_in_more_than_the_seed(small_source) -> None:
+def test_run_siblings_refuses_runs_that_differ_in_more_than_the_seed(small_source) -> None:
     from compute.errors import RtxError
 
-    with pytest.raises(RtxError, match="needs replicates"):
-        list(run_replicates(small_source, [_engine_cfg(), _engine_cfg(seed=1, blocks=2)], device="cpu"))
+    with pytest.raises(RtxError, match="needs sibling runs"):
+        list(run_siblings(small_source, [_engine_cfg(), _engine_cfg(seed=1, blocks=2)], device="cpu"))
 
 
-def test_run_engine_groups_jobs_into_replicates_and_keeps_requested_models(small_source) -> None:
+def test_run_engine_groups_jobs_into_siblings_and_keeps_requested_models(small_source) -> None:
     from types import SimpleNamespace
 
-    from compute.engine import replicate_sets, run_engine
+    from compute.engine import run_engine, sibling_sets
     from compute.finetune import FinetuneJob
 
     jobs = [FinetuneJob(_engine_cfg(seed=s, blocks=b, epochs=1), s == SEEDS[0]) for b in (0, 1) for s in SEEDS[:2]]
-    assert [len(c) for c in replicate_sets(job.config for job in jobs)] == [2, 2]
+    assert [len(c) for c in sibling_sets(job.config for job in jobs)] == [2, 2]
     outcomes = list(run_engine(jobs, lambda name: small_source, SimpleNamespace(device="cpu")))
     assert [cfg for cfg, _ in outcomes] == [cfg for cfg, _ in jobs]
     assert [r.model is not None for _, r in outcomes] == [job.keep_model for job in jobs]
@@ -450,10 +450,10 @@ def test_compiled_prefix_gives_the_same_numbers(source64, monkeypatch) -> None:
     configs = [_engine_cfg(seed=s, bn_mode="frozen", augment="paper", target=register_colour_target())
                for s in SEEDS[:2]]
     with float64():
-        eager = dict(run_replicates(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
+        eager = dict(run_siblings(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            compiled = dict(run_replicates(source64, configs, device="cpu", max_group=2, compile_prefix=True,
+            compiled = dict(run_siblings(source64, configs, device="cpu", max_group=2, compile_prefix=True,
                                      kept_keys={c.key for c in configs}))
     said = [w for w in caught if "torch.compile of the engine's prefix failed" in str(w.message)]
     assert len(said) == (1 if engine._COMPILE_FAILED else 0)
@@ -477,27 +477,27 @@ def test_a_failed_compilation_falls_back_to_eager_and_says_so_once(small_source,
     monkeypatch.setattr(engine, "_COMPILE_FAILED", [])
     monkeypatch.setattr(torch, "compile", broken_compile)
     configs = [_engine_cfg(seed=s, augment="paper", target=register_colour_target(), epochs=1) for s in SEEDS[:2]]
-    eager = dict(run_replicates(small_source, configs, device="cpu", max_group=2))
+    eager = dict(run_siblings(small_source, configs, device="cpu", max_group=2))
     with pytest.warns(RuntimeWarning, match="torch.compile of the engine's prefix failed \\(BackendCompilerFailed"):
-        compiled = dict(run_replicates(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
+        compiled = dict(run_siblings(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # said once: the next replicates warn no more
-        again = dict(run_replicates(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
+        warnings.simplefilter("error")  # said once: the next siblings warn no more
+        again = dict(run_siblings(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
     for cfg in configs:
         assert not isinstance(compiled[cfg], BaseException), compiled[cfg]
         assert compiled[cfg].curve == eager[cfg].curve == again[cfg].curve  # the same eager kernels: exact
 
 
 def test_the_compile_flag_reaches_the_engine(monkeypatch) -> None:
-    """`rtx precompute/finetune --compile` -> Settings.compile -> run_replicates(compile_prefix=True)."""
+    """`rtx precompute/finetune --compile` -> Settings.compile -> run_siblings(compile_prefix=True)."""
     from compute import engine
     from compute.cli import build_parser
     from compute.cli.sweep import settings_from_args
 
     seen: list[bool] = []
-    monkeypatch.setattr(engine, "run_replicates", lambda *a, compile_prefix=False, **kw: seen.append(compile_prefix) or [])
+    monkeypatch.setattr(engine, "run_siblings", lambda *a, compile_prefix=False, **kw: seen.append(compile_prefix) or [])
     for flags, expected in (([], False), (["--compile"], True)):
         args = build_parser().parse_args(["finetune", "--preset", "tiny", *flags])
         settings = settings_from_args(args)

@@ -156,7 +156,7 @@ def test_the_engine_keeps_cached_test_activations_of_the_two_policies_apart(sour
     from compute import engine
 
     def curve(policy: str) -> list[float]:
-        (_, result), = engine.run_replicates(sources["natural"], [_cfg(normalisation=policy)], device="cpu")
+        (_, result), = engine.run_siblings(sources["natural"], [_cfg(normalisation=policy)], device="cpu")
         assert not isinstance(result, BaseException), result
         return [p.test_acc for p in result.curve]
 
