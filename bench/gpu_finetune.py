@@ -210,7 +210,7 @@ def measure_engine(source: nn.Module, cfgs: list[FinetuneConfig], device: torch.
     start = time.perf_counter()
     group.evaluate().tolist()
     eval_s = time.perf_counter() - start
-    n, n_test = group.subset_dev.shape[1], len(group.test.labels)
+    n, n_test = group.data.n_train, len(group.data.test.labels)
     return Rate(len(cfgs) * epochs * n / train_s, len(cfgs) * n_test / eval_s, group.strategy, setup_s,
                 max(0.0, first_s - eval_s))
 

@@ -1,17 +1,17 @@
-"""The fine-tuning engine: the runs of one cell train together in one model call, CUDA first, same code on a CPU.
+"""The fine-tuning engine: sibling runs train together in one model call, CUDA first, same code on a CPU.
 
-A cell is a set of runs whose configs differ only in the seed (same source, target, blocks, subset size and
+Siblings are runs whose configs differ only in the seed (same source, target, blocks, subset size and
 recipe). They share the frozen weights; each run keeps its own trainable weights, SGD momentum buffers,
 BatchNorm statistics, subset, batch order and augmentation. One step is one call over all R runs:
 `torch.func.functional_call` on a template module with the runs' stacked tensors, `torch.func.vmap` over the
 run dimension (`strategy='vmap'`; vmap turns the runs' convolutions into grouped ones), or a Python loop over the
 runs' slices of the same stacked tensors (`strategy='loop'`: dense convolutions, R calls; same numbers).
-Which is faster depends on the device and the cell (bench/gpu_finetune.py times both), so `strategy='auto'` (the
+Which is faster depends on the device and the step (bench/gpu_finetune.py times both), so `strategy='auto'` (the
 default) times one training step and one evaluation batch of each on the group's first batch, with every piece
 of state that a step touches (BatchNorm statistics, the runs' generators, gradients) put back in a `finally`, and
-keeps the one whose (steps x step time + evaluation batches x batch time) is smaller for the cell. A candidate
+keeps the one whose (steps x step time + evaluation batches x batch time) is smaller for the siblings. A candidate
 that runs out of memory drops out (the other is used; both: the group is halved). Timings are remembered per
-cell shape (`STRATEGY_TIMINGS`: architecture, blocks, BatchNorm mode, batch, input size, precision, augmentation,
+step shape (`STRATEGY_TIMINGS`: architecture, blocks, BatchNorm mode, batch, input size, precision, augmentation,
 channels, R, device; not the target, n or the source, which do not change a step's shape). Why measured and not
 guessed: on CUDA, functorch's BatchNorm rule in train mode reshapes (R, B, C, H, W) to (B, R*C, H, W), copying
 between channels_last and contiguous at each of ResNet-50's 53 BatchNorm layers, while grouped convolutions save
@@ -25,6 +25,11 @@ Same numbers as one run at a time (`compute.finetune.finetune`, the reference), 
 uses it exactly as `finetune` does: one `randperm` per epoch for the batch order, then per batch the
 augmentation's draws (compute.data.augment). The FC layer is initialised by `compute.finetune.new_fc` from the
 run's seed. The engine computes in the source model's dtype (float32; float64 in the tests).
+
+The parts, each with one job: `GroupData` (the target's images and the runs' subsets on the device),
+`StackedRuns` (each run's trainable weights, BatchNorm buffers, generator and the SGD over them, stacked),
+`RunGroup` (the template model, the prefix activations kept for the runs, one epoch and one evaluation of every
+run), `StrategyTimer` (the `auto` choice between vmap and loop), then `train_group` / `run_siblings` / `run_engine`.
 
 What runs where:
 - Data: a target's images go to the device once per process (`device_data`), as uint8 when they are exact
@@ -50,15 +55,15 @@ What runs where:
 - CUDA: bf16 autocast when `precision='bf16'` (recorded in the key) for the convolutions and BatchNorm layers,
   training and evaluation alike; the last Linear (compute.finetune.Fp32Linear) and the loss stay in fp32
   (`BF16_PARTS` says so for the "Paper vs here" page). channels_last; cuDNN autotuning on
-  (`torch.backends.cudnn.benchmark`: a cell's shapes repeat for hundreds of steps); no host synchronisation
+  (`torch.backends.cudnn.benchmark`: the siblings' shapes repeat for hundreds of steps); no host synchronisation
   inside a step (per-run losses summed on the device, read once per epoch; augmentation constants built once per
   size). torch.compile of the shared prefix behind `compile_prefix` (`--compile`; used only where the prefix is a
   fixed function, bn_mode 'frozen'; same numbers, tests/test_engine.py); a compilation that fails falls back to
   the eager prefix with one warning. Whether compiling pays on a GPU is what `bench/gpu_finetune.py --compile`
-  measures; off by default until it has (a compilation per cell shape costs seconds to minutes).
-- Group size: on CUDA from free memory (free plus what PyTorch holds reserved but unallocated) less the cell's
-  shared prefix caches, over a per-run peak measured once per cell shape (`memory_probe`, with a one-batch test
-  set and no caches); on a CPU `CPU_GROUP` (measured by bench/gpu_finetune.py). Out of memory (CUDA's, cuBLAS's
+  measures; off by default until it has (a compilation per step shape costs seconds to minutes).
+- Group size: on CUDA from free memory (free plus what PyTorch holds reserved but unallocated) less the
+  siblings' shared prefix caches, over a per-run peak measured once per step shape (`memory_probe`, with a one-batch
+  test set and no caches); on a CPU `CPU_GROUP` (measured by bench/gpu_finetune.py). Out of memory (CUDA's, cuBLAS's
   or cuDNN's allocation failures) splits a group in halves and retries them, after the failed group's memory
   is released; a single run that still does not fit is returned as failed with the reason.
 - `FinetuneResult.wall_seconds` of a run trained in a group is the group's wall time divided by its size.
@@ -66,17 +71,18 @@ What runs where:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import math
 import time
 import traceback
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,8 +93,11 @@ from compute.data import load_dataset, to_model_input
 from compute.data.augment import PaperParams, apply_paper, as_float, draw_paper_params, to_device, train_input
 from compute.errors import RtxError
 from compute.finetune import (
+    EVAL_BATCH,
     FinetuneConfig,
+    FinetuneJob,
     FinetuneResult,
+    Outcome,
     autocast,
     make_scheduler,
     new_fc,
@@ -96,15 +105,14 @@ from compute.finetune import (
     run_subset,
     split_model,
 )
+from compute.lru import LruStore
 from compute.models import Classifier
 from compute.records import CurvePoint
 from compute.settings import BF16_PARTS, ENGINE_STRATEGIES, resolve_device
 
 STRATEGIES = ENGINE_STRATEGIES  # "auto" | "vmap" (one vmapped call over the runs) | "loop" (a loop over them)
 CPU_GROUP = 8  # runs per call on a CPU: fastest of R = 1, 2, 4, 8 in `bench/gpu_finetune.py --scan-group 1 2 4 8`
-EVAL_BATCH = 256
 PROBE_TEST_LIMIT = EVAL_BATCH  # the memory probe evaluates one batch: an evaluation's peak is one batch's
-Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
 # Out-of-memory messages: PyTorch's caching allocator, and cuBLAS / cuDNN failing to allocate their workspaces
 # (raised as plain RuntimeErrors that would otherwise fail the whole group).
 OOM_MARKERS = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
@@ -121,7 +129,7 @@ class StepTimes:
 @dataclass(frozen=True)
 class MemoryProbe:
     """Device bytes of one run (a training step's and an evaluation batch's peak, caches excluded) and of one
-    image's cached prefix activation (shared by the runs of a cell)."""
+    image's cached prefix activation (shared by siblings)."""
 
     per_run: int
     prefix_image: int
@@ -140,18 +148,9 @@ class DeviceData:
     num_classes: int
 
 
-_DATA: OrderedDict[tuple, DeviceData] = OrderedDict()
-_PREFIX: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_DATA: LruStore[DeviceData] = LruStore(4)  # targets' splits on the device
+_PREFIX: LruStore[torch.Tensor] = LruStore(2)  # test images' prefix activations (`_test_key`)
 _COMPILE_FAILED: list[str] = []  # the first compilation failure of this process (then every prefix runs eagerly)
-
-
-def _remember(store: OrderedDict, key: tuple, make: Callable[[], Any], capacity: int = 4) -> Any:
-    if key not in store:
-        store[key] = make()
-        while len(store) > capacity:
-            store.popitem(last=False)
-    store.move_to_end(key)
-    return store[key]
 
 
 def to_device_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -170,24 +169,24 @@ def device_data(target: str, split: str, device: torch.device, limit: int | None
         data = load_dataset(target, split, data_root)
         images, labels = (data.images[:limit], data.labels[:limit]) if limit else (data.images, data.labels)
         return DeviceData(to_device_images(images, device), labels.to(device), len(data.classes))
-    return _remember(_DATA, (target, split, str(device), limit, data_root), make)
+    return _DATA.get((target, split, str(device), limit, data_root), make)
 
 
-def cell_key(cfg: FinetuneConfig) -> tuple:
-    """Everything but the seed: runs with the same cell key can train together."""
+def sibling_key(cfg: FinetuneConfig) -> tuple:
+    """Everything but the seed: runs with the same key are siblings and can train together."""
     return tuple(sorted((k, v) for k, v in asdict(cfg).items() if k != "seed"))
 
 
-def cells(configs: Iterable[FinetuneConfig]) -> list[list[FinetuneConfig]]:
-    """Configs grouped into cells, in first-seen order."""
+def sibling_sets(configs: Iterable[FinetuneConfig]) -> list[list[FinetuneConfig]]:
+    """Configs grouped into sets of siblings (runs that differ only in the seed), in first-seen order."""
     groups: dict[tuple, list[FinetuneConfig]] = {}
     for cfg in configs:
-        groups.setdefault(cell_key(cfg), []).append(cfg)
+        groups.setdefault(sibling_key(cfg), []).append(cfg)
     return list(groups.values())
 
 
 def _test_key(cfg: FinetuneConfig, size: int, device: torch.device, dtype: torch.dtype) -> tuple:
-    """The test images' cached prefix activations are shared by every cell with this key (`_PREFIX`)."""
+    """The test images' cached prefix activations are shared by every group with this key (`_PREFIX`)."""
     return (cfg.source_checksum, cfg.target, cfg.blocks, size, cfg.test_limit, cfg.precision, cfg.normalisation,
             str(device), str(dtype))
 
@@ -212,8 +211,8 @@ def release_memory(device: torch.device) -> None:
 
 def free_bytes(device: torch.device) -> int:
     """Device memory a new group can use: the driver's free memory plus what PyTorch's caching allocator holds
-    reserved but unallocated (`mem_get_info` counts that as used: after a cell whose group took 60 GB, the next
-    cell would see 15 GB free and get a quarter of the runs); 4 GiB on a CPU (the caches' budget there)."""
+    reserved but unallocated (`mem_get_info` counts that as used: after a group that took 60 GB, the next
+    siblings would see 15 GB free and get a quarter of the runs); 4 GiB on a CPU (the caches' budget there)."""
     if device.type != "cuda":
         return 4 << 30
     free, _ = torch.cuda.mem_get_info(device)
@@ -261,126 +260,93 @@ class _CompiledOrEager:
         return self.module(x)
 
 
-class RunGroup:
-    """R runs of one cell: the template model, the stacked trainable state, and one step / one evaluation.
+@dataclass(frozen=True)
+class GroupData:
+    """The data a group trains and tests on, on the device: the target's splits (`device_data`, once per process)
+    and each run's training subset, drawn by `compute.finetune.run_subset` exactly as one run at a time draws it."""
 
-    `keep_activations=False` never caches prefix activations (the memory probe: the caches are shared by a
-    cell's runs and accounted for separately)."""
+    train: DeviceData
+    test: DeviceData
+    subsets: list[np.ndarray]  # per run: (n,) indices into the training split, in the sampler's order (recorded)
+    indices: torch.Tensor  # (R, n): the same on the device
 
-    def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
-                 compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None,
-                 keep_activations: bool = True):
-        if strategy not in STRATEGIES:
-            raise RtxError(f"unknown engine strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")
+    @staticmethod
+    def load(configs: list[FinetuneConfig], device: torch.device, data_root: str | None) -> GroupData:
         cfg = configs[0]
-        self.configs, self.cfg, self.device, self.keep_activations = configs, cfg, device, keep_activations
-        self.train = device_data(cfg.target, "train", device, data_root=data_root)
-        self.test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
-        self.subsets = [run_subset(c, self.train.labels.cpu()) for c in configs]
+        train = device_data(cfg.target, "train", device, data_root=data_root)
+        test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
+        subsets = [run_subset(c, train.labels.cpu()) for c in configs]
+        return GroupData(train, test, subsets, torch.stack([torch.as_tensor(s) for s in subsets]).to(device))
+
+    @property
+    def n_train(self) -> int:
+        """Images in each run's subset (the same for every sibling)."""
+        return self.indices.shape[1]
+
+    def images(self, rows: torch.Tensor) -> torch.Tensor:
+        """(R, B) positions in the runs' subsets -> their stored images (R * B, C, h, w), run after run."""
+        return self.train.images[self.indices.gather(1, rows)].flatten(0, 1)
+
+    def labels(self, rows: torch.Tensor) -> torch.Tensor:
+        """(R, B) positions in the runs' subsets -> their labels (R, B)."""
+        return self.train.labels[self.indices.gather(1, rows)]
+
+
+def _template_model(source: Classifier, cfg: FinetuneConfig, num_classes: int, device: torch.device) -> Classifier:
+    """The siblings' model as one run would prepare it (`compute.finetune.prepare_model`); channels_last and cuDNN
+    autotuning on CUDA (the siblings' shapes repeat for hundreds of steps: autotune once)."""
+    model = prepare_model(source, cfg, num_classes, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _run_fcs(model: Classifier, configs: list[FinetuneConfig], num_classes: int) -> list[nn.Module]:
+    """Each run's new FC layer from its own seed, exactly as `prepare_model` makes it; the template keeps its own."""
+    template, fcs = model.net.fc, []
+    for cfg in configs:
+        new_fc(model, cfg, num_classes)
+        fcs.append(model.net.fc)
+    model.net.fc = template
+    return fcs
+
+
+class StackedRuns:
+    """The R runs' own state, stacked along a leading run dimension (what `vmap` maps over).
+
+    Trainable weights and BatchNorm buffers (R, ...); one SGD over the stacked weights (momentum and weight decay
+    are elementwise and the runs share the learning-rate schedule, so it is R independent SGDs); each run's
+    generator (batch order, augmentation draws). `frozen`: the weights every run shares, not stacked."""
+
+    def __init__(self, model: Classifier, module: nn.Module, configs: list[FinetuneConfig], num_classes: int):
+        cfg, runs = configs[0], len(configs)
         self.generators = [torch.Generator().manual_seed(c.seed) for c in configs]
-        model = prepare_model(source, cfg, self.train.num_classes, device)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # a cell's shapes repeat for hundreds of steps: autotune once
-            model.to(memory_format=torch.channels_last)
-        self.model = model
-        self.dtype = next(model.parameters()).dtype  # float32 (float64 in the tests); autocast may lower it
-        self.size = model.input_size
-        prefix, suffix = split_model(model, cfg.blocks)
-        self.prefix = prefix.eval()
-        self.pool = model.net.avgpool if cfg.blocks == 0 else None  # 0 blocks: keep pooled activations
-        self.prefix_fn: Callable[[torch.Tensor], torch.Tensor] = _CompiledOrEager(prefix) if compile_prefix else prefix
-        # the module whose tensors are stacked per run: the suffix, or the whole model when frozen BN drifts
-        self.module = suffix if cfg.bn_mode == "frozen" else nn.Sequential(prefix, suffix)
-        self.module.train()
-        fc, fcs = model.net.fc, []
-        for run_cfg in configs:  # each run's FC from its own seed, exactly as prepare_model makes it
-            new_fc(model, run_cfg, self.train.num_classes)
-            fcs.append(model.net.fc)
-        model.net.fc = fc  # the template's FC (the one inside `suffix`)
-        fc_name = f"{len(self.module) - 1}." if cfg.bn_mode == "frozen" else f"1.{len(suffix) - 1}."
-        params = dict(self.module.named_parameters())
+        stacked_fc, _ = stack_module_state(_run_fcs(model, configs, num_classes))
+        fc_name = next(name for name, m in module.named_modules() if m is model.net.fc) + "."
+        params = dict(module.named_parameters())
         self.frozen = {k: v for k, v in params.items() if not v.requires_grad}
-        trainable = [k for k, v in params.items() if v.requires_grad]
-        stacked_fc, _ = stack_module_state(fcs)
-        self.params = {k: (stacked_fc[k[len(fc_name):]] if k.startswith(fc_name)
-                           else torch.stack([params[k]] * len(configs))).detach().clone().requires_grad_(True)
-                       for k in trainable}  # {name: (R, ...)}
-        self.buffers = {k: torch.stack([v] * len(configs)).clone() for k, v in self.module.named_buffers()}
+        self.params = {k: (stacked_fc[k[len(fc_name):]] if k.startswith(fc_name) else torch.stack([v] * runs))
+                       .detach().clone().requires_grad_(True)
+                       for k, v in params.items() if v.requires_grad}  # {name: (R, ...)}
+        self.buffers = {k: torch.stack([v] * runs).clone() for k, v in module.named_buffers()}
         self.optimizer = torch.optim.SGD(list(self.params.values()), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         self.scheduler = make_scheduler(cfg, self.optimizer)
-        self.subset_dev = torch.stack([torch.as_tensor(s) for s in self.subsets]).to(device)  # (R, n)
-        union, inverse = torch.unique(self.subset_dev, return_inverse=True)
-        self.static = _static_prefix(cfg, self.train.images.shape[1]) and self._cache_fits(len(union))
-        if self.static:  # prefix activations of the union of the subsets, once
-            self.union_feats = self._prefix_batched(self.train.images[union])
-            self.subset_rows = inverse  # (R, n) rows into union_feats
-        self.strategy = self._choose(strategy)
-        self.forward, self.forward_shared = self._forwards(self.strategy)
 
-    def _forwards(self, strategy: str) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
-        """(training call with per-run inputs, evaluation call with inputs shared by the runs) of a strategy."""
-        if strategy == "vmap":
-            return vmap(self._call, in_dims=(0, 0, 0)), vmap(self._call, in_dims=(0, 0, None))
-        return self._looped(shared=False), self._looped(shared=True)
+    def run(self, r: int) -> dict[str, torch.Tensor]:
+        """Run r's slice of every stacked tensor (views: writes land in the stack)."""
+        return {k: v[r] for k, v in {**self.params, **self.buffers}.items()}
 
-    # --- the `auto` strategy ----------------------------------------------------------------------------------
-    def shape_key(self) -> tuple:
-        """What a step's cost depends on: the shapes and the work of a step, not which target, subset or source."""
-        cfg = self.cfg
-        return (self.model.arch, cfg.blocks, cfg.bn_mode, min(cfg.batch_size, self.subset_dev.shape[1]), self.size,
-                cfg.precision, cfg.augment, self.train.images.shape[1], self.static, len(self.configs),
-                str(self.device))
-
-    def _choose(self, strategy: str) -> str:
-        """`strategy`, or for 'auto' the cheaper of vmap and loop for this cell on this device."""
-        if strategy != "auto":
-            return strategy
-        if len(self.configs) == 1:
-            return "loop"  # one run: a plain call, nothing to vmap over
-        key = self.shape_key()
-        if key not in STRATEGY_TIMINGS:
-            STRATEGY_TIMINGS[key] = {name: self._measure(name) for name in ("vmap", "loop")}
-        costs = {name: self._cell_seconds(t) for name, t in STRATEGY_TIMINGS[key].items() if t is not None}
-        if not costs:
-            raise torch.OutOfMemoryError(f"out of memory: neither engine strategy fits {len(self.configs)} runs")
-        return min(costs, key=costs.__getitem__)
-
-    def _cell_seconds(self, times: StepTimes) -> float:
-        """Seconds of this cell's training steps and evaluation batches at `times` (what `auto` minimises: in
-        the faithful recipe evaluation dominates for small n)."""
-        n, cfg = self.subset_dev.shape[1], self.cfg
-        steps = cfg.epochs * math.ceil(n / cfg.batch_size)
-        batches = len(cfg.eval_epochs()) * math.ceil(len(self.test.labels) / EVAL_BATCH)
-        return steps * times.train + batches * times.eval
-
-    def _measure(self, strategy: str) -> StepTimes | None:
-        """`_time_step`, or None when `strategy` runs out of device memory (released before returning)."""
-        try:
-            return self._time_step(strategy)
-        except Exception as err:
-            if not is_oom(err):
-                raise
-        release_memory(self.device)  # outside the except: the traceback (holding the trial's tensors) is gone
-        return None
-
-    def _time_step(self, strategy: str, repeats: int = 2) -> StepTimes:
-        """Seconds of one training step (forward and backward on the first batch) and of one evaluation batch
-        with `strategy`, the best of `repeats` after a warm-up; leaves the group as it found it (no optimiser
-        step; BatchNorm statistics, the runs' generators, gradients and train mode restored in a `finally`, so
-        even a trial that fails leaves nothing behind), so the runs' numbers do not depend on the timing."""
-        forward, shared = self._forwards(strategy)
+    @contextlib.contextmanager
+    def unchanged(self) -> Iterator[None]:
+        """Whatever runs inside (a timing trial) leaves the runs as it found them: BatchNorm statistics, the
+        generators' states and gradients are put back in a `finally`, so even a trial that fails leaves nothing."""
         buffers = {k: v.clone() for k, v in self.buffers.items()}
         states = [g.get_state() for g in self.generators]
         try:
-            train = self._best_of(lambda: _one_step(self, forward), repeats)
-            x = self._eval_inputs(0, cached=False)  # the prefix part is the same for both strategies
-            self.module.eval()
-            with torch.no_grad():
-                evaluate = self._best_of(lambda: self._logits(shared, x), repeats)
-            return StepTimes(train, evaluate)
+            yield
         finally:
-            self.module.train()
             with torch.no_grad():
                 for k, v in buffers.items():
                     self.buffers[k].copy_(v)
@@ -389,21 +355,49 @@ class RunGroup:
             for v in self.params.values():
                 v.grad = None
 
-    def _best_of(self, work: Callable[[], Any], repeats: int) -> float:
-        best = float("inf")
-        for attempt in range(repeats + 1):
-            synchronize(self.device)
-            start = time.perf_counter()
-            work()
-            synchronize(self.device)
-            if attempt:  # the first call is a warm-up (kernel selection, allocator)
-                best = min(best, time.perf_counter() - start)
-        return best
+
+class RunGroup:
+    """R sibling runs trained together: the template model, split into the frozen prefix the runs share and
+    the module whose tensors are stacked per run (`StackedRuns`); the data on the device (`GroupData`); the
+    prefix activations kept for them; one training epoch and one evaluation of every run, with the strategy
+    given or chosen by `StrategyTimer`.
+
+    `keep_activations=False` never caches prefix activations (the memory probe: the caches are shared by
+    siblings and accounted for separately)."""
+
+    def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
+                 compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None,
+                 keep_activations: bool = True):
+        if strategy not in STRATEGIES:
+            raise RtxError(f"unknown engine strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")
+        cfg = configs[0]
+        self.configs, self.cfg, self.device, self.keep_activations = configs, cfg, device, keep_activations
+        self.data = GroupData.load(configs, device, data_root)
+        self.model = _template_model(source, cfg, self.data.train.num_classes, device)
+        self.dtype = next(self.model.parameters()).dtype  # float32 (float64 in the tests); autocast may lower it
+        self.size = self.model.input_size
+        prefix, suffix = split_model(self.model, cfg.blocks)
+        self.prefix = prefix.eval()
+        self.pool = self.model.net.avgpool if cfg.blocks == 0 else None  # 0 blocks: keep pooled activations
+        self.prefix_fn: Callable[[torch.Tensor], torch.Tensor] = _CompiledOrEager(prefix) if compile_prefix else prefix
+        # the module whose tensors are stacked per run: the suffix, or the whole model when frozen BN drifts
+        self.module = suffix if cfg.bn_mode == "frozen" else nn.Sequential(prefix, suffix)
+        self.module.train()
+        self.runs = StackedRuns(self.model, self.module, configs, self.data.train.num_classes)
+        self.static, self.union_feats, self.union_rows = self._training_activations()
+        self.strategy = StrategyTimer(self).choose(strategy)
+        self.forward, self.forward_shared = self.forwards(self.strategy)
+
+    def forwards(self, strategy: str) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+        """(training call with per-run inputs, evaluation call with inputs shared by the runs) of a strategy."""
+        if strategy == "vmap":
+            return vmap(self._call, in_dims=(0, 0, 0)), vmap(self._call, in_dims=(0, 0, None))
+        return self._looped(shared=False), self._looped(shared=True)
 
     # --- the model calls --------------------------------------------------------------------------------------
     def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
               x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, {**self.frozen, **params, **buffers}, (x,))
+        return functional_call(self.module, {**self.runs.frozen, **params, **buffers}, (x,))
 
     def _looped(self, shared: bool) -> Callable[..., torch.Tensor]:
         """The vmapped call's signature and result, one run after another (views of the stacked tensors, so
@@ -413,13 +407,22 @@ class RunGroup:
                                            x if shared else x[r]) for r in range(len(self.configs))])
         return run
 
-    def _logits(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def logits(self, forward: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """(R, B, K) logits in the model's dtype: the network under autocast, its last Linear in fp32
         (compute.finetune.Fp32Linear: N(0, 1) FC weights give logits of +-30-100, where bf16's spacing is 0.125-0.5)."""
         with autocast(self.cfg, self.device):
-            return forward(self.params, self.buffers, x).to(self.dtype)
+            return forward(self.runs.params, self.runs.buffers, x).to(self.dtype)
 
     # --- prefix activations -----------------------------------------------------------------------------------
+    def _training_activations(self) -> tuple[bool, torch.Tensor | None, torch.Tensor | None]:
+        """(static, activations, rows): a static prefix's activations of the union of the runs' subsets, computed
+        once, and each run's (R, n) rows into them; (False, None, None) when the prefix's input changes every epoch
+        or the activations do not fit (`_cache_fits`)."""
+        union, inverse = torch.unique(self.data.indices, return_inverse=True)
+        if not (_static_prefix(self.cfg, self.data.train.images.shape[1]) and self._cache_fits(len(union))):
+            return False, None, None
+        return True, self._prefix_batched(self.data.train.images[union]), inverse
+
     def _cache_fits(self, images: int) -> bool:
         """Whether prefix activations of `images` images fit a quarter of free device memory (4 GiB on a CPU).
 
@@ -433,7 +436,7 @@ class RunGroup:
 
     def prefix_image_bytes(self) -> int:
         """Bytes of one image's kept prefix activation (pooled with 0 blocks)."""
-        sample = self._prefix_batched(self.train.images[:1])
+        sample = self._prefix_batched(self.data.train.images[:1])
         return sample.numel() * sample.element_size()
 
     def _prefix_out(self, x: torch.Tensor) -> torch.Tensor:
@@ -462,59 +465,68 @@ class RunGroup:
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and x.ndim == 4 else x
 
     # --- training and evaluation ------------------------------------------------------------------------------
-    def _batch_inputs(self, rows: torch.Tensor) -> torch.Tensor:
+    def batch_inputs(self, rows: torch.Tensor) -> torch.Tensor:
         """(R, B) subset positions -> model inputs: prefix activations (frozen) or images (train), (R, B, ...)."""
         r, b = rows.shape
         if self.static:
-            feats = self.union_feats[self.subset_rows.gather(1, rows)].to(self.dtype)  # bf16 under autocast -> fp32
+            feats = self.union_feats[self.union_rows.gather(1, rows)].to(self.dtype)  # bf16 under autocast -> fp32
             return feats.view(r, b, *self.union_feats.shape[1:])
-        images = self.train.images[self.subset_dev.gather(1, rows)].flatten(0, 1)  # (R * B, C, h, w)
+        images = self.data.images(rows)  # (R * B, C, h, w)
+        generators = self.runs.generators
         if self.cfg.augment == "paper" and images.shape[1] == 3:
-            params = PaperParams.cat([draw_paper_params(b, g) for g in self.generators])
+            params = PaperParams.cat([draw_paper_params(b, g) for g in generators])
             x = apply_paper(images, params, self.size)
         else:
             x = torch.cat([train_input(images[i * b:(i + 1) * b], self.cfg.augment, self.size, g)
-                           for i, g in enumerate(self.generators)])
+                           for i, g in enumerate(generators)])
         if self.cfg.bn_mode == "frozen":  # the vmapped suffix takes the model's dtype (its convolutions autocast again)
             x = self._prefix_out(x).to(self.dtype)
         else:
             x = self._model_input(x)
         return x.view(r, b, *x.shape[1:])
 
+    def first_batch_step(self, forward: Callable[..., torch.Tensor] | None = None) -> None:
+        """Forward and backward of every run on its subset's first batch (no optimiser step): a memory probe or a
+        timing. Draws from the runs' generators and updates BatchNorm statistics like a real step."""
+        rows = torch.arange(min(self.data.n_train, self.cfg.batch_size), device=self.device)
+        rows = rows.expand(len(self.configs), -1)
+        logits = self.logits(forward or self.forward, self.batch_inputs(rows))
+        F.cross_entropy(logits.flatten(0, 1).float(), self.data.labels(rows).flatten()).backward()
+
     def train_epoch(self) -> torch.Tensor:
         """One epoch for every run; returns the runs' mean training losses (R,) on the device."""
-        n, bs = self.subset_dev.shape[1], self.cfg.batch_size
-        orders = to_device(torch.stack([torch.randperm(n, generator=g) for g in self.generators]), self.device)  # (R, n)
+        n, bs, runs = self.data.n_train, self.cfg.batch_size, self.runs
+        orders = to_device(torch.stack([torch.randperm(n, generator=g) for g in runs.generators]), self.device)  # (R, n)
         total = torch.zeros(len(self.configs), device=self.device)
         for i in range(0, n, bs):
             rows = orders[:, i:i + bs]  # (R, B)
-            x = self._batch_inputs(rows)
-            y = self.train.labels[self.subset_dev.gather(1, rows)]  # (R, B)
-            logits = self._logits(self.forward, x)  # (R, B, K)
+            x = self.batch_inputs(rows)
+            y = self.data.labels(rows)  # (R, B)
+            logits = self.logits(self.forward, x)  # (R, B, K)
             losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape).mean(1)
-            self.optimizer.zero_grad(set_to_none=True)
+            runs.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
-            self.optimizer.step()
+            runs.optimizer.step()
             total += losses.detach() * rows.shape[1]
-        self.scheduler.step()
+        runs.scheduler.step()
         return total / n
 
-    def _eval_inputs(self, start: int, cached: bool) -> torch.Tensor:
+    def eval_inputs(self, start: int, cached: bool) -> torch.Tensor:
         """Test images [start, start + EVAL_BATCH) as the evaluation call takes them: prefix activations
         (`frozen`; from the cache when `cached`) or model inputs (`train`)."""
-        end = start + EVAL_BATCH
+        end, test = start + EVAL_BATCH, self.data.test
         if self.cfg.bn_mode == "frozen":
-            feats = self._test_cache()[start:end] if cached else self._prefix_batched(self.test.images[start:end])
+            feats = self._test_cache()[start:end] if cached else self._prefix_batched(test.images[start:end])
             return feats.to(self.dtype)
-        return self._model_input(to_model_input(as_float(self.test.images[start:end]), self.size))
+        return self._model_input(to_model_input(as_float(test.images[start:end]), self.size))
 
     def _test_cache(self) -> torch.Tensor:
         key = _test_key(self.cfg, self.size, self.device, self.dtype)
-        return _remember(_PREFIX, key, lambda: self._prefix_batched(self.test.images), capacity=2)
+        return _PREFIX.get(key, lambda: self._prefix_batched(self.data.test.images))
 
     def _test_cached(self) -> bool:
         key = _test_key(self.cfg, self.size, self.device, self.dtype)
-        return self.cfg.bn_mode == "frozen" and (key in _PREFIX or self._cache_fits(len(self.test.labels)))
+        return self.cfg.bn_mode == "frozen" and (key in _PREFIX or self._cache_fits(len(self.data.test.labels)))
 
     @torch.no_grad()
     def evaluate(self) -> torch.Tensor:
@@ -522,10 +534,10 @@ class RunGroup:
         self.module.eval()
         try:
             correct = torch.zeros(len(self.configs), device=self.device)
-            labels = self.test.labels
+            labels = self.data.test.labels
             cached = self._test_cached()
             for i in range(0, len(labels), EVAL_BATCH):
-                logits = self._logits(self.forward_shared, self._eval_inputs(i, cached))  # (R, b, K)
+                logits = self.logits(self.forward_shared, self.eval_inputs(i, cached))  # (R, b, K)
                 correct += (logits.argmax(-1) == labels[i:i + EVAL_BATCH]).sum(1)
         finally:
             self.module.train()
@@ -534,22 +546,103 @@ class RunGroup:
     def run_model(self, r: int) -> Classifier:
         """Run r's fine-tuned model (a copy on the CPU, eval mode): its tensors copied into the template, copied out."""
         named = {**dict(self.module.named_parameters()), **dict(self.module.named_buffers())}
-        stacked = {**self.params, **self.buffers}
+        stacked = self.runs.run(r)
         saved = {k: v.detach().clone() for k, v in named.items()}
         with torch.no_grad():
             for k, v in named.items():
                 if k in stacked:
-                    v.copy_(stacked[k][r])
+                    v.copy_(stacked[k])
             model = copy.deepcopy(self.model).cpu().to(memory_format=torch.contiguous_format).eval()
             for k, v in named.items():
                 v.copy_(saved[k])
         return model
 
 
+class StrategyTimer:
+    """The `auto` strategy: the cheaper of vmap and loop for a group on its device, measured.
+
+    Times one training step and one evaluation batch of each on the group's first batch, leaving the group as it
+    found it (`StackedRuns.unchanged`), and keeps the one whose (steps x step time + evaluation batches x batch
+    time) is smaller. Timings are remembered per step shape (`STRATEGY_TIMINGS`, keyed by `shape_key`); a
+    candidate that runs out of memory drops out."""
+
+    def __init__(self, group: RunGroup):
+        self.group = group
+
+    def choose(self, strategy: str) -> str:
+        """`strategy`, or for 'auto' the cheaper of vmap and loop for this group on this device."""
+        if strategy != "auto":
+            return strategy
+        if len(self.group.configs) == 1:
+            return "loop"  # one run: a plain call, nothing to vmap over
+        key = self.shape_key()
+        if key not in STRATEGY_TIMINGS:
+            STRATEGY_TIMINGS[key] = {name: self._measure(name) for name in ("vmap", "loop")}
+        costs = {name: self.training_seconds(t) for name, t in STRATEGY_TIMINGS[key].items() if t is not None}
+        if not costs:
+            raise torch.OutOfMemoryError(f"out of memory: neither engine strategy fits {len(self.group.configs)} runs")
+        return min(costs, key=costs.__getitem__)
+
+    def shape_key(self) -> tuple:
+        """What a step's cost depends on: the shapes and the work of a step, not which target, subset or source."""
+        group, cfg = self.group, self.group.cfg
+        return (group.model.arch, cfg.blocks, cfg.bn_mode, min(cfg.batch_size, group.data.n_train), group.size,
+                cfg.precision, cfg.augment, group.data.train.images.shape[1], group.static, len(group.configs),
+                str(group.device))
+
+    def training_seconds(self, times: StepTimes) -> float:
+        """Seconds of the group's training steps and evaluation batches at `times` (what `auto` minimises: in
+        the faithful recipe evaluation dominates for small n)."""
+        group, cfg = self.group, self.group.cfg
+        steps = cfg.epochs * math.ceil(group.data.n_train / cfg.batch_size)
+        batches = len(cfg.eval_epochs()) * math.ceil(len(group.data.test.labels) / EVAL_BATCH)
+        return steps * times.train + batches * times.eval
+
+    def _measure(self, strategy: str) -> StepTimes | None:
+        """`_time_step`, or None when `strategy` runs out of device memory (released before returning)."""
+        try:
+            return self._time_step(strategy)
+        except Exception as err:
+            if not is_oom(err):
+                raise
+        release_memory(self.group.device)  # outside the except: the traceback (holding the trial's tensors) is gone
+        return None
+
+    def _time_step(self, strategy: str, repeats: int = 2) -> StepTimes:
+        """Seconds of one training step (forward and backward on the first batch) and of one evaluation batch
+        with `strategy`, the best of `repeats` after a warm-up; leaves the group as it found it (no optimiser
+        step; BatchNorm statistics, the runs' generators, gradients and train mode restored in a `finally`, so
+        even a trial that fails leaves nothing behind), so the runs' numbers do not depend on the timing."""
+        group = self.group
+        forward, shared = group.forwards(strategy)
+        with group.runs.unchanged():
+            try:
+                train = self._best_of(lambda: group.first_batch_step(forward), repeats)
+                x = group.eval_inputs(0, cached=False)  # the prefix part is the same for both strategies
+                group.module.eval()
+                with torch.no_grad():
+                    evaluate = self._best_of(lambda: group.logits(shared, x), repeats)
+                return StepTimes(train, evaluate)
+            finally:
+                group.module.train()
+
+    def _best_of(self, work: Callable[[], Any], repeats: int) -> float:
+        best = float("inf")
+        for attempt in range(repeats + 1):
+            synchronize(self.group.device)
+            start = time.perf_counter()
+            work()
+            synchronize(self.group.device)
+            if attempt:  # the first call is a warm-up (kernel selection, allocator)
+                best = min(best, time.perf_counter() - start)
+        return best
+
+
 def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch.device,
-                keep: set[str] | frozenset[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
+                kept_keys: Collection[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
                 compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None) -> list[FinetuneResult]:
-    """Train the runs of one cell together; one FinetuneResult per run, in the order of `configs`."""
+    """Train sibling runs together; one FinetuneResult per run, in the order of `configs` (the fine-tuned model
+    of those whose key is in `kept_keys`)."""
     start = time.perf_counter()
     group = RunGroup(source, configs, device, compile_prefix, strategy, data_root)
     cfg = group.cfg
@@ -567,8 +660,8 @@ def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch
             on_epoch(epoch, cfg.epochs)
     losses = epoch_loss.tolist()
     seconds = (time.perf_counter() - start) / len(configs)
-    return [FinetuneResult(c, group.subsets[r], curves[r], curves[r][-1].test_acc, losses[r], seconds, str(device),
-                           group.run_model(r) if c.key in keep else None) for r, c in enumerate(configs)]
+    return [FinetuneResult(c, group.data.subsets[r], curves[r], curves[r][-1].test_acc, losses[r], seconds, str(device),
+                           group.run_model(r) if c.key in kept_keys else None) for r, c in enumerate(configs)]
 
 
 def probe_key(source: Classifier, cfg: FinetuneConfig, device: torch.device) -> tuple:
@@ -598,7 +691,7 @@ def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.devic
     small = replace(cfg, epochs=1, test_limit=min(cfg.test_limit or PROBE_TEST_LIMIT, PROBE_TEST_LIMIT),
                     n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size))
     probe = RunGroup(source, [small], device, strategy="loop", data_root=data_root, keep_activations=False)
-    _one_step(probe)
+    probe.first_batch_step()
     probe.evaluate()
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before
@@ -609,22 +702,13 @@ def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.devic
 
 
 def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None) -> int:
-    """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by a cell's runs excluded."""
+    """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by siblings excluded."""
     return memory_probe(source, cfg, device, data_root).per_run
-
-
-def _one_step(group: RunGroup, forward: Callable[..., torch.Tensor] | None = None) -> None:
-    """Forward and backward of every run on its subset's first batch (no optimiser step): a memory probe or a
-    timing. Draws from the runs' generators and updates BatchNorm statistics like a real step."""
-    rows = torch.arange(min(group.subset_dev.shape[1], group.cfg.batch_size), device=group.device)
-    rows = rows.expand(len(group.configs), -1)
-    logits = group._logits(forward or group.forward, group._batch_inputs(rows))
-    F.cross_entropy(logits.flatten(0, 1).float(), group.train.labels[group.subset_dev.gather(1, rows)].flatten()).backward()
 
 
 def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs: int, device: torch.device,
                        data_root: str | None = None, dtype: torch.dtype = torch.float32) -> int:
-    """Device bytes of the prefix caches that a group of `runs` runs of this cell will add (shared by its runs, so
+    """Device bytes of the prefix caches that a group of `runs` siblings will add (shared by its runs, so
     not in the per-run figure): the test images' activations (`frozen`, unless already cached) and the union of
     the subsets' (a static prefix), each only when it fits a quarter of free memory, as RunGroup decides."""
     if cfg.bn_mode != "frozen" or probe.prefix_image == 0:
@@ -640,7 +724,7 @@ def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs:
 
 def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch.device,
                data_root: str | None = None) -> int:
-    """How many runs share a call: on CUDA, 80% of free memory less the cell's shared caches over the measured
+    """How many runs share a call: on CUDA, 80% of free memory less the siblings' shared caches over the measured
     per-run peak; `CPU_GROUP` on a CPU."""
     if device.type != "cuda":
         return max(1, min(runs, CPU_GROUP))
@@ -651,11 +735,12 @@ def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch
     return max(1, min(runs, int(0.8 * usable // probe.per_run)))
 
 
-def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
-             keep: set[str] | frozenset[str] = frozenset(), max_group: int | None = None,
+def run_siblings(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
+             kept_keys: Collection[str] = frozenset(), max_group: int | None = None,
              on_epoch: Callable[[int, int], None] | None = None, compile_prefix: bool = False,
              strategy: str = "auto", data_root: str | None = None) -> Iterator[Outcome]:
-    """Train one cell's runs in groups; yields (config, FinetuneResult or the error) per run as groups finish.
+    """Train sibling runs in groups (`max_group`, or as many as fit the device at once); yields (config,
+    FinetuneResult or the error) per run as groups finish.
 
     Out of device memory: the group's memory is released, then it is split in halves and each half retried; a
     lone run that does not fit is yielded with an RtxError saying so. Any other error fails the group's runs
@@ -663,9 +748,9 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
     """
     if not configs:
         return
-    if len({cell_key(c) for c in configs}) != 1:
-        raise RtxError("run_cell needs runs of one cell (configs that differ only in the seed); group them "
-                       "with compute.engine.cells")
+    if len({sibling_key(c) for c in configs}) != 1:
+        raise RtxError("run_siblings needs sibling runs (configs that differ only in the seed); group them "
+                       "with compute.engine.sibling_sets")
     dev = resolve_device(device)
     size = max_group or group_size(source, configs[0], len(configs), dev, data_root)
     pending = [configs[i:i + size] for i in range(0, len(configs), size)]
@@ -673,7 +758,7 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
         group = pending.pop(0)
         failure: BaseException | None = None
         try:
-            results = train_group(source, group, dev, keep, on_epoch, compile_prefix, strategy, data_root)
+            results = train_group(source, group, dev, kept_keys, on_epoch, compile_prefix, strategy, data_root)
         except Exception as err:
             if not is_oom(err):
                 traceback.clear_frames(err.__traceback__)
@@ -695,27 +780,29 @@ def run_cell(source: Classifier, configs: list[FinetuneConfig], device: str | No
         yield from zip(group, results, strict=True)
 
 
-def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
+def run_engine(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
                options: Any) -> Iterator[Outcome]:
-    """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into cells, each cell by `run_cell`.
+    """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into sets of siblings, each by
+    `run_siblings`.
 
     `options` needs `.device`; `.max_group`, `.engine_strategy`, `.compile`, `.data_root` and `.progress` are used when
     present (`compute.settings.Settings` has them all). Outcomes come per group as it finishes, so the driver
     records every run of a group before the next group starts (kill -9 loses at most the group in flight).
     """
-    keep = {cfg.key for cfg, k in jobs if k}
-    for cell in cells(cfg for cfg, _ in jobs):
-        first = cell[0]
+    kept_keys = {cfg.key for cfg, keep_model in jobs if keep_model}
+    for siblings in sibling_sets(cfg for cfg, _ in jobs):
+        first = siblings[0]
         bar = tqdm(total=first.epochs, unit="ep", leave=False, position=1, disable=not getattr(options, "progress", False),
-                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(cell)}")
+                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(siblings)}")
         try:
             source = sources(first.source)
-        except Exception as err:  # e.g. an unreadable checkpoint: the cell's runs fail, the sweep goes on
+        except Exception as err:  # e.g. an unreadable checkpoint: its runs fail, the sweep goes on
             bar.close()
-            yield from ((c, err) for c in cell)
+            yield from ((c, err) for c in siblings)
             continue
         try:
-            yield from run_cell(source, cell, getattr(options, "device", None), keep, getattr(options, "max_group", None),
+            yield from run_siblings(source, siblings, getattr(options, "device", None), kept_keys,
+                                      getattr(options, "max_group", None),
                                 on_epoch=lambda epoch, _, b=bar: b.update(epoch - b.n),
                                 strategy=getattr(options, "engine_strategy", "auto"),
                                 compile_prefix=getattr(options, "compile", False),
@@ -724,7 +811,7 @@ def run_engine(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str],
             bar.close()
 
 
-__all__ = ["BF16_PARTS", "CPU_GROUP", "MEMORY_PROBES", "STRATEGY_TIMINGS", "DeviceData", "MemoryProbe", "RunGroup",
-           "StepTimes", "cell_key", "cells", "device_data", "free_bytes", "group_size", "is_oom", "memory_probe",
-           "per_run_bytes", "release_memory", "run_cell", "run_engine", "shared_cache_bytes", "synchronize",
-           "train_group"]
+__all__ = ["BF16_PARTS", "CPU_GROUP", "MEMORY_PROBES", "STRATEGY_TIMINGS", "DeviceData", "GroupData", "MemoryProbe",
+           "RunGroup", "StackedRuns", "StepTimes", "StrategyTimer", "device_data", "free_bytes", "group_size", "is_oom",
+           "memory_probe", "per_run_bytes", "release_memory", "run_engine", "run_siblings", "shared_cache_bytes",
+           "sibling_key", "sibling_sets", "synchronize", "train_group"]

@@ -23,9 +23,10 @@ uses and what each choice changes.
 Implementations, from reference to fast (the many-runs-at-once engine is compute.engine):
 - `feature_cache=False`: every step runs the whole model on the (augmented) images: the naive loop.
 - `feature_cache=True`: the frozen prefix (stem + first blocks) is run once per image and its activations
-  reused every epoch and across runs that share (source, target, blocks). Same numbers as the naive loop
-  when there is no augmentation and `bn_mode='frozen'` (a test checks this); refused otherwise, because
-  augmentation changes the prefix's input every epoch.
+  reused every epoch and across runs that share (source, target, blocks). Same numbers as the naive loop up to
+  float rounding when there is no augmentation and `bn_mode='frozen'` (a test checks this); refused otherwise,
+  because augmentation changes the prefix's input every epoch. In the key (float32 rounding differs; the demo's
+  runs are recorded with it); the engine ignores it and caches whenever the prefix is static (`finetune` says more).
 """
 
 from __future__ import annotations
@@ -33,19 +34,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from compute.data import load_dataset, sample_subset, to_model_input
-from compute.data.augment import train_input
+from compute.data.augment import BOOL_POLICIES, train_input
 from compute.data.sampler import SAMPLERS
 from compute.errors import RtxError
+from compute.lru import LruStore
 from compute.models import Classifier
 from compute.normalisation import NORMALISATIONS, apply_normalisation
 from compute.paths import job_key
@@ -59,12 +60,19 @@ BN_MODES = ("frozen", "train")
 FC_INITS = ("uniform", "normal")
 LR_SCHEDULES = ("thirds", "step")
 PRECISIONS = ("fp32", "bf16")
+RECORDED_POLICIES = {name: flag for flag, name in BOOL_POLICIES.items()}  # 'legacy' -> True, 'none' -> False
 # Recipe fields added after keys were first recorded: they enter the key only when they differ from these
 # defaults, so every run recorded before them keeps its key (and the tiny/demo results stay as they are).
 RECIPE_DEFAULTS = {"fc_init": "uniform", "lr_schedule": "thirds", "precision": "fp32", "input_size": None,
                    "sampler": "per-label", "normalisation": "source"}
-EVAL_BATCH = 512  # test images per forward pass of the whole model
-EVAL_BATCH_FEATURES = 1024  # cached prefix activations per forward pass of the trainable suffix
+# Images per forward pass without gradients (evaluation, prefix activations), one run here and a group in
+# compute.engine. 256: the engine evaluates a group's R runs on shared batches, so R x 256 images' activations are
+# alive at once; without gradients only about one layer's are, well under a training step's batch of 128 with
+# every layer's kept for the backward, so the per-run memory peak that sizes groups stays the training step's
+# (compute.engine.memory_probe measures both). One run shares the value (it had 512): an evaluation's batch
+# size changes only float rounding, not what is computed.
+EVAL_BATCH = 256
+EVAL_BATCH_FEATURES = 1024  # cached prefix activations per forward pass of the trainable suffix (one run)
 
 
 @dataclass(frozen=True)
@@ -83,9 +91,9 @@ class FinetuneConfig:
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    augment: str = "legacy"  # compute.data.augment.POLICIES; True/False are read as 'legacy'/'none'
+    augment: str = "legacy"  # a compute.data.augment.POLICIES name (a preset's True/False is converted by FinetuneGrid)
     bn_mode: str = "frozen"
-    feature_cache: bool = False
+    feature_cache: bool = False  # one run's implementation (see `finetune`); the engine ignores it; in the key
     test_limit: int | None = None
     fc_init: str = "uniform"  # 'uniform' (nn.Linear's bound, seeded) | 'normal' (N(0, 1) weight, 0 bias: the authors')
     lr_schedule: str = "thirds"  # 'thirds' (lr / 10 at 1/3 and 2/3) | 'step' (StepLR(epochs // 3, 0.1): the authors')
@@ -95,8 +103,11 @@ class FinetuneConfig:
     normalisation: str = "source"  # 'source' (its own statistics) | 'authors' (target's when its file stored none)
 
     def __post_init__(self) -> None:
-        if isinstance(self.augment, bool):  # configs recorded before augment became a policy name
-            object.__setattr__(self, "augment", "legacy" if self.augment else "none")
+        if not isinstance(self.augment, str):  # one meaning: a policy name (a bool would make the key of 'legacy')
+            from compute.data.augment import POLICIES
+
+            raise RtxError(f"augment is a policy name ({', '.join(POLICIES)}), not {self.augment!r} "
+                           "(True was 'legacy', False 'none')")
 
     @property
     def key(self) -> str:
@@ -120,18 +131,21 @@ class FinetuneConfig:
         if self.input_size is not None and self.input_size < 8:
             raise RtxError(f"input_size {self.input_size} is too small; use 8 or more (or leave it unset)")
         if self.feature_cache and (self.augment != "none" or self.bn_mode != "frozen"):
-            raise RtxError("feature_cache needs augment=False and bn_mode='frozen' (otherwise the frozen part's "
-                           "output changes every epoch); set FinetuneConfig(feature_cache=False) or augment=False")
+            raise RtxError("feature_cache needs augment='none' and bn_mode='frozen' (otherwise the frozen part's "
+                           "output changes every epoch); set feature_cache=False, or augment='none' and "
+                           "bn_mode='frozen'")
 
 
 def key_fields(cfg: FinetuneConfig) -> dict[str, Any]:
     """The fields that make a run's key, in the form keys were first recorded in.
 
-    `augment` 'legacy'/'none' are written as the booleans they were; 'paper' as its name. Recipe fields at
-    their `RECIPE_DEFAULTS` are left out, so adding a recipe option never changes an existing run's key.
+    `augment` 'legacy'/'none' are written as the booleans they were (compute.data.augment.BOOL_POLICIES); 'paper'
+    as its name. Recipe fields at their `RECIPE_DEFAULTS` are left out, so adding a recipe option never changes an
+    existing run's key. `feature_cache` stays in: it picks one run's float32 arithmetic (see `finetune`), and the
+    demo's recorded runs carry it.
     """
     fields = asdict(cfg)
-    fields["augment"] = {"legacy": True, "none": False}.get(cfg.augment, cfg.augment)
+    fields["augment"] = RECORDED_POLICIES.get(cfg.augment, cfg.augment)
     for name, default in RECIPE_DEFAULTS.items():
         if fields[name] == default:
             del fields[name]
@@ -156,6 +170,17 @@ class FinetuneResult:
         return RunRecord(cfg.key, "done", cfg.source, cfg.target, len(self.subset_indices), cfg.seed, cfg.blocks,
                          cfg.epochs, {**asdict(cfg), "code": CODE_VERSION}, tuple(self.subset_indices.tolist()),
                          self.final_test_acc, self.final_train_loss, self.wall_seconds, self.device, None, model_path)
+
+
+class FinetuneJob(NamedTuple):
+    """One run an executor is asked for (compute.sweep.EXECUTORS): its config, and whether to return its
+    fine-tuned model (for the influence stage or `--keep-models`). A plain `(config, keep_model)` pair unpacks alike."""
+
+    config: FinetuneConfig
+    keep_model: bool = False
+
+
+Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]  # a run and its result, or the error that failed it
 
 
 def split_model(model: Classifier, blocks: int) -> tuple[nn.Sequential, nn.Sequential]:
@@ -240,34 +265,91 @@ def set_train_mode(model: Classifier, cfg: FinetuneConfig) -> None:
         prefix.eval()
 
 
-class PrefixCache:
-    """Frozen-prefix activations per (source checksum, target, split, blocks, input size), kept in memory (LRU).
+class PrefixCache(LruStore[torch.Tensor]):
+    """Frozen-prefix activations per (source checksum, target, blocks, input size, device, normalisation, split),
+    kept in memory (least recently used dropped first).
 
     Owned by whoever runs the jobs (an executor, a worker process): pass the same cache to consecutive
     `finetune` calls that share (source, target, blocks) to compute each prefix once.
     """
 
-    def __init__(self, capacity: int = 4):
-        self.capacity = capacity
-        self._store: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-
-    def get(self, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if key in self._store:
-            self._store.move_to_end(key)
-            return self._store[key]
-        value = compute()
-        self._store[key] = value
-        while len(self._store) > self.capacity:
-            self._store.popitem(last=False)
-        return value
-
 
 @torch.no_grad()
 def _run_batched(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, size: int,
-                 device: torch.device, batch: int = 512) -> torch.Tensor:
+                 device: torch.device, batch: int = EVAL_BATCH) -> torch.Tensor:
     """fn over model inputs made from `images` in batches; (N, C, h, w) -> (N, ...) on `device`."""
     outs = [fn(to_model_input(images[i:i + batch].to(device), size)) for i in range(0, len(images), batch)]
     return torch.cat(outs)
+
+
+@dataclass(frozen=True)
+class _StepInputs:
+    """What one run's steps and evaluations run on (the `feature_cache` choice, made once per run)."""
+
+    train: torch.Tensor  # the subset's stored images (N, C, h, w), or their prefix activations (N, ...) on the device
+    images: bool  # True: `train` holds images, made into model input (and augmented) per batch
+    step: Callable[[torch.Tensor], torch.Tensor]  # what a training step calls: the model, or its trainable suffix
+    evaluate: Callable[[], float]  # the test accuracy now
+
+
+def _image_inputs(model: Classifier, train: torch.Tensor, test_images: torch.Tensor,
+                  test_labels: torch.Tensor) -> _StepInputs:
+    """The naive loop (`feature_cache=False`): every step and evaluation runs the whole model on images."""
+    def test() -> float:
+        return evaluate(model, test_images, test_labels, EVAL_BATCH,
+                        transform=lambda x: to_model_input(x, model.input_size))
+    return _StepInputs(train, True, model, test)
+
+
+def _prefix_inputs(model: Classifier, cfg: FinetuneConfig, train_images: torch.Tensor, subset: np.ndarray,
+                   test_images: torch.Tensor, test_labels: torch.Tensor, dev: torch.device,
+                   prefix_cache: PrefixCache) -> _StepInputs:
+    """`feature_cache=True`: the frozen prefix's activations of the whole training split and of the test images,
+    taken from (or put in) `prefix_cache`; steps and evaluations run only the trainable suffix on them."""
+    model.to(memory_format=torch.channels_last)  # the trainable blocks' small convolutions ~1.4x faster on a CPU
+    prefix, suffix = split_model(model, cfg.blocks)
+    cache_id = (cfg.source_checksum, cfg.target, cfg.blocks, model.input_size, str(dev), cfg.normalisation)
+
+    def activations(images: torch.Tensor) -> torch.Tensor:
+        return _channels_last(_run_batched(prefix, images, model.input_size, dev))
+
+    train = prefix_cache.get((*cache_id, "train"), lambda: activations(train_images))
+    test = prefix_cache.get((*cache_id, "test", cfg.test_limit), lambda: activations(test_images))
+    return _StepInputs(train[torch.as_tensor(subset, device=dev)], False, suffix,
+                       lambda: evaluate(suffix, test, test_labels, EVAL_BATCH_FEATURES))
+
+
+def _train_epochs(model: Classifier, cfg: FinetuneConfig, optimizer: torch.optim.Optimizer, inputs: _StepInputs,
+                  labels: torch.Tensor, dev: torch.device,
+                  on_epoch: Callable[[int, int], None] | None) -> tuple[list[CurvePoint], float]:
+    """SGD over the subset for `cfg.epochs` epochs (batch order and augmentation drawn from the run's generator,
+    the learning rate per `cfg.lr_schedule`), tested after each of `cfg.eval_epochs()`; (curve, last epoch's loss)."""
+    scheduler = make_scheduler(cfg, optimizer)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    def fetch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = inputs.train[idx.to(inputs.train.device)]
+        if inputs.images:
+            batch = train_input(batch.to(dev), cfg.augment, model.input_size, generator)
+        return batch, labels[idx.to(dev)]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(cfg, dev):  # bf16 for precision='bf16'; the loss is taken on fp32 logits
+            return inputs.step(x).float()
+
+    curve: list[CurvePoint] = []
+    eval_at = set(cfg.eval_epochs())
+    epoch_loss = float("nan")
+    for epoch in range(1, cfg.epochs + 1):
+        set_train_mode(model, cfg)
+        stats = train_one_epoch(forward, optimizer, shuffled_batches(len(labels), cfg.batch_size, generator, fetch))
+        scheduler.step()
+        epoch_loss = stats.loss
+        if epoch in eval_at:
+            curve.append(CurvePoint(epoch, inputs.evaluate(), epoch_loss))
+        if on_epoch is not None:
+            on_epoch(epoch, cfg.epochs)
+    return curve, epoch_loss
 
 
 def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
@@ -276,64 +358,31 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
     """Run one fine-tune and return its learning curve and final numbers (the model only if `keep_model`).
 
     `data_root`: the folder of torchvision targets (`Settings.data_root`); `prefix_cache`: frozen-prefix
-    activations shared with other runs (`feature_cache=True`; None: computed for this run only)."""
-    prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
+    activations shared with other runs (`feature_cache=True`; None: computed for this run only).
+
+    `feature_cache=True` (which needs augment 'none' and bn_mode 'frozen') changes how, not what: the model in
+    channels_last, the frozen prefix run once over the whole training split and the test images (kept in
+    `prefix_cache` for the runs that share source, target, blocks, input size, device and normalisation), then
+    only the trainable suffix per step and per evaluation (1,024 activations a batch). The numbers equal the naive
+    loop's up to float rounding (tests/test_finetune.py, in float64); in float32 that rounding differs, so it stays
+    in the run's key. The engine ignores the flag: it keeps prefix activations whenever the prefix is static."""
     start = time.perf_counter()
     dev = resolve_device(device)
     train = load_dataset(cfg.target, "train", data_root)
     test = load_dataset(cfg.target, "test", data_root)
-    test_images, test_labels = test.images, test.labels
-    if cfg.test_limit:
-        test_images, test_labels = test_images[: cfg.test_limit], test_labels[: cfg.test_limit]
+    limit = cfg.test_limit or None
+    test_images, test_labels = test.images[:limit], test.labels[:limit]
     subset = run_subset(cfg, train.labels)
     model = prepare_model(source, cfg, len(train.classes), dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = make_scheduler(cfg, optimizer)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    prefix, suffix = split_model(model, cfg.blocks)
-    x_train = train.images[torch.as_tensor(subset)]
-    y_train = train.labels[torch.as_tensor(subset)].to(dev)
-
+    rows = torch.as_tensor(subset)
     if cfg.feature_cache:
-        # channels_last makes the small convolutions of the trainable blocks ~1.4x faster on CPU
-        model.to(memory_format=torch.channels_last)
-        cache_id = (cfg.source_checksum, cfg.target, cfg.blocks, model.input_size, str(dev), cfg.normalisation)
-        full_train = prefix_cache.get((*cache_id, "train"), lambda: _channels_last(
-            _run_batched(prefix, train.images, model.input_size, dev)))
-        inputs = full_train[torch.as_tensor(subset, device=dev)]
-        test_feats = prefix_cache.get((*cache_id, "test", cfg.test_limit),
-                                      lambda: _channels_last(_run_batched(prefix, test_images, model.input_size, dev)))
-        step_fn = suffix
-        eval_fn = lambda: evaluate(suffix, test_feats, test_labels, EVAL_BATCH_FEATURES)  # noqa: E731
+        inputs = _prefix_inputs(model, cfg, train.images, subset, test_images, test_labels, dev,
+                                prefix_cache if prefix_cache is not None else PrefixCache())
     else:
-        inputs = x_train
-        step_fn = model
-        eval_fn = lambda: evaluate(model, test_images, test_labels, EVAL_BATCH,  # noqa: E731
-                                   transform=lambda x: to_model_input(x, model.input_size))
-
-    def fetch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = inputs[idx.to(inputs.device)]
-        if not cfg.feature_cache:
-            batch = train_input(batch.to(dev), cfg.augment, model.input_size, generator)
-        return batch, y_train[idx.to(dev)]
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with autocast(cfg, dev):  # bf16 for precision='bf16'; the loss is taken on fp32 logits
-            return step_fn(x).float()
-
-    curve: list[CurvePoint] = []
-    eval_at = set(cfg.eval_epochs())
-    epoch_loss = float("nan")
-    for epoch in range(1, cfg.epochs + 1):
-        set_train_mode(model, cfg)
-        stats = train_one_epoch(forward, optimizer, shuffled_batches(len(subset), cfg.batch_size, generator, fetch))
-        scheduler.step()
-        epoch_loss = stats.loss
-        if epoch in eval_at:
-            curve.append(CurvePoint(epoch, eval_fn(), epoch_loss))
-        if on_epoch is not None:
-            on_epoch(epoch, cfg.epochs)
+        inputs = _image_inputs(model, train.images[rows], test_images, test_labels)
+    curve, epoch_loss = _train_epochs(model, cfg, optimizer, inputs, train.labels[rows].to(dev), dev, on_epoch)
     model.eval()
     return FinetuneResult(cfg, subset, curve, curve[-1].test_acc, epoch_loss, time.perf_counter() - start,
                           str(dev), model.cpu() if keep_model else None)

@@ -73,7 +73,7 @@ class FinetuneGrid:
     sources: tuple[str, ...] = ()  # empty = every source of the preset
     epochs: int | None = None
     test_every: int | None = None
-    augment: bool | str = True  # a compute.data.augment policy; True/False = 'legacy'/'none'
+    augment: str = "legacy"  # a compute.data.augment policy; True/False (older presets) are read as 'legacy'/'none'
     feature_cache: bool = False
     test_limit: int | None = None  # evaluate on the first N test images (None = all)
     bn_mode: str = "frozen"  # the rest: FinetuneConfig's recipe fields (see compute.departures)
@@ -83,6 +83,11 @@ class FinetuneGrid:
     input_size: int | None = None  # None = the architecture's; set only for smoke tests (recorded in the key)
     sampler: str = "per-label"  # compute.data.sampler: 'per-label' (the paper's text) | 'authors' (their code)
     normalisation: str = "source"  # compute.normalisation: 'source' | 'authors' (natural sees target statistics)
+
+    def __post_init__(self) -> None:
+        from compute.data.augment import policy_name
+
+        object.__setattr__(self, "augment", policy_name(self.augment))  # the one place True/False are read
 
     def recipe(self) -> dict[str, object]:
         """The FinetuneConfig fields this grid sets for every run besides the axes and the schedule."""

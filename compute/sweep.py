@@ -3,8 +3,9 @@
 1. Plan: a preset's grids expand into `FinetuneConfig`s whose keys include the source checksum; the keys
    already recorded as done are subtracted, so a re-run only does what is missing (failed runs are retried).
 2. Run: an executor runs jobs (`local`: one run at a time, in this process or on N worker processes with one
-   torch thread each; `engine`: the runs of each cell together in one model call, compute.engine, the default
-   on CUDA; `ray`: one Ray task per group of runs that train together, fractional GPUs, see `run_ray`).
+   torch thread each; `engine`: sibling runs (that differ only in the seed) together in one model call,
+   compute.engine, the default on CUDA; `ray`: one Ray task per group of runs that train together, fractional
+   GPUs, see `run_ray`).
    Workers never touch the database; they return `FinetuneResult`s (or the error).
 3. Record: the driver writes each result in one transaction as it arrives, so Ctrl-C or kill -9 loses at
    most the runs in flight. A run that raises is recorded as failed with its error and the sweep goes on.
@@ -24,9 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
-from compute.engine import cell_key, cells, per_run_bytes, run_engine
+from compute.engine import per_run_bytes, run_engine, sibling_key, sibling_sets
 from compute.errors import RtxError, unknown_name
-from compute.finetune import FinetuneConfig, FinetuneResult, PrefixCache, finetune
+from compute.finetune import FinetuneConfig, FinetuneJob, FinetuneResult, Outcome, PrefixCache, finetune
 from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset, paper_schedule, seeds_for
 from compute.records import RunRecord
@@ -75,25 +76,22 @@ def influence_keys(preset: Preset, configs: Iterable[FinetuneConfig]) -> set[str
 
 
 # --- executors ----------------------------------------------------------------------------------------------
-Outcome = tuple[FinetuneConfig, FinetuneResult | BaseException]
-
-
 def _run_label(cfg: FinetuneConfig) -> str:
     return f"  {cfg.source} -> {cfg.target} n={cfg.n_train} k={cfg.blocks}"
 
 
-def run_local(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
+def run_local(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
               settings: Settings) -> Iterator[Outcome]:
     """Run jobs on this machine: in this process, or on `settings.workers` processes when more than one."""
     if settings.workers > 1 and len(jobs) > 1:
         yield from run_pool(jobs, sources, settings)
         return
     prefixes = PrefixCache()
-    for cfg, keep in jobs:
+    for cfg, keep_model in jobs:
         bar = tqdm(total=cfg.epochs, desc=_run_label(cfg), unit="ep", leave=False, position=1,
                    disable=not settings.progress)
         try:
-            yield cfg, finetune(sources(cfg.source), cfg, keep_model=keep, device=settings.device,
+            yield cfg, finetune(sources(cfg.source), cfg, keep_model=keep_model, device=settings.device,
                                 on_epoch=lambda *_, b=bar: b.update(1), data_root=settings.data_root,
                                 prefix_cache=prefixes)
         except Exception as err:  # recorded as a failed run; the sweep goes on
@@ -102,16 +100,16 @@ def run_local(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], 
             bar.close()
 
 
-def _finetune_job(job: tuple[FinetuneConfig, bool], shared: tuple[dict[str, Classifier], Settings, PrefixCache],
+def _finetune_job(job: FinetuneJob, shared: tuple[dict[str, Classifier], Settings, PrefixCache],
                   report: Report) -> FinetuneResult:
     """One fine-tune in a worker process; `shared` is unpickled once per worker, so its PrefixCache is that
     worker's own and serves the worker's consecutive jobs."""
-    (cfg, keep), (models, settings, prefixes) = job, shared
-    return finetune(models[cfg.source], cfg, keep_model=keep, device=settings.device, data_root=settings.data_root,
+    (cfg, keep_model), (models, settings, prefixes) = job, shared
+    return finetune(models[cfg.source], cfg, keep_model=keep_model, device=settings.device, data_root=settings.data_root,
                     prefix_cache=prefixes, on_epoch=lambda epoch, epochs: report(_run_label(cfg), epoch, epochs))
 
 
-def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
+def run_pool(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
              settings: Settings) -> Iterator[Outcome]:
     """Run jobs on `settings.workers` processes with one torch thread each (see compute.workers for why).
 
@@ -124,7 +122,7 @@ def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], C
         yield cfg, outcome
 
 
-# Ray: one task per group of runs that train together (a cell, or a `max_group` slice of one). Worker deaths are
+# Ray: one task per group of runs that train together (a set of siblings, or a `max_group` slice of one). Worker deaths are
 # retried by Ray (`max_retries`); a group whose worker died on each attempt is split into one task per run, and a
 # lone run whose worker died on each attempt is recorded as failed. A run whose task returned an error is retried
 # once in a new task, unless the error is an RtxError (bad input: the same every time); a second failure is
@@ -132,18 +130,18 @@ def run_pool(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], C
 RAY_SYSTEM_RETRIES = 1
 
 
-def run_groups(jobs: list[tuple[FinetuneConfig, bool]], max_group: int | None) -> list[list[tuple[FinetuneConfig, bool]]]:
-    """Jobs as they train together: the cells of compute.engine (runs that differ only in the seed), in plan
-    order, each cut into slices of at most `max_group` runs."""
-    keep = dict(jobs)
+def run_groups(jobs: list[FinetuneJob], max_group: int | None) -> list[list[FinetuneJob]]:
+    """Jobs as they train together: compute.engine's sets of siblings (runs that differ only in the seed), in
+    plan order, each cut into slices of at most `max_group` runs."""
+    job_of = {cfg: FinetuneJob(cfg, keep_model) for cfg, keep_model in jobs}
     groups = []
-    for cell in cells(cfg for cfg, _ in jobs):
-        size = max_group or len(cell)
-        groups += [[(cfg, keep[cfg]) for cfg in cell[i:i + size]] for i in range(0, len(cell), size)]
+    for siblings in sibling_sets(job_of.keys()):
+        size = max_group or len(siblings)
+        groups += [[job_of[cfg] for cfg in siblings[i:i + size]] for i in range(0, len(siblings), size)]
     return groups
 
 
-def run_group_task(model: Classifier, group: list[tuple[FinetuneConfig, bool]],
+def run_group_task(model: Classifier, group: list[FinetuneJob],
                    settings: Settings) -> list[tuple[str, FinetuneResult | BaseException]]:
     """A Ray task's body: one group on the worker, as (run key, result or error) per run (errors are returned,
     not raised, so one bad run does not fail its group).
@@ -185,16 +183,16 @@ class TaskResources:
         self.settings, self.cluster_gpus = settings, cluster_gpus
         self._bytes: dict[tuple, int] = {}
 
-    def gpus(self, model: Classifier, group: list[tuple[FinetuneConfig, bool]]) -> float:
+    def gpus(self, model: Classifier, group: list[FinetuneJob]) -> float:
         if self.cluster_gpus <= 0:
             return 0
         if self.settings.gpus_per_task is not None:
             return self.settings.gpus_per_task
         if not torch.cuda.is_available():
             return 1
-        cfg = group[0][0]
+        cfg, _ = group[0]
         probe = replace(cfg, source_checksum="", n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size), seed=0)
-        key = cell_key(probe)
+        key = sibling_key(probe)
         if key not in self._bytes:
             self._bytes[key] = per_run_bytes(model, probe, torch.device("cuda"), self.settings.data_root)
         return gpu_fraction(len(group), self._bytes[key], torch.cuda.get_device_properties(0).total_memory)
@@ -217,7 +215,7 @@ def connect_ray(settings: Settings):
     return ray
 
 
-def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Classifier],
+def run_ray(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
             settings: Settings) -> Iterator[Outcome]:
     """Run jobs as Ray tasks, one per group of runs that train together; outcomes stream back as tasks finish.
 
@@ -228,9 +226,9 @@ def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Cl
     task = ray.remote(max_retries=RAY_SYSTEM_RETRIES, retry_exceptions=False)(run_group_task)
     resources = TaskResources(settings, ray.cluster_resources().get("GPU", 0))
     models: dict[str, object] = {}
-    pending: dict[object, tuple[list[tuple[FinetuneConfig, bool]], int]] = {}  # ref -> (group, attempt)
+    pending: dict[object, tuple[list[FinetuneJob], int]] = {}  # ref -> (group, attempt)
 
-    def submit(group: list[tuple[FinetuneConfig, bool]], attempt: int) -> None:
+    def submit(group: list[FinetuneJob], attempt: int) -> None:
         name = group[0][0].source
         model = sources(name)
         if name not in models:
@@ -260,10 +258,11 @@ def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Cl
                     yield group[0][0], err
                 continue
             retry = []
-            for cfg, keep in group:
+            for job in group:
+                cfg, _ = job
                 outcome = outcomes[cfg.key]
                 if isinstance(outcome, BaseException) and attempt == 1 and not isinstance(outcome, RtxError):
-                    retry.append((cfg, keep))
+                    retry.append(job)
                 else:
                     yield cfg, outcome
             if retry:
@@ -273,7 +272,7 @@ def run_ray(jobs: list[tuple[FinetuneConfig, bool]], sources: Callable[[str], Cl
             ray.cancel(ref, force=True)
 
 
-# local: one run at a time (the reference); engine: each cell's runs in one model call (compute.engine; the default
+# local: one run at a time (the reference); engine: sibling runs in one model call (compute.engine; the default
 # on CUDA, see compute.settings.default_executor); ray: groups as Ray tasks.
 EXECUTORS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": run_local, "engine": run_engine, "ray": run_ray}
 

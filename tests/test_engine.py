@@ -14,7 +14,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from compute.data.augment import apply_paper, draw_paper_params, train_input
-from compute.engine import run_cell
+from compute.engine import run_siblings
 from compute.finetune import finetune
 from compute.models import build_model
 from tests.helpers.engine_cases import (
@@ -134,7 +134,7 @@ def test_engine_runs_equal_one_run_at_a_time(source64, blocks: int, bn_mode: str
     configs = [_engine_cfg(seed=s, blocks=blocks, bn_mode=bn_mode, augment=augment, target=target,
                            fc_init="normal", lr_schedule="step") for s in SEEDS]
     with float64():
-        engine = dict(run_cell(source64, configs, device="cpu", keep={c.key for c in configs}, max_group=3,
+        engine = dict(run_siblings(source64, configs, device="cpu", kept_keys={c.key for c in configs}, max_group=3,
                                strategy="vmap"))
         for cfg in configs:
             assert_same_run(engine[cfg], finetune(source64, cfg, keep_model=True, device="cpu"))
@@ -148,7 +148,7 @@ def test_engine_runs_equal_one_run_at_a_time(source64, blocks: int, bn_mode: str
 def test_loop_strategy_equals_one_run_at_a_time(source64, bn_mode: str) -> None:
     configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target()) for s in SEEDS]
     with float64():
-        engine = dict(run_cell(source64, configs, device="cpu", keep={c.key for c in configs}, max_group=3,
+        engine = dict(run_siblings(source64, configs, device="cpu", kept_keys={c.key for c in configs}, max_group=3,
                                strategy="loop"))
         for cfg in configs:
             assert_same_run(engine[cfg], finetune(source64, cfg, keep_model=True, device="cpu"))
@@ -159,30 +159,30 @@ def test_loop_strategy_equals_one_run_at_a_time(source64, bn_mode: str) -> None:
 def test_auto_strategy_times_both_once_and_leaves_the_runs_as_the_strategy_it_picked(source64, monkeypatch,
                                                                                     bn_mode: str) -> None:
     """`auto` times a training step and an evaluation batch of vmap and of loop on the group's first batch, then
-    trains with the cheaper for the cell: the runs' numbers are exactly those of that strategy forced (the timing
+    trains with the cheaper for the siblings: the runs' numbers are exactly those of that strategy forced (the timing
     leaves BatchNorm statistics, generators and gradients as they were; same kernels in one process, so exact), and
-    another cell of the same shape (other target size, subset size, source) reuses the timings."""
+    other siblings of the same step shape (other target size, subset size, source) reuses the timings."""
     from compute import engine
 
     timed: list[str] = []
-    time_step = engine.RunGroup._time_step
-    monkeypatch.setattr(engine.RunGroup, "_time_step", lambda self, name: timed.append(name) or time_step(self, name))
+    time_step = engine.StrategyTimer._time_step
+    monkeypatch.setattr(engine.StrategyTimer, "_time_step", lambda self, name: timed.append(name) or time_step(self, name))
     monkeypatch.setattr(engine, "STRATEGY_TIMINGS", {})
     configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target()) for s in SEEDS]
     keep = {c.key for c in configs}
     with float64():
-        auto = dict(run_cell(source64, configs, device="cpu", keep=keep, max_group=3, strategy="auto"))
+        auto = dict(run_siblings(source64, configs, device="cpu", kept_keys=keep, max_group=3, strategy="auto"))
         assert sorted(timed) == ["loop", "vmap"]
         (times,) = engine.STRATEGY_TIMINGS.values()
         assert all(t.train > 0 and t.eval > 0 for t in times.values())
         group = engine.RunGroup(source64, configs, torch.device("cpu"))
         picked = group.strategy
-        assert picked == min(times, key=lambda name: group._cell_seconds(times[name]))
-        forced = dict(run_cell(source64, configs, device="cpu", keep=keep, max_group=3, strategy=picked))
+        assert picked == min(times, key=lambda name: engine.StrategyTimer(group).training_seconds(times[name]))
+        forced = dict(run_siblings(source64, configs, device="cpu", kept_keys=keep, max_group=3, strategy=picked))
         other = [engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target("rgb3b"),
                             n_train=32, source="t", source_checksum="y") for s in SEEDS]
-        list(run_cell(source64, other, device="cpu", max_group=3, strategy="auto"))
-    assert len(timed) == 2  # remembered per cell shape: not the target, n or source
+        list(run_siblings(source64, other, device="cpu", max_group=3, strategy="auto"))
+    assert len(timed) == 2  # remembered per step shape: not the target, n or source
     for cfg in configs:
         assert auto[cfg].curve == forced[cfg].curve
         for name, value in forced[cfg].model.state_dict().items():
@@ -191,10 +191,10 @@ def test_auto_strategy_times_both_once_and_leaves_the_runs_as_the_strategy_it_pi
 
 def test_auto_strategy_falls_back_when_a_candidate_runs_out_of_memory(small_source, monkeypatch) -> None:
     """An out-of-memory error in one candidate's trial drops that candidate (the group is not halved); the trial's
-    state is restored; only when both fail is the error passed on (run_cell then halves the group)."""
+    state is restored; only when both fail is the error passed on (run_siblings then halves the group)."""
     from compute import engine
 
-    time_step = engine.RunGroup._time_step
+    time_step = engine.StrategyTimer._time_step
 
     def vmap_fails(self, name):
         if name == "vmap":
@@ -202,14 +202,14 @@ def test_auto_strategy_falls_back_when_a_candidate_runs_out_of_memory(small_sour
         return time_step(self, name)
 
     monkeypatch.setattr(engine, "STRATEGY_TIMINGS", {})
-    monkeypatch.setattr(engine.RunGroup, "_time_step", vmap_fails)
+    monkeypatch.setattr(engine.StrategyTimer, "_time_step", vmap_fails)
     configs = [_engine_cfg(seed=s, augment="paper", target=register_colour_target(), epochs=1) for s in SEEDS]
     group = engine.RunGroup(small_source, configs, torch.device("cpu"))
     assert group.strategy == "loop"
     assert list(engine.STRATEGY_TIMINGS.values())[0]["vmap"] is None
 
     monkeypatch.setattr(engine, "STRATEGY_TIMINGS", {})
-    monkeypatch.setattr(engine.RunGroup, "_time_step", lambda self, name: vmap_fails(self, "vmap"))
+    monkeypatch.setattr(engine.StrategyTimer, "_time_step", lambda self, name: vmap_fails(self, "vmap"))
     with pytest.raises(torch.OutOfMemoryError, match="neither engine strategy"):
         engine.RunGroup(small_source, configs, torch.device("cpu"))
 
@@ -222,22 +222,22 @@ def test_a_failed_timing_trial_restores_the_group(small_source, monkeypatch) -> 
     configs = [_engine_cfg(seed=s, bn_mode="train", augment="paper", target=register_colour_target(), epochs=1)
                for s in SEEDS]
     group = engine.RunGroup(small_source, configs, torch.device("cpu"), strategy="loop")
-    buffers = {k: v.clone() for k, v in group.buffers.items()}
-    states = [g.get_state() for g in group.generators]
-    real = group._logits
+    buffers = {k: v.clone() for k, v in group.runs.buffers.items()}
+    states = [g.get_state() for g in group.runs.generators]
+    real = group.logits
 
     def fails_in_eval(forward, x):
         if not group.module.training:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return real(forward, x)
 
-    monkeypatch.setattr(group, "_logits", fails_in_eval)
+    monkeypatch.setattr(group, "logits", fails_in_eval)
     with pytest.raises(torch.OutOfMemoryError):
-        group._time_step("vmap")
+        engine.StrategyTimer(group)._time_step("vmap")
     assert group.module.training
-    assert all(torch.equal(group.buffers[k], v) for k, v in buffers.items())
-    assert all(torch.equal(g.get_state(), s) for g, s in zip(group.generators, states, strict=True))
-    assert all(v.grad is None for v in group.params.values())
+    assert all(torch.equal(group.runs.buffers[k], v) for k, v in buffers.items())
+    assert all(torch.equal(g.get_state(), s) for g, s in zip(group.runs.generators, states, strict=True))
+    assert all(v.grad is None for v in group.runs.params.values())
 
 
 def test_in_bf16_the_last_linear_and_the_loss_stay_fp32(small_source) -> None:
@@ -247,7 +247,7 @@ def test_in_bf16_the_last_linear_and_the_loss_stay_fp32(small_source) -> None:
     configs = [_engine_cfg(seed=s, precision="bf16", fc_init="normal") for s in SEEDS[:2]]
     group = engine.RunGroup(small_source, configs, torch.device("cpu"), strategy="vmap")
     rows = torch.arange(8).expand(2, -1)
-    logits = group._logits(group.forward, group._batch_inputs(rows))
+    logits = group.logits(group.forward, group.batch_inputs(rows))
     assert logits.dtype == torch.float32
     fc = group.model.net.fc
     feats = torch.randn(4, fc.in_features)
@@ -266,7 +266,7 @@ def test_engine_in_bf16_stays_within_bf16_tolerance_of_the_reference(small_sourc
     losses agree to 5%, and at most 3 of 50 test images flip."""
     configs = [_engine_cfg(seed=s, bn_mode=bn_mode, augment="paper", target=register_colour_target(),
                            precision="bf16", epochs=1, test_every=1) for s in SEEDS[:2]]
-    engine = dict(run_cell(small_source, configs, device="cpu", max_group=2, strategy=strategy))
+    engine = dict(run_siblings(small_source, configs, device="cpu", max_group=2, strategy=strategy))
     for cfg in configs:
         ref, got = finetune(small_source, cfg, device="cpu"), engine[cfg]
         assert not isinstance(got, BaseException), got
@@ -277,16 +277,15 @@ def test_engine_in_bf16_stays_within_bf16_tolerance_of_the_reference(small_sourc
 
 @pytest.mark.numerics
 def test_without_room_for_cached_prefix_activations_the_numbers_stay_the_same(source64, monkeypatch) -> None:
-    from collections import OrderedDict
-
     import compute.engine as engine
+    from compute.lru import LruStore
 
     configs = [_engine_cfg(seed=s, augment="none", epochs=2) for s in SEEDS[:2]]
     with float64():
-        cached = dict(run_cell(source64, configs, device="cpu", max_group=2, keep={c.key for c in configs}))
+        cached = dict(run_siblings(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
         monkeypatch.setattr(engine.RunGroup, "_cache_fits", lambda self, images: False)
-        monkeypatch.setattr(engine, "_PREFIX", OrderedDict())  # nothing cached from the first call
-        uncached = dict(run_cell(source64, configs, device="cpu", max_group=2, keep={c.key for c in configs}))
+        monkeypatch.setattr(engine, "_PREFIX", LruStore(2))  # nothing cached from the first call
+        uncached = dict(run_siblings(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
     for cfg in configs:
         assert_same_run(uncached[cfg], cached[cfg])
 
@@ -317,14 +316,14 @@ def test_out_of_memory_splits_the_group_then_fails_single_runs_with_the_reason(s
         return real(source, group, *args, **kw)
 
     monkeypatch.setattr(engine, "train_group", fits_two)
-    outcomes = dict(run_cell(small_source, configs, device="cpu", max_group=3))
+    outcomes = dict(run_siblings(small_source, configs, device="cpu", max_group=3))
     assert sizes == [3, 1, 2] and all(not isinstance(o, BaseException) for o in outcomes.values())
 
     def never_fits(source, group, *args, **kw):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(engine, "train_group", never_fits)
-    failed = dict(run_cell(small_source, configs, device="cpu", max_group=3))
+    failed = dict(run_siblings(small_source, configs, device="cpu", max_group=3))
     assert len(failed) == 3 and all("out of device memory with a single run" in str(e) for e in failed.values())
 
 
@@ -345,7 +344,7 @@ def test_cublas_and_cudnn_allocation_failures_count_as_out_of_memory(small_sourc
         return real(source, group, *args, **kw)
 
     monkeypatch.setattr(engine, "train_group", cublas_fails_for_two)
-    outcomes = dict(run_cell(small_source, configs, device="cpu", max_group=2))
+    outcomes = dict(run_siblings(small_source, configs, device="cpu", max_group=2))
     assert sizes == [2, 1, 1] and all(not isinstance(o, BaseException) for o in outcomes.values())
 
 
@@ -373,13 +372,13 @@ def test_memory_is_released_after_the_failed_group_is_dropped(small_source, monk
 
     monkeypatch.setattr(engine, "train_group", fails)
     monkeypatch.setattr(engine, "release_memory", release)
-    failed = dict(run_cell(small_source, [_engine_cfg(seed=s, epochs=1) for s in SEEDS[:2]], device="cpu", max_group=2))
+    failed = dict(run_siblings(small_source, [_engine_cfg(seed=s, epochs=1) for s in SEEDS[:2]], device="cpu", max_group=2))
     assert len(failed) == 2 and alive_at_release == [False, False, False]
 
 
 def test_the_memory_probe_is_measured_once_per_shape(small_source, monkeypatch) -> None:
     """The probe's key is architecture, blocks, BatchNorm mode, batch, input size, precision (and augmentation and
-    channels): not the target, subset size beyond a batch, seed or source checksum (about 960 cells share a few)."""
+    channels): not the target, subset size beyond a batch, seed or source checksum (about 960 sets of siblings share a few)."""
     import compute.engine as engine
 
     measured: list[tuple] = []
@@ -399,12 +398,11 @@ def test_the_memory_probe_is_measured_once_per_shape(small_source, monkeypatch) 
 
 def test_shared_caches_are_accounted_once_per_group_not_per_run(small_source, monkeypatch) -> None:
     """The test images' prefix activations (and a static prefix's training ones) are shared by a group's runs."""
-    from collections import OrderedDict
-
     import compute.engine as engine
     from compute.engine import MemoryProbe, shared_cache_bytes
+    from compute.lru import LruStore
 
-    monkeypatch.setattr(engine, "_PREFIX", OrderedDict())  # no test activations cached by an earlier test
+    monkeypatch.setattr(engine, "_PREFIX", LruStore(2))  # no test activations cached by an earlier test
 
     probe = MemoryProbe(per_run=1000, prefix_image=10)
     cpu = torch.device("cpu")
@@ -413,27 +411,28 @@ def test_shared_caches_are_accounted_once_per_group_not_per_run(small_source, mo
     assert shared_cache_bytes(frozen, 28, probe, 100, cpu) == 10 * (50 + 1437)  # the union: at most digits' 1,437
     assert shared_cache_bytes(_engine_cfg(augment="legacy"), 28, probe, 3, cpu) == 10 * 50  # test cache only
     assert shared_cache_bytes(_engine_cfg(bn_mode="train"), 28, probe, 3, cpu) == 0  # nothing cached in `train`
-    engine._PREFIX[engine._test_key(frozen, 28, cpu, torch.float32)] = torch.zeros(1)  # already cached: costs nothing new
+    engine._PREFIX.get(engine._test_key(frozen, 28, cpu, torch.float32), lambda: torch.zeros(1))  # cached: no new cost
     assert shared_cache_bytes(frozen, 28, probe, 3, cpu) == 10 * 3 * 40
 
 
-def test_run_cell_refuses_runs_of_different_cells(small_source) -> None:
+def test_run_siblings_refuses_runs_that_differ_in_more_than_the_seed(small_source) -> None:
     from compute.errors import RtxError
 
-    with pytest.raises(RtxError, match="runs of one cell"):
-        list(run_cell(small_source, [_engine_cfg(), _engine_cfg(seed=1, blocks=2)], device="cpu"))
+    with pytest.raises(RtxError, match="needs sibling runs"):
+        list(run_siblings(small_source, [_engine_cfg(), _engine_cfg(seed=1, blocks=2)], device="cpu"))
 
 
-def test_run_engine_groups_jobs_into_cells_and_keeps_requested_models(small_source) -> None:
+def test_run_engine_groups_jobs_into_siblings_and_keeps_requested_models(small_source) -> None:
     from types import SimpleNamespace
 
-    from compute.engine import cells, run_engine
+    from compute.engine import run_engine, sibling_sets
+    from compute.finetune import FinetuneJob
 
-    jobs = [(_engine_cfg(seed=s, blocks=b, epochs=1), s == SEEDS[0]) for b in (0, 1) for s in SEEDS[:2]]
-    assert [len(c) for c in cells(cfg for cfg, _ in jobs)] == [2, 2]
+    jobs = [FinetuneJob(_engine_cfg(seed=s, blocks=b, epochs=1), s == SEEDS[0]) for b in (0, 1) for s in SEEDS[:2]]
+    assert [len(c) for c in sibling_sets(job.config for job in jobs)] == [2, 2]
     outcomes = list(run_engine(jobs, lambda name: small_source, SimpleNamespace(device="cpu")))
     assert [cfg for cfg, _ in outcomes] == [cfg for cfg, _ in jobs]
-    assert [r.model is not None for _, r in outcomes] == [keep for _, keep in jobs]
+    assert [r.model is not None for _, r in outcomes] == [job.keep_model for job in jobs]
 
 
 @pytest.mark.numerics
@@ -451,11 +450,11 @@ def test_compiled_prefix_gives_the_same_numbers(source64, monkeypatch) -> None:
     configs = [_engine_cfg(seed=s, bn_mode="frozen", augment="paper", target=register_colour_target())
                for s in SEEDS[:2]]
     with float64():
-        eager = dict(run_cell(source64, configs, device="cpu", max_group=2, keep={c.key for c in configs}))
+        eager = dict(run_siblings(source64, configs, device="cpu", max_group=2, kept_keys={c.key for c in configs}))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            compiled = dict(run_cell(source64, configs, device="cpu", max_group=2, compile_prefix=True,
-                                     keep={c.key for c in configs}))
+            compiled = dict(run_siblings(source64, configs, device="cpu", max_group=2, compile_prefix=True,
+                                     kept_keys={c.key for c in configs}))
     said = [w for w in caught if "torch.compile of the engine's prefix failed" in str(w.message)]
     assert len(said) == (1 if engine._COMPILE_FAILED else 0)
     for cfg in configs:
@@ -478,27 +477,27 @@ def test_a_failed_compilation_falls_back_to_eager_and_says_so_once(small_source,
     monkeypatch.setattr(engine, "_COMPILE_FAILED", [])
     monkeypatch.setattr(torch, "compile", broken_compile)
     configs = [_engine_cfg(seed=s, augment="paper", target=register_colour_target(), epochs=1) for s in SEEDS[:2]]
-    eager = dict(run_cell(small_source, configs, device="cpu", max_group=2))
+    eager = dict(run_siblings(small_source, configs, device="cpu", max_group=2))
     with pytest.warns(RuntimeWarning, match="torch.compile of the engine's prefix failed \\(BackendCompilerFailed"):
-        compiled = dict(run_cell(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
+        compiled = dict(run_siblings(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # said once: a second cell warns no more
-        again = dict(run_cell(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
+        warnings.simplefilter("error")  # said once: the next siblings warn no more
+        again = dict(run_siblings(small_source, configs, device="cpu", max_group=2, compile_prefix=True))
     for cfg in configs:
         assert not isinstance(compiled[cfg], BaseException), compiled[cfg]
         assert compiled[cfg].curve == eager[cfg].curve == again[cfg].curve  # the same eager kernels: exact
 
 
 def test_the_compile_flag_reaches_the_engine(monkeypatch) -> None:
-    """`rtx precompute/finetune --compile` -> Settings.compile -> run_cell(compile_prefix=True)."""
+    """`rtx precompute/finetune --compile` -> Settings.compile -> run_siblings(compile_prefix=True)."""
     from compute import engine
     from compute.cli import build_parser
     from compute.cli.sweep import settings_from_args
 
     seen: list[bool] = []
-    monkeypatch.setattr(engine, "run_cell", lambda *a, compile_prefix=False, **kw: seen.append(compile_prefix) or [])
+    monkeypatch.setattr(engine, "run_siblings", lambda *a, compile_prefix=False, **kw: seen.append(compile_prefix) or [])
     for flags, expected in (([], False), (["--compile"], True)):
         args = build_parser().parse_args(["finetune", "--preset", "tiny", *flags])
         settings = settings_from_args(args)
@@ -514,9 +513,9 @@ def test_recipe_defaults_keep_the_keys_recorded_before_them() -> None:
     from compute.finetune import CODE_VERSION, RECIPE_DEFAULTS
     from compute.paths import job_key
 
-    for augment in (True, False):
-        cfg = _engine_cfg(augment=augment, batch_size=128)
-        old = {k: v for k, v in asdict(cfg).items() if k not in RECIPE_DEFAULTS} | {"augment": augment}
+    for policy, recorded in (("legacy", True), ("none", False)):  # recorded as the booleans they were
+        cfg = _engine_cfg(augment=policy, batch_size=128)
+        old = {k: v for k, v in asdict(cfg).items() if k not in RECIPE_DEFAULTS} | {"augment": recorded}
         assert cfg.key == job_key("finetune", {**old, "code": CODE_VERSION})
     keys = {_engine_cfg(**kw).key for kw in ({}, {"fc_init": "normal"}, {"lr_schedule": "step"}, {"precision": "bf16"},
                                              {"augment": "paper"}, {"input_size": 64}, {"bn_mode": "train"})}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compute.engine import RunGroup, free_bytes, run_cell
+from compute.engine import RunGroup, free_bytes, run_siblings
 from compute.finetune import FinetuneConfig
 from tests.helpers import engine_cases as cases
 
@@ -36,7 +36,7 @@ def no_tf32():
 
 
 def _colour_cfgs(**kw) -> list[FinetuneConfig]:
-    """Three runs (seeds) of one cell on the offline colour target with the authors' augmentation."""
+    """Three sibling runs (seeds) on the offline colour target with the authors' augmentation."""
     return [cases.engine_cfg(seed=s, augment="paper", target=cases.register_colour_target(), **kw) for s in cases.SEEDS]
 
 
@@ -57,8 +57,8 @@ def test_cuda_engine_matches_the_cpu_engine_in_float64(source64, bn_mode: str, s
     configs = _colour_cfgs(bn_mode=bn_mode)
     keep = {c.key for c in configs}
     with cases.float64():
-        cpu = dict(run_cell(source64, configs, device="cpu", max_group=3, keep=keep, strategy=strategy))
-        gpu = dict(run_cell(source64, configs, device="cuda", max_group=3, keep=keep, strategy=strategy))
+        cpu = dict(run_siblings(source64, configs, device="cpu", max_group=3, kept_keys=keep, strategy=strategy))
+        gpu = dict(run_siblings(source64, configs, device="cuda", max_group=3, kept_keys=keep, strategy=strategy))
     for c in configs:
         _close(gpu[c], cpu[c])
 
@@ -68,8 +68,8 @@ def test_cuda_many_runs_at_once_equal_one_at_a_time_in_float64(source64) -> None
     configs = _colour_cfgs(bn_mode="train")
     keep = {c.key for c in configs}
     with cases.float64():
-        together = dict(run_cell(source64, configs, device="cuda", max_group=3, keep=keep, strategy="vmap"))
-        alone = dict(run_cell(source64, configs, device="cuda", max_group=1, keep=keep))
+        together = dict(run_siblings(source64, configs, device="cuda", max_group=3, kept_keys=keep, strategy="vmap"))
+        alone = dict(run_siblings(source64, configs, device="cuda", max_group=1, kept_keys=keep))
     for c in configs:
         _close(together[c], alone[c])
 
@@ -93,10 +93,10 @@ def test_cuda_bf16_vmap_reaches_the_convolutions_and_agrees_with_the_loop(small_
         for h in hooks:
             h.remove()
         dtypes[strategy] = seen
-        results[strategy] = dict(run_cell(small_source, configs, device="cuda", max_group=3, strategy=strategy))
+        results[strategy] = dict(run_siblings(small_source, configs, device="cuda", max_group=3, strategy=strategy))
     assert dtypes["vmap"] == dtypes["loop"] == {torch.bfloat16}, dtypes
     fp32 = [FinetuneConfig(**{**c.__dict__, "precision": "fp32"}) for c in configs]
-    reference = dict(run_cell(small_source, fp32, device="cuda", max_group=3, strategy="loop"))
+    reference = dict(run_siblings(small_source, fp32, device="cuda", max_group=3, strategy="loop"))
     for c, f in zip(configs, fp32, strict=True):
         for other in (results["loop"][c], reference[f]):
             for a, b in zip(results["vmap"][c].curve, other.curve, strict=True):
@@ -119,7 +119,7 @@ def test_cuda_training_epoch_never_synchronises_the_host(small_source, bn_mode: 
 
 def test_free_memory_counts_what_pytorch_holds_but_does_not_use() -> None:
     """After a large tensor is freed, PyTorch keeps its memory reserved: mem_get_info calls it used, the engine's
-    `free_bytes` must not (item 2 of issue 20: the next cell's group would shrink)."""
+    `free_bytes` must not (item 2 of issue 20: the next group would shrink)."""
     device = torch.device("cuda")
     torch.cuda.empty_cache()
     before = free_bytes(device)

@@ -116,7 +116,7 @@ def test_keys_differ_between_variants_and_defaults_keep_old_keys() -> None:
     """The default config's key was recorded before sampler/normalisation existed (computed with the code of
     main at 80fd9e0): unchanged, so the tiny/demo caches stay valid. Each variant has its own key."""
     old = FinetuneConfig(source="natural", source_checksum="abc", target="mnist5k", n_train=20, seed=20_000_000,
-                         blocks=3, epochs=20, test_every=4, augment=False, feature_cache=True)
+                         blocks=3, epochs=20, test_every=4, augment="none", feature_cache=True)
     assert old.key == "finetune-da0bb7e00ddf233a"
     assert "sampler" not in key_fields(old) and "normalisation" not in key_fields(old)
     keys = {_cfg(**kw).key for kw in ({}, {"sampler": "authors"}, {"normalisation": "authors"},
@@ -156,7 +156,7 @@ def test_the_engine_keeps_cached_test_activations_of_the_two_policies_apart(sour
     from compute import engine
 
     def curve(policy: str) -> list[float]:
-        (_, result), = engine.run_cell(sources["natural"], [_cfg(normalisation=policy)], device="cpu")
+        (_, result), = engine.run_siblings(sources["natural"], [_cfg(normalisation=policy)], device="cpu")
         assert not isinstance(result, BaseException), result
         return [p.test_acc for p in result.curve]
 

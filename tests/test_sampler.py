@@ -11,7 +11,7 @@ from PIL import Image
 
 from compute.data import load_dataset, paper_seeds, sample_subset
 from compute.data.sampler import authors_subset
-from compute.engine import run_cell
+from compute.engine import run_siblings
 from compute.errors import RtxError
 from compute.finetune import FinetuneConfig, finetune, run_subset
 from compute.models import build_model
@@ -95,7 +95,7 @@ def test_a_100_class_run_with_missing_labels_still_trains_and_tests_every_class(
     assert [p.epoch for p in result.curve] == [1, 2] and 0 <= result.final_test_acc <= 1
     test = load_dataset(target, "test")
     assert len(test.labels) == 100 and set(test.labels.tolist()) == set(range(100))  # evaluated on all classes
-    (_, grouped), = run_cell(source, [cfg], device="cpu")  # the engine takes the same subset
+    (_, grouped), = run_siblings(source, [cfg], device="cpu")  # the engine takes the same subset
     assert not isinstance(grouped, BaseException), grouped
     assert np.array_equal(grouped.subset_indices, result.subset_indices)
     with pytest.raises(RtxError, match="smaller than the 100 labels"):

@@ -1,4 +1,4 @@
-"""The `engine` executor through the real sweep: the runs of a cell train together, each recorded as its own row.
+"""The `engine` executor through the real sweep: sibling runs train together, each recorded as its own row.
 
 Tolerance against the one-run reference (`finetune`): the same keys, subsets and epochs; accuracies within one
 test image. The engine stacks the runs (vmap: grouped convolutions, a summed loss), so its float sums run in
@@ -18,6 +18,7 @@ import compute.engine as engine
 import compute.sweep as sweep
 from compute.cache import CacheReader, CacheWriter
 from compute.data import load_dataset
+from compute.finetune import FinetuneJob
 from compute.presets import get_preset
 from compute.settings import Settings
 from compute.stages.finetune import finetune_stage
@@ -110,16 +111,16 @@ def test_out_of_device_memory_halves_the_group_then_records_a_one_line_failure(s
 
 
 # --- how Ray tasks are cut and sized (no Ray needed) -------------------------------------------------------------
-def test_ray_groups_are_cells_cut_to_max_group_in_plan_order() -> None:
+def test_ray_groups_are_siblings_cut_to_max_group_in_plan_order() -> None:
     preset = _tiny(seeds=(5, 6, 7))
     configs = plan(preset, {"natural": "a", "l2_1.5": "b"})
-    jobs = [(c, i == 0) for i, c in enumerate(configs)]
+    jobs = [FinetuneJob(c, i == 0) for i, c in enumerate(configs)]
     whole = sweep.run_groups(jobs, None)
-    assert [len(g) for g in whole] == [3] * 4  # 2 sources x 2 sizes, the seeds of a cell together
-    assert all(len({engine.cell_key(c) for c, _ in g}) == 1 for g in whole)
+    assert [len(g) for g in whole] == [3] * 4  # 2 sources x 2 sizes, the seeds of a setting together
+    assert all(len({engine.sibling_key(c) for c, _ in g}) == 1 for g in whole)
     cut = sweep.run_groups(jobs, 2)
     assert [len(g) for g in cut] == [2, 1] * 4 and [c for g in cut for c, _ in g] == configs
-    assert [k for g in cut for _, k in g] == [True] + [False] * (len(configs) - 1)  # keep flags travel along
+    assert [job.keep_model for g in cut for job in g] == [True] + [False] * (len(configs) - 1)  # flags travel along
 
 
 def test_task_gpus_come_from_the_flag_the_measured_memory_or_a_whole_gpu() -> None:

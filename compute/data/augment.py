@@ -32,6 +32,9 @@ import torch.nn.functional as F
 from compute.data.transforms import augment_batch, to_model_input
 
 POLICIES = ("none", "legacy", "paper")
+# Before `paper` existed `augment` was a bool: presets may still write True/False, and run keys still record these
+# two policies so (compute.finetune.key_fields), so runs recorded then keep their keys.
+BOOL_POLICIES = {True: "legacy", False: "none"}
 PAD = 4  # RandomCrop(S, padding=4)
 JITTER = 0.25  # ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25): factors in [0.75, 1.25]
 MAX_DEGREES = 2.0  # RandomRotation(2)
@@ -54,6 +57,11 @@ class PaperParams:
 
     def to(self, device: torch.device) -> PaperParams:
         return PaperParams(*(to_device(getattr(self, f), device) for f in PaperParams.__dataclass_fields__))
+
+
+def policy_name(augment: bool | str) -> str:
+    """A preset's `augment` as the policy name that every other place uses: True/False are 'legacy'/'none'."""
+    return BOOL_POLICIES[augment] if isinstance(augment, bool) else augment
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -219,8 +219,8 @@ def fc_params(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return weight if bias is None else torch.cat([weight, bias[:, None]], 1)
 
 
-def augment(features: torch.Tensor, bias: bool) -> torch.Tensor:
-    """z -> z~ = [z, 1] when the layer has a bias; (n, d) -> (n, D)."""
+def with_ones_column(features: torch.Tensor, bias: bool) -> torch.Tensor:
+    """z -> z~ = [z, 1] when the layer has a bias (so the bias is one more weight column); (n, d) -> (n, D)."""
     if not bias:
         return features
     return torch.cat([features, features.new_ones(features.shape[0], 1)], 1)
@@ -243,7 +243,7 @@ def query_scores(query: QueryMatrix, features: torch.Tensor, probs: torch.Tensor
                  bias: bool) -> torch.Tensor:
     """(n_train, N) scores of N new images with features (N, d), probabilities (N, C) and gradient labels (N,)
     against a stored query matrix: one structured product, no backward pass."""
-    return query.scores(augment(features, bias), residuals(probs, labels))
+    return query.scores(with_ones_column(features, bias), residuals(probs, labels))
 
 
 def class_basis(num_classes: int, device: torch.device, dtype: torch.dtype = DTYPE) -> torch.Tensor:
@@ -291,7 +291,7 @@ def influence_scores(query: QueryMatrix, test_features: torch.Tensor, test_label
         z = test_features[i:i + batch]
         probs = probabilities(z, query.weight, query.bias)
         labels = probs.argmax(1) if test_labels is None else test_labels[i:i + batch].to(device)
-        out.append(query.scores(augment(z, query.bias is not None), residuals(probs, labels)))
+        out.append(query.scores(with_ones_column(z, query.bias is not None), residuals(probs, labels)))
     return torch.cat(out, 1) if out else torch.zeros(query.num_train, 0, dtype=DTYPE, device=device)
 
 
@@ -299,5 +299,5 @@ def train_gradients(problem: FCProblem) -> torch.Tensor:
     """Per-example gradients of the training points as (n, C, D) arrays r_i z~_i^T."""
     probs = probabilities(problem.features, problem.weight, problem.bias)
     r = residuals(probs, problem.labels)
-    z = augment(problem.features, problem.bias is not None)
+    z = with_ones_column(problem.features, problem.bias is not None)
     return r[:, :, None] * z[:, None, :]

@@ -23,12 +23,12 @@ from compute.influence._fc import (
     EigenFactors,
     FCProblem,
     QueryMatrix,
-    augment,
     class_basis,
     feature_basis,
     probabilities,
     project,
     residuals,
+    with_ones_column,
 )
 
 
@@ -50,7 +50,7 @@ class Reduced:
 
 
 def reduce(problem: FCProblem) -> Reduced:
-    z = augment(problem.features, problem.bias is not None)  # (n, D)
+    z = with_ones_column(problem.features, problem.bias is not None)  # (n, D)
     probs = probabilities(problem.features, problem.weight, problem.bias)
     basis_c = class_basis(problem.num_classes, z.device)
     basis_f = feature_basis(z) if z.shape[0] else None

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from compute.influence._fc import DTYPE, FCProblem, QueryMatrix, augment, fc_params, train_gradients
+from compute.influence._fc import DTYPE, FCProblem, QueryMatrix, fc_params, train_gradients, with_ones_column
 
 PROJECTION_DIM = 50  # captum's default rank of the inverse-Hessian approximation
 ARNOLDI_DIM = 200  # captum's default Krylov dimension
@@ -36,7 +36,7 @@ def _captum(problem: FCProblem, projection_dim: int, arnoldi_dim: int):
     layer = nn.Linear(params.shape[1], params.shape[0], bias=False).to(params.device)
     with torch.no_grad():
         layer.weight.copy_(params)
-    train = TensorDataset(augment(problem.features, problem.bias is not None).float(), problem.labels)
+    train = TensorDataset(with_ones_column(problem.features, problem.bias is not None).float(), problem.labels)
     torch.manual_seed(SEED)  # captum seeds the global generator itself too; set here so the call is reproducible
     return ArnoldiInfluenceFunction(
         nn.Sequential(layer), DataLoader(train, batch_size=BATCH), checkpoint="fine-tuned",
@@ -67,7 +67,7 @@ def arnoldi_captum_matrix(problem: FCProblem, test_features: torch.Tensor, test_
     """(n_train, n_test) scores from captum's own `influence()`, all `projection_dim` directions (no cut-off):
     the check that `arnoldi_query` reads R right (equal to it with cutoff 0)."""
     influence = _captum(problem, projection_dim, arnoldi_dim)
-    test = augment(test_features.to(problem.features), problem.bias is not None).float()
+    test = with_ones_column(test_features.to(problem.features), problem.bias is not None).float()
     scores = influence.influence((test, test_labels.to(problem.labels.device)))  # (n_test, n_train)
     return scores.T.to(DTYPE)
 

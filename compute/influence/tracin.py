@@ -19,10 +19,10 @@ from compute.influence._fc import (
     FCProblem,
     GradientKernel,
     QueryMatrix,
-    augment,
     fc_params,
     probabilities,
     residuals,
+    with_ones_column,
 )
 
 BATCH = 256
@@ -32,7 +32,7 @@ def identity_query(problem: FCProblem) -> QueryMatrix:
     """Q = G_train (H := I), kept as its factors r_j and z~_j: what an on-demand TracIn query needs."""
     start = time.perf_counter()
     probs = probabilities(problem.features, problem.weight, problem.bias)
-    kernel = GradientKernel(residuals(probs, problem.labels), augment(problem.features, problem.bias is not None))
+    kernel = GradientKernel(residuals(probs, problem.labels), with_ones_column(problem.features, problem.bias is not None))
     return QueryMatrix(problem.weight, problem.bias, "tracincp", 0.0, "identity", 0, float("nan"),
                        time.perf_counter() - start, kernel=kernel)
 
@@ -52,11 +52,11 @@ def tracincp_matrix(problem: FCProblem, test_features: torch.Tensor, test_labels
     has_bias = problem.bias is not None
     layer = _layer(problem)
     model = nn.Sequential(layer)
-    train = TensorDataset(augment(problem.features, has_bias), problem.labels)
+    train = TensorDataset(with_ones_column(problem.features, has_bias), problem.labels)
     tracin = TracInCPFast(
         model, layer, DataLoader(train, batch_size=BATCH), checkpoints=["fine-tuned"],
         checkpoints_load_func=lambda *_: 1.0, loss_fn=nn.CrossEntropyLoss(reduction="sum"),
     )
-    test = augment(test_features.to(problem.features), has_bias)
+    test = with_ones_column(test_features.to(problem.features), has_bias)
     scores = tracin.influence((test, test_labels.to(problem.labels.device)))  # (n_test, n_train)
     return scores.T.to(torch.float64)
