@@ -256,7 +256,7 @@ TINY_SOURCES = (
 # The demo's schedule is Table 4's scaled by 1/5 (100 epochs, test every 20 -> 20 epochs, test every 4) so the
 # whole demo fits in minutes on a laptop CPU; no augmentation, so the frozen prefix's activations are cached.
 DEMO_SIZES = (20, 50, 100, 200, 400)
-DEMO_SCHEDULE = {"epochs": 20, "test_every": 4, "augment": False, "feature_cache": True}
+DEMO_SCHEDULE = {"epochs": 20, "test_every": 4, "augment": "none", "feature_cache": True}
 
 # The `paper` preset follows the authors' code where it says more than the text (paper_facts.md, "The authors'
 # code"); precision is this project's choice (bf16 autocast, recorded in every key; 'fp32' is the authors').
@@ -343,7 +343,7 @@ PRESETS: dict[str, Preset] = {
         "seconds on a CPU: two small sources, one target, two sizes, two seeds (tests)",
         TINY_SOURCES,
         (FinetuneGrid(targets=("digits",), sizes=(20, 40), seeds=tuple(paper_seeds(2)), blocks=(1,),
-                      epochs=4, test_every=2, augment=False, feature_cache=True),),
+                      epochs=4, test_every=2, augment="none", feature_cache=True),),
         natural="natural",
         robustness_eps=("l2:1.5",),
         influence=InfluenceSpec("digits", 40, paper_seeds(1)[0], 1, ("l2_1.5", "natural"), n_test=60, top_k=5),

@@ -32,6 +32,7 @@ from compute.attacks import AttackConfig, OnPixels, parse_constraint, perturb
 from compute.cache import CacheWriter
 from compute.data import load_dataset, sample_subset
 from compute.errors import RtxError
+from compute.finetune import EVAL_BATCH  # one evaluation batch size for every model (its comment says why)
 from compute.models import Classifier, build_model, load_checkpoint, save_checkpoint
 from compute.models.hub import is_hub_uri, resolve_checkpoint
 from compute.paths import artefact_path, file_checksum, job_key, sidecar_path, source_import_key
@@ -56,7 +57,6 @@ __all__ = [
 CODE_VERSION = "source-1"
 MOMENTUM = 0.9  # the paper's SGD (A.3, Section 7)
 WEIGHT_DECAY = 5e-4
-EVAL_BATCH = 512
 
 
 def source_key(spec: SourceSpec) -> str:

@@ -16,6 +16,7 @@ import compute.sweep as sweep
 from compute.cache import CacheReader, CacheWriter
 from compute.cli import main
 from compute.presets import get_preset
+from compute.replicas import family_of
 from compute.settings import Settings
 from compute.stages.finetune import finetune_stage
 from compute.sweep import plan
@@ -27,12 +28,14 @@ GRID = ["--sizes", "20,40,60,80,100,120", "--seeds", "1,2,3,4", "--epochs", "6",
 
 def test_plan_covers_the_grid_once() -> None:
     preset = get_preset("demo")
-    configs = plan(preset, {s.name: "x" for s in preset.sources})
+    configs = plan(preset, {s.name: "x" for s in preset.trained_sources()})
     assert len(configs) == len({c.key for c in configs})
     names = tuple(s.name for s in preset.sources)
     cells = {(s, t, n, seed, b) for g in preset.grids for s in (g.sources or names) for t in g.targets
              for n in g.sizes for seed in g.seeds for b in g.blocks}  # grids may overlap: a cell runs once
-    assert {(c.source, c.target, c.n_train, c.seed, c.blocks) for c in configs} == cells
+    # A replicated source's run starts from the replica its seed picks (compute.replicas): the cell is the family's.
+    assert {(family_of(c.source), c.target, c.n_train, c.seed, c.blocks) for c in configs} == cells
+    assert all(c.source == preset.source_for(family_of(c.source), c.seed) for c in configs)
     assert len(configs) == 468  # the demo's plan (compute/presets.py, LADDER_SEEDS); README and the make-demo timing assume it
 
 

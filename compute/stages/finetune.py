@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
 from compute.errors import RtxError, lookup
+from compute.finetune import FinetuneJob
 from compute.models import save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import Preset
@@ -41,14 +42,14 @@ def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> S
     configs = plan(preset, checksums, settings.test_limit)
     done = writer.done_keys()
     todo = [c for c in configs if c.key not in done][: settings.max_runs]
-    keep = influence_keys(preset, configs)
+    influence_needs = influence_keys(preset, configs)
     counts = {"planned": len(configs), "cached": len(configs) - len([c for c in configs if c.key not in done]),
               "done": 0, "failed": 0}
     errors: list[str] = []
     if not todo:
         return SweepCounts(**counts)
     executor = lookup("executor", EXECUTORS, settings.executor)
-    jobs = [(c, settings.keep_models or preset.keep_models or c.key in keep) for c in todo]
+    jobs = [FinetuneJob(c, settings.keep_models or preset.keep_models or c.key in influence_needs) for c in todo]
     bar = tqdm(total=len(todo), desc="fine-tunes", unit="run", position=0, disable=not settings.progress)
     for cfg, outcome in executor(jobs, SourceLoader(writer), settings):
         if isinstance(outcome, BaseException):
