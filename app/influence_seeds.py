@@ -57,13 +57,16 @@ class SeedGroup:
         return len({model for c in self.cells for s, model in c.models if s == source}) or 1
 
     def retraining(self) -> str:
-        """What the seeds' interval covers besides fine-tuning: ' (seeds spread over 3 source replicas per model:
-        retraining the source is inside the interval)', or that it is not."""
-        counts = sorted({self.replicas(s) for s in self.sources()})
-        if counts == [1]:
-            return "; each model's source trained once: retraining it is not covered"
-        many = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-        return f"; the seeds start from {many} source replicas per model: retraining the source is inside the interval"
+        """What the seeds' interval covers besides fine-tuning, per model: '; natural, l2_0.22: seeds from 3 source
+        replicas each (retraining the source is inside the interval); l2_0.5: one source model (retraining it is
+        not covered)'."""
+        by_count: dict[int, list[str]] = {}
+        for source in self.sources():
+            by_count.setdefault(self.replicas(source), []).append(source)
+        parts = [f"{', '.join(names)}: seeds from {count} source replicas each (retraining the source is inside "
+                 "the interval)" if count > 1 else f"{', '.join(names)}: one source model (retraining it is not "
+                 "covered)" for count, names in sorted(by_count.items(), reverse=True)]
+        return "; " + "; ".join(parts)
 
     def keys(self, source: str) -> list[str]:
         """The source's influence key on each seed, in seed order."""

@@ -96,10 +96,10 @@ def backing(frame: pd.DataFrame) -> str:
     seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
     text = f"{len(frame)} points from {int(frame['n_seeds'].sum())} runs ({seeds} seeds per point)"
     if basis(frame) == RETRAINING:
-        spread = frame["source_sd"].dropna()
+        lo, hi = (f"{100 * v:.1f}" for v in (frame["source_sd"].min(), frame["source_sd"].max()))
         text += (f"; intervals over seeds and retraining the source (accuracy sd between source replicas "
-                 f"{100 * spread.min():.1f}-{100 * spread.max():.1f} points, measured on the replicated sources "
-                 "and assumed for the others)")
+                 f"{lo if lo == hi else f'{lo}-{hi}'} points, measured on the replicated sources and assumed for "
+                 "the others)")
     elif "source_sd" in frame:
         text += "; intervals over fine-tuning seeds only (each source trained once: retraining it is not covered)"
     return text
