@@ -180,6 +180,7 @@ def test_a_cell_keeps_the_result_the_latest_stage_labelled() -> None:
 def test_the_demo_plans_every_influence_seed_for_every_source_the_best_budget_may_be() -> None:
     """The best budget is any robust source; the stage re-fine-tunes it on each influence seed, so the demo's plan
     must hold that config for every source, and the influence pair's weights must be kept on every seed."""
+    from compute.replicas import family_of
     from compute.sweep import influence_keys, plan
 
     demo = get_preset("demo")
