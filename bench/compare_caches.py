@@ -19,17 +19,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from app import influence_seeds, spectra
 from app.pairing import influence_cells
 from compute.cache import CacheReader
-from compute.intervals import Interval
+from compute.intervals import Interval, t_quantile
 
 
-def deltas(reader: CacheReader) -> pd.DataFrame:
-    """Robust minus natural, paired by seed, per cell: source, target, n_train, blocks, n_seeds, mean, lo, hi."""
-    return reader.delta_summary(reader.source_roles().natural, "final")
+def deltas(reader: CacheReader, seeds_only: bool = False) -> pd.DataFrame:
+    """Robust minus natural, paired by seed, per cell: source, target, n_train, blocks, n_seeds, mean, lo, hi; with
+    `seeds_only`, the interval over fine-tuning seeds alone (what the pages showed before source replicas)."""
+    frame = reader.delta_summary(reader.source_roles().natural, "final")
+    if seeds_only and not frame.empty:
+        half = t_quantile((frame["n_seeds"] - 1).clip(lower=1).to_numpy()) * frame["sd"] / np.sqrt(frame["n_seeds"])
+        frame = frame.assign(lo=frame["mean"] - half, hi=frame["mean"] + half)
+    return frame
 
 
 def label_match(reader: CacheReader) -> pd.DataFrame:
@@ -78,6 +84,8 @@ def main() -> None:
         tables = {
             "robust minus natural accuracy": compare(deltas(a), deltas(b), ["source", "target", "n_train", "blocks"],
                                                      args.min_seeds),
+            "robust minus natural accuracy, intervals over fine-tuning seeds only": compare(
+                deltas(a, seeds_only=True), deltas(b), ["source", "target", "n_train", "blocks"], args.min_seeds),
             "influence label match": compare(label_match(a), label_match(b), ["source", "k"], args.min_seeds),
         }
         for title, table in tables.items():
