@@ -110,14 +110,22 @@ def test_reads_return_the_records_the_writes_took(tmp_path: Path) -> None:
         assert writer.source_row("natural") == source
         kept = KeptRun("r1", "l2_1", "digits", None, 3, 1, (4, 0, 2), "models/r1")  # the family, as pages name it
         assert writer.done_run("r1") == kept and writer.done_run("r3") is None
-        assert writer.kept_by_source("digits", None, 3, 1) == {}  # n_train NULL matches no size (SQL `=`)
+        # a cell re-run: the newest done run with weights per source is what influence scores
+        older = RunRecord("r4", "done", "l2_1", "digits", 10, 3, 1, 2, {}, (1,), model_path="models/r4")
+        newer = RunRecord("r5", "done", "l2_1", "digits", 10, 3, 1, 2, {}, (2,), model_path="models/r5")
+        unkept = RunRecord("r6", "done", "natural", "digits", 10, 3, 1, 2, {}, (2,))
+        for r in (older, newer, unkept):
+            time.sleep(0.01)  # `created` orders re-runs
+            writer.record_run(r, [])
+        assert [r.key for r in writer.influence_runs("digits", 10, 3, 1)] == ["r5", "r4", "r6"]
+        assert {s: r.key for s, r in writer.kept_by_source("digits", 10, 3, 1).items()} == {"l2_1": "r5"}
         assert writer.influence("i1") == result
     reader = CacheReader(tmp_path)
     try:
         assert reader.run("r1") == RunRecord(**{**run.__dict__, "source": "l2_1"})  # stored under its family
         assert reader.run("r3") == failed and reader.run("nope") is None
         assert reader.influence("i1") == result and reader.influence("nope") is None
-        assert reader.runs_with_weights() == [kept]
+        assert [r.key for r in reader.runs_with_weights()] == ["r1", "r4", "r5"]
     finally:
         reader.close()
 
