@@ -94,7 +94,7 @@ class CacheReader(CacheQueries):
             self.con.close()
             self.con = None
 
-    # --- listings (one-row reads: compute.cache.queries) --------------------------------------------------------------------------
+    # --- listings and aggregates (one-row reads are shared: compute.cache.queries) ---------------------
     def counts(self) -> pd.DataFrame:
         """Rows per table (the `rtx status` and overview page summary)."""
         if self.con is None:
