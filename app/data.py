@@ -13,7 +13,6 @@ Why it is shaped like this:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from app.pairing import InfluenceCell
 from compute.cache import CacheReader, snapshot_path
 from compute.errors import RtxError
 from compute.paths import cache_dir
+from compute.records import InfluenceRecord
 from compute.roles import SourceRoles
 
 FILL_COMMAND = "rtx precompute --preset demo"
@@ -249,7 +249,8 @@ def influence_cells(snap: Snapshot) -> list[InfluenceCell]:
 
 
 @st.cache_data(show_spinner=False, max_entries=MAX_SNAPSHOTS)
-def influence_row(snap: Snapshot, key: str) -> dict | None:
+def influence_row(snap: Snapshot, key: str) -> InfluenceRecord | None:
+    """One stored result as the record the influence stage wrote (meta parsed by the reader), None when absent."""
     return _read(snap, lambda r: r.influence(key))
 
 
@@ -264,13 +265,13 @@ def influence_heatmap(snap: Snapshot, key: str, max_bins: int = 60) -> pd.DataFr
     norm as `compute.influence.derived.sorted_standardized` does (charts.sorted_heatmap_frame, held to it by a
     test), pooled, and transposed to test rows x train columns."""
     row = influence_row(snap, key)
-    if row is None or not row.get("matrix_path"):
+    if row is None or not row.matrix_path:
         return pd.DataFrame()
-    path = _read(snap, lambda r: r.artefact(row["matrix_path"]))
+    path = _read(snap, lambda r: r.artefact(row.matrix_path))
     if not path.exists():
         return pd.DataFrame()
     matrix = np.load(path, mmap_mode="r")  # (n_train, n_test) float32, read once by one matrix product
-    pooled = sorted_heatmap_frame(matrix, np.asarray(row["train_labels"]), np.asarray(row["test_labels"]), max_bins)
+    pooled = sorted_heatmap_frame(matrix, np.asarray(row.train_labels), np.asarray(row.test_labels), max_bins)
     return pooled.rename(columns={"row_bin": "col_bin", "col_bin": "row_bin", "row_label": "col_label",
                                   "col_label": "row_label"})
 
@@ -279,16 +280,14 @@ def influence_heatmap(snap: Snapshot, key: str, max_bins: int = 60) -> pd.DataFr
 def influence_matrix(snap: Snapshot, key: str) -> np.ndarray | None:
     """The stored (n_train, n_test) float32 matrix of one result, None when its NPY file is missing."""
     row = influence_row(snap, key)
-    if row is None or not row.get("matrix_path"):
+    if row is None or not row.matrix_path:
         return None
-    path = _read(snap, lambda r: r.artefact(row["matrix_path"]))
+    path = _read(snap, lambda r: r.artefact(row.matrix_path))
     return np.load(path) if path.exists() else None
 
 
 def influence_exact(snap: Snapshot, key: str) -> bool | None:
     """Whether the result's method is exact (the stage records `exact` in its meta); None when not recorded."""
-    row = influence_row(snap, key) or {}
-    meta = row.get("meta") or {}
-    meta = json.loads(meta) if isinstance(meta, str) else meta
-    exact = meta.get("exact")
+    row = influence_row(snap, key)
+    exact = None if row is None else row.meta.get("exact")
     return None if exact is None else bool(exact)

@@ -10,9 +10,9 @@ come from `compute.intervals` (Student t over seeds), as every other computed se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -133,14 +133,13 @@ def match_difference(group: SeedGroup, curves: Mapping[str, Sequence[float]], k:
     return pd.DataFrame(rows, columns=["model", "source", "k", "diff", "lo", "hi", "n_seeds", "verdict"])
 
 
-def sweep_rows(group: SeedGroup, metas: Mapping[str, object], ks: Sequence[int] = SWEEP_KS) -> pd.DataFrame:
+def sweep_rows(group: SeedGroup, metas: Mapping[str, Mapping[str, Any]], ks: Sequence[int] = SWEEP_KS) -> pd.DataFrame:
     """One row per (source, seed, cut-off, k) from each result's stored `cutoff_sweep`: model, source, seed,
     influence_key, cutoff, rank (Hessian directions kept), k, match. Results without a sweep are left out."""
     rows = []
     for source in group.sources():
         for seed, key in zip(group.seeds, group.keys(source), strict=True):
-            meta = metas.get(key) or {}
-            meta = json.loads(meta) if isinstance(meta, str) else meta
+            meta = metas.get(key) or {}  # parsed by the cache's reader (`InfluenceRecord.meta`)
             sweep = meta.get("cutoff_sweep")
             if not sweep:
                 continue

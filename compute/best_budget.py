@@ -23,10 +23,10 @@ import pandas as pd
 from compute.cache import CacheWriter
 from compute.finetune import finetune
 from compute.intervals import basis, describe, from_summary, tied
-from compute.models import save_checkpoint
-from compute.paths import artefact_path
 from compute.presets import InfluenceSpec, Preset
+from compute.records import KeptRun
 from compute.replicas import family_of
+from compute.stages.finetune import record_finetune
 from compute.sweep import SourceLoader, plan
 
 
@@ -101,14 +101,12 @@ def find(writer: CacheWriter, spec: InfluenceSpec, natural: str) -> BestBudget |
 
 
 def ensure_run(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, source: str,
-               device: str | None = None, data_root: str | None = None) -> tuple[dict[str, Any] | None, str]:
+               device: str | None = None, data_root: str | None = None) -> tuple[KeptRun | None, str]:
     """The done run of `source` on the spec's subset with kept weights, fine-tuning it when the cache has it
     without weights or not at all; (None, why) when the preset plans no such fine-tune."""
-    runs = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks)
-    if not runs.empty:
-        kept = runs[(runs["source"] == source) & runs["model_path"].notna()]
-        if not kept.empty:
-            return kept.iloc[0].to_dict(), "cached"
+    kept = writer.kept_by_source(spec.target, spec.n_train, spec.seed, spec.blocks).get(source)
+    if kept is not None:
+        return kept, "cached"
     configs = [c for c in plan(preset, writer.source_checksums())
                if (family_of(c.source), c.target, c.n_train, c.seed, c.blocks)
                == (source, spec.target, spec.n_train, spec.seed, spec.blocks)]
@@ -117,9 +115,7 @@ def ensure_run(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, source:
                       f"seed={spec.seed} blocks={spec.blocks}")
     cfg = configs[0]
     result = finetune(SourceLoader(writer)(cfg.source), cfg, keep_model=True, device=device, data_root=data_root)
-    path = save_checkpoint(result.model, artefact_path(writer.root, "models", cfg.key, "safetensors"),
-                           {"run_key": cfg.key, "source": cfg.source, "target": cfg.target})
-    writer.record_run(result.run_record(str(path.relative_to(writer.root))), result.curve)
+    record_finetune(writer, cfg, result)
     return writer.done_run(cfg.key), ("fine-tuned again with its weights kept; the run's recorded accuracy is now "
                                       f"the re-run's ({result.final_test_acc:.4f}: the sweep's prefix cache and "
                                       "worker processes round differently, by a few test images at most)")

@@ -22,7 +22,6 @@ from compute.cache import CacheReader
 from compute.data import load_dataset, to_model_input
 from compute.errors import RtxError
 from compute.influence import QueryMatrix, probabilities, query_scores
-from compute.influence_problem import KeptRun
 from compute.models import Classifier, load_checkpoint
 
 
@@ -63,17 +62,16 @@ class InfluenceIndex:
             row = reader.influence(influence_key)
             if row is None:
                 raise RtxError(f"no influence result {influence_key!r} in the cache at {root}; run `rtx influence`")
-            found = reader.run(row["run_key"])
+            run = reader.done_run(row.run_key)
         finally:
             reader.close()
-        run = None if found is None else KeptRun.from_row(found)
         if run is None or not run.model_path:
-            raise RtxError(f"influence result {influence_key}: its fine-tuned model ({row['run_key']}) is gone "
+            raise RtxError(f"influence result {influence_key}: its fine-tuned model ({row.run_key}) is gone "
                            "from the cache; re-run `rtx precompute`")
-        query_file = Path(root) / row["query_path"]
+        query_file = Path(root) / row.query_path
         if not query_file.exists():
             raise RtxError(f"influence result {influence_key}: {query_file} is missing; re-run `rtx influence`")
-        meta = row["meta"]
+        meta = row.meta
         if "classes" in meta:
             classes, channels, size = tuple(meta["classes"]), int(meta["input_channels"]), int(meta["native_size"])
         else:  # results written before the meta carried the target's format
@@ -81,9 +79,9 @@ class InfluenceIndex:
             classes, channels, size = data.classes, data.channels, data.size
         model, _ = load_checkpoint(Path(root) / run.model_path)
         with np.load(query_file) as stored:
-            query = QueryMatrix.from_arrays(stored, row["method"], float(row["cutoff"]), device)
+            query = QueryMatrix.from_arrays(stored, row.method, row.cutoff, device)
             train_indices, train_labels = stored["train_indices"], stored["train_labels"]
-        return cls(influence_key, run.key, run.source, run.target, row["method"], classes, channels,
+        return cls(influence_key, run.key, run.source, run.target, row.method, classes, channels,
                    size, model, query, train_indices, train_labels, torch.device(device))
 
     @torch.no_grad()

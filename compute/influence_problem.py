@@ -17,13 +17,11 @@ that names a few valid labels and `rtx influence --list-runs`, which prints them
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 
 from compute.cache import CacheReader
@@ -31,6 +29,7 @@ from compute.data import load_dataset
 from compute.errors import RtxError
 from compute.influence import FCProblem, penultimate
 from compute.models import load_checkpoint
+from compute.records import KeptRun
 from compute.run_label import RunLabel, looks_like_label
 from compute.settings import resolve_device
 
@@ -38,32 +37,6 @@ from compute.settings import resolve_device
 LOSS = ("softmax cross-entropy of the FC layer at the fine-tuned weights, summed over the fine-tuning subset (H = sum "
         "of per-image Hessians, no damping); score[j, t] = g_t^T H^+ g_j = -(paper eq. 9), higher = more helpful")
 SHOWN = 5  # valid labels an unknown-run error names (`rtx influence --list-runs` prints them all)
-
-
-@dataclass(frozen=True)
-class KeptRun:
-    """A completed fine-tune as influence needs it: what names it, its subset, and where its weights are."""
-
-    key: str
-    source: str
-    target: str
-    n_train: int | None
-    seed: int
-    blocks: int
-    subset_indices: tuple[int, ...]  # rows of the target's training split, in the order the run saw them
-    model_path: str | None  # relative to the cache root; None when the sweep kept no weights
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> KeptRun:
-        """From a cache row of the runs table (`CacheWriter.influence_runs`, `done_run`, `CacheReader.run`)."""
-        n_train, path = row["n_train"], row.get("model_path")
-        return cls(str(row["key"]), str(row["source"]), str(row["target"]), None if pd.isna(n_train) else int(n_train),
-                   int(row["seed"]), int(row["blocks"]), tuple(int(i) for i in row["subset_indices"]),
-                   None if path is None or pd.isna(path) else str(path))
-
-    @property
-    def label(self) -> RunLabel:
-        return RunLabel(self.source, self.target, self.n_train, self.seed, self.blocks)
 
 
 @dataclass(frozen=True)
@@ -125,13 +98,7 @@ class LabelledRun(NamedTuple):
 
 def kept_runs(reader: CacheReader) -> list[LabelledRun]:
     """Every completed run with kept weights, by label (what `rtx influence --run` accepts)."""
-    runs = reader.runs("done")
-    if runs.empty:
-        return []
-    runs = runs[runs["model_path"].notna()]
-    labels = [str(RunLabel(r.source, r.target, None if pd.isna(r.n_train) else int(r.n_train), int(r.seed),
-                           int(r.blocks))) for r in runs.itertuples()]
-    return sorted(LabelledRun(label, str(key)) for label, key in zip(labels, runs["key"], strict=True))
+    return sorted(LabelledRun(str(run.label), run.key) for run in reader.runs_with_weights())
 
 
 def find_run(root: Path, run: str) -> KeptRun:
@@ -141,17 +108,14 @@ def find_run(root: Path, run: str) -> KeptRun:
     try:
         if looks_like_label(run):
             label = RunLabel.parse(run)
-            rows = reader.influence_runs(label.target, label.n_train, label.seed, label.blocks)
-            rows = rows[(rows["source"] == label.source) & rows["model_path"].notna()] if not rows.empty else rows
-            found = None if rows.empty else rows.iloc[0].to_dict()  # newest first
+            found = reader.kept_by_source(label.target, label.n_train, label.seed, label.blocks).get(label.source)
         else:
-            found = reader.run(run)
-            found = found if found is not None and found.get("status") == "done" else None
+            found = reader.done_run(run)
         if found is None:
             raise _unknown_run(run, root, kept_runs(reader))
     finally:
         reader.close()
-    return KeptRun.from_row(found)
+    return found
 
 
 def _unknown_run(run: str, root: Path, valid: list[LabelledRun]) -> RtxError:

@@ -1,8 +1,11 @@
 """Records: what the cache stores, as frozen types that `compute.cache` writes and reads.
 
-The stages build records, `CacheWriter.record_*` writes them and `CacheReader` hands back frames with the same
-columns. Columns derived from text the program parses elsewhere (a source's constraint, a run's target spec)
-are computed here once, by the parsers that own that text, so no reader re-parses it.
+The stages build records and `CacheWriter.record_*` writes them; one-row reads hand the same records back
+(`CacheReader.run` a `RunRecord`, `influence` an `InfluenceRecord`, `source_row` a `SourceRecord`, JSON parsed)
+and `KeptRun` is the read-side record of a completed fine-tune as influence needs it. Listings and aggregates
+are frames with the same columns. Columns derived from text the program parses elsewhere (a source's
+constraint, a run's target spec) are computed here once, by the parsers that own that text, so no reader
+re-parses it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from compute.attacks import parse_constraint
 from compute.data.variants import split_dataset_spec
 from compute.errors import RtxError
 from compute.replicas import family_of
+from compute.run_label import RunLabel
 
 SOURCE_KINDS = ("natural", "pgd", "gaussian")
 
@@ -112,11 +116,31 @@ class RunRecord:
 
     def columns(self) -> dict[str, Any]:
         """The row as `CacheWriter` stores it, with base_dataset and variant parsed from `target`, and `source` the
-        family of a replica (compute.replicas: pages group by family; `config` keeps the model the run started from)."""
+        family of a replica (compute.replicas: pages group by family; `config` keeps the model the run started from).
+        Read back (`CacheReader.run`), `source` is therefore the family and `config["source"]` the model."""
         row = _fields(self)
         row["source"] = family_of(self.source)
         row["subset_indices"] = None if self.subset_indices is None else list(self.subset_indices)
         return {**row, **target_columns(self.target)}
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    """A completed fine-tune as influence needs it (read from the `runs` table: `CacheWriter.done_run`,
+    `influence_runs`, `kept_by_source`): what names it, its subset, and where its weights are."""
+
+    key: str
+    source: str  # the source family (compute.replicas), as the pages name it
+    target: str
+    n_train: int | None
+    seed: int
+    blocks: int
+    subset_indices: tuple[int, ...]  # rows of the target's training split, in the order the run saw them
+    model_path: str | None  # relative to the cache root; None when the sweep kept no weights
+
+    @property
+    def label(self) -> RunLabel:
+        return RunLabel(self.source, self.target, self.n_train, self.seed, self.blocks)
 
 
 @dataclass(frozen=True)

@@ -145,11 +145,12 @@ def test_best_budget_without_kept_weights_is_fine_tuned_again(source_cache: Path
     preset = replace(tiny.with_overrides(sizes=(spec.n_train,), seeds=(spec.seed,)), influence=spec, analogue=None)
     with CacheWriter(source_cache) as writer:
         finetune_stage.run(preset, writer, Settings(progress=False))
-        before = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks).set_index("source")
-        assert pd.isna(before.at["l2_1.5", "model_path"])
+        before = {r.source: r for r in writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks)}
+        assert before["l2_1.5"].model_path is None and "l2_1.5" not in writer.kept_by_source(
+            spec.target, spec.n_train, spec.seed, spec.blocks)
         influence_stage(preset, writer, progress=False)
-        after = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks).set_index("source")
-    assert after.at["l2_1.5", "key"] == before.at["l2_1.5", "key"] and pd.notna(after.at["l2_1.5", "model_path"])
+        after = writer.kept_by_source(spec.target, spec.n_train, spec.seed, spec.blocks)
+    assert after["l2_1.5"].key == before["l2_1.5"].key and after["l2_1.5"].model_path is not None
     reader = CacheReader(source_cache)
     results = reader.influence_results().set_index("source")
     runs = reader.runs("done").set_index("source")

@@ -16,7 +16,7 @@ from scipy import stats
 
 from compute.cache import SCHEMA_VERSION, CacheReader, CacheWriter
 from compute.errors import RtxError
-from compute.records import CurvePoint, RunRecord, SourceRecord
+from compute.records import CurvePoint, InfluenceRecord, KeptRun, RunRecord, SourceRecord
 
 WRITER = [sys.executable, "-m", "tests.helpers.slow_writer"]
 REPO = Path(__file__).resolve().parents[1]
@@ -91,6 +91,43 @@ def test_new_rows_carry_parsed_columns(tmp_path: Path) -> None:
     runs = reader.runs().set_index("key")
     assert runs.loc["x", "base_dataset"] == "fmnist" and runs.loc["x", "variant"] == "lowpass(64)"
     assert runs.loc["y", "base_dataset"] == "digits" and pd.isna(runs.loc["y", "variant"])
+
+
+def test_reads_return_the_records_the_writes_took(tmp_path: Path) -> None:
+    """Issue 21, item 1: one-row reads hand back records (JSON parsed, NULL as None), on both sides of the cache."""
+    run = RunRecord("r1", "done", "l2_1#s1", "digits", None, 3, 1, 2, {"source": "l2_1#s1", "lr": 0.1}, (4, 0, 2),
+                    final_test_acc=0.75, final_train_loss=0.5, wall_seconds=1.5, device="cpu", model_path="models/r1")
+    bare = RunRecord("r2", "done", "natural", "digits", None, 3, 1, 2, {}, (4, 0, 2), final_test_acc=0.5)
+    failed = RunRecord("r3", "failed", "natural", "digits", 10, 0, 1, 2, {"source": "natural"}, error="boom")
+    result = InfluenceRecord("i1", "r1", "fast", 0.05, 3, 2, "influence/i1.npy", None, [4, 0, 2], [0, 1], [1, 0, 1],
+                             [0, 1], [0, 0], [0.5, 0.25], 1.25, {"role": "natural", "classes": ["a", "b"]})
+    source = SourceRecord("natural", "tiny", "none", 0, "digits", "abc", "sources/natural", meta={"role": "natural"})
+    with CacheWriter(tmp_path) as writer:
+        writer.record_source_model(source)
+        for r in (run, bare, failed):
+            writer.record_run(r, [])
+        writer.record_influence(result, pd.DataFrame(columns=["influence_key", "test_pos", "rank", "train_pos", "score"]))
+        assert writer.source_row("natural") == source
+        kept = KeptRun("r1", "l2_1", "digits", None, 3, 1, (4, 0, 2), "models/r1")  # the family, as pages name it
+        assert writer.done_run("r1") == kept and writer.done_run("r3") is None
+        # a cell re-run: the newest done run with weights per source is what influence scores
+        older = RunRecord("r4", "done", "l2_1", "digits", 10, 3, 1, 2, {}, (1,), model_path="models/r4")
+        newer = RunRecord("r5", "done", "l2_1", "digits", 10, 3, 1, 2, {}, (2,), model_path="models/r5")
+        unkept = RunRecord("r6", "done", "natural", "digits", 10, 3, 1, 2, {}, (2,))
+        for r in (older, newer, unkept):
+            time.sleep(0.01)  # `created` orders re-runs
+            writer.record_run(r, [])
+        assert [r.key for r in writer.influence_runs("digits", 10, 3, 1)] == ["r5", "r4", "r6"]
+        assert {s: r.key for s, r in writer.kept_by_source("digits", 10, 3, 1).items()} == {"l2_1": "r5"}
+        assert writer.influence("i1") == result
+    reader = CacheReader(tmp_path)
+    try:
+        assert reader.run("r1") == RunRecord(**{**run.__dict__, "source": "l2_1"})  # stored under its family
+        assert reader.run("r3") == failed and reader.run("nope") is None
+        assert reader.influence("i1") == result and reader.influence("nope") is None
+        assert [r.key for r in reader.runs_with_weights()] == ["r1", "r4", "r5"]
+    finally:
+        reader.close()
 
 
 def test_a_job_is_recorded_whole_or_not_at_all(tmp_path: Path) -> None:

@@ -78,21 +78,21 @@ def test_known_test_image_matches_the_batch_influence_result(client, stored: dic
     for side in cell.sides:
         key = side.key
         row = stored["rows"][key]
-        correct = np.flatnonzero(np.asarray(row["test_pred"]) == np.asarray(row["test_labels"]))
+        correct = np.flatnonzero(np.asarray(row.test_pred) == np.asarray(row.test_labels))
         assert correct.size, f"the {side.role} model gets no test image right; nothing to compare"
         test_pos = int(correct[0])
-        test_idx = int(row["test_indices"][test_pos])
+        test_idx = int(row.test_indices[test_pos])
         path = write(tmp_path, f"test-{test_idx}.png", bytes(stored["thumbs"].at[test_idx, "png"]))
         status, summary, *_, details = ask(client, path, cell.label)
         assert not status.startswith("⚠️"), status
         model = details["models"][side.role]
         expected = stored["topk"][key].query("test_pos == @test_pos").sort_values("rank")
         assert model["influence_key"] == key
-        assert model["predicted"] == row["test_labels"][test_pos]
+        assert model["predicted"] == row.test_labels[test_pos]
         assert [n["train_pos"] for n in model["neighbours"]] == expected["train_pos"].tolist()
         # Scores agree to 8-bit PNG precision: the thumbnail stores the digits' x/16 pixels rounded to x/255.
         np.testing.assert_allclose([n["score"] for n in model["neighbours"]], expected["score"], rtol=1e-2)
-        train_indices, train_labels = np.asarray(row["train_indices"]), np.asarray(row["train_labels"])
+        train_indices, train_labels = np.asarray(row.train_indices), np.asarray(row.train_labels)
         for n in model["neighbours"]:
             assert n["train_index"] == train_indices[n["train_pos"]] and n["label"] == train_labels[n["train_pos"]]
             assert n["matches_prediction"] == (n["label"] == model["predicted"])

@@ -304,11 +304,11 @@ def test_stage_stores_matrix_topk_curve_and_thumbnails(influence_cache: Path) ->
     assert set(results.source) == set(spec.sources) and len(results) == 2
     for key in results.key:
         row = reader.influence(key)
-        matrix = np.load(reader.artefact(row["matrix_path"]))
-        assert matrix.shape == (spec.n_train, spec.n_test) == (row["n_train"], row["n_test"])
-        train_labels, test_labels = np.asarray(row["train_labels"]), np.asarray(row["test_labels"])
+        matrix = np.load(reader.artefact(row.matrix_path))
+        assert matrix.shape == (spec.n_train, spec.n_test) == (row.n_train, row.n_test)
+        train_labels, test_labels = np.asarray(row.train_labels), np.asarray(row.test_labels)
         # the curve and the top-k come from the stored matrix
-        np.testing.assert_allclose(row["label_match"], label_match_curve(matrix, train_labels, test_labels, 20),
+        np.testing.assert_allclose(row.label_match, label_match_curve(matrix, train_labels, test_labels, 20),
                                    atol=1e-12)
         stored = reader.influence_topk(key)
         assert len(stored) == spec.n_test * spec.top_k
@@ -318,9 +318,9 @@ def test_stage_stores_matrix_topk_curve_and_thumbnails(influence_cache: Path) ->
         np.testing.assert_allclose(first.score, matrix[best.positions[7], 7], rtol=1e-6)
         heat = sorted_standardized(matrix, train_labels, test_labels)
         assert heat.matrix.shape == matrix.shape
-        assert len(row["test_pred"]) == spec.n_test and len(row["label_match"]) == 20
+        assert len(row.test_pred) == spec.n_test and len(row.label_match) == 20
     thumbs = reader.thumbnails("digits", "train")
-    assert set(np.asarray(row["train_indices"]).tolist()) <= set(thumbs.idx)
+    assert set(np.asarray(row.train_indices).tolist()) <= set(thumbs.idx)
     assert set(range(spec.n_test)) <= set(reader.thumbnails("digits", "test").idx)
 
 
@@ -337,24 +337,24 @@ def test_a_new_image_gets_the_batch_matrix_column(influence_cache: Path) -> None
     test = load_dataset("digits", "test")
     for key in reader.influence_results().query("method == 'fast'").key:
         row = reader.influence(key)
-        matrix = np.load(reader.artefact(row["matrix_path"]))
+        matrix = np.load(reader.artefact(row.matrix_path))
         index = InfluenceIndex.load(influence_cache, key)
         assert index.target == "digits" and index.input_channels == 1 and index.native_size == 8
-        assert len(index.classes) == 10 and index.run_key == row["run_key"]
-        images, labels = test.images[: row["n_test"]], test.labels[: row["n_test"]]
+        assert len(index.classes) == 10 and index.run_key == row.run_key
+        images, labels = test.images[: row.n_test], test.labels[: row.n_test]
         scale = np.abs(matrix).max()
         # with the true label, a test image's scores are exactly its stored column
         np.testing.assert_allclose(index.scores(images, labels).T, matrix, atol=1e-5 * scale)
         # unlabeled: the predicted label is used, which is the true one where the model is right
         results = index.query(images, k=5)
         pred = np.array([r.predicted for r in results])
-        np.testing.assert_array_equal(pred, row["test_pred"])
+        np.testing.assert_array_equal(pred, row.test_pred)
         right = np.flatnonzero(pred == labels.numpy())
         assert len(right) > 0
         for t in right[:5]:
             best = np.argsort(-matrix[:, t], kind="stable")[:5]
             np.testing.assert_allclose(results[t].scores, matrix[best, t], atol=1e-5 * scale)
-            np.testing.assert_array_equal(results[t].train_indices, np.asarray(row["train_indices"])[results[t].train_positions])
+            np.testing.assert_array_equal(results[t].train_indices, np.asarray(row.train_indices)[results[t].train_positions])
         first = results[0]
         assert first.model_input.shape == (3, 28, 28) and first.probs.shape == (10,)
         assert abs(first.probs.sum() - 1) < 1e-9 and np.all(np.diff(first.scores) <= 0)
@@ -383,9 +383,9 @@ def test_cli_computes_another_method_for_the_same_models(influence_cache: Path, 
     for _, res in traced.iterrows():
         assert res.run_key in fast.index and res.key != fast.loc[res.run_key, "key"]
         row = reader.influence(res.key)
-        matrix = np.load(reader.artefact(row["matrix_path"]))  # captum's matrix
+        matrix = np.load(reader.artefact(row.matrix_path))  # captum's matrix
         index = InfluenceIndex.load(influence_cache, res.key)  # closed-form query matrix G_train
-        scores = index.scores(test.images[: row["n_test"]], test.labels[: row["n_test"]])
+        scores = index.scores(test.images[: row.n_test], test.labels[: row.n_test])
         np.testing.assert_allclose(scores.T, matrix, atol=1e-5 * np.abs(matrix).max())
     # the paper's route on the same fine-tuned models stores the same matrices as the fast route
     assert main(["--cache", str(influence_cache), "influence", "--preset", "tiny", "--method", "reference",
@@ -424,17 +424,17 @@ def test_the_public_problem_gives_the_stored_matrix(influence_cache: Path) -> No
     assert len(labels) == len(fast) == 2
     for key in fast.key:
         row = reader.influence(key)
-        run = find_run(influence_cache, labels[row["run_key"]])  # as the page names it, role included
-        assert run == find_run(influence_cache, row["run_key"]) == find_run(influence_cache, str(run.label))
-        assert run.key == row["run_key"]
-        problem = influence_problem(run, influence_cache, n_test=row["n_test"])
-        assert problem.loss == LOSS and problem.classes == tuple(row["meta"]["classes"])
-        np.testing.assert_array_equal(problem.train_indices, row["train_indices"])
-        np.testing.assert_array_equal(problem.train_labels.numpy(), row["train_labels"])
-        np.testing.assert_array_equal(problem.test_labels.numpy(), row["test_labels"])
+        run = find_run(influence_cache, labels[row.run_key])  # as the page names it, role included
+        assert run == find_run(influence_cache, row.run_key) == find_run(influence_cache, str(run.label))
+        assert run.key == row.run_key
+        problem = influence_problem(run, influence_cache, n_test=row.n_test)
+        assert problem.loss == LOSS and problem.classes == tuple(row.meta["classes"])
+        np.testing.assert_array_equal(problem.train_indices, row.train_indices)
+        np.testing.assert_array_equal(problem.train_labels.numpy(), row.train_labels)
+        np.testing.assert_array_equal(problem.test_labels.numpy(), row.test_labels)
         fc, method = problem.fc_problem(), get_method("fast")
-        matrix = method.matrix(fc, method.solve(fc, row["cutoff"]), problem.test_features, problem.test_labels)
-        stored = np.load(reader.artefact(row["matrix_path"]))
+        matrix = method.matrix(fc, method.solve(fc, row.cutoff), problem.test_features, problem.test_labels)
+        stored = np.load(reader.artefact(row.matrix_path))
         # the same float64 computation on the same machine, stored as float32: equal up to float32 rounding
         np.testing.assert_allclose(matrix.numpy(), stored, rtol=0, atol=1e-6 * np.abs(stored).max())
 

@@ -121,13 +121,13 @@ def test_stage_scores_every_seed_and_stores_the_sweep(seeds_cache: Path) -> None
                                                                       for seed in SEEDS)
     for key in results["key"]:
         row = reader.influence(key)
-        sweep = row["meta"]["cutoff_sweep"]
+        sweep = row.meta["cutoff_sweep"]
         assert tuple(sweep["cutoffs"]) == CUTOFF_SWEEP
         assert sweep["ranks"] == sorted(sweep["ranks"], reverse=True)  # a higher cut-off keeps fewer directions
         # The stored result is the fast route at the spec's cut-off 5e-2: the sweep's curve there is the same
         # computation in float64 on the same problem, so equal to rounding of one eigen-solve.
-        at = sweep["cutoffs"].index(row["cutoff"])
-        np.testing.assert_allclose(sweep["label_match"][at], row["label_match"], atol=1e-12)
+        at = sweep["cutoffs"].index(row.cutoff)
+        np.testing.assert_allclose(sweep["label_match"][at], row.label_match, atol=1e-12)
     cells = influence_cells(results, reader.source_roles().naturals)
     reader.close()
     (group,) = influence_seeds.seed_groups(cells)

@@ -46,7 +46,8 @@ ui.footer(f"For k = 1..{int(match['k'].max()) if not match.empty else 0}: the sh
           f"each seed is its own training subset and fine-tune{group.retraining()}).", match, "label_match")
 
 st.subheader("Does the answer depend on the cut-off?")
-metas = {key: (data.influence_row(snap, key) or {}).get("meta") for src in group.sources() for key in group.keys(src)}
+metas = {key: row.meta for src in group.sources() for key in group.keys(src)
+         if (row := data.influence_row(snap, key)) is not None}
 sweep = influence_seeds.sweep_rows(group, metas)
 if sweep.empty:
     ui.empty_state(snap, "label match at each cut-off (results of `rtx influence` from code version influence-2 on)",
@@ -79,14 +80,14 @@ else:
 st.subheader("Most influential training images (Fig. 6)")
 rows = {src: data.influence_row(snap, key) for src, key in keys.items()}
 first = next(iter(rows.values()))
-test_labels, test_idx = np.asarray(first["test_labels"]), np.asarray(first["test_indices"])
+test_labels, test_idx = np.asarray(first.test_labels), np.asarray(first.test_indices)
 per_class = st.toggle("one test image per class", value=True, key="influence-per-class")
 positions = (np.unique(test_labels, return_index=True)[1] if per_class else np.arange(len(test_labels))).tolist()
 pages = max(1, -(-len(positions) // PER_PAGE))
 page = st.pagination(pages, key="influence-page") if pages > 1 else 1
 shown = positions[(page - 1) * PER_PAGE: page * PER_PAGE]
 topk = {src: data.influence_topk(snap, key, 5) for src, key in keys.items()}
-train_of = {src: np.asarray(r["train_indices"]) for src, r in rows.items()}
+train_of = {src: np.asarray(r.train_indices) for src, r in rows.items()}
 wanted = {int(train_of[s][p]) for s, t in topk.items() for p in t[t["test_pos"].isin(shown)]["train_pos"]}
 train_png = data.thumbnails(snap, target, "train", tuple(sorted(wanted)))
 test_png = data.thumbnails(snap, target, "test", tuple(int(test_idx[p]) for p in shown))
@@ -95,7 +96,7 @@ test_png = data.thumbnails(snap, target, "test", tuple(int(test_idx[p]) for p in
 def _influential(src: str, pos: int, k: int) -> list[tuple[bytes, str]]:
     """(png, caption) of the k most influential training images of test position `pos` under model `src`."""
     top = topk[src][topk[src]["test_pos"] == pos].head(k)
-    labels = np.asarray(rows[src]["train_labels"])
+    labels = np.asarray(rows[src].train_labels)
     out = []
     for p, score in zip(top["train_pos"], top["score"], strict=True):
         if int(train_of[src][p]) in train_png:
@@ -109,7 +110,7 @@ for col, pos in zip(st.columns(PER_PAGE), shown, strict=False):
         if int(test_idx[pos]) in test_png:
             st.image(test_png[int(test_idx[pos])], caption=f"test: label {test_labels[pos]}", width=96)
         for src in keys:
-            pred = np.asarray(rows[src]["test_pred"])[pos]
+            pred = np.asarray(rows[src].test_pred)[pos]
             for png, caption in _influential(src, pos, 1):
                 st.image(png, caption=f"{src} (pred {pred}): {caption}", width=96)
         with st.popover("enlarge", key=f"influence-zoom-{pos}"):

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from compute.cache import CacheWriter
 from compute.errors import RtxError, lookup
-from compute.finetune import FinetuneJob
+from compute.finetune import FinetuneConfig, FinetuneJob, FinetuneResult
 from compute.models import save_checkpoint
 from compute.paths import artefact_path
 from compute.presets import Preset
@@ -28,6 +28,18 @@ from compute.sweep import (
 
 def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
     tqdm.write(f"[finetune] {finetune_stage(preset, writer, settings).line()}")
+
+
+def record_finetune(writer: CacheWriter, cfg: FinetuneConfig, result: FinetuneResult) -> None:
+    """Save the fine-tune's weights when it kept them (`models/<key>.safetensors` under the cache), then record its
+    run with their path: the weights first, so no recorded run points at a missing file. The finetune stage and
+    compute.best_budget (a re-run that keeps weights) both record through here."""
+    model_path = None
+    if result.model is not None:
+        path = save_checkpoint(result.model, artefact_path(writer.root, "models", cfg.key, "safetensors"),
+                               {"run_key": cfg.key, "source": cfg.source, "target": cfg.target})
+        model_path = str(path.relative_to(writer.root))
+    writer.record_run(result.run_record(model_path), result.curve)
 
 
 def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> SweepCounts:
@@ -57,12 +69,7 @@ def finetune_stage(preset: Preset, writer: CacheWriter, settings: Settings) -> S
             errors.append(error_message(outcome))
             counts["failed"] += 1
         else:
-            model_path = None
-            if outcome.model is not None:
-                path = save_checkpoint(outcome.model, artefact_path(writer.root, "models", cfg.key, "safetensors"),
-                                       {"run_key": cfg.key, "source": cfg.source, "target": cfg.target})
-                model_path = str(path.relative_to(writer.root))
-            writer.record_run(outcome.run_record(model_path), outcome.curve)
+            record_finetune(writer, cfg, outcome)
             counts["done"] += 1
         bar.update(1)
         bar.set_postfix(failed=counts["failed"])

@@ -43,10 +43,10 @@ from compute.influence import (
     probabilities,
     top_k,
 )
-from compute.influence_problem import KeptRun, influence_problem
+from compute.influence_problem import influence_problem
 from compute.paths import artefact_path, job_key
 from compute.presets import InfluenceSpec, Preset
-from compute.records import InfluenceRecord, ThumbnailRecord
+from compute.records import InfluenceRecord, KeptRun, ThumbnailRecord
 from compute.roles import BEST_ROLE
 from compute.settings import Settings, resolve_device
 from compute.stages.sources import record_roles
@@ -229,9 +229,7 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
 def _influence_subset(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, chosen: best_budget.BestBudget | None,
                       method: str, device: str | torch.device | None, data_root: str | None) -> None:
     """The stage for one fine-tuning seed (`spec.seed`): natural, the analogue and the best budget, roles recorded."""
-    runs = writer.influence_runs(spec.target, spec.n_train, spec.seed, spec.blocks)
-    runs = runs[runs.model_path.notna()].drop_duplicates("source") if not runs.empty else runs
-    by_source = {r["source"]: KeptRun.from_row(r) for r in runs.to_dict("records")}
+    by_source = writer.kept_by_source(spec.target, spec.n_train, spec.seed, spec.blocks)
     part = preset.roles().role_of  # the roles the sources stage records (compute.roles), from the same preset
     roles = {s: {"role": part(s)} for s in spec.sources}
     sources = list(spec.sources)
@@ -241,7 +239,7 @@ def _influence_subset(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, 
             tqdm.write(f"[influence] best budget {chosen.source} not compared on seed {spec.seed}: {why}")
             chosen = None
         else:
-            by_source[chosen.source] = KeptRun.from_row(run)
+            by_source[chosen.source] = run
             tqdm.write(f"[influence] best budget {chosen.source} on the influence subset (seed {spec.seed}): {why}")
     if chosen is not None:
         role = roles.get(chosen.source, {}).get("role")

@@ -32,24 +32,24 @@ def add_method(root: Path, method: str = "tracincp", exact: bool = False, noise:
     keys = []
     with CacheWriter(root) as writer:
         for row in rows:
-            base = np.load(root / row["matrix_path"])  # (n_train, n_test)
+            base = np.load(root / row.matrix_path)  # (n_train, n_test)
             matrix = (base + rng.normal(0, noise, base.shape)).astype(np.float32)
-            key = job_key("influence", {"run_key": row["run_key"], "method": method, "cutoff": row["cutoff"]})
+            key = job_key("influence", {"run_key": row.run_key, "method": method, "cutoff": row.cutoff})
             path = artefact_path(root, "influence", key, "npy")
             np.save(path, matrix)
-            k = int(row.get("top_k") or 5)
+            k = 5  # the top-5 the pages show
             best = top_k(matrix, k)
             n_test = matrix.shape[1]
             topk = pd.DataFrame({"influence_key": key, "test_pos": np.repeat(np.arange(n_test), k),
                                  "rank": np.tile(np.arange(k), n_test), "train_pos": best.positions.reshape(-1),
                                  "score": best.scores.reshape(-1).astype(np.float64)})
-            train_labels, test_labels = np.asarray(row["train_labels"]), np.asarray(row["test_labels"])
+            train_labels, test_labels = np.asarray(row.train_labels), np.asarray(row.test_labels)
             writer.record_influence(InfluenceRecord(
-                key=key, run_key=row["run_key"], method=method, cutoff=float(row["cutoff"]), n_train=int(row["n_train"]),
-                n_test=int(row["n_test"]), matrix_path=str(path.relative_to(root)), query_path=None,
-                **{name: [int(v) for v in row[name]] for name in ("train_indices", "test_indices", "train_labels", "test_labels",
+                key=key, run_key=row.run_key, method=method, cutoff=float(row.cutoff), n_train=int(row.n_train),
+                n_test=int(row.n_test), matrix_path=str(path.relative_to(root)), query_path=None,
+                **{name: getattr(row, name) for name in ("train_indices", "test_indices", "train_labels", "test_labels",
                                                       "test_pred")},
-                label_match=label_match_curve(matrix, train_labels, test_labels, len(row["label_match"])).tolist(),
+                label_match=label_match_curve(matrix, train_labels, test_labels, len(row.label_match)).tolist(),
                 seconds=0.1, meta={"synthetic": True, "exact": exact}), topk)
             keys.append(key)
     return keys

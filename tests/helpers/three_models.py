@@ -10,17 +10,15 @@ check that each column is computed from its own influence result.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from compute import records as rec
 from compute.cache import CacheReader, CacheWriter
 from compute.paths import job_key
 from compute.roles import ANALOGUE_ROLE, BEST_ROLE, NATURAL_ROLE
 
 BEST_SOURCE = "linf_best"  # the copy's source name
 BEST_NOTE = "the highest mean robust-minus-natural final accuracy on digits n=40 blocks=1: +4.0 points (synthetic)"
-RUN_FIELDS = ("key", "status", "source", "target", "n_train", "seed", "blocks", "epochs", "final_test_acc",
-              "final_train_loss", "wall_seconds", "device", "error", "model_path")
 
 
 def add_best_budget(root: Path, analogue: str = "l2_1.5", natural: str = "natural") -> None:
@@ -29,24 +27,19 @@ def add_best_budget(root: Path, analogue: str = "l2_1.5", natural: str = "natura
     try:
         results = reader.influence_results().set_index("source")
         row = reader.influence(results.at[natural, "key"])
-        run = reader.run(row["run_key"])
-        topk = reader.influence_topk(row["key"]).assign(influence_key=None)
+        run = reader.run(row.run_key)
+        topk = reader.influence_topk(row.key).assign(influence_key=None)
     finally:
         reader.close()
-    run_key = job_key("finetune", {"copy_of": run["key"], "source": BEST_SOURCE})
+    run_key = job_key("finetune", {"copy_of": run.key, "source": BEST_SOURCE})
     key = job_key("influence", {"run": run_key})
-    fields = {name: run[name] for name in RUN_FIELDS} | {"key": run_key, "source": BEST_SOURCE}
-    subset = tuple(int(i) for i in run["subset_indices"]) if run["subset_indices"] is not None else None
     with CacheWriter(root) as writer:
-        writer.record_run(rec.RunRecord(**fields, subset_indices=subset), [])
-        writer.record_influence(rec.InfluenceRecord(
-            key=key, run_key=run_key, method=row["method"], cutoff=float(row["cutoff"]), n_train=int(row["n_train"]),
-            n_test=int(row["n_test"]), matrix_path=row["matrix_path"], query_path=row["query_path"],
-            **{name: [int(v) for v in row[name]] for name in ("train_indices", "test_indices", "train_labels",
-                                                               "test_labels", "test_pred")},
-            label_match=[float(v) for v in row["label_match"]], seconds=float(row["seconds"]), meta=row["meta"]),
-            topk.assign(influence_key=key)[["influence_key", "test_pos", "rank", "train_pos", "score"]])
-        writer.set_influence_roles([*results["run_key"], run_key], row["method"], float(row["cutoff"]), {
+        # the copy's config is empty, as before reads returned records (the fields below were all it copied)
+        writer.record_run(replace(run, key=run_key, source=BEST_SOURCE, config={}), [])
+        writer.record_influence(replace(row, key=key, run_key=run_key),
+                                topk.assign(influence_key=key)[["influence_key", "test_pos", "rank", "train_pos",
+                                                                "score"]])
+        writer.set_influence_roles([*results["run_key"], run_key], row.method, row.cutoff, {
             results.at[analogue, "key"]: {"role": ANALOGUE_ROLE},
             key: {"role": BEST_ROLE, "role_note": BEST_NOTE},
             results.at[natural, "key"]: {"role": NATURAL_ROLE}})

@@ -51,8 +51,8 @@ def collect(root: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             full = reader.influence(row["key"])
             influence[row["source"]] = {"run": _run_id(row | {"n_train": row["subset_size"]}),
                                         "method": row["method"], "cutoff": row["cutoff"],
-                                        "label_match": [float(x) for x in full["label_match"]],
-                                        "test_pred": [int(x) for x in full["test_pred"]]}
+                                        "label_match": [float(x) for x in full.label_match],
+                                        "test_pred": [int(x) for x in full.test_pred]}
             matrices[row["source"]] = np.load(reader.artefact(row["matrix_path"]))
     finally:
         reader.close()
