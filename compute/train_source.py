@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
                  on_epoch: Callable[[int, int], None] | None = None, data_root: str | None = None) -> SourceRecord:
     """Train `spec` (or load its checkpoint) into the cache; returns its record.
 
-    Already-finished weights for the same key are reused; an interrupted run resumes from its last epoch.
+    Already-finished weights for the same key are reused; an interrupted training resumes from its last epoch.
     `on_epoch(epoch, epochs)` is called after each epoch's resume state is written.
     """
     root = Path(root)
@@ -155,66 +156,93 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
     final = artefact_path(root, "sources", key, "safetensors")
     if final.exists() and sidecar_path(final).exists():
         return _row_from_sidecar(spec, root, final)
+    training = _SourceTraining.start(spec, resolve_device(device), data_root)
+    resume = _resume_path(root, key)
+    state = _load_resume(resume, training.model, training.optimizer, training.generators) or {"epoch": 0, "seconds": 0.0,
+                                                                               "history": []}
+    _train_epochs(spec, training, state, resume, progress, on_epoch)
+    clean_acc = _clean_accuracy(training.model, spec.dataset, data_root)
+    meta = {
+        "key": key, "name": spec.name, "constraint": spec.constraint, "attack_steps": spec.attack_steps,
+        "attack": training.attack.label, "alpha": training.attack.alpha if training.attack.kind == "pgd" else None,
+        "step_mult": training.attack.step_mult, "dataset": spec.dataset, "epochs": spec.epochs, "train_size": training.n,
+        "batch_size": spec.batch_size, "lr": spec.lr, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY,
+        "seed": spec.seed, "code": CODE_VERSION, "note": spec.note, "history": state["history"],
+        "device": str(training.device), "threads": torch.get_num_threads(),
+        "images_per_second": training.n * spec.epochs / max(state["seconds"], 1e-9), "clean_acc": clean_acc,
+        "train_seconds": state["seconds"],
+    }
+    save_checkpoint(training.model.cpu().to(memory_format=torch.contiguous_format), final, meta)
+    resume.unlink(missing_ok=True)
+    return _row(spec, root, final, clean_acc, state["seconds"], meta)
 
-    attack = parse_constraint(spec.constraint, spec.attack_steps)
-    dev = resolve_device(device)
-    train = load_dataset(spec.dataset, "train", data_root)
-    subset = torch.as_tensor(sample_subset(train.labels, spec.train_size or len(train), spec.seed))
-    images, labels = train.images[subset].to(dev), train.labels[subset].to(dev)  # (N, c, h, w), (N,)
-    model = build_model(spec.arch, len(train.classes), seed=spec.seed).to(dev).to(memory_format=torch.channels_last)
-    pixels = OnPixels(model, model.input_size)
-    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    # One source seed for everything random (SourceSpec.seed: 0, or a replica's, compute.replicas).
-    generators = {"order": torch.Generator().manual_seed(spec.seed),
-                  "attack": torch.Generator(device=dev).manual_seed(spec.seed + 1)}
-    n, batch = len(labels), spec.batch_size
+
+@dataclass(frozen=True)
+class _SourceTraining:
+    """What one source's training works on: its training subset on the device, the model, the optimiser and the
+    random streams, all drawn from the one source seed (`SourceSpec.seed`: 0, or a replica's, compute.replicas)."""
+
+    attack: AttackConfig
+    device: torch.device
+    images: torch.Tensor  # (N, c, h, w)
+    labels: torch.Tensor  # (N,)
+    model: Classifier
+    pixels: OnPixels
+    optimizer: torch.optim.Optimizer
+    generators: dict[str, torch.Generator]
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def start(cls, spec: SourceSpec, dev: torch.device, data_root: str | None) -> _SourceTraining:
+        attack = parse_constraint(spec.constraint, spec.attack_steps)
+        train = load_dataset(spec.dataset, "train", data_root)
+        subset = torch.as_tensor(sample_subset(train.labels, spec.train_size or len(train), spec.seed))
+        model = build_model(spec.arch, len(train.classes), seed=spec.seed).to(dev).to(
+            memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        generators = {"order": torch.Generator().manual_seed(spec.seed),
+                      "attack": torch.Generator(device=dev).manual_seed(spec.seed + 1)}
+        return cls(attack, dev, train.images[subset].to(dev), train.labels[subset].to(dev), model,
+                   OnPixels(model, model.input_size), optimizer, generators)
+
+
+def _train_epochs(spec: SourceSpec, training: _SourceTraining, state: dict[str, Any], resume: Path, progress: bool,
+                  on_epoch: Callable[[int, int], None] | None) -> None:
+    """The epochs `state` has not done yet, each followed by its resume state (and `on_epoch`)."""
+    n, batch = training.n, spec.batch_size
     steps_per_epoch = -(-n // batch)
     total_steps = steps_per_epoch * spec.epochs
-
-    resume = _resume_path(root, key)
-    state = _load_resume(resume, model, optimizer, generators) or {"epoch": 0, "seconds": 0.0, "history": []}
     bar = tqdm(total=n * spec.epochs, initial=n * state["epoch"], desc=f"{spec.name} ({spec.constraint}, "
                f"k={spec.attack_steps})", unit="img", unit_scale=True, disable=not progress)
-    replace_batch = training_perturbation(pixels, attack, generators["attack"])
+    replace_batch = training_perturbation(training.pixels, training.attack, training.generators["attack"])
 
     def fetch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         bar.update(len(idx))
-        idx = idx.to(dev)
-        return images[idx], labels[idx]  # (B, c, h, w), (B,)
+        idx = idx.to(training.device)
+        return training.images[idx], training.labels[idx]  # (B, c, h, w), (B,)
 
     for epoch in range(state["epoch"], spec.epochs):
         start = time.perf_counter()
-        model.train()
+        training.model.train()
 
         def set_lr(step: int, epoch: int = epoch) -> None:
-            for group in optimizer.param_groups:
+            for group in training.optimizer.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step, total_steps, spec.lr)
 
-        stats = train_one_epoch(pixels, optimizer, shuffled_batches(n, batch, generators["order"], fetch),
-                                replace_batch, set_lr)
+        stats = train_one_epoch(training.pixels, training.optimizer,
+                                shuffled_batches(n, batch, training.generators["order"], fetch), replace_batch, set_lr)
         seconds = time.perf_counter() - start
         state["history"].append({"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.accuracy,
                                  "seconds": seconds})
         state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
         bar.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.3f}")
-        _save_resume(resume, model, optimizer, generators, state)
+        _save_resume(resume, training.model, training.optimizer, training.generators, state)
         if on_epoch is not None:
             on_epoch(epoch + 1, spec.epochs)
     bar.close()
-
-    clean_acc = _clean_accuracy(model, spec.dataset, data_root)
-    meta = {
-        "key": key, "name": spec.name, "constraint": spec.constraint, "attack_steps": spec.attack_steps,
-        "attack": attack.label, "alpha": attack.alpha if attack.kind == "pgd" else None,
-        "step_mult": attack.step_mult, "dataset": spec.dataset, "epochs": spec.epochs, "train_size": n,
-        "batch_size": batch, "lr": spec.lr, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "seed": spec.seed,
-        "code": CODE_VERSION, "note": spec.note, "history": state["history"], "device": str(dev),
-        "threads": torch.get_num_threads(), "images_per_second": n * spec.epochs / max(state["seconds"], 1e-9),
-        "clean_acc": clean_acc, "train_seconds": state["seconds"],
-    }
-    save_checkpoint(model.cpu().to(memory_format=torch.contiguous_format), final, meta)
-    resume.unlink(missing_ok=True)
-    return _row(spec, root, final, clean_acc, state["seconds"], meta)
 
 
 def _clean_accuracy(model: Classifier, dataset: str, data_root: str | None = None) -> float:
