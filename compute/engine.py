@@ -108,6 +108,7 @@ from compute.finetune import (
 from compute.lru import LruStore
 from compute.models import Classifier
 from compute.records import CurvePoint
+from compute.run_label import RunLabel
 from compute.settings import BF16_PARTS, ENGINE_STRATEGIES, resolve_device
 
 STRATEGIES = ENGINE_STRATEGIES  # "auto" | "vmap" (one vmapped call over the runs) | "loop" (a loop over them)
@@ -801,7 +802,7 @@ def run_engine(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
     for siblings in sibling_sets(cfg for cfg, _ in jobs):
         first = siblings[0]
         bar = tqdm(total=first.epochs, unit="ep", leave=False, position=1, disable=not getattr(options, "progress", False),
-                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(siblings)}")
+                   desc=RunLabel.of(first).progress(len(siblings)))
         try:
             source = sources(first.source)
         except Exception as err:  # e.g. an unreadable checkpoint: its runs fail, the sweep goes on

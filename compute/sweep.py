@@ -32,6 +32,7 @@ from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset, paper_schedule, seeds_for
 from compute.records import RunRecord
 from compute.replicas import family_of
+from compute.run_label import RunLabel
 from compute.settings import Settings
 from compute.workers import Report, process_map
 
@@ -76,10 +77,6 @@ def influence_keys(preset: Preset, configs: Iterable[FinetuneConfig]) -> set[str
 
 
 # --- executors ----------------------------------------------------------------------------------------------
-def _run_label(cfg: FinetuneConfig) -> str:
-    return f"  {cfg.source} -> {cfg.target} n={cfg.n_train} k={cfg.blocks}"
-
-
 def run_local(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
               settings: Settings) -> Iterator[Outcome]:
     """Run jobs on this machine: in this process, or on `settings.workers` processes when more than one."""
@@ -88,7 +85,7 @@ def run_local(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
         return
     prefixes = PrefixCache()
     for cfg, keep_model in jobs:
-        bar = tqdm(total=cfg.epochs, desc=_run_label(cfg), unit="ep", leave=False, position=1,
+        bar = tqdm(total=cfg.epochs, desc=RunLabel.of(cfg).progress(), unit="ep", leave=False, position=1,
                    disable=not settings.progress)
         try:
             yield cfg, finetune(sources(cfg.source), cfg, keep_model=keep_model, device=settings.device,
@@ -106,7 +103,7 @@ def _finetune_job(job: FinetuneJob, shared: tuple[dict[str, Classifier], Setting
     worker's own and serves the worker's consecutive jobs."""
     (cfg, keep_model), (models, settings, prefixes) = job, shared
     return finetune(models[cfg.source], cfg, keep_model=keep_model, device=settings.device, data_root=settings.data_root,
-                    prefix_cache=prefixes, on_epoch=lambda epoch, epochs: report(_run_label(cfg), epoch, epochs),
+                    prefix_cache=prefixes, on_epoch=lambda epoch, epochs: report(RunLabel.of(cfg).progress(), epoch, epochs),
                     skip_bad_images=settings.skip_bad_images)
 
 
