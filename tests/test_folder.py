@@ -291,3 +291,16 @@ def test_cli_skip_bad_images_flag_fine_tunes_the_runs_bad_files_failed(
     assert main([*argv, "--skip-bad-images"]) == 0
     assert "4 planned, 0 already cached, 4 run, 0 failed" in capsys.readouterr().out
     assert SKIP_ENV not in os.environ  # the flag travels in Settings (to worker processes and Ray tasks alike)
+
+
+def test_settings_take_skip_bad_images_from_the_environment_as_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RTX_SKIP_BAD_IMAGES is read once, at the edge (Settings.from_env); an explicit value wins."""
+    from compute.settings import Settings
+
+    monkeypatch.delenv(SKIP_ENV, raising=False)
+    assert not Settings.from_env(device="cpu").skip_bad_images
+    monkeypatch.setenv(SKIP_ENV, "yes")
+    assert Settings.from_env(device="cpu").skip_bad_images
+    assert not Settings.from_env(device="cpu", skip_bad_images=False).skip_bad_images
+    monkeypatch.setenv(SKIP_ENV, "0")
+    assert not Settings.from_env(device="cpu").skip_bad_images
