@@ -130,7 +130,8 @@ def peak_tflops(device: torch.device) -> float | None:
 
 
 def _synthetic_loader(channels: int, size: int, n_train: int, n_test: int):
-    def load(split: str, root: object, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+    def load(split: str, root: object, download: bool,
+             skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
         n = n_train if split == "train" else n_test
         gen = torch.Generator().manual_seed(0 if split == "train" else 1)
         images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=gen).float() / 255

@@ -108,6 +108,7 @@ from compute.finetune import (
 from compute.lru import LruStore
 from compute.models import Classifier
 from compute.records import CurvePoint
+from compute.run_label import RunLabel
 from compute.settings import BF16_PARTS, ENGINE_STRATEGIES, resolve_device
 
 STRATEGIES = ENGINE_STRATEGIES  # "auto" | "vmap" (one vmapped call over the runs) | "loop" (a loop over them)
@@ -162,14 +163,15 @@ def to_device_images(images: torch.Tensor, device: torch.device) -> torch.Tensor
 
 
 def device_data(target: str, split: str, device: torch.device, limit: int | None = None,
-                data_root: str | None = None) -> DeviceData:
+                data_root: str | None = None, skip_bad_images: bool = False) -> DeviceData:
     """A split on the device, once per process (the first `limit` images when given); torchvision targets are
-    read from `data_root` (`Settings.data_root`)."""
+    read from `data_root` (`Settings.data_root`), a folder: target's unreadable files left out with
+    `skip_bad_images` (`Settings.skip_bad_images`)."""
     def make() -> DeviceData:
-        data = load_dataset(target, split, data_root)
+        data = load_dataset(target, split, data_root, skip_bad_images=skip_bad_images)
         images, labels = (data.images[:limit], data.labels[:limit]) if limit else (data.images, data.labels)
         return DeviceData(to_device_images(images, device), labels.to(device), len(data.classes))
-    return _DATA.get((target, split, str(device), limit, data_root), make)
+    return _DATA.get((target, split, str(device), limit, data_root, skip_bad_images), make)
 
 
 def sibling_key(cfg: FinetuneConfig) -> tuple:
@@ -271,10 +273,11 @@ class GroupData:
     indices: torch.Tensor  # (R, n): the same on the device
 
     @staticmethod
-    def load(configs: list[FinetuneConfig], device: torch.device, data_root: str | None) -> GroupData:
+    def load(configs: list[FinetuneConfig], device: torch.device, data_root: str | None,
+             skip_bad_images: bool = False) -> GroupData:
         cfg = configs[0]
-        train = device_data(cfg.target, "train", device, data_root=data_root)
-        test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
+        train = device_data(cfg.target, "train", device, None, data_root, skip_bad_images)
+        test = device_data(cfg.target, "test", device, cfg.test_limit, data_root, skip_bad_images)
         subsets = [run_subset(c, train.labels.cpu()) for c in configs]
         return GroupData(train, test, subsets, torch.stack([torch.as_tensor(s) for s in subsets]).to(device))
 
@@ -367,12 +370,12 @@ class RunGroup:
 
     def __init__(self, source: Classifier, configs: list[FinetuneConfig], device: torch.device,
                  compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None,
-                 keep_activations: bool = True):
+                 keep_activations: bool = True, skip_bad_images: bool = False):
         if strategy not in STRATEGIES:
             raise RtxError(f"unknown engine strategy {strategy!r}; valid choices: {', '.join(STRATEGIES)}")
         cfg = configs[0]
         self.configs, self.cfg, self.device, self.keep_activations = configs, cfg, device, keep_activations
-        self.data = GroupData.load(configs, device, data_root)
+        self.data = GroupData.load(configs, device, data_root, skip_bad_images)
         self.model = _template_model(source, cfg, self.data.train.num_classes, device)
         self.dtype = next(self.model.parameters()).dtype  # float32 (float64 in the tests); autocast may lower it
         self.size = self.model.input_size
@@ -640,11 +643,12 @@ class StrategyTimer:
 
 def train_group(source: Classifier, configs: list[FinetuneConfig], device: torch.device,
                 kept_keys: Collection[str] = frozenset(), on_epoch: Callable[[int, int], None] | None = None,
-                compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None) -> list[FinetuneResult]:
+                compile_prefix: bool = False, strategy: str = "auto", data_root: str | None = None,
+                skip_bad_images: bool = False) -> list[FinetuneResult]:
     """Train sibling runs together; one FinetuneResult per run, in the order of `configs` (the fine-tuned model
     of those whose key is in `kept_keys`)."""
     start = time.perf_counter()
-    group = RunGroup(source, configs, device, compile_prefix, strategy, data_root)
+    group = RunGroup(source, configs, device, compile_prefix, strategy, data_root, skip_bad_images=skip_bad_images)
     cfg = group.cfg
     curves: list[list[dict[str, float]]] = [[] for _ in configs]
     eval_at = set(cfg.eval_epochs())
@@ -675,22 +679,24 @@ def probe_key(source: Classifier, cfg: FinetuneConfig, device: torch.device) -> 
 
 
 def memory_probe(source: Classifier, cfg: FinetuneConfig, device: torch.device,
-                 data_root: str | None = None) -> MemoryProbe:
+                 data_root: str | None = None, skip_bad_images: bool = False) -> MemoryProbe:
     """Peak device memory of one run's training step and evaluation batch, measured with a throwaway one-run
     group on one batch and a `PROBE_TEST_LIMIT`-image test set without caches (CUDA only); once per `probe_key`."""
     key = probe_key(source, cfg, device)
     if key not in MEMORY_PROBES:
-        MEMORY_PROBES[key] = _measure_memory(source, cfg, device, data_root)
+        MEMORY_PROBES[key] = _measure_memory(source, cfg, device, data_root, skip_bad_images)
     return MEMORY_PROBES[key]
 
 
-def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None) -> MemoryProbe:
+def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None,
+                    skip_bad_images: bool) -> MemoryProbe:
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     small = replace(cfg, epochs=1, test_limit=min(cfg.test_limit or PROBE_TEST_LIMIT, PROBE_TEST_LIMIT),
                     n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size))
-    probe = RunGroup(source, [small], device, strategy="loop", data_root=data_root, keep_activations=False)
+    probe = RunGroup(source, [small], device, strategy="loop", data_root=data_root, keep_activations=False,
+                     skip_bad_images=skip_bad_images)
     probe.first_batch_step()
     probe.evaluate()
     torch.cuda.synchronize(device)
@@ -701,21 +707,23 @@ def _measure_memory(source: Classifier, cfg: FinetuneConfig, device: torch.devic
     return MemoryProbe(max(peak, 1), image)
 
 
-def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None) -> int:
+def per_run_bytes(source: Classifier, cfg: FinetuneConfig, device: torch.device, data_root: str | None = None,
+                  skip_bad_images: bool = False) -> int:
     """Peak device memory of one run (`memory_probe`; CUDA only), caches shared by siblings excluded."""
-    return memory_probe(source, cfg, device, data_root).per_run
+    return memory_probe(source, cfg, device, data_root, skip_bad_images).per_run
 
 
 def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs: int, device: torch.device,
-                       data_root: str | None = None, dtype: torch.dtype = torch.float32) -> int:
+                       data_root: str | None = None, dtype: torch.dtype = torch.float32,
+                       skip_bad_images: bool = False) -> int:
     """Device bytes of the prefix caches that a group of `runs` siblings will add (shared by its runs, so
     not in the per-run figure): the test images' activations (`frozen`, unless already cached) and the union of
     the subsets' (a static prefix), each only when it fits a quarter of free memory, as RunGroup decides."""
     if cfg.bn_mode != "frozen" or probe.prefix_image == 0:
         return 0
     free = free_bytes(device)
-    train = device_data(cfg.target, "train", device, data_root=data_root)
-    test = device_data(cfg.target, "test", device, cfg.test_limit, data_root)
+    train = device_data(cfg.target, "train", device, None, data_root, skip_bad_images)
+    test = device_data(cfg.target, "test", device, cfg.test_limit, data_root, skip_bad_images)
     caches = [] if _test_key(cfg, size, device, dtype) in _PREFIX else [len(test.labels)]
     if _static_prefix(cfg, train.images.shape[1]):
         caches.append(min(runs * (cfg.n_train or len(train.labels)), len(train.labels)))
@@ -723,22 +731,22 @@ def shared_cache_bytes(cfg: FinetuneConfig, size: int, probe: MemoryProbe, runs:
 
 
 def group_size(source: Classifier, cfg: FinetuneConfig, runs: int, device: torch.device,
-               data_root: str | None = None) -> int:
+               data_root: str | None = None, skip_bad_images: bool = False) -> int:
     """How many runs share a call: on CUDA, 80% of free memory less the siblings' shared caches over the measured
     per-run peak; `CPU_GROUP` on a CPU."""
     if device.type != "cuda":
         return max(1, min(runs, CPU_GROUP))
-    probe = memory_probe(source, cfg, device, data_root)
+    probe = memory_probe(source, cfg, device, data_root, skip_bad_images)
     size = cfg.input_size or source.input_size
     usable = free_bytes(device) - shared_cache_bytes(cfg, size, probe, runs, device, data_root,
-                                                     next(source.parameters()).dtype)
+                                                     next(source.parameters()).dtype, skip_bad_images)
     return max(1, min(runs, int(0.8 * usable // probe.per_run)))
 
 
 def run_siblings(source: Classifier, configs: list[FinetuneConfig], device: str | None = None,
              kept_keys: Collection[str] = frozenset(), max_group: int | None = None,
              on_epoch: Callable[[int, int], None] | None = None, compile_prefix: bool = False,
-             strategy: str = "auto", data_root: str | None = None) -> Iterator[Outcome]:
+             strategy: str = "auto", data_root: str | None = None, skip_bad_images: bool = False) -> Iterator[Outcome]:
     """Train sibling runs in groups (`max_group`, or as many as fit the device at once); yields (config,
     FinetuneResult or the error) per run as groups finish.
 
@@ -752,13 +760,14 @@ def run_siblings(source: Classifier, configs: list[FinetuneConfig], device: str 
         raise RtxError("run_siblings needs sibling runs (configs that differ only in the seed); group them "
                        "with compute.engine.sibling_sets")
     dev = resolve_device(device)
-    size = max_group or group_size(source, configs[0], len(configs), dev, data_root)
+    size = max_group or group_size(source, configs[0], len(configs), dev, data_root, skip_bad_images)
     pending = [configs[i:i + size] for i in range(0, len(configs), size)]
     while pending:
         group = pending.pop(0)
         failure: BaseException | None = None
         try:
-            results = train_group(source, group, dev, kept_keys, on_epoch, compile_prefix, strategy, data_root)
+            results = train_group(source, group, dev, kept_keys, on_epoch, compile_prefix, strategy, data_root,
+                                  skip_bad_images)
         except Exception as err:
             if not is_oom(err):
                 traceback.clear_frames(err.__traceback__)
@@ -785,15 +794,15 @@ def run_engine(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
     """The `engine` sweep executor (compute.sweep.EXECUTORS): jobs grouped into sets of siblings, each by
     `run_siblings`.
 
-    `options` needs `.device`; `.max_group`, `.engine_strategy`, `.compile`, `.data_root` and `.progress` are used when
-    present (`compute.settings.Settings` has them all). Outcomes come per group as it finishes, so the driver
+    `options` needs `.device`; `.max_group`, `.engine_strategy`, `.compile`, `.data_root`, `.skip_bad_images` and
+    `.progress` are used when present (`compute.settings.Settings` has them all). Outcomes come per group as it finishes, so the driver
     records every run of a group before the next group starts (kill -9 loses at most the group in flight).
     """
     kept_keys = {cfg.key for cfg, keep_model in jobs if keep_model}
     for siblings in sibling_sets(cfg for cfg, _ in jobs):
         first = siblings[0]
         bar = tqdm(total=first.epochs, unit="ep", leave=False, position=1, disable=not getattr(options, "progress", False),
-                   desc=f"  {first.source} -> {first.target} n={first.n_train} k={first.blocks} x{len(siblings)}")
+                   desc=RunLabel.of(first).progress(len(siblings)))
         try:
             source = sources(first.source)
         except Exception as err:  # e.g. an unreadable checkpoint: its runs fail, the sweep goes on
@@ -806,7 +815,8 @@ def run_engine(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
                                 on_epoch=lambda epoch, _, b=bar: b.update(epoch - b.n),
                                 strategy=getattr(options, "engine_strategy", "auto"),
                                 compile_prefix=getattr(options, "compile", False),
-                                data_root=getattr(options, "data_root", None))
+                                data_root=getattr(options, "data_root", None),
+                                skip_bad_images=getattr(options, "skip_bad_images", False))
         finally:
             bar.close()
 

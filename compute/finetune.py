@@ -354,10 +354,12 @@ def _train_epochs(model: Classifier, cfg: FinetuneConfig, optimizer: torch.optim
 
 def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
              device: str | None = None, on_epoch: Callable[[int, int], None] | None = None,
-             data_root: str | None = None, prefix_cache: PrefixCache | None = None) -> FinetuneResult:
+             data_root: str | None = None, prefix_cache: PrefixCache | None = None,
+             skip_bad_images: bool = False) -> FinetuneResult:
     """Run one fine-tune and return its learning curve and final numbers (the model only if `keep_model`).
 
-    `data_root`: the folder of torchvision targets (`Settings.data_root`); `prefix_cache`: frozen-prefix
+    `data_root`: the folder of torchvision targets (`Settings.data_root`); `skip_bad_images`: a folder: target's
+    unreadable files left out instead of refused (`Settings.skip_bad_images`); `prefix_cache`: frozen-prefix
     activations shared with other runs (`feature_cache=True`; None: computed for this run only).
 
     `feature_cache=True` (which needs augment 'none' and bn_mode 'frozen') changes how, not what: the model in
@@ -368,8 +370,8 @@ def finetune(source: Classifier, cfg: FinetuneConfig, keep_model: bool = False,
     in the run's key. The engine ignores the flag: it keeps prefix activations whenever the prefix is static."""
     start = time.perf_counter()
     dev = resolve_device(device)
-    train = load_dataset(cfg.target, "train", data_root)
-    test = load_dataset(cfg.target, "test", data_root)
+    train = load_dataset(cfg.target, "train", data_root, skip_bad_images=skip_bad_images)
+    test = load_dataset(cfg.target, "test", data_root, skip_bad_images=skip_bad_images)
     limit = cfg.test_limit or None
     test_images, test_labels = test.images[:limit], test.labels[:limit]
     subset = run_subset(cfg, train.labels)

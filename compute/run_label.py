@@ -2,17 +2,20 @@
 
 The explorer's Influence page and the demo name a fine-tune by its source and its subset,
 'l2_0.22 · mnist5k · 400 images · seed 0 · 3 blocks'; the subset part ('mnist5k · 400 images · seed 0 ·
-3 blocks') is `subset_label`, the one function app/pairing.py labels cells with. `rtx influence --run` takes the same text, so
+3 blocks') is `subset_label`, the one function app/pairing.py labels its comparison groups with. `rtx influence --run`
+takes the same text, so
 what a page shows can be pasted back. Parsing is lenient where the pages add words: a role after the source
 ('l2_0.22 · paper analogue · mnist5k · ...', as the Influence page names a model) and a method after the blocks
 ('... · 3 blocks · fast, cut-off 0.05', as the demo's cell label ends) are accepted and ignored: they name an
-influence result of the run, not another run. Torch-free: the app imports it.
+influence result of the run, not another run. The progress bars of a sweep (compute.sweep, compute.engine) name
+their runs by `RunLabel.progress`, a short form of the same parts. Torch-free: the app imports it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from compute.errors import RtxError
 
@@ -30,6 +33,16 @@ def subset_label(target: str, subset_size: int | None, seed: int, blocks: int) -
     return SEP.join((target, f"{size} images", f"seed {seed}", f"{blocks} blocks"))
 
 
+class NamedRun(Protocol):
+    """What a label is made of: a FinetuneConfig, a RunRecord or anything else with these fields."""
+
+    source: str
+    target: str
+    n_train: int | None
+    seed: int
+    blocks: int
+
+
 @dataclass(frozen=True)
 class RunLabel:
     """What names a fine-tune to a person: its source and its subset (target, size, seed, blocks)."""
@@ -42,6 +55,19 @@ class RunLabel:
 
     def __str__(self) -> str:
         return f"{self.source}{SEP}{subset_label(self.target, self.n_train, self.seed, self.blocks)}"
+
+    @classmethod
+    def of(cls, run: NamedRun) -> RunLabel:
+        """The label of a run's config or record."""
+        return cls(run.source, run.target, run.n_train, run.seed, run.blocks)
+
+    def progress(self, siblings: int = 1) -> str:
+        """A progress bar's short label, indented under the sweep's bar: '  natural -> mnist5k n=400 seed=0 k=3'
+        for one run; '  natural -> mnist5k n=400 k=3 x8' for `siblings` runs trained together that differ only in
+        the seed (compute.engine)."""
+        size = ALL_IMAGES if self.n_train is None else self.n_train
+        runs = f" seed={self.seed}" if siblings == 1 else ""
+        return f"  {self.source} -> {self.target} n={size}{runs} k={self.blocks}" + (f" x{siblings}" if siblings > 1 else "")
 
     @classmethod
     def parse(cls, text: str) -> RunLabel:
@@ -63,4 +89,4 @@ def looks_like_label(text: str) -> bool:
     return "·" in text
 
 
-__all__ = ["FORMAT", "SEP", "RunLabel", "looks_like_label", "subset_label"]
+__all__ = ["FORMAT", "SEP", "NamedRun", "RunLabel", "looks_like_label", "subset_label"]

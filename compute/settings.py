@@ -1,8 +1,9 @@
 """How to run the work (not what: that is the preset): one frozen `Settings` passed down from the edge.
 
 The CLI (or a test, or a benchmark) builds one `Settings` and hands it to `compute.stages` and whatever they call;
-nothing below the edge reads the environment. `Settings.from_env` is the one place that reads the environment
-variables that give defaults (`RTX_DATA`, `RTX_CHECKPOINTS`).
+nothing below the edge reads the environment (a worker process or a Ray task on another machine gets the
+`Settings`, not the driver's environment). `Settings.from_env` is the one place that reads the environment variables
+that give defaults (`RTX_DATA`, `RTX_CHECKPOINTS`, `RTX_SKIP_BAD_IMAGES`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from compute.errors import RtxError
 from compute.workers import available_cores
 
+TRUE_WORDS = ("1", "true", "yes", "on")  # what a yes/no environment variable accepts as yes
 ENGINE_STRATEGIES = ("auto", "vmap", "loop")  # compute.engine.STRATEGIES (not imported: settings stays light)
 # What runs in bf16 under precision='bf16' (the paper preset on CUDA), for the "Paper vs here" page: autocast
 # (compute.finetune.autocast) lowers the convolutions, and compute.finetune.Fp32Linear keeps the last Linear in fp32
@@ -33,12 +35,13 @@ class Settings:
     (one torch thread each; `default_workers`); executor: 'local' | 'ray'; address: Ray cluster (None starts a
     local one); checkpoint_dir: folder of a preset's checkpoint files (None: <cache>/checkpoints); trust_pickle:
     allow checkpoints that need pickle; data_root: torchvision dataset folder (None: <cache>/data); download:
-    fetch missing torchvision datasets; keep_models: keep every fine-tuned model's weights; max_runs: stop after
+    fetch missing torchvision datasets; skip_bad_images: leave a folder: dataset's unreadable files out instead of
+    refusing it (compute.data.folder); keep_models: keep every fine-tuned model's weights; max_runs: stop after
     this many fine-tunes; threads: torch CPU threads of this process (None: torch's choice); test_limit: evaluate
     fine-tunes on the first N test images only (None: the preset's choice).
-    Engine and Ray (compute.sweep): max_group: runs of one cell trained together in one call (None: the engine's
+    Engine and Ray (compute.sweep): max_group: sibling runs (differing only in the seed) trained together in one call (None: the engine's
     choice, from free device memory on CUDA); engine_strategy: 'auto' | 'vmap' | 'loop' (compute.engine.STRATEGIES);
-    compile: torch.compile the engine's frozen prefix (BatchNorm `frozen` cells only; same numbers);
+    compile: torch.compile the engine's frozen prefix (BatchNorm `frozen` runs only; same numbers);
     gpus_per_task: GPUs of one Ray task, fractional allowed (None: from the group's measured memory when the
     driver has a GPU, else 1 on a GPU cluster); cpus_per_task: CPUs of one Ray task.
     """
@@ -52,6 +55,7 @@ class Settings:
     trust_pickle: bool = False
     data_root: str | None = None
     download: bool = False
+    skip_bad_images: bool = False
     keep_models: bool = False
     max_runs: int | None = None
     threads: int | None = None
@@ -82,7 +86,8 @@ class Settings:
     @classmethod
     def from_env(cls, **values: object) -> Settings:
         """Settings from explicit values (None = not given), with defaults from the environment and the machine:
-        data_root from $RTX_DATA, checkpoint_dir from $RTX_CHECKPOINTS, workers from `default_workers`."""
+        data_root from $RTX_DATA, checkpoint_dir from $RTX_CHECKPOINTS, skip_bad_images from $RTX_SKIP_BAD_IMAGES
+        (1, true, yes or on), workers from `default_workers`."""
         known = {f.name for f in fields(cls)}
         given = {k: v for k, v in values.items() if k in known and v is not None}
         unknown = set(values) - known
@@ -90,6 +95,8 @@ class Settings:
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
         env = {"data_root": os.environ.get("RTX_DATA"), "checkpoint_dir": os.environ.get("RTX_CHECKPOINTS")}
         given.update({k: v for k, v in env.items() if k not in given and v})
+        if "skip_bad_images" not in given:
+            given["skip_bad_images"] = os.environ.get("RTX_SKIP_BAD_IMAGES", "").strip().lower() in TRUE_WORDS
         given.setdefault("workers", default_workers(given.get("device")))  # type: ignore[arg-type]
         given.setdefault("executor", default_executor(given.get("device")))  # type: ignore[arg-type]
         return cls(**given)  # type: ignore[arg-type]
@@ -106,8 +113,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def default_executor(device: str | None = None) -> str:
-    """'engine' (the runs of a cell in one call, compute.engine) on CUDA; 'local' (one run at a time, the
-    reference whose numbers the tiny/demo fixtures record) on a CPU."""
+    """'engine' (sibling runs, differing only in the seed, in one call: compute.engine) on CUDA; 'local' (one run
+    at a time, the reference whose numbers the tiny/demo fixtures record) on a CPU."""
     return "engine" if resolve_device(device).type == "cuda" else "local"
 
 

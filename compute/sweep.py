@@ -32,6 +32,7 @@ from compute.models import Classifier, load_checkpoint
 from compute.presets import Preset, paper_schedule, seeds_for
 from compute.records import RunRecord
 from compute.replicas import family_of
+from compute.run_label import RunLabel
 from compute.settings import Settings
 from compute.workers import Report, process_map
 
@@ -76,10 +77,6 @@ def influence_keys(preset: Preset, configs: Iterable[FinetuneConfig]) -> set[str
 
 
 # --- executors ----------------------------------------------------------------------------------------------
-def _run_label(cfg: FinetuneConfig) -> str:
-    return f"  {cfg.source} -> {cfg.target} n={cfg.n_train} k={cfg.blocks}"
-
-
 def run_local(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
               settings: Settings) -> Iterator[Outcome]:
     """Run jobs on this machine: in this process, or on `settings.workers` processes when more than one."""
@@ -88,12 +85,12 @@ def run_local(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
         return
     prefixes = PrefixCache()
     for cfg, keep_model in jobs:
-        bar = tqdm(total=cfg.epochs, desc=_run_label(cfg), unit="ep", leave=False, position=1,
+        bar = tqdm(total=cfg.epochs, desc=RunLabel.of(cfg).progress(), unit="ep", leave=False, position=1,
                    disable=not settings.progress)
         try:
             yield cfg, finetune(sources(cfg.source), cfg, keep_model=keep_model, device=settings.device,
                                 on_epoch=lambda *_, b=bar: b.update(1), data_root=settings.data_root,
-                                prefix_cache=prefixes)
+                                prefix_cache=prefixes, skip_bad_images=settings.skip_bad_images)
         except Exception as err:  # recorded as a failed run; the sweep goes on
             yield cfg, err
         finally:
@@ -106,7 +103,8 @@ def _finetune_job(job: FinetuneJob, shared: tuple[dict[str, Classifier], Setting
     worker's own and serves the worker's consecutive jobs."""
     (cfg, keep_model), (models, settings, prefixes) = job, shared
     return finetune(models[cfg.source], cfg, keep_model=keep_model, device=settings.device, data_root=settings.data_root,
-                    prefix_cache=prefixes, on_epoch=lambda epoch, epochs: report(_run_label(cfg), epoch, epochs))
+                    prefix_cache=prefixes, on_epoch=lambda epoch, epochs: report(RunLabel.of(cfg).progress(), epoch, epochs),
+                    skip_bad_images=settings.skip_bad_images)
 
 
 def run_pool(jobs: list[FinetuneJob], sources: Callable[[str], Classifier],
@@ -150,7 +148,8 @@ def run_group_task(model: Classifier, group: list[FinetuneJob],
     driver's). With a GPU the group trains together in the engine (OOM halves it); on a CPU its runs go one after
     another through `finetune`, the reference the tiny/demo fixtures record, so a CPU cluster gives the local
     executor's numbers exactly; a CPU cluster's parallelism comes from running many tasks at once. Targets load
-    through the registry on the worker, from `settings.data_root` (a folder every node can read).
+    through the registry on the worker, from `settings.data_root` (a folder every node can read), with
+    `settings.skip_bad_images` (the task gets the driver's Settings, not its environment).
     """
     on_gpu = torch.cuda.is_available()
     here = settings.replace(device=None, workers=1, progress=False, max_group=len(group))
@@ -194,7 +193,8 @@ class TaskResources:
         probe = replace(cfg, source_checksum="", n_train=min(cfg.n_train or cfg.batch_size, cfg.batch_size), seed=0)
         key = sibling_key(probe)
         if key not in self._bytes:
-            self._bytes[key] = per_run_bytes(model, probe, torch.device("cuda"), self.settings.data_root)
+            self._bytes[key] = per_run_bytes(model, probe, torch.device("cuda"), self.settings.data_root,
+                                            self.settings.skip_bad_images)
         return gpu_fraction(len(group), self._bytes[key], torch.cuda.get_device_properties(0).total_memory)
 
 

@@ -44,15 +44,15 @@ def arch_shape(arch: str) -> tuple[int, int]:
     return len(model.blocks()), model.num_features
 
 
-def target_facts(spec: str) -> TargetFacts | str:
-    """A target spec's facts, or why it cannot be one (unknown name, a folder: that is missing or badly laid out,
-    a variant argument the images cannot take)."""
+def target_facts(spec: str, skip_bad_images: bool = False) -> TargetFacts | str:
+    """A target spec's facts, or why it cannot be one (unknown name, a folder: that is missing or badly laid out
+    or holds unreadable files without `skip_bad_images`, a variant argument the images cannot take)."""
     from compute.data.registry import dataset_info
     from compute.data.variants import lowpass_mask, split_dataset_spec
 
     try:
         name, variant = split_dataset_spec(spec)
-        info = dataset_info(name)
+        info = dataset_info(name, skip_bad_images)
         if variant is not None and variant.kind == "lowres" and not 0 < variant.arg <= info.image_size:
             return (f"target {spec}: lowres({variant.arg}) needs 0 < R <= {info.image_size} for "
                     f"{info.image_size}x{info.image_size} images")
@@ -137,7 +137,8 @@ def source_problems(names: Iterable[str], preset: Preset, flag: str) -> list[str
                            f"{flag} selects sources of the {preset.name} preset")
 
 
-def grid_problems(preset: Preset, archs: Mapping[str, str | None], missing_hint: str) -> list[str]:
+def grid_problems(preset: Preset, archs: Mapping[str, str | None], missing_hint: str,
+                  skip_bad_images: bool = False) -> list[str]:
     """Every problem of the preset's fine-tuning grids; `archs` maps each source a run may use to its architecture."""
     problems: list[str] = []
     facts: dict[str, TargetFacts | str] = {}
@@ -147,7 +148,7 @@ def grid_problems(preset: Preset, archs: Mapping[str, str | None], missing_hint:
         problems += _axis_problems(grid)
         sources = grid.sources or tuple(s.name for s in preset.sources)
         for target in grid.targets:
-            found = facts.setdefault(target, target_facts(target))
+            found = facts.setdefault(target, target_facts(target, skip_bad_images))
             if isinstance(found, str):
                 problems.append(f"{found} (--targets)")
             else:
@@ -164,10 +165,11 @@ def _axis_problems(grid: FinetuneGrid) -> list[str]:
             if value is not None and value < 1]
 
 
-def influence_problems(spec: InfluenceSpec, archs: Mapping[str, str | None], missing_hint: str) -> list[str]:
+def influence_problems(spec: InfluenceSpec, archs: Mapping[str, str | None], missing_hint: str,
+                       skip_bad_images: bool = False) -> list[str]:
     """The influence pair: its target, subset size, blocks and sources, and the solve's cut-off, n-test, top-k."""
     problems = _source_problems(spec.sources, archs, "--sources", missing_hint)
-    found = target_facts(spec.target)
+    found = target_facts(spec.target, skip_bad_images)
     if isinstance(found, str):
         problems.append(f"influence {found}")
     else:
@@ -225,13 +227,15 @@ def recorded_sources(root: Path) -> dict[str, tuple[str, str]]:
 MISSING_SOURCE_HINT = "run `rtx precompute --stages sources` (or `rtx train-source`) first"
 
 
-def plan_problems(preset: Preset, archs: Mapping[str, str | None], stages: Collection[str]) -> list[str]:
-    """Every structural problem of running `stages` of `preset` with the sources `archs` (name -> arch)."""
+def plan_problems(preset: Preset, archs: Mapping[str, str | None], stages: Collection[str],
+                  skip_bad_images: bool = False) -> list[str]:
+    """Every structural problem of running `stages` of `preset` with the sources `archs` (name -> arch);
+    `skip_bad_images` (`Settings.skip_bad_images`): a folder: target's unreadable files are not a problem."""
     problems: list[str] = []
     if "finetune" in stages:
-        problems += grid_problems(preset, archs, MISSING_SOURCE_HINT)
+        problems += grid_problems(preset, archs, MISSING_SOURCE_HINT, skip_bad_images)
     if "influence" in stages and preset.influence is not None:
-        problems += influence_problems(preset.influence, archs, MISSING_SOURCE_HINT)
+        problems += influence_problems(preset.influence, archs, MISSING_SOURCE_HINT, skip_bad_images)
     if "featviz" in stages and preset.featviz is not None:
         problems += featviz_problems(preset.featviz, archs, MISSING_SOURCE_HINT)
     return list(dict.fromkeys(problems))  # a problem shared by several grids is listed once
@@ -250,7 +254,7 @@ def check_before_work(preset: Preset, root: Path, settings: Settings, stages: Co
 
     recorded = recorded_sources(root)
     archs = source_architectures(preset, {n: a for n, (a, _) in recorded.items()}, train_sources)
-    problems = plan_problems(preset, archs, stages)
+    problems = plan_problems(preset, archs, stages, settings.skip_bad_images)
     checksums = {name: checksum for name, (_, checksum) in recorded.items()}
     if not train_sources:  # only datasets: the sources come from the cache, checked above
         checksums = {spec.name: checksums.get(spec.name, "planned") for spec in preset.trained_sources()}

@@ -384,7 +384,7 @@ def test_the_memory_probe_is_measured_once_per_shape(small_source, monkeypatch) 
     measured: list[tuple] = []
     monkeypatch.setattr(engine, "MEMORY_PROBES", {})
     monkeypatch.setattr(engine, "_measure_memory",
-                        lambda source, cfg, device, root: measured.append(cfg) or engine.MemoryProbe(100, 10))
+                        lambda source, cfg, device, root, skip: measured.append(cfg) or engine.MemoryProbe(100, 10))
     cuda = torch.device("cuda")  # only the key names it: nothing runs there
     same = [_engine_cfg(), _engine_cfg(seed=1, n_train=80), _engine_cfg(target="mnist5k", source_checksum="y"),
             _engine_cfg(source="other", epochs=9)]

@@ -3,6 +3,7 @@ input as one line. All images are written here (PNG, JPEG, GIF, 16-bit, transpar
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from compute.data import caltech as caltech_module
 from compute.data import describe, load_dataset
-from compute.data.folder import MAX_SIZE, SKIP_ENV, BadImagesError, SplitRule, load_split, scan_folder
+from compute.data.folder import MAX_SIZE, BadImagesError, SplitRule, load_split, scan_folder
 from compute.errors import RtxError
 
 RNG = np.random.default_rng(0)
@@ -221,14 +222,15 @@ def test_truncated_pixel_data_is_caught_when_decoding(tmp_path: Path) -> None:
     assert labels.tolist() == [1] * 4 and images.shape == (4, 3, 64, 64)
 
 
-@pytest.mark.parametrize("how", ["argument", "environment"])
-def test_bad_files_can_be_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+SKIP_ENV = "RTX_SKIP_BAD_IMAGES"  # a default for Settings.skip_bad_images (compute.settings.Settings.from_env)
+
+
+def test_bad_files_can_be_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _with_bad_files(tmp_path)
-    if how == "environment":  # what the CLI's --skip-bad-images sets, so worker processes see it too
-        monkeypatch.setenv(SKIP_ENV, "1")
-        scan = scan_folder(root)
-    else:
-        scan = scan_folder(root, skip_bad_images=True)
+    monkeypatch.setenv(SKIP_ENV, "1")  # read by Settings.from_env only: below the edge the argument decides
+    with pytest.raises(BadImagesError):
+        scan_folder(root)
+    scan = scan_folder(root, skip_bad_images=True)
     assert scan.skipped == ("cat/notes.txt (not an image)", "dog/half.png (unreadable or truncated)")
     assert len(scan.files["train"]) + len(scan.files["test"]) == 10
     assert "2 bad files skipped" in scan.describe()
@@ -268,20 +270,37 @@ def test_caltech101_layout_loads_with_30_per_class(tmp_path: Path, monkeypatch: 
     assert len(train_scan.files["train"]) == 30 * 101
 
 
+@pytest.mark.parametrize("executor", [("--workers", "1"), ("--workers", "2"), ("--executor", "engine")],
+                         ids=["in-process", "worker-processes", "engine"])
 def test_cli_skip_bad_images_flag_fine_tunes_the_runs_bad_files_failed(
-        source_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+        source_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+        executor: tuple[str, str]) -> None:
     """`rtx finetune --targets folder:PATH` with bad files: refused before any run with the one-line reason naming
     --skip-bad-images (the plan check scans the folder, issue 23); the same command with the flag fine-tunes on the
-    readable images."""
+    readable images, in this process, in worker processes and in the engine (each loads the folder itself)."""
     from compute.cache import CacheReader
     from compute.cli import main
 
-    monkeypatch.delenv(SKIP_ENV, raising=False)  # the flag sets it for this process: undone after the test
+    monkeypatch.delenv(SKIP_ENV, raising=False)
     root = _with_bad_files(tmp_path / "pets")
     argv = ["--cache", str(source_cache), "finetune", "--preset", "tiny", "--targets", _spec(root), "--sizes", "4",
-            "--epochs", "1", "--test-every", "1", "--workers", "1", "--device", "cpu", "--no-progress"]
+            "--epochs", "1", "--test-every", "1", *executor, "--device", "cpu", "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--skip-bad-images" in err and CacheReader(source_cache).runs().empty
     assert main([*argv, "--skip-bad-images"]) == 0
     assert "4 planned, 0 already cached, 4 run, 0 failed" in capsys.readouterr().out
+    assert SKIP_ENV not in os.environ  # the flag travels in Settings (to worker processes and Ray tasks alike)
+
+
+def test_settings_take_skip_bad_images_from_the_environment_as_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RTX_SKIP_BAD_IMAGES is read once, at the edge (Settings.from_env); an explicit value wins."""
+    from compute.settings import Settings
+
+    monkeypatch.delenv(SKIP_ENV, raising=False)
+    assert not Settings.from_env(device="cpu").skip_bad_images
+    monkeypatch.setenv(SKIP_ENV, "yes")
+    assert Settings.from_env(device="cpu").skip_bad_images
+    assert not Settings.from_env(device="cpu", skip_bad_images=False).skip_bad_images
+    monkeypatch.setenv(SKIP_ENV, "0")
+    assert not Settings.from_env(device="cpu").skip_bad_images

@@ -23,7 +23,7 @@ from compute.sweep import plan
 COLOUR = "rgb_smoke"
 
 
-def _colour_loader(split: str, root, download: bool):
+def _colour_loader(split: str, root, download: bool, skip_bad_images: bool = False):
     """300 / 200 synthetic 32x32 RGB images, label = the brightest channel of a random tint (offline CIFAR stand-in)."""
     gen = torch.Generator().manual_seed(0 if split == "train" else 1)
     n = 300 if split == "train" else 200

@@ -40,3 +40,16 @@ def test_anything_else_is_one_line_with_the_format(text: str) -> None:
 
 def test_run_keys_are_not_labels() -> None:
     assert not looks_like_label("finetune-0123456789abcdef")
+
+
+def test_progress_bars_name_runs_by_the_same_parts() -> None:
+    """One run's bar (compute.sweep) names its seed; the engine's bar over siblings (runs that differ only in the
+    seed) names their number instead; a run on the whole split says n=all, as the pages' 'all images'."""
+    from compute.finetune import FinetuneConfig
+
+    cfg = FinetuneConfig(source="l2_0.22", source_checksum="c", target="mnist5k", n_train=400, seed=7, blocks=3,
+                         epochs=1, test_every=1)
+    assert RunLabel.of(cfg) == RunLabel("l2_0.22", "mnist5k", 400, 7, 3)
+    assert RunLabel.of(cfg).progress() == "  l2_0.22 -> mnist5k n=400 seed=7 k=3"
+    assert RunLabel.of(cfg).progress(8) == "  l2_0.22 -> mnist5k n=400 k=3 x8"
+    assert RunLabel("natural", "digits", None, 0, 1).progress() == "  natural -> digits n=all seed=0 k=1"

@@ -147,6 +147,22 @@ def test_workers_read_targets_from_the_shared_data_root(source_cache: Path, loca
     assert set(runs.status) == {"done"}  # the failed rows were retried by the second sweep and replaced
 
 
+def test_tasks_skip_bad_images_as_settings_say(source_cache: Path, local_ray, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings.skip_bad_images reaches the Ray task that loads a folder: target (on another machine the driver's
+    environment would not): without it each run fails with the one-line refusal, with it the runs are done."""
+    from tests.test_folder import _spec, _with_bad_files
+
+    monkeypatch.delenv("RTX_SKIP_BAD_IMAGES", raising=False)
+    preset = _tiny(targets=(_spec(_with_bad_files(tmp_path / "pets")),), sizes=(4,), seeds=(5,))
+    with CacheWriter(source_cache) as writer:
+        counts = finetune_stage(preset, writer, RAY)
+        assert counts["done"] == 0 and counts["failed"] > 0
+        assert CacheReader(source_cache).runs().error.str.contains("--skip-bad-images", regex=False).all()
+        counts = finetune_stage(preset, writer, RAY.replace(skip_bad_images=True))
+        assert counts["done"] > 0 and counts["failed"] == 0
+
+
 def test_ctrl_c_cancels_outstanding_tasks_and_keeps_finished_runs(source_cache: Path, local_ray, monkeypatch) -> None:
     cancelled = []
     real_cancel = ray.cancel

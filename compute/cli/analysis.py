@@ -27,8 +27,8 @@ def _influence_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=POSITIVE, help="score the first N test images (default: the preset's)")
     p.add_argument("--top-k", type=POSITIVE, help="most influential training images stored per test image")
     p.add_argument("--sources", type=csv(NAME), help="override the preset's sources, e.g. l2_1.5,natural")
-    p.add_argument("--run", action="append", type=RUN, metavar="KEY_OR_LABEL", help="instead of the preset's cell, "
-                   "this fine-tune (repeat for more): its run key or the label the explorer shows, e.g. 'l2_0.22 · "
+    p.add_argument("--run", action="append", type=RUN, metavar="KEY_OR_LABEL", help="instead of the runs the "
+                   "preset's influence settings name (target, size, seeds, blocks), this fine-tune (repeat for more): its run key or the label the explorer shows, e.g. 'l2_0.22 · "
                    "mnist5k · 400 images · seed 0 · 3 blocks'")
     p.add_argument("--list-runs", action="store_true", help="print the label and key of every fine-tune with kept "
                    "weights (what --run takes) and exit")

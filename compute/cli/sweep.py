@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from compute.cli.args import (
     Command,
@@ -33,16 +32,13 @@ from compute.cli.values import (
 
 def settings_from_args(args: argparse.Namespace):
     """The run's `Settings` from the sweep flags (`add_sweep_arguments`), defaults from the environment."""
-    from compute.data import SKIP_BAD_IMAGES_ENV
     from compute.settings import Settings
 
-    if args.skip_bad_images:  # read where folder: targets are scanned, in this process and in worker processes alike
-        os.environ[SKIP_BAD_IMAGES_ENV] = "1"
     return Settings.from_env(executor=args.executor, address=args.address, device=args.device, workers=args.workers,
                              progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
                              checkpoint_dir=getattr(args, "checkpoint_dir", None),
                              trust_pickle=getattr(args, "trust_pickle", False), data_root=args.data_root,
-                             download=args.download, test_limit=args.test_limit, max_group=args.max_group,
+                             download=args.download, skip_bad_images=args.skip_bad_images or None, test_limit=args.test_limit, max_group=args.max_group,
                              engine_strategy=args.engine_strategy, compile=args.compile or None,
                              gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
                              threads=getattr(args, "threads", None))
@@ -65,7 +61,7 @@ def download_targets(preset, settings) -> None:
 
     for target in sorted({t for grid in preset.grids for t in grid.targets}):
         for split in ("train", "test"):
-            load_dataset(target, split, settings.data_root, download=True)
+            load_dataset(target, split, settings.data_root, download=True, skip_bad_images=settings.skip_bad_images)
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,7 +86,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     add_data_root(p)
     p.add_argument("--download", action="store_true", help="download missing torchvision targets first (needs internet)")
     p.add_argument("--skip-bad-images", action="store_true", help="folder: targets: leave unreadable or non-image "
-                   "files out (listed in the dataset's source) instead of refusing the folder")
+                   "files out (listed in the dataset's source) instead of refusing the folder (default: $RTX_SKIP_BAD_IMAGES)")
     add_grid_arguments(p)
 
 
@@ -112,13 +108,13 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
                    "source its own (source); recorded in each run's key (default: the preset's, authors for paper)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, image passes, device-hours from "
                    "bench/RESULTS.md) and the missing inputs, then exit without work")
-    p.add_argument("--max-group", type=POSITIVE, help="engine and ray: at most N runs of a cell train together "
-                   "(default: from free device memory on CUDA, 8 on a CPU; ray: the whole cell)")
+    p.add_argument("--max-group", type=POSITIVE, help="engine and ray: at most N sibling runs (differing only in "
+                   "the seed) train together (default: from free device memory on CUDA, 8 on a CPU; ray: all siblings)")
     p.add_argument("--engine-strategy", type=Choice("engine strategy", lambda: ENGINE_STRATEGIES), help="engine: one vmapped call over the runs "
                    "(vmap), a loop over them (loop), or the faster of the two, timed on the first batch (auto, "
                    "default); same numbers")
     p.add_argument("--compile", action="store_true", help="engine: torch.compile the frozen prefix of BatchNorm-"
-                   "frozen cells (costs a compilation per cell shape; see bench/gpu_finetune.py --compile)")
+                   "frozen runs (costs a compilation per shape of the siblings' step; see bench/gpu_finetune.py --compile)")
     p.add_argument("--gpus-per-task", type=GPUS, help="ray: GPUs per task, fractions allowed, 0 for CPU tasks (default: the group's "
                    "measured memory over the GPU's when the driver has a GPU, else 1)")
     p.add_argument("--cpus-per-task", type=Real(0, lo_open=True), help="ray: CPUs per task (default 1)")

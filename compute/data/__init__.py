@@ -1,6 +1,5 @@
 """Datasets: one registry of targets and sources, variants, the paper's subset sampler, model transforms."""
 
-from compute.data.folder import SKIP_ENV as SKIP_BAD_IMAGES_ENV
 from compute.data.folder import USAGE as FOLDER_USAGE
 from compute.data.registry import (
     DATASETS,
@@ -19,7 +18,6 @@ from compute.data.variants import apply_variant, lowpass, lowres
 __all__ = [
     "DATASETS",
     "FOLDER_USAGE",
-    "SKIP_BAD_IMAGES_ENV",
     "DatasetInfo",
     "ImageSet",
     "apply_variant",

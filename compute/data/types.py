@@ -34,6 +34,11 @@ class ImageSet:
         return int(self.images.shape[-1])
 
 
+# A dataset's loader: (split, data root, download, skip_bad_images) -> (images, labels, where it was found); the last
+# two are the user's permissions (--download, --skip-bad-images), used by the loaders they concern.
+Loader = Callable[[str, Path | None, bool, bool], tuple[torch.Tensor, torch.Tensor, str]]
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What the registry knows about a dataset before loading it (the paper's Table 6 for targets)."""
@@ -45,7 +50,7 @@ class DatasetInfo:
     channels: int
     image_size: int
     offline: bool
-    loader: Callable[[str, Path | None, bool], tuple[torch.Tensor, torch.Tensor, str]]
+    loader: Loader
     split_rule: str = "the dataset's own train/test split"
     where: str = ""  # for datasets found at a path of their own (folder:PATH)
 

@@ -21,7 +21,7 @@ def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
         if writer.has_thumbnails(target, "test"):
             continue
         try:
-            test = load_dataset(target, "test", settings.data_root)
+            test = load_dataset(target, "test", settings.data_root, skip_bad_images=settings.skip_bad_images)
         except RtxError as err:
             tqdm.write(f"skipping thumbnails of {target}: {err}")
             continue

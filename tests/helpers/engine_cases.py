@@ -18,7 +18,7 @@ from compute.models import build_model
 SEEDS = (20_000_000, 20_100_000, 20_200_000)
 
 
-def _colour_loader(split: str, root, download: bool):
+def _colour_loader(split: str, root, download: bool, skip_bad_images: bool = False):
     """A small offline colour target: random 12x12 RGB images whose label is the brightest channel."""
     gen = torch.Generator().manual_seed(0 if split == "train" else 1)
     n = 120 if split == "train" else 60
