@@ -101,7 +101,8 @@ def find(writer: CacheWriter, spec: InfluenceSpec, natural: str) -> BestBudget |
 
 
 def ensure_run(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, source: str,
-               device: str | None = None, data_root: str | None = None) -> tuple[KeptRun | None, str]:
+               device: str | None = None, data_root: str | None = None,
+               skip_bad_images: bool = False) -> tuple[KeptRun | None, str]:
     """The done run of `source` on the spec's subset with kept weights, fine-tuning it when the cache has it
     without weights or not at all; (None, why) when the preset plans no such fine-tune."""
     kept = writer.kept_by_source(spec.target, spec.n_train, spec.seed, spec.blocks).get(source)
@@ -114,7 +115,8 @@ def ensure_run(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, source:
         return None, (f"the preset plans no fine-tune of {source} on {spec.target} n={spec.n_train} "
                       f"seed={spec.seed} blocks={spec.blocks}")
     cfg = configs[0]
-    result = finetune(SourceLoader(writer)(cfg.source), cfg, keep_model=True, device=device, data_root=data_root)
+    result = finetune(SourceLoader(writer)(cfg.source), cfg, keep_model=True, device=device, data_root=data_root,
+                      skip_bad_images=skip_bad_images)
     record_finetune(writer, cfg, result)
     return writer.done_run(cfg.key), ("fine-tuned again with its weights kept; the run's recorded accuracy is now "
                                       f"the re-run's ({result.final_test_acc:.4f}: the sweep's prefix cache and "

@@ -68,7 +68,7 @@ class InfluenceProblem:
 
 @torch.no_grad()
 def influence_problem(run: KeptRun, root: Path, n_test: int = 500, device: str | torch.device | None = None,
-                      data_root: str | None = None) -> InfluenceProblem:
+                      data_root: str | None = None, skip_bad_images: bool = False) -> InfluenceProblem:
     """Load the run's fine-tuned model from the cache at `root` and compute the penultimate features of its subset
     and of the target's first `n_test` test images."""
     if not run.model_path:
@@ -76,7 +76,8 @@ def influence_problem(run: KeptRun, root: Path, n_test: int = 500, device: str |
     dev = resolve_device(device)
     model, _ = load_checkpoint(Path(root) / run.model_path)
     model = model.to(dev).eval()
-    train, test = load_dataset(run.target, "train", data_root), load_dataset(run.target, "test", data_root)
+    train, test = (load_dataset(run.target, split, data_root, skip_bad_images=skip_bad_images)
+                   for split in ("train", "test"))
     if model.num_classes != len(train.classes):
         raise RtxError(f"run {run.key}: model has {model.num_classes} outputs, {run.target} has "
                        f"{len(train.classes)} classes")

@@ -143,7 +143,8 @@ def _load_resume(path: Path, model: Classifier, optimizer: torch.optim.Optimizer
 # --- training -----------------------------------------------------------------------------------------------
 def train_source(spec: SourceSpec, root: Path, device: str | None = None, progress: bool = True,
                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False,
-                 on_epoch: Callable[[int, int], None] | None = None, data_root: str | None = None) -> SourceRecord:
+                 on_epoch: Callable[[int, int], None] | None = None, data_root: str | None = None,
+                 skip_bad_images: bool = False) -> SourceRecord:
     """Train `spec` (or load its checkpoint) into the cache; returns its record.
 
     Already-finished weights for the same key are reused; an interrupted training resumes from its last epoch.
@@ -156,12 +157,12 @@ def train_source(spec: SourceSpec, root: Path, device: str | None = None, progre
     final = artefact_path(root, "sources", key, "safetensors")
     if final.exists() and sidecar_path(final).exists():
         return _row_from_sidecar(spec, root, final)
-    training = _SourceTraining.start(spec, resolve_device(device), data_root)
+    training = _SourceTraining.start(spec, resolve_device(device), data_root, skip_bad_images)
     resume = _resume_path(root, key)
     state = _load_resume(resume, training.model, training.optimizer, training.generators) or {"epoch": 0, "seconds": 0.0,
                                                                                "history": []}
     _train_epochs(spec, training, state, resume, progress, on_epoch)
-    clean_acc = _clean_accuracy(training.model, spec.dataset, data_root)
+    clean_acc = _clean_accuracy(training.model, spec.dataset, data_root, skip_bad_images)
     meta = {
         "key": key, "name": spec.name, "constraint": spec.constraint, "attack_steps": spec.attack_steps,
         "attack": training.attack.label, "alpha": training.attack.alpha if training.attack.kind == "pgd" else None,
@@ -196,9 +197,10 @@ class _SourceTraining:
         return len(self.labels)
 
     @classmethod
-    def start(cls, spec: SourceSpec, dev: torch.device, data_root: str | None) -> _SourceTraining:
+    def start(cls, spec: SourceSpec, dev: torch.device, data_root: str | None,
+              skip_bad_images: bool = False) -> _SourceTraining:
         attack = parse_constraint(spec.constraint, spec.attack_steps)
-        train = load_dataset(spec.dataset, "train", data_root)
+        train = load_dataset(spec.dataset, "train", data_root, skip_bad_images=skip_bad_images)
         subset = torch.as_tensor(sample_subset(train.labels, spec.train_size or len(train), spec.seed))
         model = build_model(spec.arch, len(train.classes), seed=spec.seed).to(dev).to(
             memory_format=torch.channels_last)
@@ -245,8 +247,9 @@ def _train_epochs(spec: SourceSpec, training: _SourceTraining, state: dict[str, 
     bar.close()
 
 
-def _clean_accuracy(model: Classifier, dataset: str, data_root: str | None = None) -> float:
-    test = load_dataset(dataset, "test", data_root)
+def _clean_accuracy(model: Classifier, dataset: str, data_root: str | None = None,
+                    skip_bad_images: bool = False) -> float:
+    test = load_dataset(dataset, "test", data_root, skip_bad_images=skip_bad_images)
     return evaluate(OnPixels(model, model.input_size), test.images, test.labels, batch_size=EVAL_BATCH)
 
 
@@ -334,12 +337,13 @@ def _up_to_date(row: SourceRecord | None, spec: SourceSpec, root: Path) -> bool:
 
 
 def ensure_source(spec: SourceSpec, writer: CacheWriter, device: str | None = None, progress: bool = True,
-                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False) -> SourceRecord | None:
+                  checkpoint_dir: str | Path | None = None, trust_pickle: bool = False, data_root: str | None = None,
+                  skip_bad_images: bool = False) -> SourceRecord | None:
     """Train or load `spec` unless the cache already records it with the same key; returns the new row or None."""
     if _up_to_date(writer.source_row(spec.name), spec, writer.root):
         return None
     row = train_source(spec, writer.root, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
-                       trust_pickle=trust_pickle)
+                       trust_pickle=trust_pickle, data_root=data_root, skip_bad_images=skip_bad_images)
     _record(spec, row, writer, progress)
     return row
 

@@ -114,9 +114,9 @@ def _source_problems(names: Iterable[str], archs: Mapping[str, str | None], flag
     return problems
 
 
-def subset_problems(spec: str, sizes: Iterable[int | None], flag: str) -> list[str]:
+def subset_problems(spec: str, sizes: Iterable[int | None], flag: str, skip_bad_images: bool = False) -> list[str]:
     """A dataset spec and subset sizes of it (e.g. a custom source's --dataset and --train-size)."""
-    found = target_facts(spec)
+    found = target_facts(spec, skip_bad_images=skip_bad_images)
     return [found] if isinstance(found, str) else _size_problems(found, sizes, flag)
 
 

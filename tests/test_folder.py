@@ -304,3 +304,20 @@ def test_settings_take_skip_bad_images_from_the_environment_as_a_default(monkeyp
     assert not Settings.from_env(device="cpu", skip_bad_images=False).skip_bad_images
     monkeypatch.setenv(SKIP_ENV, "0")
     assert not Settings.from_env(device="cpu").skip_bad_images
+
+
+def test_train_source_on_a_folder_with_bad_files_follows_the_environment_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """`rtx train-source --dataset folder:PATH` has no --skip-bad-images flag; $RTX_SKIP_BAD_IMAGES (read once by
+    Settings.from_env) decides, and reaches the loaders as an argument: refused without it, trained with it."""
+    from compute.cli import main
+
+    root = _with_bad_files(tmp_path / "pets")
+    argv = ["--cache", str(tmp_path / "cache"), "train-source", "--name", "pets", "--arch", "small_resnet",
+            "--dataset", _spec(root), "--epochs", "1", "--device", "cpu", "--no-progress"]
+    monkeypatch.delenv(SKIP_ENV, raising=False)
+    assert main(argv) == 2
+    assert "--skip-bad-images" in capsys.readouterr().err
+    monkeypatch.setenv(SKIP_ENV, "1")
+    assert main(argv) == 0
+    assert "pets: clean accuracy" in capsys.readouterr().out

@@ -42,6 +42,7 @@ def cmd_influence(args: argparse.Namespace) -> int:
     from compute.cache import CacheWriter
     from compute.influence import get_method
     from compute.presets import InfluenceSpec, get_preset
+    from compute.settings import Settings
     from compute.stages.influence import InfluenceJob, influence_stage, run_influence
 
     if args.list_runs:
@@ -56,14 +57,17 @@ def cmd_influence(args: argparse.Namespace) -> int:
     runs = find_runs(root(args), args.run) if args.run else []
     if not runs:
         check_influence(preset, spec, root(args))
+    # Where the targets' images are and whether to skip unreadable ones: $RTX_DATA, $RTX_SKIP_BAD_IMAGES
+    data = Settings.from_env(device=args.device)
     with CacheWriter(root(args)) as writer:
-        for run in runs:
-            job = InfluenceJob(run.key, args.method, spec.cutoff, spec.n_test, spec.top_k)
-            computed = run_influence(writer, run, job, args.device)
-            print(f"{run.label} ({run.key}) -> {job.key} ({'computed' if computed else 'already in the cache'})")
+        for kept in runs:
+            job = InfluenceJob(kept.key, args.method, spec.cutoff, spec.n_test, spec.top_k)
+            computed = run_influence(writer, kept, job, args.device, data.data_root, data.skip_bad_images)
+            print(f"{kept.label} ({kept.key}) -> {job.key} ({'computed' if computed else 'already in the cache'})")
         if not runs:
             influence_stage(replace(preset, influence=spec), writer, device=args.device,
-                            progress=not args.no_progress, method=args.method)
+                            progress=not args.no_progress, method=args.method, data_root=data.data_root,
+                            skip_bad_images=data.skip_bad_images)
     return 0
 
 

@@ -61,6 +61,7 @@ def cmd_train_source(args: argparse.Namespace) -> int:
     """Train (or load) a preset's source models, or one custom source given by --name/--constraint/..."""
     from compute.cache import CacheWriter
     from compute.presets import SourceSpec, get_preset
+    from compute.settings import Settings
     from compute.stages.sources import sources_stage
     from compute.train_source import ensure_source
     from compute.validation import pgd_steps_problems, raise_problems, source_problems, subset_problems
@@ -68,7 +69,9 @@ def cmd_train_source(args: argparse.Namespace) -> int:
     if args.name and args.only:
         raise RtxError("--only selects sources of a preset; drop it when training a custom source with --name")
     preset = get_preset(args.preset)
-    raise_problems(args.name or preset.name, subset_problems(args.dataset, [args.train_size], "--train-size")
+    settings = Settings.from_env(checkpoint_dir=args.checkpoint_dir)  # $RTX_DATA, $RTX_SKIP_BAD_IMAGES, ...
+    raise_problems(args.name or preset.name, subset_problems(args.dataset, [args.train_size], "--train-size",
+                                                            settings.skip_bad_images)
                    + pgd_steps_problems(args.constraint, args.steps) if args.name
                    else source_problems(args.only or (), preset, "--only"))
     apply_threads(args)
@@ -80,15 +83,14 @@ def cmd_train_source(args: argparse.Namespace) -> int:
             steps = (3 if args.steps is None else args.steps) if is_pgd else 0
             spec = SourceSpec(args.name, args.arch, args.constraint, steps, args.dataset, epochs=args.epochs,
                               train_size=args.train_size, batch_size=args.batch_size, lr=args.lr)
-            row = ensure_source(spec, writer, device=args.device, progress=not args.no_progress)
+            row = ensure_source(spec, writer, device=args.device, progress=not args.no_progress,
+                                data_root=settings.data_root, skip_bad_images=settings.skip_bad_images)
             print(f"{spec.name}: clean accuracy {row.clean_acc:.3f}, {row.path}" if row
                   else f"{spec.name}: already in the cache")
         else:
-            from compute.settings import Settings
-
-            settings = Settings.from_env(checkpoint_dir=args.checkpoint_dir)
             sources_stage(preset, writer, device=args.device, progress=not args.no_progress,
-                          checkpoint_dir=settings.checkpoint_dir, trust_pickle=args.trust_pickle, only=args.only)
+                          checkpoint_dir=settings.checkpoint_dir, trust_pickle=args.trust_pickle, only=args.only,
+                          data_root=settings.data_root, skip_bad_images=settings.skip_bad_images)
     return 0
 
 

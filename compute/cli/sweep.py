@@ -38,7 +38,8 @@ def settings_from_args(args: argparse.Namespace):
                              progress=not args.no_progress, keep_models=args.keep_models, max_runs=args.max_runs,
                              checkpoint_dir=getattr(args, "checkpoint_dir", None),
                              trust_pickle=getattr(args, "trust_pickle", False), data_root=args.data_root,
-                             download=args.download, skip_bad_images=args.skip_bad_images or None, test_limit=args.test_limit, max_group=args.max_group,
+                             download=args.download, skip_bad_images=args.skip_bad_images or None,
+                             test_limit=args.test_limit, max_group=args.max_group,
                              engine_strategy=args.engine_strategy, compile=args.compile or None,
                              gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task,
                              threads=getattr(args, "threads", None))

@@ -123,20 +123,20 @@ def cutoff_sweep(problem: FCProblem, z_test: torch.Tensor, y_test: torch.Tensor,
     return CutoffSweep(tuple(float(c) for c in cutoffs), tuple(ranks), tuple(curves))
 
 
-def compute_influence(run: KeptRun, root: Path, job: InfluenceJob, device: str | torch.device | None = None,
-                      data_root: str | None = None) -> InfluenceOutcome:
+def compute_influence(kept: KeptRun, root: Path, job: InfluenceJob, device: str | torch.device | None = None,
+                      data_root: str | None = None, skip_bad_images: bool = False) -> InfluenceOutcome:
     """Build the run's problem (compute.influence_problem: the same one any other library gets), solve it, and
     score the first n_test test images."""
     start = time.perf_counter()
     method = get_method(job.method)
-    fc = influence_problem(run, root, job.n_test, device, data_root)
+    fc = influence_problem(kept, root, job.n_test, device, data_root, skip_bad_images)
     problem = fc.fc_problem()
     query = method.solve(problem, job.cutoff)
     matrix = method.matrix(problem, query, fc.test_features, fc.test_labels).cpu().numpy()
     test_pred = probabilities(fc.test_features.double(), problem.weight, problem.bias).argmax(1).cpu().numpy()
     y_train, y_test = fc.train_labels.numpy(), fc.test_labels.numpy()
     meta = {
-        "source": run.source, "target": run.target, "route": query.route, "rank": query.rank,
+        "source": kept.source, "target": kept.target, "route": query.route, "rank": query.rank,
         "eigenvalue_max": query.eigenvalue_max, "solve_seconds": query.seconds, "exact": method.exact,
         "features": int(fc.train_features.shape[1]), "bias": fc.bias is not None,
         "device": str(resolve_device(device)), "code": CODE_VERSION, "classes": list(fc.classes),
@@ -144,21 +144,22 @@ def compute_influence(run: KeptRun, root: Path, job: InfluenceJob, device: str |
         "test_acc": float((test_pred == y_test).mean()) if len(y_test) else None, "top_k": job.top_k, "sign": SIGN,
         "cutoff_sweep": cutoff_sweep(problem, fc.test_features, fc.test_labels).meta(),
     }
-    return InfluenceOutcome(job, run, matrix, query, fc.train_indices, y_train, fc.test_indices, y_test, test_pred,
+    return InfluenceOutcome(job, kept, matrix, query, fc.train_indices, y_train, fc.test_indices, y_test, test_pred,
                             label_match_curve(matrix, y_train, y_test, K_MAX), time.perf_counter() - start, meta)
 
 
 def _thumbnail_rows(writer: CacheWriter, target: str, split: str, indices: np.ndarray,
-                    data_root: str | None = None) -> list[ThumbnailRecord]:
+                    data_root: str | None = None, skip_bad_images: bool = False) -> list[ThumbnailRecord]:
     have = writer.thumbnail_indices(target, split)
     todo = [int(i) for i in indices if int(i) not in have]
     if not todo:
         return []
-    data = load_dataset(target, split, data_root)
+    data = load_dataset(target, split, data_root, skip_bad_images=skip_bad_images)
     return [ThumbnailRecord(target, split, i, int(data.labels[i]), to_png(data.images[i])) for i in todo]
 
 
-def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: str | None = None) -> None:
+def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: str | None = None,
+                   skip_bad_images: bool = False) -> None:
     """Write the artefacts, then the thumbnails, then the row and top-k in one transaction (the row last, so a
     crash leaves no row pointing at missing files)."""
     root, job, key = writer.root, outcome.job, outcome.job.key
@@ -169,8 +170,8 @@ def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: st
     with open(query_path, "wb") as fh:
         np.savez(fh, **arrays)
     target = outcome.run.target
-    thumbs = (_thumbnail_rows(writer, target, "train", outcome.train_indices, data_root)
-              + _thumbnail_rows(writer, target, "test", outcome.test_indices, data_root))
+    thumbs = (_thumbnail_rows(writer, target, "train", outcome.train_indices, data_root, skip_bad_images)
+              + _thumbnail_rows(writer, target, "test", outcome.test_indices, data_root, skip_bad_images))
     if thumbs:
         writer.record_thumbnails(thumbs)
     best = top_k(outcome.matrix, job.top_k)
@@ -189,22 +190,25 @@ def record_outcome(writer: CacheWriter, outcome: InfluenceOutcome, data_root: st
     writer.record_influence(row, topk)
 
 
-def run_influence(writer: CacheWriter, run: KeptRun, job: InfluenceJob,
-                  device: str | torch.device | None = None, data_root: str | None = None) -> bool:
+def run_influence(writer: CacheWriter, kept: KeptRun, job: InfluenceJob,
+                  device: str | torch.device | None = None, data_root: str | None = None,
+                  skip_bad_images: bool = False) -> bool:
     """Compute and record one job unless the cache has it; returns True when it computed."""
     if writer.has_influence(job.key):
         return False
-    record_outcome(writer, compute_influence(run, writer.root, job, device, data_root), data_root)
+    outcome = compute_influence(kept, writer.root, job, device, data_root, skip_bad_images)
+    record_outcome(writer, outcome, data_root, skip_bad_images)
     return True
 
 
 def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
-    influence_stage(preset, writer, device=settings.device, progress=settings.progress, data_root=settings.data_root)
+    influence_stage(preset, writer, device=settings.device, progress=settings.progress, data_root=settings.data_root,
+                    skip_bad_images=settings.skip_bad_images)
 
 
 def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.device | None = None,
                     progress: bool = True, method: str = "fast", cutoff: float | None = None,
-                    data_root: str | None = None, best: bool = True) -> None:
+                    data_root: str | None = None, best: bool = True, skip_bad_images: bool = False) -> None:
     """Influence for each of `preset.influence.sources` fine-tuned on the same subset (the paper analogue vs
     natural) and, with `best`, for the budget that transferred best on that target (`compute.best_budget`),
     for every fine-tuning seed of the spec (`all_seeds`: label match over seeds has an interval); each result's
@@ -223,23 +227,25 @@ def influence_stage(preset: Preset, writer: CacheWriter, device: str | torch.dev
     elif chosen is not None:
         tqdm.write(f"[influence] best budget {chosen.source}: {chosen.note}")
     for seed in tqdm(spec.all_seeds, desc="influence seeds", unit="seed", disable=not progress):
-        _influence_subset(preset, writer, replace(spec, seed=seed, seeds=()), chosen, method, device, data_root)
+        _influence_subset(preset, writer, replace(spec, seed=seed, seeds=()), chosen, method, device, data_root,
+                          skip_bad_images)
 
 
 def _influence_subset(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, chosen: best_budget.BestBudget | None,
-                      method: str, device: str | torch.device | None, data_root: str | None) -> None:
+                      method: str, device: str | torch.device | None, data_root: str | None,
+                      skip_bad_images: bool = False) -> None:
     """The stage for one fine-tuning seed (`spec.seed`): natural, the analogue and the best budget, roles recorded."""
     by_source = writer.kept_by_source(spec.target, spec.n_train, spec.seed, spec.blocks)
     part = preset.roles().role_of  # the roles the sources stage records (compute.roles), from the same preset
     roles = {s: {"role": part(s)} for s in spec.sources}
     sources = list(spec.sources)
     if chosen is not None and chosen.source not in by_source:
-        run, why = best_budget.ensure_run(preset, writer, spec, chosen.source, device, data_root)
-        if run is None:
+        kept, why = best_budget.ensure_run(preset, writer, spec, chosen.source, device, data_root, skip_bad_images)
+        if kept is None:
             tqdm.write(f"[influence] best budget {chosen.source} not compared on seed {spec.seed}: {why}")
             chosen = None
         else:
-            by_source[chosen.source] = run
+            by_source[chosen.source] = kept
             tqdm.write(f"[influence] best budget {chosen.source} on the influence subset (seed {spec.seed}): {why}")
     if chosen is not None:
         role = roles.get(chosen.source, {}).get("role")
@@ -248,13 +254,13 @@ def _influence_subset(preset: Preset, writer: CacheWriter, spec: InfluenceSpec, 
         sources += [chosen.source] if chosen.source not in sources else []
     done: dict[str, str] = {}
     for source in sources:
-        run = by_source.get(source)
-        if run is None:
+        kept = by_source.get(source)
+        if kept is None:
             tqdm.write(f"[influence] no fine-tune of {source} on {spec.target} n={spec.n_train} seed={spec.seed} "
                        f"blocks={spec.blocks} with kept weights; run the finetune stage first")
             continue
-        job = InfluenceJob(run.key, method, spec.cutoff, spec.n_test, spec.top_k)
-        if run_influence(writer, run, job, device, data_root):
+        job = InfluenceJob(kept.key, method, spec.cutoff, spec.n_test, spec.top_k)
+        if run_influence(writer, kept, job, device, data_root, skip_bad_images):
             tqdm.write(f"[influence] {source} seed {spec.seed}: {job.key} ({method}, cut-off {spec.cutoff:g})")
         done[source] = job.key
     writer.set_influence_roles([r.key for r in by_source.values()], method, spec.cutoff,

@@ -22,7 +22,7 @@ from compute.workers import Report, process_map
 def run(preset: Preset, writer: CacheWriter, settings: Settings) -> None:
     sources_stage(preset, writer, device=settings.device, progress=settings.progress,
                   checkpoint_dir=settings.checkpoint_dir, trust_pickle=settings.trust_pickle,
-                  workers=settings.workers, data_root=settings.data_root)
+                  workers=settings.workers, data_root=settings.data_root, skip_bad_images=settings.skip_bad_images)
     record_roles(preset, writer)
 
 
@@ -34,7 +34,8 @@ def record_roles(preset: Preset, writer: CacheWriter) -> None:
 
 def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None, progress: bool = True,
                   checkpoint_dir: str | Path | None = None, trust_pickle: bool = False,
-                  only: tuple[str, ...] | None = None, workers: int = 1, data_root: str | None = None) -> None:
+                  only: tuple[str, ...] | None = None, workers: int = 1, data_root: str | None = None,
+                  skip_bad_images: bool = False) -> None:
     """Train or load every source of the preset (or those in `only`) that the cache lacks, recording each.
 
     With `workers` > 1, sources to train run in that many processes (compute.workers); each is recorded as
@@ -45,8 +46,8 @@ def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None
     to_train = [s for s in todo if not s.checkpoint]
     if workers > 1 and len(to_train) > 1:
         with tqdm(total=len(to_train), desc="sources", unit="model", position=0, disable=not progress) as bar:
-            for spec, row in process_map(_train_job, to_train, workers, (str(writer.root), device, data_root),
-                                         progress):
+            shared = (str(writer.root), device, data_root, skip_bad_images)
+            for spec, row in process_map(_train_job, to_train, workers, shared, progress):
                 if isinstance(row, BaseException):
                     raise row
                 _record(spec, row, writer, progress)
@@ -54,13 +55,14 @@ def sources_stage(preset: Preset, writer: CacheWriter, device: str | None = None
         todo = [s for s in todo if s.checkpoint]
     for spec in todo:
         row = train_source(spec, writer.root, device=device, progress=progress, checkpoint_dir=checkpoint_dir,
-                           trust_pickle=trust_pickle, data_root=data_root)
+                           trust_pickle=trust_pickle, data_root=data_root, skip_bad_images=skip_bad_images)
         _record(spec, row, writer, progress)
 
 
-def _train_job(spec: SourceSpec, shared: tuple[str, str | None, str | None], report: Report) -> SourceRecord:
-    root, device, data_root = shared
+def _train_job(spec: SourceSpec, shared: tuple[str, str | None, str | None, bool], report: Report) -> SourceRecord:
+    root, device, data_root, skip_bad_images = shared
     label = f"{spec.name} ({spec.constraint}, k={spec.attack_steps})"
     report(label, 0, spec.epochs)
     return train_source(spec, Path(root), device=device, progress=False, data_root=data_root,
+                        skip_bad_images=skip_bad_images,
                         on_epoch=lambda epoch, epochs: report(label, epoch, epochs))
