@@ -24,7 +24,8 @@ from compute.cache.rows import (
 )
 from compute.cache.statistics import PairedDeltas
 
-# Done fine-tunes of one cell (the influence stage's input); the newest first when a cell was re-run.
+# Done fine-tunes of one influence subset, (target, n_train, seed, blocks) (the influence stage's input); the newest
+# first when one was re-run.
 INFLUENCE_RUNS_SQL = (
     f"SELECT {KEPT_RUN_COLUMNS} FROM runs WHERE status = 'done' AND target = ? AND n_train = ? AND seed = ? "
     "AND blocks = ? ORDER BY source, created DESC"
@@ -43,11 +44,11 @@ class CacheQueries(PairedDeltas):
         return self.con.execute(sql, list(params)).df()
 
     def influence_runs(self, target: str, n_train: int, seed: int, blocks: int) -> list[rec.KeptRun]:
-        """Done fine-tunes of one (target, subset size, seed, blocks) cell, by source, the newest first."""
+        """Done fine-tunes of one (target, subset size, seed, blocks) subset, by source, the newest first."""
         return [kept_run(r) for r in fetch_rows(self.con, INFLUENCE_RUNS_SQL, [target, n_train, seed, blocks])]
 
     def kept_by_source(self, target: str, n_train: int, seed: int, blocks: int) -> dict[str, rec.KeptRun]:
-        """Source -> its newest done fine-tune of the cell with kept weights (what influence can score)."""
+        """Source -> its newest done fine-tune of the subset with kept weights (what influence can score)."""
         found: dict[str, rec.KeptRun] = {}
         for run in self.influence_runs(target, n_train, seed, blocks):
             if run.model_path is not None:

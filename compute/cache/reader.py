@@ -145,7 +145,7 @@ class CacheReader(CacheQueries):
                            for r in frame.itertuples()])
 
     def influence_results(self) -> pd.DataFrame:
-        """Every influence result with its run's cell and its part in the comparison (`role`: 'natural', 'paper
+        """Every influence result with its run's subset and its part in the comparison (`role`: 'natural', 'paper
         analogue', 'best budget', ...; `role_note`: why; NULL when the stage recorded none)."""
         return self._query(
             "SELECT i.key, i.run_key, i.method, i.cutoff, i.n_train, i.n_test, i.seconds, i.label_match, "

@@ -3,6 +3,9 @@ seeds (and over source retraining where the cache has replicas: compute.interval
 
 Both sides use them: the reader for the explorer's pages, the writer for the influence stage, which picks the budget
 that transferred best from `delta_summary` (compute.best_budget).
+
+"Cell" here: the runs one mean summarises, (source, target, n_train, blocks[, epoch]), or for a difference the
+(target, n_train, blocks[, epoch]) both sides share; the seeds vary inside a cell.
 """
 
 from __future__ import annotations

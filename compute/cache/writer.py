@@ -236,7 +236,7 @@ class CacheWriter(CacheQueries):
         return {key: int(n) for key, n in rows}
 
     def run_keys(self, source: str, target: str, n_train: int, blocks: int) -> list[str]:
-        """Keys of the runs of one (source, target, subset size, blocks) cell, by seed."""
+        """Keys of the runs of one source on one (target, subset size, blocks), by seed."""
         rows = self.con.execute("SELECT key FROM runs WHERE source = ? AND target = ? AND n_train = ? AND blocks = ? "
                                 "ORDER BY seed", [source, target, n_train, blocks]).fetchall()
         return [r[0] for r in rows]
