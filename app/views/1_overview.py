@@ -19,9 +19,19 @@ if sources.empty:
     ui.empty_state(snap, "source models")
 else:
     shown = sources.assign(model=sources.apply(data.source_label, axis=1))
-    st.dataframe(shown[["name", "arch", "constraint_", "attack_steps", "source_dataset", "clean_acc", "model"]],
+    if "replicas" not in shown:  # a cache read by an older reader query
+        shown = shown.assign(replicas=1)
+    st.dataframe(shown[["name", "arch", "constraint_", "attack_steps", "source_dataset", "clean_acc", "replicas",
+                        "model"]],
                  hide_index=True, column_config={"clean_acc": st.column_config.NumberColumn("clean acc", format="percent"),
-                                                 "constraint_": "constraint", "attack_steps": "PGD(k)"})
+                                                 "constraint_": "constraint", "attack_steps": "PGD(k)",
+                                                 "replicas": "trained (seeds)"})
+    replicated = shown[shown["replicas"] > 1]
+    if not replicated.empty:
+        st.caption(f"{len(shown)} sources, {int(shown['replicas'].sum())} source models: "
+                   + ", ".join(f"{r.name} trained {int(r.replicas)} times" for r in replicated.itertuples())
+                   + " with other source seeds (their fine-tuning seeds start from each in turn, so intervals include "
+                   "retraining the source); clean accuracy is the first training's.")
 
 st.subheader("Accuracy under PGD attack (Table 1b analogue)")
 robust = data.robustness(snap)
