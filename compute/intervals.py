@@ -160,10 +160,9 @@ def source_spread(per: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
     frame["weighted"] = frame["estimate"] * frame["df"]
     pooled = frame.groupby(pool, dropna=False)[["weighted", "df"]].sum().reset_index()
     pooled["source_var"] = (pooled["weighted"] / pooled["df"]).clip(lower=0.0)
-    draws = frame.groupby([*pool, "source"], dropna=False)["df"].max().groupby(pool, dropna=False).sum()
-    pooled["source_df"] = draws.reindex(pd.MultiIndex.from_frame(pooled[pool]) if len(pool) > 1 else pooled[pool[0]]
-                                        ).to_numpy()
-    return pooled[columns]
+    draws = (frame.groupby([*pool, "source"], dropna=False)["df"].max().groupby(pool, dropna=False).sum()
+             .rename("source_df").reset_index())
+    return pooled.merge(draws, on=pool)[columns]
 
 
 def _anova_component(values: pd.Series, groups: pd.Series) -> tuple[float, int] | None:
