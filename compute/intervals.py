@@ -137,26 +137,33 @@ def source_spread(per: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
     averages out fine-tuning noise but adds no new draw. No replicated source: empty frame."""
     pool = [c for c in cell if c != SPREAD_POOL_DROP]
     columns = [*pool, "source_var", "source_df"]
-    estimates = []
-    for keys, runs in per.groupby(cell, dropna=False):
-        replicated = {f for f, models in runs.groupby("source")["model"] if models.nunique() > 1}
-        seed_sum = runs.groupby("seed")["acc"].agg(["sum", "count"])
-        for family in sorted(replicated):
-            own = runs[runs["source"] == family]
-            others = seed_sum.loc[own["seed"]]
-            k = (others["count"] - 1).to_numpy()
-            if (k < 1).any():
-                continue  # a seed with no other source: nothing removes its subset
-            relative = own["acc"].to_numpy() - (others["sum"].to_numpy() - own["acc"].to_numpy()) / k
-            estimate = _anova_component(pd.Series(relative, index=own.index), own["model"])
-            if estimate is None:
-                continue
-            leak = (len(replicated) - 1) / float(k.mean()) ** 2
-            estimates.append({**dict(zip(cell, keys if isinstance(keys, tuple) else (keys,), strict=True)),
-                              "source": family, "estimate": estimate[0] / (1 + leak), "df": estimate[1]})
-    if not estimates:
+    fam = [*cell, "source"]
+    if per.empty:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(estimates)
+    on_seed = per.groupby([*cell, "seed"], dropna=False)["acc"]
+    per = per.assign(models=per.groupby(fam, dropna=False)["model"].transform("nunique"),
+                     seed_sum=on_seed.transform("sum"), others=on_seed.transform("count") - 1)
+    own = per[per["models"] > 1]
+    replicated = own.groupby(cell, dropna=False)["source"].nunique().rename("replicated").reset_index()
+    # A source with a seed no other source ran on is left out: nothing removes that subset.
+    own = own[own.groupby(fam, dropna=False)["others"].transform("min") >= 1]
+    own = own.assign(relative=own["acc"] - (own["seed_sum"] - own["acc"]) / own["others"])
+    by_model = (own.groupby([*fam, "model"], dropna=False)["relative"].agg(["count", "mean", "var"]).reset_index()
+                .merge(own.groupby(fam, dropna=False)["relative"].mean().rename("grand").reset_index(), on=fam))
+    by_model = by_model.assign(between=by_model["count"] * (by_model["mean"] - by_model["grand"]) ** 2,
+                               within=by_model["var"].fillna(0) * (by_model["count"] - 1),
+                               squares=by_model["count"] ** 2)
+    anova = by_model.groupby(fam, dropna=False).agg(r=("model", "size"), n=("count", "sum"), between=("between", "sum"),
+                                                   within=("within", "sum"), squares=("squares", "sum")).reset_index()
+    anova = anova[(anova["r"] >= 2) & (anova["n"] > anova["r"])]
+    if anova.empty:
+        return pd.DataFrame(columns=columns)
+    k = own.groupby(fam, dropna=False)["others"].mean().rename("k").reset_index()
+    anova = anova.merge(k, on=fam).merge(replicated, on=cell)
+    n0 = (anova["n"] - anova["squares"] / anova["n"]) / (anova["r"] - 1)
+    component = (anova["between"] / (anova["r"] - 1) - anova["within"] / (anova["n"] - anova["r"])) / n0
+    leak = (anova["replicated"] - 1) / anova["k"] ** 2
+    frame = anova.assign(estimate=component / (1 + leak), df=anova["r"] - 1)
     frame["weighted"] = frame["estimate"] * frame["df"]
     pooled = frame.groupby(pool, dropna=False)[["weighted", "df"]].sum().reset_index()
     pooled["source_var"] = (pooled["weighted"] / pooled["df"]).clip(lower=0.0)
@@ -165,24 +172,13 @@ def source_spread(per: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
     return pooled.merge(draws, on=pool)[columns]
 
 
-def _anova_component(values: pd.Series, groups: pd.Series) -> tuple[float, int] | None:
-    """(MSB - MSW) / n0 of `values` grouped by `groups` and its R - 1; None with one group or no replication."""
-    sizes = values.groupby(groups).agg(["count", "mean", "var"])
-    r, n = len(sizes), int(sizes["count"].sum())
-    if r < 2 or n <= r:
-        return None
-    grand = float(values.mean())
-    msb = float((sizes["count"] * (sizes["mean"] - grand) ** 2).sum()) / (r - 1)
-    msw = float((sizes["var"].fillna(0) * (sizes["count"] - 1)).sum()) / (n - r)
-    n0 = (n - float((sizes["count"] ** 2).sum()) / n) / (r - 1)
-    return (msb - msw) / n0, r - 1
-
-
-def replica_weight(models: pd.Series) -> float:
-    """sum over replicas of (runs from it / runs)^2: the share of one replica draw's variance a mean over these runs
-    keeps (1 for one source model, 1/R for R replicas used equally)."""
-    shares = models.value_counts(normalize=True)
-    return float((shares ** 2).sum())
+def replica_weights(per: pd.DataFrame, group: list[str], side: str) -> pd.DataFrame:
+    """Per `group`: sum over the replicas in column `side` of (runs from it / runs)^2, the share of one replica
+    draw's variance a mean over these runs keeps (1 for one source model, 1/R for R replicas used equally)."""
+    counts = per.groupby([*group, side], dropna=False).size().rename("runs").reset_index()
+    counts["share"] = counts["runs"] / counts.groupby(group, dropna=False)["runs"].transform("sum")
+    return (counts["share"] ** 2).groupby([counts[c] for c in group], dropna=False).sum().rename(
+        f"weight_{side}").reset_index()
 
 
 def summarise(per: pd.DataFrame, group: list[str], sides: tuple[str, ...] = ("model",),
@@ -196,7 +192,9 @@ def summarise(per: pd.DataFrame, group: list[str], sides: tuple[str, ...] = ("mo
         return pd.DataFrame(columns=out_cols)
     grouped = per.groupby(group, dropna=False)
     frame = grouped["acc"].agg(n_seeds="count", mean="mean", sd="std").reset_index()
-    frame["weight"] = sum(grouped[side].agg(replica_weight).to_numpy() for side in sides)
+    for side in sides:
+        frame = frame.merge(replica_weights(per, group, side), on=group, how="left")
+    frame["weight"] = frame[[f"weight_{side}" for side in sides]].sum(axis=1)
     if spread is not None and not spread.empty:
         pool = [c for c in spread.columns if c in group]
         frame = frame.merge(spread, on=pool, how="left")
@@ -260,5 +258,6 @@ def describe(interval: Interval, ahead: str, behind: str, scale: float = 100.0, 
     return f"{NOT_DISTINGUISHABLE}: {body}"
 
 
-__all__ = ["LEVEL", "NOT_DISTINGUISHABLE", "Interval", "describe", "difference_interval", "from_summary",
-           "mean_interval", "paired_interval", "replica_weight", "basis", "RETRAINING", "source_spread", "summarise", "t_quantile", "tied"]
+__all__ = ["LEVEL", "NOT_DISTINGUISHABLE", "RETRAINING", "Interval", "basis", "describe", "difference_interval",
+           "from_summary", "mean_interval", "paired_interval", "replica_weights", "source_spread", "summarise",
+           "t_quantile", "tied"]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compute.intervals import RETRAINING, basis, replica_weight, source_spread, summarise
+from compute.intervals import RETRAINING, basis, replica_weights, source_spread, summarise
 
 SIGMA_SOURCE = 0.01
 # subset size -> (seeds, subset effect sd, fine-tuning noise sd): the demo ladder's seeds, and noise of the demo's
@@ -109,10 +109,15 @@ def test_no_replicas_no_spread_and_the_seeds_interval_is_unchanged() -> None:
     assert math.isnan(row["source_sd"]) and basis(pd.DataFrame([row])) == "seeds"
 
 
+def replica_weight(models: list[str]) -> float:
+    per = pd.DataFrame({"cell": "c", "model": models})
+    return float(replica_weights(per, ["cell"], "model")["weight_model"].iloc[0])
+
+
 def test_replica_weight() -> None:
-    assert replica_weight(pd.Series(["a"] * 5)) == 1.0
-    assert replica_weight(pd.Series(["a", "b", "c"] * 2)) == pytest.approx(1 / 3)
-    assert replica_weight(pd.Series(["a", "b", "c", "a", "b"])) == pytest.approx((4 + 4 + 1) / 25)
+    assert replica_weight(["a"] * 5) == 1.0
+    assert replica_weight(["a", "b", "c"] * 2) == pytest.approx(1 / 3)
+    assert replica_weight(["a", "b", "c", "a", "b"]) == pytest.approx((4 + 4 + 1) / 25)
 
 
 def test_widened_row_says_so() -> None:
